@@ -1,0 +1,83 @@
+# Shared set-up steps for scripts/test and scripts/demo: each one skips what is already there,
+# so re-running on a prepared machine costs seconds. Sourced, not executed.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+VENV="${OSCAR_VENV:-$ROOT/.venv}"
+STATE_DIR="${OSCAR_SETUP_STATE:-/tmp/oscar-py-setup}"
+mkdir -p "$STATE_DIR"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+        die "need root for: $* (run as root or install sudo)"
+    fi
+}
+
+# ensure_packages PKG...: install the Debian packages that are missing.
+ensure_packages() {
+    local missing=()
+    for package in "$@"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" \
+            || missing+=("$package")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    say "installing Debian packages: ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+}
+
+# ensure_venv EXTRAS: a virtualenv at $VENV with this project installed (editable).
+ensure_venv() {
+    local spec="$ROOT$1"  # "" or an extras suffix like "[test]"
+    if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then ensure_packages python3-venv; fi
+    [ -x "$VENV/bin/python" ] || { say "creating virtualenv $VENV"; python3 -m venv "$VENV"; }
+    local stamp="$VENV/.installed-$(cat "$ROOT/pyproject.toml" | sha1sum | cut -c1-12)$1"
+    if [ ! -e "$stamp" ]; then
+        say "installing Python packages ($spec)"
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$spec"
+        touch "$stamp"
+    fi
+}
+
+# ensure_dockerd: a Docker Engine that answers, started in the background if none does.
+ensure_dockerd() {
+    ensure_packages docker.io
+    if docker info >/dev/null 2>&1; then return 0; fi
+    say "starting dockerd"
+    as_root sh -c "nohup dockerd >'$STATE_DIR/dockerd.log' 2>&1 &"
+    for _ in $(seq 1 60); do
+        docker info >/dev/null 2>&1 && return 0
+        sleep 0.5
+    done
+    tail -20 "$STATE_DIR/dockerd.log" >&2 || true
+    die "dockerd did not answer within 30 s (log above)"
+}
+
+# ensure_postgres: a PostgreSQL server on loopback with a role that may create databases;
+# exports OSCAR_TEST_POSTGRES_URL for the state-store tests.
+ensure_postgres() {
+    ensure_packages postgresql
+    local version
+    version="$(ls /usr/lib/postgresql | sort -n | tail -1)"
+    if ! pg_isready -q -h 127.0.0.1; then
+        say "starting PostgreSQL $version"
+        if ! pg_lsclusters -h | grep -q .; then as_root pg_createcluster "$version" main >/dev/null; fi
+        as_root pg_ctlcluster "$version" main start
+        for _ in $(seq 1 40); do pg_isready -q -h 127.0.0.1 && break; sleep 0.5; done
+        pg_isready -q -h 127.0.0.1 || die "PostgreSQL did not start"
+    fi
+    as_root su postgres -c "psql -q -tAc \"SELECT 1 FROM pg_roles WHERE rolname='oscar_test'\" \
+        | grep -q 1 || psql -q -c \"CREATE ROLE oscar_test LOGIN CREATEDB PASSWORD 'oscar_test'\"" \
+        >/dev/null
+    export OSCAR_TEST_POSTGRES_URL="postgresql://oscar_test:oscar_test@127.0.0.1:5432/postgres"
+}
+
+# ensure_test_images: the local images the tests run (no registry is reachable in CI).
+ensure_test_images() {
+    ensure_packages busybox-static
+    "$ROOT/scripts/build-test-images"
+}

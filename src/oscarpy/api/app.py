@@ -1,0 +1,37 @@
+"""The REST API application: the OSCAR routes, their authentication and error mapping."""
+
+from __future__ import annotations
+
+from fastapi import Depends, FastAPI
+from fastapi.responses import PlainTextResponse
+
+from oscarpy import __version__
+from oscarpy.api.auth import require_admin
+from oscarpy.api.slashes import StripTrailingSlash
+from oscarpy.config import Settings
+from oscarpy.credentials import AdminCredentials
+from oscarpy.db import Database
+
+
+def create_app(settings: Settings, database: Database, admin: AdminCredentials) -> FastAPI:
+    app = FastAPI(
+        title="oscar-py",
+        version=__version__,
+        description="OSCAR-compatible API for event-driven file processing in containers.",
+        redirect_slashes=False,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.state.admin = admin
+
+    @app.get("/health", response_class=PlainTextResponse, tags=["system"])
+    def health() -> str:
+        """Liveness check; the only route that needs no credentials."""
+        return "Ok"
+
+    @app.get("/system/info", tags=["system"], dependencies=[Depends(require_admin)])
+    def info() -> dict[str, str]:
+        return {"version": __version__, "kubernetes_version": "", "name": "oscar-py"}
+
+    app.add_middleware(StripTrailingSlash)
+    return app

@@ -1,0 +1,89 @@
+"""Settings of a running platform, read from `OSCAR_*` environment variables and CLI flags.
+
+Every setting has one place: this class. The CLI passes the flags a user gave as overrides,
+so a flag beats its environment variable, which beats the default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+RuntimeName = Literal["docker", "process"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("oscar-py", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """The platform's configuration; each field is also the environment variable `OSCAR_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="OSCAR_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Address the REST API and S3 front-end listen on.")
+    port: int = Field(
+        8080, ge=0, le=65535, description="Port of the REST API (0 picks a free one)."
+    )
+    s3_port: int = Field(9000, ge=0, le=65535, description="Port of the S3 front-end.")
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Holds the state DB, blobs, job work directories and logs.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the state DB; default SQLite in the data directory. "
+        "PostgreSQL: postgresql://user:password@host/db.",
+    )
+    username: str = Field("oscar", min_length=1, description="Admin user (OSCAR_USERNAME).")
+    password: SecretStr | None = Field(
+        None,
+        description="Admin password (OSCAR_PASSWORD); generated and stored on first start.",
+    )
+    runtime: RuntimeName = Field("docker", description="How scripts run: docker or process.")
+    log_level: LogLevel = Field("INFO", description="Least severe log level printed.")
+    region: str = Field("us-east-1", description="Region the S3 front-end reports.")
+    public_s3_endpoint: str | None = Field(
+        None,
+        description="S3 endpoint URL handed to clients by /system/config; default derived "
+        "from host and s3_port.",
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    @property
+    def state_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'oscar.db'}"
+
+    def s3_endpoint(self, bound_port: int | None = None) -> str:
+        """The S3 URL clients should use; `bound_port` replaces a port of 0 once bound."""
+        if self.public_s3_endpoint:
+            return self.public_s3_endpoint.rstrip("/")
+        return f"http://{_url_host(self.host)}:{bound_port or self.s3_port}"
+
+    def api_endpoint(self, bound_port: int | None = None) -> str:
+        return f"http://{_url_host(self.host)}:{bound_port or self.port}"
+
+
+def _url_host(host: str) -> str:
+    """A listen address as a client would reach it (the wildcard means this host)."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host

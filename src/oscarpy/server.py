@@ -1,0 +1,210 @@
+"""The composition root: builds every component from the settings and runs them in one process.
+
+`run` binds both listening sockets before anything else, so that a taken port is reported
+at once and clearly, then serves the REST API and the S3 front-end on one event loop until
+SIGINT or SIGTERM asks it to stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import signal
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from oscarpy.api.app import create_app
+from oscarpy.config import Settings
+from oscarpy.credentials import (
+    AdminCredentials,
+    CredentialsError,
+    credentials_path,
+    load_or_create_admin,
+    read_credentials_file,
+    record_endpoints,
+)
+from oscarpy.db import Database
+from oscarpy.storage.s3.app import create_s3_app
+
+log = logging.getLogger("oscarpy.server")
+
+
+class StartupError(RuntimeError):
+    """The platform cannot start; the message says why and what to change."""
+
+
+class BackgroundService(Protocol):
+    """A component with its own threads (the job engine) started after the listeners."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def prepare_data_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        raise StartupError(
+            f"data directory {path} is not writable ({error.strerror or error}); "
+            "choose another with --data-dir or OSCAR_DATA_DIR"
+        ) from error
+
+
+def bind_listener(host: str, port: int, purpose: str, flag: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRINUSE:
+            reason = "is already in use by another program"
+        elif error.errno == errno.EACCES:
+            reason = "needs privileges this user does not have"
+        else:
+            reason = f"cannot be opened ({error.strerror or error})"
+        raise StartupError(
+            f"cannot listen for the {purpose} on {host}:{port}: the port {reason}; "
+            f"choose another with {flag}"
+        ) from error
+    sock.set_inheritable(True)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to `Platform`, which runs two of them."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Platform:
+    """Everything `oscar serve` runs, built from one `Settings`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        prepare_data_dir(settings.data_dir)
+        try:
+            self.admin: AdminCredentials = load_or_create_admin(settings)
+        except CredentialsError as error:
+            raise StartupError(str(error)) from error
+        self.first_start_password = self.admin.generated and not _announced(settings)
+        self.api_socket = bind_listener(settings.host, settings.port, "REST API", "--port")
+        try:
+            self.s3_socket = bind_listener(settings.host, settings.s3_port, "S3 API", "--s3-port")
+        except StartupError:
+            self.api_socket.close()
+            raise
+        self.database = Database(settings.state_database_url)
+        try:
+            self.database.migrate()
+        except Exception as error:
+            self.close_sockets()
+            raise StartupError(
+                f"cannot open the state DB {self.database.describe()}: {error}"
+            ) from error
+        self.api_app: ASGIApp = create_app(settings, self.database, self.admin)
+        self.s3_app: ASGIApp = create_s3_app()
+        self.background: list[BackgroundService] = []
+
+    @property
+    def api_endpoint(self) -> str:
+        return self.settings.api_endpoint(self.api_socket.getsockname()[1])
+
+    @property
+    def s3_endpoint(self) -> str:
+        return self.settings.s3_endpoint(self.s3_socket.getsockname()[1])
+
+    def close_sockets(self) -> None:
+        self.api_socket.close()
+        self.s3_socket.close()
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        finally:
+            for service in reversed(self.background):
+                service.stop()
+            self.database.close()
+            self.close_sockets()
+        log.info("stopped")
+
+    async def _serve(self) -> None:
+        servers = [self._uvicorn(self.api_app), self._uvicorn(self.s3_app)]
+        loop = asyncio.get_running_loop()
+
+        def request_exit(signum: int) -> None:
+            # A second Ctrl-C forces exit; a repeated SIGTERM (sent to the whole process group
+            # by `timeout`, say) only asks again for the same graceful shutdown.
+            if servers[0].should_exit:
+                if signum == signal.SIGINT:
+                    log.warning("second interrupt, forcing exit")
+                    for server in servers:
+                        server.force_exit = True
+                return
+            log.info("received %s, shutting down", signal.Signals(signum).name)
+            for server in servers:
+                server.should_exit = True
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, request_exit, signum)
+        for service in self.background:
+            service.start()
+        self._announce()
+        await asyncio.gather(
+            servers[0].serve(sockets=[self.api_socket]),
+            servers[1].serve(sockets=[self.s3_socket]),
+        )
+
+    def _uvicorn(self, app: ASGIApp) -> _Server:
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=self.settings.log_level == "DEBUG",
+            timeout_graceful_shutdown=3,
+            proxy_headers=False,
+            server_header=False,
+        )
+        return _Server(config)
+
+    def _announce(self) -> None:
+        log.info("state DB: %s", self.database.describe())
+        log.info("data directory: %s", self.settings.data_dir)
+        log.info("REST API on %s, S3 API on %s", self.api_endpoint, self.s3_endpoint)
+        if self.admin.generated:
+            record_endpoints(self.settings, self.api_endpoint, self.s3_endpoint)
+        if self.first_start_password:
+            # Printed, never logged: the log masks the password, and a user needs it once.
+            print(
+                f"\noscar-py is running at {self.api_endpoint} (S3 at {self.s3_endpoint})\n"
+                f"  user:     {self.admin.username}\n"
+                f"  password: {self.admin.password}\n"
+                f"Stored in {credentials_path(self.settings.data_dir)} (mode 0600); "
+                "it is not shown again.\n",
+                flush=True,
+            )
+        elif self.admin.generated:
+            log.info("admin password stored in %s", credentials_path(self.settings.data_dir))
+
+
+def _announced(settings: Settings) -> bool:
+    """Whether an earlier start already printed the generated password (it then noted endpoints)."""
+    return "endpoint" in (read_credentials_file(credentials_path(settings.data_dir)) or {})
+
+
+def run(settings: Settings) -> None:
+    Platform(settings).run()

@@ -1,0 +1,70 @@
+"""Fixtures shared by every test tier.
+
+Tests that need a real Docker Engine or PostgreSQL are skipped with a visible reason when
+none answers on a developer's machine, and fail in CI (CI=true), where `scripts/test` starts
+them: a missing service must never turn into a silently green run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.server import RunningServer, start_server
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_service(available: bool, reason: str) -> None:
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"{reason} (CI must provide it: scripts/test starts it)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings read OSCAR_* variables: a developer's own must not leak into tests."""
+    for name in list(os.environ):
+        if name.startswith("OSCAR_") and not name.startswith("OSCAR_TEST_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[object]:
+    import docker
+
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except Exception as error:  # any failure to reach the daemon means "not available"
+        require_service(False, f"no Docker Engine answers ({error.__class__.__name__})")
+        raise
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RunningServer]:
+    """A fresh `oscar serve` with its own data directory, stopped after the test."""
+    running = start_server(tmp_path / "data")
+    yield running
+    running.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty state DB, once for SQLite and once for PostgreSQL."""
+    from tests.support.databases import fresh_postgres_database, postgres_reachable, sqlite_url
+
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path)
+        return
+    reachable, reason = postgres_reachable()
+    require_service(reachable, reason)
+    with fresh_postgres_database() as url:
+        yield url

@@ -1,0 +1,123 @@
+"""A real `oscar serve` in a subprocess on free ports, for wire-level tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+OSCAR = str(Path(sys.executable).with_name("oscar"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    """One `oscar serve` process and how to reach it."""
+
+    process: subprocess.Popen[str]
+    data_dir: Path
+    port: int
+    s3_port: int
+    username: str
+    password: str
+    log_path: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def s3_url(self) -> str:
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    @property
+    def auth(self) -> tuple[str, str]:
+        return (self.username, self.password)
+
+    def client(self, **options: object) -> httpx.Client:
+        return httpx.Client(base_url=self.url, auth=self.auth, timeout=30, **options)  # type: ignore[arg-type]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def kill(self) -> None:
+        """kill -9: what a crash looks like."""
+        self.process.kill()
+        self.process.wait()
+
+
+def start_server(
+    data_dir: Path,
+    *,
+    port: int | None = None,
+    s3_port: int | None = None,
+    env: dict[str, str] | None = None,
+    args: list[str] | None = None,
+    wait: float = 30,
+) -> RunningServer:
+    """Start `oscar serve` and wait until `/health` answers; the process log goes to a file."""
+    port = port or free_port()
+    s3_port = s3_port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir.parent / f"{data_dir.name}-server.log"
+    process_env = {key: value for key, value in os.environ.items() if not key.startswith("OSCAR_")}
+    process_env.update({"OSCAR_USERNAME": "oscar", "OSCAR_LOG_LEVEL": "DEBUG"})
+    process_env.update(env or {})
+    command = [OSCAR, "serve", "--data-dir", str(data_dir), "--port", str(port)]
+    command += ["--s3-port", str(s3_port), *(args or [])]
+    log_file = log_path.open("a")
+    process = subprocess.Popen(
+        command, stdout=log_file, stderr=subprocess.STDOUT, env=process_env, text=True
+    )
+    log_file.close()
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"oscar serve exited {process.returncode}:\n{log_path.read_text()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).text == "Ok":
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    else:
+        process.kill()
+        raise RuntimeError(f"oscar serve did not answer in {wait} s:\n{log_path.read_text()}")
+    password = (
+        process_env.get("OSCAR_PASSWORD")
+        or json.loads((data_dir / "credentials.json").read_text())["password"]
+    )
+    return RunningServer(
+        process,
+        data_dir,
+        port,
+        s3_port,
+        process_env["OSCAR_USERNAME"],
+        password,
+        log_path,
+        extra_env=env or {},
+    )
