@@ -19,9 +19,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import Table, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -50,6 +50,9 @@ DEFAULT_CONTENT_TYPE = "binary/octet-stream"
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IP_ADDRESS = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 _PAGE = 1000
+_OBJECTS = cast(Table, ObjectRow.__table__)
+_EVENTS = cast(Table, ObjectEvent.__table__)
+_BUCKET_EXISTS = select(BucketRow.name).where(BucketRow.name == bindparam("name"))
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,9 @@ class ObjectStore:
         self.blobs = Blobs(data_dir / "blobs")
         self._listeners: list[Callable[[], None]] = []
         self._listeners_lock = threading.Lock()
+        # SQLite has one writer at a time; queueing our own writers on a lock is fair and
+        # immediate, where SQLite's busy handler would make each waiter sleep and poll.
+        self._write_lock = threading.Lock() if database.dialect == "sqlite" else None
 
     # -- maintenance -----------------------------------------------------------------------
 
@@ -589,9 +595,12 @@ class ObjectStore:
         """A write transaction. On SQLite it takes the write lock at once (BEGIN IMMEDIATE), so
         what it reads stays true until it commits and concurrent writers queue instead of
         failing on a stale snapshot."""
-        with self.database.session() as session:
-            if self.database.dialect == "sqlite":
-                session.execute(text("BEGIN IMMEDIATE"))
+        if self._write_lock is None:
+            with self.database.session() as session:
+                yield session
+            return
+        with self._write_lock, self.database.session() as session:
+            session.execute(text("BEGIN IMMEDIATE"))
             yield session
 
     def _lock_key(self, session: Session, bucket: str, key: str) -> None:
@@ -633,32 +642,57 @@ class ObjectStore:
         ending_upload: str | None = None,
     ) -> ObjectDetails:
         freed: list[str] = []
+        details = ObjectDetails(
+            bucket=bucket,
+            key=key,
+            size=blob.size,
+            etag=etag or blob.md5,
+            content_type=content_type or DEFAULT_CONTENT_TYPE,
+            metadata=dict(metadata or {}),
+            headers=dict(headers or {}),
+            last_modified=utcnow(),
+            blob_id=blob.blob_id,
+        )
+        values = {
+            "blob_id": details.blob_id,
+            "size": details.size,
+            "etag": details.etag,
+            "content_type": details.content_type,
+            "user_metadata": details.metadata,
+            "headers": details.headers,
+            "last_modified": details.last_modified,
+        }
         try:
             validate_key(key)
+            # Core statements rather than ORM objects: this is the one serialised section of
+            # every write, so its Python overhead bounds the PUT rate of small objects.
             with self._writing() as session:
-                if session.get(BucketRow, bucket) is None:
+                connection = session.connection()
+                if connection.execute(_BUCKET_EXISTS, {"name": bucket}).first() is None:
                     raise BucketNotFound(f"bucket {bucket!r} does not exist")
                 if ending_upload is not None:
                     if session.get(UploadRow, ending_upload) is None:
                         raise UploadNotFound(f"upload {ending_upload!r} does not exist")
                     freed.extend(self._end_upload(session, ending_upload))
                 self._lock_key(session, bucket, key)
-                row = session.get(ObjectRow, (bucket, key))
-                if row is None:
-                    row = ObjectRow(bucket=bucket, key=key)
-                    session.add(row)
+                where = (_OBJECTS.c.bucket == bucket) & (_OBJECTS.c.key == key)
+                previous = connection.execute(select(_OBJECTS.c.blob_id).where(where)).scalar()
+                if previous is None:
+                    connection.execute(insert(_OBJECTS).values(bucket=bucket, key=key, **values))
                 else:
-                    freed.append(row.blob_id)
-                row.blob_id = blob.blob_id
-                row.size = blob.size
-                row.etag = etag or blob.md5
-                row.content_type = content_type or DEFAULT_CONTENT_TYPE
-                row.user_metadata = dict(metadata or {})
-                row.headers = dict(headers or {})
-                row.last_modified = utcnow()
+                    freed.append(previous)
+                    connection.execute(update(_OBJECTS).where(where).values(**values))
                 if record_event:
-                    self._record(session, "created", bucket, key, row.size, row.etag)
-                details = _details(row)
+                    connection.execute(
+                        insert(_EVENTS).values(
+                            kind="created",
+                            bucket=bucket,
+                            key=key,
+                            size=details.size,
+                            etag=details.etag,
+                            occurred_at=details.last_modified,
+                        )
+                    )
         except BaseException:
             self.blobs.remove(blob.blob_id)
             raise
