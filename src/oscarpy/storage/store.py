@@ -19,9 +19,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
 from sqlalchemy import Table, bindparam, delete, func, insert, select, text, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -36,6 +37,7 @@ from oscarpy.storage.errors import (
     InvalidPartOrder,
     ObjectNotFound,
     PartTooSmall,
+    StorageError,
     UploadNotFound,
 )
 from oscarpy.storage.events import EventKind, ObjectEvent, fetch_events
@@ -53,6 +55,30 @@ _PAGE = 1000
 _OBJECTS = cast(Table, ObjectRow.__table__)
 _EVENTS = cast(Table, ObjectEvent.__table__)
 _BUCKET_EXISTS = select(BucketRow.name).where(BucketRow.name == bindparam("name"))
+# Statements built once and executed with parameters: building them per write costs more
+# than running them.
+_OBJECT_COLUMNS = (
+    "blob_id",
+    "size",
+    "etag",
+    "content_type",
+    "user_metadata",
+    "headers",
+    "last_modified",
+)
+_PREVIOUS_BLOB = select(_OBJECTS.c.blob_id).where(
+    (_OBJECTS.c.bucket == bindparam("match_bucket")) & (_OBJECTS.c.key == bindparam("match_key"))
+)
+_INSERT_OBJECT = insert(_OBJECTS)
+_UPDATE_OBJECT = (
+    update(_OBJECTS)
+    .where(
+        (_OBJECTS.c.bucket == bindparam("match_bucket"))
+        & (_OBJECTS.c.key == bindparam("match_key"))
+    )
+    .values({name: bindparam(name) for name in _OBJECT_COLUMNS})
+)
+_INSERT_EVENT = insert(_EVENTS)
 
 
 @dataclass(frozen=True)
@@ -64,6 +90,18 @@ class ObjectDetails(ObjectInfo):
     headers: dict[str, str] = field(default_factory=dict)
     last_modified: datetime = field(default_factory=utcnow)
     blob_id: str = field(default="", repr=False)
+
+
+@dataclass
+class _PendingWrite:
+    """One object write waiting for a group commit, and its outcome."""
+
+    details: ObjectDetails
+    values: dict[str, Any]
+    record_event: bool
+    done: bool = False
+    error: BaseException | None = None
+    freed: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -158,6 +196,8 @@ class ObjectStore:
         # SQLite has one writer at a time; queueing our own writers on a lock is fair and
         # immediate, where SQLite's busy handler would make each waiter sleep and poll.
         self._write_lock = threading.Lock() if database.dialect == "sqlite" else None
+        self._queue: list[_PendingWrite] = []
+        self._queue_lock = threading.Lock()
 
     # -- maintenance -----------------------------------------------------------------------
 
@@ -664,34 +704,17 @@ class ObjectStore:
         }
         try:
             validate_key(key)
-            # Core statements rather than ORM objects: this is the one serialised section of
-            # every write, so its Python overhead bounds the PUT rate of small objects.
-            with self._writing() as session:
-                connection = session.connection()
-                if connection.execute(_BUCKET_EXISTS, {"name": bucket}).first() is None:
-                    raise BucketNotFound(f"bucket {bucket!r} does not exist")
-                if ending_upload is not None:
-                    if session.get(UploadRow, ending_upload) is None:
-                        raise UploadNotFound(f"upload {ending_upload!r} does not exist")
-                    freed.extend(self._end_upload(session, ending_upload))
-                self._lock_key(session, bucket, key)
-                where = (_OBJECTS.c.bucket == bucket) & (_OBJECTS.c.key == key)
-                previous = connection.execute(select(_OBJECTS.c.blob_id).where(where)).scalar()
-                if previous is None:
-                    connection.execute(insert(_OBJECTS).values(bucket=bucket, key=key, **values))
-                else:
-                    freed.append(previous)
-                    connection.execute(update(_OBJECTS).where(where).values(**values))
-                if record_event:
-                    connection.execute(
-                        insert(_EVENTS).values(
-                            kind="created",
-                            bucket=bucket,
-                            key=key,
-                            size=details.size,
-                            etag=details.etag,
-                            occurred_at=details.last_modified,
-                        )
+            if ending_upload is None and self._write_lock is not None:
+                freed.extend(self._commit_grouped(_PendingWrite(details, values, record_event)))
+            else:
+                with self._writing() as session:
+                    if ending_upload is not None:
+                        if session.get(UploadRow, ending_upload) is None:
+                            raise UploadNotFound(f"upload {ending_upload!r} does not exist")
+                        freed.extend(self._end_upload(session, ending_upload))
+                    self._lock_key(session, bucket, key)
+                    freed.extend(
+                        self._write_row(session.connection(), details, values, record_event)
                     )
         except BaseException:
             self.blobs.remove(blob.blob_id)
@@ -700,6 +723,80 @@ class ObjectStore:
         if record_event:
             self._notify()
         return details
+
+    def _write_row(
+        self,
+        connection: Connection,
+        details: ObjectDetails,
+        values: dict[str, Any],
+        record_event: bool,
+    ) -> list[str]:
+        """Insert or replace one object row (and its event); returns the blob it replaced.
+
+        Core statements rather than ORM objects: this is the serialised section of every
+        write, so its Python overhead bounds the PUT rate of small objects.
+        """
+        if connection.execute(_BUCKET_EXISTS, {"name": details.bucket}).first() is None:
+            raise BucketNotFound(f"bucket {details.bucket!r} does not exist")
+        match = {"match_bucket": details.bucket, "match_key": details.key}
+        previous = connection.execute(_PREVIOUS_BLOB, match).scalar()
+        if previous is None:
+            connection.execute(
+                _INSERT_OBJECT, {"bucket": details.bucket, "key": details.key, **values}
+            )
+        else:
+            connection.execute(_UPDATE_OBJECT, {**match, **values})
+        if record_event:
+            connection.execute(
+                _INSERT_EVENT,
+                {
+                    "kind": "created",
+                    "bucket": details.bucket,
+                    "key": details.key,
+                    "size": details.size,
+                    "etag": details.etag,
+                    "occurred_at": details.last_modified,
+                },
+            )
+        return [] if previous is None else [previous]
+
+    def _commit_grouped(self, pending: _PendingWrite) -> list[str]:
+        """Group commit on SQLite: whichever writer holds the write lock commits every write
+        queued so far in one transaction, so concurrent small PUTs share one commit instead of
+        queueing for one each. Returns the blobs replaced by this write."""
+        assert self._write_lock is not None
+        with self._queue_lock:
+            self._queue.append(pending)
+        with self._write_lock:
+            if not pending.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._commit_batch(batch)
+        if pending.error is not None:
+            raise pending.error
+        return pending.freed
+
+    def _commit_batch(self, batch: list[_PendingWrite]) -> None:
+        try:
+            with self.database.session() as session:
+                session.execute(text("BEGIN IMMEDIATE"))
+                connection = session.connection()
+                for pending in batch:
+                    try:
+                        # Only the bucket check raises StorageError, before anything is written.
+                        pending.freed = self._write_row(
+                            connection, pending.details, pending.values, pending.record_event
+                        )
+                    except StorageError as error:
+                        pending.error = error
+        except Exception as error:
+            for pending in batch:
+                pending.freed = []
+                if pending.error is None:
+                    pending.error = StorageError(f"cannot commit the object: {error}")
+        finally:
+            for pending in batch:
+                pending.done = True
 
     def _free(self, blob_ids: list[str]) -> None:
         for blob_id in blob_ids:
