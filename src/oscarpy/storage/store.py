@@ -15,6 +15,7 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,6 +53,8 @@ DEFAULT_CONTENT_TYPE = "binary/octet-stream"
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IP_ADDRESS = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 _PAGE = 1000
+_BACKGROUND_REMOVAL_BYTES = 16 * 1024 * 1024
+_remover = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-removal")
 _OBJECTS = cast(Table, ObjectRow.__table__)
 _EVENTS = cast(Table, ObjectEvent.__table__)
 _BUCKET_EXISTS = select(BucketRow.name).where(BucketRow.name == bindparam("name"))
@@ -812,11 +815,23 @@ class ObjectStore:
                 pending.done = True
 
     def _free(self, blob_ids: list[str]) -> None:
+        """Remove blobs no object refers to any more. Freeing a big file takes the file system
+        tens of milliseconds, so big ones go to a background thread instead of delaying the
+        answer; a crash before that leaves them for `recover()`."""
         for blob_id in blob_ids:
             try:
-                self.blobs.remove(blob_id)
+                if self.blobs.path(blob_id).stat().st_size >= _BACKGROUND_REMOVAL_BYTES:
+                    _remover.submit(self._remove_quietly, blob_id)
+                else:
+                    self.blobs.remove(blob_id)
             except OSError as error:  # recover() removes it on the next start
                 log.warning("cannot remove blob %s: %s", blob_id, error)
+
+    def _remove_quietly(self, blob_id: str) -> None:
+        try:
+            self.blobs.remove(blob_id)
+        except OSError as error:
+            log.warning("cannot remove blob %s: %s", blob_id, error)
 
     def _notify(self) -> None:
         with self._listeners_lock:

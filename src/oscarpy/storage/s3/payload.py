@@ -9,6 +9,7 @@ the size; a body that fails any check is dropped before anything becomes visible
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -323,14 +324,28 @@ async def _receive(
     )
     batch: list[bytes] = []
     batched = 0
-    async for data in stream:
-        pieces = decoder.feed(data) if decoder is not None else [data]
-        for piece in pieces:
-            batch.append(piece)
-            batched += len(piece)
-        if batched >= FLUSH_BYTES:
-            await to_thread.run_sync(sink, batch)
-            batch, batched = [], 0
+    # Double buffering: one batch is written and hashed in a worker thread while the next is
+    # received, so the socket keeps flowing; at most two batches are in memory.
+    loop = asyncio.get_running_loop()
+    writing: asyncio.Future[None] | None = None
+    try:
+        async for data in stream:
+            pieces = decoder.feed(data) if decoder is not None else [data]
+            for piece in pieces:
+                batch.append(piece)
+                batched += len(piece)
+            if batched >= FLUSH_BYTES:
+                if writing is not None:
+                    await writing
+                writing = loop.run_in_executor(None, sink, batch)
+                batch, batched = [], 0
+    finally:
+        if writing is not None:
+            # Never leave a write running on a writer the caller may abort and close.
+            await asyncio.wait([writing])
+            writing.exception()  # retrieved here, so never reported as lost; raised below
+    if writing is not None:
+        writing.result()
     if batch:
         if batched <= INLINE_BYTES:
             sink(batch)
