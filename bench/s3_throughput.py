@@ -139,6 +139,41 @@ def put_small(s3: Any, count: int, round_number: int) -> Callable[[], None]:
     return run
 
 
+def flush_cost(directory: Path, source: Path) -> float:
+    """Seconds the disk takes to fsync a freshly written copy of `source`: what our PUT pays
+    for durability and rclone (which does not fsync) does not."""
+    target = directory / "flush-probe"
+    with source.open("rb") as reader, target.open("wb") as writer:
+        shutil.copyfileobj(reader, writer, MiB)
+        writer.flush()
+        start = time.perf_counter()
+        os.fsync(writer.fileno())
+        elapsed = time.perf_counter() - start
+    target.unlink()
+    return elapsed
+
+
+def small_fsync_rate(directory: Path, count: int) -> float:
+    """Files of 1 KiB written and fsynced per second from 8 threads: the ceiling that
+    per-object fsync alone puts on small PUTs on this disk."""
+    directory.mkdir(exist_ok=True)
+    payload = os.urandom(1024)
+
+    def one(number: int) -> None:
+        with (directory / str(number)).open("wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def run() -> None:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(one, range(count)))
+
+    seconds = timed(run)
+    shutil.rmtree(directory)
+    return count / seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -166,6 +201,7 @@ def main() -> None:
             results: dict[str, dict[str, list[float]]] = {
                 target.name: {"put": [], "get": [], "small": []} for target in targets
             }
+            results["disk"] = {"flush": [], "fsyncs": []}
             for round_number in range(arguments.rounds):
                 for target in targets:
                     s3 = clients[target.name]
@@ -174,6 +210,10 @@ def main() -> None:
                     figures["get"].append(size / MiB / timed(get_big(s3, size)))
                     seconds = timed(put_small(s3, arguments.small_count, round_number))
                     figures["small"].append(arguments.small_count / seconds)
+                results["disk"]["flush"].append(flush_cost(work, source))
+                results["disk"]["fsyncs"].append(
+                    small_fsync_rate(work / "fsync-probe", arguments.small_count)
+                )
             report(results, arguments, {t.name: peak_rss_mib(t.pid) for t in targets})
         finally:
             for s3 in clients.values():
@@ -201,6 +241,13 @@ def report(
         theirs = statistics.median(results["rclone"][key])
         print(f"| {label} | {ours:,.1f} {unit} | {theirs:,.1f} {unit} | {ours / theirs:.2f}× |")
     print(f"\npeak RSS: oscar-py {rss['oscar-py']:.0f} MiB, rclone {rss['rclone']:.0f} MiB")
+    flush = statistics.median(results["disk"]["flush"])
+    fsyncs = statistics.median(results["disk"]["fsyncs"])
+    print(
+        f"disk: fsync of a fresh {arguments.big_mib} MiB file {flush:.2f} s; "
+        f"1 KiB files written + fsynced by 8 threads {fsyncs:,.0f}/s "
+        "(oscar-py fsyncs every object before acknowledging it; rclone does not)"
+    )
 
 
 if __name__ == "__main__":

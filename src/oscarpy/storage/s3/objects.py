@@ -13,7 +13,7 @@ from starlette.types import Receive, Scope, Send
 from oscarpy.storage.blobs import WrittenBlob
 from oscarpy.storage.s3.call import S3Call
 from oscarpy.storage.s3.documents import document, elements, iso
-from oscarpy.storage.s3.errors import S3Error
+from oscarpy.storage.s3.errors import S3Error, not_implemented
 from oscarpy.storage.s3.headers import object_headers, object_settings, parse_http_date
 from oscarpy.storage.s3.payload import plan_payload, receive_body
 from oscarpy.storage.store import ObjectDetails, validate_key
@@ -127,6 +127,11 @@ async def get_object(call: S3Call, *, head: bool = False) -> Response:
     check_version(call)
     found, handle = await call.run(call.store.open_object, call.bucket, call.key)
     try:
+        part = call.query.get("partNumber")
+        if part is not None and (part != "1" or "-" in found.etag):
+            # Part boundaries of completed uploads are not kept; part 1 of a single-part
+            # object is the whole object, as in S3.
+            raise not_implemented("GET or HEAD of one part of a multipart object")
         headers = object_headers(found, call.query)
         if check_preconditions(found, call.headers):
             handle.close()
