@@ -101,6 +101,12 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def timed(action: Callable[[], None]) -> float:
     start = time.perf_counter()
     action()
@@ -202,19 +208,29 @@ def main() -> None:
                 target.name: {"put": [], "get": [], "small": []} for target in targets
             }
             results["disk"] = {"flush": [], "fsyncs": []}
+            cpu: dict[str, dict[str, list[float]]] = {
+                target.name: {"put": [], "get": [], "small": []} for target in targets
+            }
             for round_number in range(arguments.rounds):
                 for target in targets:
                     s3 = clients[target.name]
                     figures = results[target.name]
+                    used = cpu[target.name]
+                    before = cpu_seconds(target.pid)
                     figures["put"].append(size / MiB / timed(put_big(s3, source)))
+                    middle = cpu_seconds(target.pid)
                     figures["get"].append(size / MiB / timed(get_big(s3, size)))
+                    after = cpu_seconds(target.pid)
                     seconds = timed(put_small(s3, arguments.small_count, round_number))
                     figures["small"].append(arguments.small_count / seconds)
+                    used["put"].append(middle - before)
+                    used["get"].append(after - middle)
+                    used["small"].append((cpu_seconds(target.pid) - after) * 1000)
                 results["disk"]["flush"].append(flush_cost(work, source))
                 results["disk"]["fsyncs"].append(
                     small_fsync_rate(work / "fsync-probe", arguments.small_count)
                 )
-            report(results, arguments, {t.name: peak_rss_mib(t.pid) for t in targets})
+            report(results, cpu, arguments, {t.name: peak_rss_mib(t.pid) for t in targets})
         finally:
             for s3 in clients.values():
                 s3.close()
@@ -225,6 +241,7 @@ def main() -> None:
 
 def report(
     results: dict[str, dict[str, list[float]]],
+    cpu: dict[str, dict[str, list[float]]],
     arguments: argparse.Namespace,
     rss: dict[str, float],
 ) -> None:
@@ -240,7 +257,16 @@ def report(
         ours = statistics.median(results["oscar-py"][key])
         theirs = statistics.median(results["rclone"][key])
         print(f"| {label} | {ours:,.1f} {unit} | {theirs:,.1f} {unit} | {ours / theirs:.2f}× |")
-    print(f"\npeak RSS: oscar-py {rss['oscar-py']:.0f} MiB, rclone {rss['rclone']:.0f} MiB")
+    print("\nserver CPU time (median): ", end="")
+    print(
+        "; ".join(
+            f"{name}: PUT {statistics.median(used['put']):.2f} s, "
+            f"GET {statistics.median(used['get']):.2f} s, "
+            f"small PUT {statistics.median(used['small']) / arguments.small_count:.2f} ms each"
+            for name, used in cpu.items()
+        )
+    )
+    print(f"peak RSS: oscar-py {rss['oscar-py']:.0f} MiB, rclone {rss['rclone']:.0f} MiB")
     flush = statistics.median(results["disk"]["flush"])
     fsyncs = statistics.median(results["disk"]["fsyncs"])
     print(
