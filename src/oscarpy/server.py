@@ -32,6 +32,7 @@ from oscarpy.credentials import (
     record_endpoints,
 )
 from oscarpy.db import Database
+from oscarpy.services.registry import ServiceRegistry
 from oscarpy.storage.s3.app import create_s3_app
 from oscarpy.storage.store import ObjectStore
 
@@ -120,8 +121,10 @@ class Platform:
             ) from error
         self.store = ObjectStore(self.database, settings.data_dir)
         self.store.recover()
+        self.registry = ServiceRegistry(self.database, self.store)
         api_app = create_app(settings, self.database, self.admin)
         api_app.state.store = self.store
+        api_app.state.registry = self.registry
         self.api_app: ASGIApp = api_app
         self.s3_app: ASGIApp = create_s3_app(self.store, self.admin, settings)
         self.background: list[BackgroundService] = []
