@@ -95,7 +95,9 @@ def test_lifecycle_in_the_order_of_oscars_end_to_end_suite(
     assert node["running_jobs"] == 0
     buckets_before = status["minio"]["buckets_count"]
 
-    created = client.post("/system/services", json=definition("lifecycle"))
+    created = client.post(
+        "/system/services", json=definition("lifecycle", token="mine", owner="someone")
+    )
     assert created.status_code == 201, created.text
     token = created.json()["token"]
     assert re.fullmatch(r"[0-9a-f]{64}", token)
