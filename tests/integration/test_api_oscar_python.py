@@ -74,5 +74,12 @@ def test_service_lifecycle_with_oscar_python(server: RunningServer, tmp_path: Pa
     updated = json.loads(client.get_service("from-python").text)
     assert updated["memory"] == "256Mi" and updated["token"] == service["token"]
 
+    # The client's storage helper takes minio.default's endpoint and keys from /system/config.
+    (tmp_path / "photo.jpg").write_bytes(b"jpeg")
+    storage = client.create_storage_client("from-python")
+    storage.upload_file("minio.default", str(tmp_path / "photo.jpg"), "from-python/in")
+    listed = storage.list_files_from_path("minio.default", "from-python/in")
+    assert "in/photo.jpg" in [item["Key"] for item in listed["Contents"]]
+
     assert client.remove_service("from-python").status_code == 204
     assert json.loads(client.list_services().text) == []

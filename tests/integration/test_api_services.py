@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import pytest
 
@@ -144,6 +145,24 @@ def test_creating_makes_buckets_and_folders(api: RunningServer, client: httpx.Cl
         assert list(store.list_objects("shapes-results")) == []
     finally:
         store.database.close()
+
+
+def test_config_credentials_reach_the_service_folders_over_s3(client: httpx.Client) -> None:
+    """What OSCAR clients do: read `/system/config`, then move files with any S3 client."""
+    provider = client.get("/system/config").json()["minio_provider"]
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=provider["endpoint"],
+        aws_access_key_id=provider["access_key"],
+        aws_secret_access_key=provider["secret_key"],
+        region_name=provider["region"],
+        verify=provider["verify"],
+    )
+    assert client.post("/system/services", json=definition("via-s3")).status_code == 201
+    listed = s3.list_objects_v2(Bucket="via-s3")["Contents"]
+    assert [item["Key"] for item in listed] == ["input/", "output/"]
+    s3.put_object(Bucket="via-s3", Key="input/photo.jpg", Body=b"jpeg")
+    assert s3.get_object(Bucket="via-s3", Key="input/photo.jpg")["Body"].read() == b"jpeg"
 
 
 def test_duplicate_name_is_409_and_keeps_the_first(client: httpx.Client) -> None:
