@@ -556,6 +556,23 @@ class Service(_OscarModel):
                 onedata["token"] = old.onedata[identifier].get("token", "")
         return copy
 
+    def hidden_placeholders(self) -> list[str]:
+        """Provider secrets still reading `hidden`: a redacted copy sent back with no stored key
+        to stand for; storing the placeholder as the key would fail only when a job runs."""
+        providers = self.storage_providers
+        found = [
+            f"storage_providers.{kind}.{identifier}.secret_key"
+            for kind, entries in (("minio", providers.minio), ("s3", providers.s3))
+            for identifier, entry in entries.items()
+            if entry.secret_key == HIDDEN
+        ]
+        found += [
+            f"storage_providers.webdav.{identifier}.password"
+            for identifier, entry in providers.webdav.items()
+            if entry.password == HIDDEN
+        ]
+        return found
+
     def to_json(self) -> dict[str, Any]:
         """The definition as OSCAR's JSON, OSCAR-only settings included."""
         return self.model_dump(mode="json")
