@@ -64,8 +64,9 @@ def stored_service(api: RunningServer, name: str) -> Any:
 def test_lifecycle_in_the_order_of_oscars_end_to_end_suite(
     api: RunningServer, client: httpx.Client
 ) -> None:
-    health = httpx.get(f"{api.url}/health")
-    assert (health.status_code, health.text) == (200, "Ok")
+    for path in ("/health", "/health/"):
+        health = httpx.get(f"{api.url}{path}")
+        assert (health.status_code, health.text) == (200, "Ok")
 
     config = client.get("/system/config")
     assert config.status_code == 200
