@@ -12,11 +12,12 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -78,6 +79,8 @@ class NewJob:
     key: str | None = None
     etag: str | None = None
     body_path: str | None = None
+    job_id: str | None = None
+    """Given when something (a request body on disk) is named after the job before it exists."""
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,15 @@ class Ledger:
         self.log_cap = log_cap
         self.retry_policy = retry_policy or RetryPolicy()
 
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        """A write transaction; on SQLite it takes the write lock at once (BEGIN IMMEDIATE),
+        so a read-then-write never fails on a snapshot another writer made stale."""
+        with self.database.session() as session:
+            if self.database.dialect == "sqlite":
+                session.execute(text("BEGIN IMMEDIATE"))
+            yield session
+
     # -- creating -------------------------------------------------------------------------
 
     def add(self, session: Session, new: NewJob) -> str | None:
@@ -184,7 +196,7 @@ class Ledger:
             return None
         now = utcnow()
         job = Job(
-            id=str(uuid.uuid4()),
+            id=new.job_id or str(uuid.uuid4()),
             service=new.service,
             status=JobStatus.PENDING,
             source=new.source,
@@ -210,8 +222,20 @@ class Ledger:
         return job.id
 
     def add_job(self, new: NewJob) -> str | None:
-        with self.database.session() as session:
+        with self.writing() as session:
             return self.add(session, new)
+
+    def find_job(
+        self, service: str, bucket: str | None, key: str | None, etag: str | None
+    ) -> str | None:
+        """The job of that object version, if there is one."""
+        with self.database.session() as session:
+            return session.scalar(
+                select(Job.id)
+                .where(Job.service == service, Job.bucket == bucket, Job.key == key)
+                .where(Job.etag == etag)
+                .limit(1)
+            )
 
     @staticmethod
     def has_job(
@@ -302,7 +326,7 @@ class Ledger:
     def claim(self, job_id: str) -> Claim | None:
         """Take a pending job for this process: it becomes running under a new attempt."""
         now = utcnow()
-        with self.database.session() as session:
+        with self.writing() as session:
             job = session.get(Job, job_id, with_for_update=True)
             if job is None or job.status != JobStatus.PENDING:
                 return None
@@ -317,7 +341,7 @@ class Ledger:
 
     def record_execution(self, job_id: str, attempt: int, execution_id: str) -> None:
         """Note the container of an attempt, before it starts, so that a restart can adopt it."""
-        with self.database.session() as session:
+        with self.writing() as session:
             session.execute(
                 update(JobAttempt)
                 .where(JobAttempt.job_id == job_id, JobAttempt.number == attempt)
@@ -327,7 +351,7 @@ class Ledger:
     def renew_leases(self, job_ids: Sequence[str]) -> None:
         if not job_ids:
             return
-        with self.database.session() as session:
+        with self.writing() as session:
             session.execute(
                 update(Job)
                 .where(Job.id.in_(job_ids), Job.lease_owner == self.owner)
@@ -343,7 +367,7 @@ class Ledger:
         finish (deleted or cancelled meanwhile).
         """
         now = utcnow()
-        with self.database.session() as session:
+        with self.writing() as session:
             job = session.get(Job, job_id, with_for_update=True)
             record = session.scalar(
                 select(JobAttempt).where(JobAttempt.job_id == job_id, JobAttempt.number == attempt)
@@ -387,7 +411,7 @@ class Ledger:
         alive = alive or (lambda owner: owner_is_alive(owner, self.owner))
         now = utcnow()
         claims: list[Claim] = []
-        with self.database.session() as session:
+        with self.writing() as session:
             running = session.scalars(select(Job).where(Job.status == JobStatus.RUNNING)).all()
             for job in running:
                 owner = job.lease_owner or ""
@@ -420,7 +444,7 @@ class Ledger:
     def retry(self, service: str, job_id: str) -> JobView:
         """Run a failed job again, with a fresh retry budget."""
         now = utcnow()
-        with self.database.session() as session:
+        with self.writing() as session:
             job = self._load(session, job_id, service)
             if job.status != JobStatus.FAILED:
                 raise InvalidJobOperation(
@@ -435,7 +459,7 @@ class Ledger:
 
     def cancel(self, service: str, job_id: str) -> JobView:
         """Stop a pending or running job from going on; a finished one is left as it is."""
-        with self.database.session() as session:
+        with self.writing() as session:
             job = self._load(session, job_id, service)
             if JobStatus(job.status) not in _FINAL:
                 _transition(job, JobStatus.CANCELLED, utcnow())
@@ -446,7 +470,7 @@ class Ledger:
         """Remove jobs with their attempts and logs; returns what was removed."""
         if not job_ids:
             return []
-        with self.database.session() as session:
+        with self.writing() as session:
             removed = [
                 JobView.of(job) for job in session.scalars(select(Job).where(Job.id.in_(job_ids)))
             ]
@@ -468,7 +492,7 @@ class Ledger:
         """Store log lines, keeping the job's log within the cap; the cut is noted once."""
         if not lines:
             return
-        with self.database.session() as session:
+        with self.writing() as session:
             job = session.get(Job, job_id)
             if job is None or job.log_truncated:
                 return

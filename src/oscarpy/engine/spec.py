@@ -7,7 +7,7 @@ nothing else, so that it can run on another host than the API.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from oscarpy.engine.runtimes.base import Limits
 
@@ -23,13 +23,12 @@ class StorageTarget:
     suffix: tuple[str, ...] = ()
 
     def matches(self, relative_path: str) -> bool:
-        """OSCAR's filters: any prefix and any suffix of the file's name (empty = all)."""
-        name = PurePosixPath(relative_path).name
-        prefix_ok = not self.prefix or any(
-            relative_path.startswith(p) or name.startswith(p) for p in self.prefix
-        )
-        suffix_ok = not self.suffix or any(relative_path.endswith(s) for s in self.suffix)
-        return prefix_ok and suffix_ok
+        """OSCAR's filters, as `StoragePath.matches`: one prefix and one suffix must match the
+        path relative to the folder (an empty list lets everything through)."""
+        name = relative_path.lstrip("/")
+        if self.prefix and not any(name.startswith(prefix) for prefix in self.prefix):
+            return False
+        return not self.suffix or any(name.endswith(suffix) for suffix in self.suffix)
 
     def key_for(self, relative_path: str) -> str:
         return f"{self.folder}/{relative_path}" if self.folder else relative_path

@@ -62,11 +62,8 @@ def input_file_name(key: str) -> str:
 
 
 class Supervisor:
-    def __init__(
-        self, runtime: Runtime, providers: ProviderLookup, reporter: JobReporter, work_root: Path
-    ) -> None:
+    def __init__(self, runtime: Runtime, reporter: JobReporter, work_root: Path) -> None:
         self.runtime = runtime
-        self.providers = providers
         self.reporter = reporter
         self.work_root = work_root
 
@@ -76,6 +73,7 @@ class Supervisor:
     def run(
         self,
         spec: JobSpec,
+        providers: ProviderLookup,
         *,
         adopt: Execution | None = None,
         attempt_started: float | None = None,
@@ -97,7 +95,7 @@ class Supervisor:
         try:
             if execution is None:
                 stream.note(f"attempt {spec.attempt} of job {spec.job_id} ({self.runtime.name})")
-                self._stage_in(spec, work_dir)
+                self._stage_in(spec, work_dir, providers)
                 self.runtime.prepare(spec.image)
                 execution = self.runtime.start(self._run_spec(spec, work_dir))
                 self.reporter.started(spec.job_id, spec.attempt, execution.id)
@@ -114,7 +112,7 @@ class Supervisor:
             if cancelled.is_set():
                 outcome = AttemptOutcome(OutcomeKind.SCRIPT_FAILED, "cancelled", "cancelled")
             else:
-                outcome = self._conclude(spec, work_dir, result, stream)
+                outcome = self._conclude(spec, work_dir, result, stream, providers)
         except InfrastructureError as error:
             ticker.stop()
             stream.flush(final=True)
@@ -129,8 +127,10 @@ class Supervisor:
             )
         stream.note(outcome.message)
         stream.flush(final=True)
-        self._clean_up(execution, work_dir)
+        # Recorded before the clean-up: a crash in between leaves litter (swept at start), not a
+        # finished job that would run again.
         self.reporter.finished(spec.job_id, spec.attempt, outcome)
+        self._clean_up(execution, work_dir)
         return outcome
 
     @staticmethod
@@ -142,7 +142,12 @@ class Supervisor:
         return max(0.0, spec.timeout - (time.time() - started_at))
 
     def _conclude(
-        self, spec: JobSpec, work_dir: Path, result: RunResult, stream: LogStream
+        self,
+        spec: JobSpec,
+        work_dir: Path,
+        result: RunResult,
+        stream: LogStream,
+        providers: ProviderLookup,
     ) -> AttemptOutcome:
         if result.reason is EndReason.OOM:
             return AttemptOutcome(
@@ -154,12 +159,12 @@ class Supervisor:
             return AttemptOutcome(
                 OutcomeKind.SCRIPT_FAILED, result.message, reason, result.exit_code
             )
-        uploaded = self._stage_out(spec, work_dir, stream)
+        uploaded = self._stage_out(spec, work_dir, stream, providers)
         return AttemptOutcome.success(f"{result.message}; {uploaded} output file(s) uploaded")
 
     # -- staging --------------------------------------------------------------------------
 
-    def _stage_in(self, spec: JobSpec, work_dir: Path) -> None:
+    def _stage_in(self, spec: JobSpec, work_dir: Path, providers: ProviderLookup) -> None:
         if work_dir.exists():
             shutil.rmtree(work_dir)  # left by an attempt that did not finish
         input_dir, output_dir = work_dir / "input", work_dir / "output"
@@ -172,7 +177,7 @@ class Supervisor:
             (work_dir / EVENT_FILE).write_text(spec.event)
             if spec.input is not None:
                 destination = input_dir / input_file_name(spec.input.key)
-                provider = self.providers(spec.input.provider)
+                provider = providers(spec.input.provider)
                 provider.download(spec.input.bucket, spec.input.key, destination)
             elif spec.body_path is not None:
                 shutil.copyfile(spec.body_path, input_dir / BODY_FILE)
@@ -215,7 +220,9 @@ class Supervisor:
             limits=spec.limits,
         )
 
-    def _stage_out(self, spec: JobSpec, work_dir: Path, stream: LogStream) -> int:
+    def _stage_out(
+        self, spec: JobSpec, work_dir: Path, stream: LogStream, providers: ProviderLookup
+    ) -> int:
         output_dir = work_dir / "output"
         uploaded = 0
         files = sorted(_output_files(output_dir, stream))
@@ -228,7 +235,7 @@ class Supervisor:
             for target in targets:
                 key = target.key_for(relative)
                 try:
-                    provider = self.providers(target.provider)
+                    provider = providers(target.provider)
                     provider.upload(target.bucket, key, output_dir / relative)
                 except StorageError as error:
                     raise StagingError(

@@ -123,8 +123,8 @@ class Runtime(Protocol):
 
     def start(self, spec: RunSpec) -> Execution: ...
 
-    def find(self, job_id: str) -> Execution | None:
-        """The newest execution of the job left by an earlier server process, to adopt it."""
+    def find(self, job_id: str, attempt: int) -> Execution | None:
+        """The execution of that attempt left by an earlier server process, to adopt it."""
         ...
 
     def remove_job(self, job_id: str) -> None:

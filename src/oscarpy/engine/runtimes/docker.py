@@ -228,21 +228,20 @@ class DockerRuntime:
         except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
             raise ContainerError(f"cannot remove the stale container {name}: {error}") from error
 
-    def _containers(self, job_id: str | None = None) -> list[Any]:
+    def _containers(self, job_id: str | None = None, attempt: int | None = None) -> list[Any]:
         labels = [f"{LABEL_INSTANCE}={self.instance}"]
         if job_id is not None:
             labels.append(f"{LABEL_JOB}={job_id}")
+        if attempt is not None:
+            labels.append(f"{LABEL_ATTEMPT}={attempt}")
         try:
             return list(self._client.containers.list(all=True, filters={"label": labels}))
         except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
             raise RuntimeUnavailable(f"cannot list containers: {error}") from error
 
-    def find(self, job_id: str) -> DockerExecution | None:
-        containers = self._containers(job_id)
-        if not containers:
-            return None
-        newest = max(containers, key=lambda c: int(c.labels.get(LABEL_ATTEMPT, "0")))
-        return DockerExecution(self._client, newest)
+    def find(self, job_id: str, attempt: int) -> DockerExecution | None:
+        containers = self._containers(job_id, attempt)
+        return DockerExecution(self._client, containers[0]) if containers else None
 
     def job_ids(self) -> set[str]:
         return {c.labels[LABEL_JOB] for c in self._containers() if LABEL_JOB in c.labels}

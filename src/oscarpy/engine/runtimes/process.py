@@ -120,7 +120,7 @@ class ProcessRuntime:
             self._running[spec.job_id] = execution
         return execution
 
-    def find(self, job_id: str) -> ProcessExecution | None:
+    def find(self, job_id: str, attempt: int) -> ProcessExecution | None:
         return None
 
     def job_ids(self) -> set[str]:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004_engine"
-down_revision: str | Sequence[str] | None = "0001_base"
+down_revision: str | Sequence[str] | None = "0003_services"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
