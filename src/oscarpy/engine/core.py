@@ -201,7 +201,7 @@ class Engine:
                 log.warning("cannot remove the leftover execution of %s: %s", job_id, error)
         if self.work_root.is_dir():
             for entry in self.work_root.iterdir():
-                if entry.name not in keep:
+                if entry.name.partition(".")[0] not in keep:
                     shutil.rmtree(entry, ignore_errors=True)
 
     # -- services -------------------------------------------------------------------------
