@@ -97,8 +97,10 @@ def test_a_failed_job_can_be_retried_through_the_api(platform: Harness) -> None:
     assert answer.status_code == 200, answer.text
     assert answer.json()["status"] in ("Pending", "Running", "Failed")
     platform.wait_for(
-        lambda: platform.engine.ledger.get(job.id).attempts == 2
-        and platform.engine.ledger.get(job.id).status is JobStatus.FAILED,
+        lambda: (
+            platform.engine.ledger.get(job.id).attempts == 2
+            and platform.engine.ledger.get(job.id).status is JobStatus.FAILED
+        ),
         what="the second attempt",
     )
     again = platform.client.post(f"/system/logs/{service.name}/{job.id}/retry")

@@ -113,9 +113,7 @@ def test_the_job_contract_environment(platform: Harness) -> None:
     bucket = unique("env")
     service = platform.service(
         script=(
-            'cd "$TMP_OUTPUT_DIR"\n'
-            "env | sort > env.txt\n"
-            'cat "$EVENT_FILE_PATH" > event.json\n'
+            'cd "$TMP_OUTPUT_DIR"\nenv | sort > env.txt\ncat "$EVENT_FILE_PATH" > event.json\n'
         ),
         environment={"variables": {"COLOUR": "blue"}, "secrets": {"API_KEY": "s3cr3t-value"}},
         input=[{"path": f"{bucket}/in"}],

@@ -85,6 +85,25 @@ class Harness:
         result: list[JobView] = self.wait_for(done, timeout, f"{count} finished job(s)")
         return result
 
+    def docker_containers(self, job_id: str) -> list[str]:
+        """Ids of the containers of a job that still exist."""
+        return self._containers(f"oscar.job={job_id}")
+
+    def docker_containers_of(self, service: str) -> list[str]:
+        return self._containers(f"oscar.service={service}")
+
+    def _containers(self, label: str) -> list[str]:
+        import docker
+
+        client = docker.from_env()
+        try:
+            found = client.containers.list(
+                all=True, filters={"label": [label, f"oscar.instance={self.engine.instance}"]}
+            )
+            return [container.id for container in found]
+        finally:
+            client.close()
+
     def object_appears(self, bucket: str, key: str, timeout: float = 30) -> bytes:
         result: bytes = self.wait_for(lambda: self.read(bucket, key), timeout, f"{bucket}/{key}")
         return result

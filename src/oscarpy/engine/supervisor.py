@@ -205,7 +205,7 @@ class Supervisor:
                 "OSCAR_SERVICE_TOKEN": spec.token,
             }
         )
-        if len(spec.event.encode()) <= MAX_EVENT_IN_ENVIRONMENT:
+        if len(spec.event.encode()) <= MAX_EVENT_IN_ENVIRONMENT and "\x00" not in spec.event:
             environment["EVENT"] = spec.event
         if spec.input is not None:
             environment["STORAGE_OBJECT_KEY"] = spec.input.key
