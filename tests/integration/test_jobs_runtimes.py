@@ -98,3 +98,30 @@ def test_docker_containers_have_no_extra_privileges(tmp_path: Path, docker_clien
     capabilities = int(lines["CapEff"], 16)
     assert capabilities & (1 << 13) == 0  # CAP_NET_RAW dropped
     assert capabilities & (1 << 21) == 0  # CAP_SYS_ADMIN never granted
+
+
+def test_the_process_runtime_runs_jobs_end_to_end(tmp_path: Path) -> None:
+    from oscarpy.engine.records import JobStatus
+    from tests.support.jobs import running_engine
+
+    with running_engine(tmp_path / "data", runtime=ProcessRuntime()) as platform:
+        service = platform.service(
+            script='tr a-z A-Z < "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/upper.txt"\n',
+            input=[{"path": "proc/in"}],
+            output=[{"path": "proc/out"}],
+        )
+        platform.put("proc", "in/a.txt", b"shout\n")
+
+        assert platform.object_appears("proc", "out/upper.txt") == b"SHOUT\n"
+        (job,) = platform.finished_jobs(service.name)
+        assert job.status is JobStatus.SUCCEEDED
+
+
+def test_serve_with_the_process_runtime_warns_at_start(tmp_path: Path) -> None:
+    from tests.support.server import start_server
+
+    server = start_server(tmp_path / "data", args=["--runtime", "process"])
+    try:
+        assert "runtime 'process': job scripts run on this host" in server.log()
+    finally:
+        server.stop()
