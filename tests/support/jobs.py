@@ -147,3 +147,21 @@ def running_engine(
         thread.join(10)
         engine.stop()
         database.close()
+    leftovers = _remove_containers(engine.instance)
+    assert not leftovers, f"containers left behind by the engine: {leftovers}"
+
+
+def _remove_containers(instance: str) -> list[str]:
+    """Remove (and name) the containers this test installation left, if any."""
+    import docker
+
+    try:
+        client = docker.from_env()
+        found = client.containers.list(all=True, filters={"label": f"oscar.instance={instance}"})
+    except docker.errors.DockerException:
+        return []  # the process runtime, on a machine without Docker
+    names = [container.name for container in found]
+    for container in found:
+        container.remove(force=True)
+    client.close()
+    return names
