@@ -1,7 +1,7 @@
 """Latency: from the PUT acknowledged to the script's first line running, p50/p95 over 50 uploads,
 against a bare `docker run` of the same image doing the same, measured in the same run.
 
-    .venv/bin/python bench/jobs_latency.py [--uploads 50]
+    .venv/bin/python -m bench.jobs_latency [--uploads 50]
 
 The job's first line reads the boot clock and writes it as an output; the baseline is the same
 line in `docker run --rm` with the same bind mount and limits, timed from just before the command
