@@ -1,0 +1,154 @@
+"""The dashboard mounted at `/ui`: sign-in, the overview, and the service and storage pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from oscarpy.credentials import AdminCredentials
+from oscarpy.engine.records import JobStatus
+from oscarpy.web import activity, services, storage
+from oscarpy.web.dashboard import (
+    _HERE,
+    PREFIX,
+    DashboardRoute,
+    checked,
+    engine_or_none,
+    redirect,
+    registry,
+    render,
+    sessions,
+    signed_in,
+    store,
+)
+from oscarpy.web.session import Session, SessionCodec
+
+router = APIRouter(prefix=PREFIX, route_class=DashboardRoute, include_in_schema=False)
+
+
+def mount_dashboard(app: FastAPI, admin: AdminCredentials) -> None:
+    """Serve the dashboard at `/ui` of `app`, with sessions for `admin`."""
+    app.state.sessions = SessionCodec(admin)
+    app.include_router(router)
+    app.include_router(services.router)
+    app.include_router(storage.router)
+    app.mount(f"{PREFIX}/static", StaticFiles(directory=_HERE / "static"), name="ui-static")
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path of this dashboard: never another site (an open redirect)."""
+    if target and target.startswith(f"{PREFIX}") and not target.startswith("//"):
+        return target
+    return PREFIX
+
+
+@router.get("/login")
+def login_page(request: Request, next: str = PREFIX) -> Response:
+    if sessions(request).from_request(request) is not None:
+        return redirect(request, _safe_next(next))
+    return render(request, "login.html", {"next": _safe_next(next), "username": ""})
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    form = await request.form()
+    username = str(form.get("username") or "")
+    password = str(form.get("password") or "")
+    target = _safe_next(str(form.get("next") or PREFIX))
+    codec = sessions(request)
+    if not codec.check_password(username, password):
+        context = {"next": target, "username": username, "error": "Wrong user or password."}
+        return render(request, "login.html", context, status=401)
+    _session, cookie = codec.issue()
+    response = redirect(request, target)
+    codec.set_cookie(response, cookie)
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, session: Session = Depends(checked)) -> Response:
+    codec = sessions(request)
+    codec.revoke(session)
+    response = redirect(request, f"{PREFIX}/login", "Signed out.")
+    codec.clear_cookie(response)
+    return response
+
+
+@router.get("")
+async def overview(
+    request: Request, window: str = "1h", _session: Session = Depends(signed_in)
+) -> Response:
+    chosen = activity.WINDOWS.get(window, activity.WINDOWS["1h"])
+    context = await run_in_threadpool(_overview, request, chosen)
+    return render(request, "overview.html", context)
+
+
+def _overview(request: Request, window: activity.Window) -> dict[str, Any]:
+    service_list = registry(request).list()
+    buckets, objects = store(request).counts()
+    context: dict[str, Any] = {
+        "services_count": len(service_list),
+        "buckets_count": buckets,
+        "objects_count": objects,
+        "windows": activity.WINDOWS.values(),
+        "window": window,
+        "load": activity.host_load(),
+        "jobs": None,
+    }
+    running_engine = engine_or_none(request)
+    if running_engine is None:
+        return context
+    counts = running_engine.ledger.count_by_status()
+    context["jobs"] = {status.value: counts.get(status, 0) for status in JobStatus}
+    database = running_engine.ledger.database
+    context["slots"] = activity.finished_over_time(database, window)
+    cpu, memory = activity.reserved(service_list, activity.running_by_service(database))
+    capacity = running_engine.dispatcher.capacity
+    context["cpu"] = activity.Usage(cpu, capacity.cpu)
+    context["memory"] = activity.Usage(memory, capacity.memory)
+    context["chart"] = _chart(context["slots"])
+    return context
+
+
+def _chart(slots: list[activity.Slot]) -> dict[str, Any]:
+    """Bar geometry for the inline SVG chart: succeeded stacked under failed, per slot."""
+    width, height, left, bottom = 720, 200, 40, 24
+    inner_height = height - bottom - 10
+    peak = max((slot.succeeded + slot.failed for slot in slots), default=0)
+    scale_top = max(1, peak)
+    step = (width - left - 10) / max(1, len(slots))
+    bars = []
+    for index, slot in enumerate(slots):
+        x = left + index * step
+        ok = inner_height * slot.succeeded / scale_top
+        bad = inner_height * slot.failed / scale_top
+        bars.append(
+            {
+                "x": round(x + 1, 1),
+                "width": round(max(1.0, step - 2), 1),
+                "ok_y": round(10 + inner_height - ok, 1),
+                "ok_height": round(ok, 1),
+                "bad_y": round(10 + inner_height - ok - bad, 1),
+                "bad_height": round(bad, 1),
+                "slot": slot,
+            }
+        )
+    labels = [
+        {"x": bar["x"], "text": bar["slot"].start.strftime("%H:%M")}
+        for index, bar in enumerate(bars)
+        if index % max(1, len(bars) // 6) == 0
+    ]
+    return {
+        "width": width,
+        "height": height,
+        "left": left,
+        "baseline": 10 + inner_height,
+        "top": scale_top,
+        "bars": bars,
+        "labels": labels,
+        "total_succeeded": sum(slot.succeeded for slot in slots),
+        "total_failed": sum(slot.failed for slot in slots),
+    }
