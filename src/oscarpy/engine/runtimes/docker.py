@@ -241,7 +241,15 @@ class DockerRuntime:
 
     def find(self, job_id: str, attempt: int) -> DockerExecution | None:
         containers = self._containers(job_id, attempt)
-        return DockerExecution(self._client, containers[0]) if containers else None
+        if not containers:
+            return None
+        execution = DockerExecution(self._client, containers[0])
+        if containers[0].status == "created":
+            # Created but never started (the server died in between): nothing to adopt, and
+            # waiting on it would report a success that never ran.
+            execution.remove()
+            return None
+        return execution
 
     def job_ids(self) -> set[str]:
         return {c.labels[LABEL_JOB] for c in self._containers() if LABEL_JOB in c.labels}
