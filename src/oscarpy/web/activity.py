@@ -41,7 +41,9 @@ class Slot:
     failed: int
 
 
-def finished_over_time(database: Database, window: Window, now: datetime | None = None) -> list[Slot]:
+def finished_over_time(
+    database: Database, window: Window, now: datetime | None = None
+) -> list[Slot]:
     """Jobs that succeeded or failed in each slot of the window, oldest slot first."""
     now = now or utcnow()
     # Slots end at the next whole slot boundary after now, so the newest one is the current.
@@ -58,6 +60,8 @@ def finished_over_time(database: Database, window: Window, now: datetime | None 
             )
         ).all()
     for status, finished in rows:
+        if finished is None:
+            continue
         index = int((finished - start) / window.slot)
         if 0 <= index < window.slots:
             counts[index][0 if status == JobStatus.SUCCEEDED else 1] += 1

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
-from fastapi import Request, Response
+from fastapi import Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
@@ -111,7 +111,7 @@ def wants_json(request: Request) -> bool:
 class DashboardRoute(APIRoute):
     """A route whose errors become readable pages (or JSON for the pages' scripts)."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def guarded(request: Request) -> Response:
@@ -206,6 +206,10 @@ async def checked(request: Request) -> Session:
             403,
         )
     return session
+
+
+SignedIn = Annotated[Session, Depends(signed_in)]
+Checked = Annotated[Session, Depends(checked)]
 
 
 # -- rendering --------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
@@ -14,17 +14,17 @@ from oscarpy.web import activity, services, storage
 from oscarpy.web.dashboard import (
     _HERE,
     PREFIX,
+    Checked,
     DashboardRoute,
-    checked,
+    SignedIn,
     engine_or_none,
     redirect,
     registry,
     render,
     sessions,
-    signed_in,
     store,
 )
-from oscarpy.web.session import Session, SessionCodec
+from oscarpy.web.session import SessionCodec
 
 router = APIRouter(prefix=PREFIX, route_class=DashboardRoute, include_in_schema=False)
 
@@ -69,7 +69,7 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/logout")
-def logout(request: Request, session: Session = Depends(checked)) -> Response:
+def logout(request: Request, session: Checked) -> Response:
     codec = sessions(request)
     codec.revoke(session)
     response = redirect(request, f"{PREFIX}/login", "Signed out.")
@@ -78,9 +78,7 @@ def logout(request: Request, session: Session = Depends(checked)) -> Response:
 
 
 @router.get("")
-async def overview(
-    request: Request, window: str = "1h", _session: Session = Depends(signed_in)
-) -> Response:
+async def overview(request: Request, _session: SignedIn, window: str = "1h") -> Response:
     chosen = activity.WINDOWS.get(window, activity.WINDOWS["1h"])
     context = await run_in_threadpool(_overview, request, chosen)
     return render(request, "overview.html", context)
@@ -137,8 +135,8 @@ def _chart(slots: list[activity.Slot]) -> dict[str, Any]:
             }
         )
     labels = [
-        {"x": bar["x"], "text": bar["slot"].start.strftime("%H:%M")}
-        for index, bar in enumerate(bars)
+        {"x": bar["x"], "text": slot.start.strftime("%H:%M" if len(slots) > 24 else "%d %H:%M")}
+        for index, (bar, slot) in enumerate(zip(bars, slots, strict=True))
         if index % max(1, len(bars) // 6) == 0
     ]
     return {

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -20,18 +20,17 @@ from oscarpy.services.errors import ServiceDefinitionError, ServiceExists, Servi
 from oscarpy.services.model import Service, is_service_name, parse_fdl, parse_service
 from oscarpy.web.dashboard import (
     PREFIX,
+    Checked,
     DashboardError,
     DashboardRoute,
-    checked,
+    SignedIn,
     engine,
     engine_or_none,
     redirect,
     registry,
     render,
-    signed_in,
 )
 from oscarpy.web.forms import ServiceForm
-from oscarpy.web.session import Session
 
 router = APIRouter(prefix=PREFIX, route_class=DashboardRoute, include_in_schema=False)
 
@@ -79,7 +78,7 @@ def _job_json(service: str, job: JobView) -> dict[str, Any]:
 
 
 @router.get("/services")
-async def list_page(request: Request, _session: Session = Depends(signed_in)) -> Response:
+async def list_page(request: Request, _session: SignedIn) -> Response:
     def gather() -> list[dict[str, Any]]:
         return [
             {"service": service, "counts": _counts(request, service.name)}
@@ -91,7 +90,7 @@ async def list_page(request: Request, _session: Session = Depends(signed_in)) ->
 
 
 @router.get("/data/services")
-async def list_data(request: Request, _session: Session = Depends(signed_in)) -> Response:
+async def list_data(request: Request, _session: SignedIn) -> Response:
     def gather() -> dict[str, Any]:
         names = [service.name for service in registry(request).list()]
         return {"services": {name: _counts(request, name) for name in names}}
@@ -103,12 +102,12 @@ async def list_data(request: Request, _session: Session = Depends(signed_in)) ->
 
 
 @router.get("/services/new")
-def new_page(request: Request, _session: Session = Depends(signed_in)) -> Response:
+def new_page(request: Request, _session: SignedIn) -> Response:
     return _form_page(request, ServiceForm().with_blank_rows(), None)
 
 
 @router.post("/services/new")
-async def create(request: Request, _session: Session = Depends(checked)) -> Response:
+async def create(request: Request, _session: Checked) -> Response:
     form = ServiceForm.from_submission(await request.form())
     try:
         service = parse_service(form.definition())
@@ -124,13 +123,13 @@ async def create(request: Request, _session: Session = Depends(checked)) -> Resp
 
 
 @router.get("/services/{name}/edit")
-async def edit_page(request: Request, name: str, _session: Session = Depends(signed_in)) -> Response:
+async def edit_page(request: Request, name: str, _session: SignedIn) -> Response:
     service = await run_in_threadpool(_found, request, name)
     return _form_page(request, ServiceForm.of(service).with_blank_rows(), service)
 
 
 @router.post("/services/{name}/edit")
-async def edit(request: Request, name: str, _session: Session = Depends(checked)) -> Response:
+async def edit(request: Request, name: str, _session: Checked) -> Response:
     stored = await run_in_threadpool(_found, request, name)
     form = ServiceForm.from_submission(await request.form())
     form.name = stored.name  # the name is the service's identity; it cannot change here
@@ -159,7 +158,7 @@ def _form_page(
 
 
 @router.post("/services/import")
-async def import_definition(request: Request, _session: Session = Depends(checked)) -> Response:
+async def import_definition(request: Request, _session: Checked) -> Response:
     upload = (await request.form()).get("definition")
     if not isinstance(upload, UploadFile) or not upload.filename:
         raise DashboardError("Choose an FDL (YAML) or JSON file to import.")
@@ -219,9 +218,7 @@ def _apply(request: Request, services: list[Service]) -> tuple[list[str], list[s
 
 
 @router.get("/services/{name}")
-async def service_page(
-    request: Request, name: str, _session: Session = Depends(signed_in)
-) -> Response:
+async def service_page(request: Request, name: str, _session: SignedIn) -> Response:
     def gather() -> dict[str, Any]:
         service = _found(request, name)
         running_engine = engine_or_none(request)
@@ -242,7 +239,7 @@ async def service_page(
 
 
 @router.get("/data/services/{name}/jobs")
-async def jobs_data(request: Request, name: str, _session: Session = Depends(signed_in)) -> Response:
+async def jobs_data(request: Request, name: str, _session: SignedIn) -> Response:
     def gather() -> dict[str, Any]:
         views, total = engine(request).jobs(name, 0, JOBS_SHOWN)
         return {
@@ -255,16 +252,14 @@ async def jobs_data(request: Request, name: str, _session: Session = Depends(sig
 
 
 @router.get("/services/{name}/delete")
-async def delete_page(
-    request: Request, name: str, _session: Session = Depends(signed_in)
-) -> Response:
+async def delete_page(request: Request, name: str, _session: SignedIn) -> Response:
     service = await run_in_threadpool(_found, request, name)
     buckets = sorted({path.bucket for path in service.embedded_paths()})
     return render(request, "service_delete.html", {"service": service, "buckets": buckets})
 
 
 @router.post("/services/{name}/delete")
-async def delete(request: Request, name: str, _session: Session = Depends(checked)) -> Response:
+async def delete(request: Request, name: str, _session: Checked) -> Response:
     form = await request.form()
     delete_buckets = form.get("delete_buckets") == "on"
     await run_in_threadpool(_found, request, name)
@@ -274,7 +269,7 @@ async def delete(request: Request, name: str, _session: Session = Depends(checke
 
 
 @router.post("/services/{name}/invoke")
-async def invoke(request: Request, name: str, _session: Session = Depends(checked)) -> Response:
+async def invoke(request: Request, name: str, _session: Checked) -> Response:
     """An asynchronous invocation (`/job`): the text or file becomes the job's input."""
     form = await request.form()
     upload = form.get("file")
@@ -289,18 +284,14 @@ async def invoke(request: Request, name: str, _session: Session = Depends(checke
     # The engine base64-decodes a body that is not JSON (OSCAR's rule); encoding it here keeps
     # exactly the bytes given, whatever they look like.
     job_id = await run_in_threadpool(running_engine.submit, name, base64.b64encode(content))
-    return redirect(
-        request, f"{PREFIX}/services/{name}", f"Job {job_id} queued for {name}."
-    )
+    return redirect(request, f"{PREFIX}/services/{name}", f"Job {job_id} queued for {name}.")
 
 
 # -- jobs -------------------------------------------------------------------------------------
 
 
 @router.get("/services/{name}/jobs/{job_id}")
-async def job_page(
-    request: Request, name: str, job_id: str, _session: Session = Depends(signed_in)
-) -> Response:
+async def job_page(request: Request, name: str, job_id: str, _session: SignedIn) -> Response:
     def gather() -> dict[str, Any]:
         running_engine = engine(request)
         view = running_engine.job(name, job_id)
@@ -320,8 +311,8 @@ async def job_data(
     request: Request,
     name: str,
     job_id: str,
+    _session: SignedIn,
     offset: int = 0,
-    _session: Session = Depends(signed_in),
 ) -> Response:
     """The job and its log from character `offset` on, for following a running job."""
 
@@ -341,27 +332,19 @@ async def job_data(
 
 
 @router.post("/services/{name}/jobs/{job_id}/retry")
-async def retry(
-    request: Request, name: str, job_id: str, _session: Session = Depends(checked)
-) -> Response:
+async def retry(request: Request, name: str, job_id: str, _session: Checked) -> Response:
     await run_in_threadpool(engine(request).retry, name, job_id)
-    return redirect(
-        request, f"{PREFIX}/services/{name}/jobs/{job_id}", "The job runs again."
-    )
+    return redirect(request, f"{PREFIX}/services/{name}/jobs/{job_id}", "The job runs again.")
 
 
 @router.post("/services/{name}/jobs/{job_id}/delete")
-async def delete_job(
-    request: Request, name: str, job_id: str, _session: Session = Depends(checked)
-) -> Response:
+async def delete_job(request: Request, name: str, job_id: str, _session: Checked) -> Response:
     await run_in_threadpool(engine(request).delete_job, name, job_id)
     return redirect(request, f"{PREFIX}/services/{name}", f"Job {job_id} deleted.")
 
 
 @router.post("/services/{name}/jobs/delete-succeeded")
-async def delete_succeeded(
-    request: Request, name: str, _session: Session = Depends(checked)
-) -> Response:
+async def delete_succeeded(request: Request, name: str, _session: Checked) -> Response:
     removed = await run_in_threadpool(engine(request).delete_jobs, name)
     plural = "" if removed == 1 else "s"
     return redirect(

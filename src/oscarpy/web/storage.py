@@ -14,26 +14,27 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from oscarpy.services.model import Service
+from oscarpy.storage.blobs import BlobWriter
 from oscarpy.storage.errors import BucketNotFound
 from oscarpy.storage.provider import ObjectInfo
+from oscarpy.storage.store import ObjectDetails, ObjectStore
 from oscarpy.web.dashboard import (
     PREFIX,
+    Checked,
     DashboardError,
     DashboardRoute,
-    checked,
+    SignedIn,
     redirect,
     registry,
     render,
-    signed_in,
     store,
 )
-from oscarpy.web.session import Session
 
 router = APIRouter(prefix=f"{PREFIX}/storage", route_class=DashboardRoute, include_in_schema=False)
 
@@ -76,7 +77,7 @@ def _clean_prefix(prefix: str) -> str:
 
 
 @router.get("")
-async def buckets_page(request: Request, _session: Session = Depends(signed_in)) -> Response:
+async def buckets_page(request: Request, _session: SignedIn) -> Response:
     def gather() -> dict[str, Any]:
         services = registry(request).list()
         return {
@@ -90,7 +91,7 @@ async def buckets_page(request: Request, _session: Session = Depends(signed_in))
 
 
 @router.post("")
-async def create_bucket(request: Request, _session: Session = Depends(checked)) -> Response:
+async def create_bucket(request: Request, _session: Checked) -> Response:
     name = str((await request.form()).get("name") or "").strip()
     created = await run_in_threadpool(store(request).create_bucket, name)
     if not created:
@@ -100,7 +101,7 @@ async def create_bucket(request: Request, _session: Session = Depends(checked)) 
 
 @router.get("/{bucket}")
 async def bucket_page(
-    request: Request, bucket: str, prefix: str = "", _session: Session = Depends(signed_in)
+    request: Request, bucket: str, _session: SignedIn, prefix: str = ""
 ) -> Response:
     prefix = _clean_prefix(prefix)
 
@@ -147,23 +148,21 @@ async def bucket_page(
 
 
 @router.get("/{bucket}/delete")
-async def delete_bucket_page(
-    request: Request, bucket: str, _session: Session = Depends(signed_in)
-) -> Response:
+async def delete_bucket_page(request: Request, bucket: str, _session: SignedIn) -> Response:
     await run_in_threadpool(_require_bucket, request, bucket)
     uses = await run_in_threadpool(lambda: _uses(registry(request).list(), bucket))
     return render(request, "bucket_delete.html", {"bucket": bucket, "uses": uses})
 
 
 @router.post("/{bucket}/delete")
-async def delete_bucket(request: Request, bucket: str, _session: Session = Depends(checked)) -> Response:
+async def delete_bucket(request: Request, bucket: str, _session: Checked) -> Response:
     force = (await request.form()).get("force") == "on"
     await run_in_threadpool(store(request).delete_bucket, bucket, force)
     return redirect(request, f"{PREFIX}/storage", f"Bucket {bucket} deleted.")
 
 
 @router.post("/{bucket}/folders")
-async def create_folder(request: Request, bucket: str, _session: Session = Depends(checked)) -> Response:
+async def create_folder(request: Request, bucket: str, _session: Checked) -> Response:
     form = await request.form()
     prefix = _clean_prefix(str(form.get("prefix") or ""))
     name = str(form.get("name") or "").strip().strip("/")
@@ -175,9 +174,7 @@ async def create_folder(request: Request, bucket: str, _session: Session = Depen
 
 
 @router.put("/{bucket}/objects")
-async def upload_one(
-    request: Request, bucket: str, key: str, _session: Session = Depends(checked)
-) -> Response:
+async def upload_one(request: Request, bucket: str, key: str, _session: Checked) -> Response:
     """One file as the raw request body (the dashboard's script sends each file so)."""
     await run_in_threadpool(_require_bucket, request, bucket)
     objects = store(request)
@@ -190,9 +187,7 @@ async def upload_one(
         writer.abort()
         raise
     content_type = request.headers.get("content-type") or _guess(key)
-    info = await run_in_threadpool(
-        lambda: objects.commit_object(bucket, key, writer.finish(), content_type=content_type)
-    )
+    info = await run_in_threadpool(_commit, objects, bucket, key, writer, content_type)
     return Response(
         json.dumps({"key": info.key, "size": info.size}),
         media_type="application/json",
@@ -201,7 +196,7 @@ async def upload_one(
 
 
 @router.post("/{bucket}/upload")
-async def upload_form(request: Request, bucket: str, _session: Session = Depends(checked)) -> Response:
+async def upload_form(request: Request, bucket: str, _session: Checked) -> Response:
     """Files from the picker without script: a multipart form, several files at once."""
     form = await request.form()
     prefix = _clean_prefix(str(form.get("prefix") or ""))
@@ -219,22 +214,15 @@ async def upload_form(request: Request, bucket: str, _session: Session = Depends
         except BaseException:
             writer.abort()
             raise
-        content_type = upload.content_type or _guess(name)
         await run_in_threadpool(
-            lambda: objects.commit_object(
-                bucket, prefix + name, writer.finish(), content_type=content_type
-            )
+            _commit, objects, bucket, prefix + name, writer, upload.content_type or _guess(name)
         )
     plural = "" if len(uploads) == 1 else "s"
-    return redirect(
-        request, _browse_url(bucket, prefix), f"Uploaded {len(uploads)} file{plural}."
-    )
+    return redirect(request, _browse_url(bucket, prefix), f"Uploaded {len(uploads)} file{plural}.")
 
 
 @router.get("/{bucket}/object")
-async def download(
-    request: Request, bucket: str, key: str, _session: Session = Depends(signed_in)
-) -> Response:
+async def download(request: Request, bucket: str, key: str, _session: SignedIn) -> Response:
     info, handle = await run_in_threadpool(store(request).open_object, bucket, key)
 
     def chunks() -> Any:
@@ -256,7 +244,7 @@ async def download(
 
 
 @router.post("/{bucket}/object/delete")
-async def delete_object(request: Request, bucket: str, _session: Session = Depends(checked)) -> Response:
+async def delete_object(request: Request, bucket: str, _session: Checked) -> Response:
     form = await request.form()
     key = str(form.get("key") or "")
     if not key:
@@ -266,6 +254,12 @@ async def delete_object(request: Request, bucket: str, _session: Session = Depen
         raise DashboardError(f"There is no file {key} in bucket {bucket}.", 404)
     parent = key.rpartition("/")[0]
     return redirect(request, _browse_url(bucket, parent + "/" if parent else ""), f"Deleted {key}.")
+
+
+def _commit(
+    objects: ObjectStore, bucket: str, key: str, writer: BlobWriter, content_type: str
+) -> ObjectDetails:
+    return objects.commit_object(bucket, key, writer.finish(), content_type=content_type)
 
 
 def _guess(name: str) -> str:
