@@ -48,6 +48,19 @@
     });
   }
 
+  // Replaces the element matching `selector` with the same element of a fresh copy of this
+  // page, then gives the new content its behaviours: a part of the page renewed, no reload.
+  async function renew(selector) {
+    const response = await fetch(window.location.href, { credentials: "same-origin" });
+    if (!response.ok) throw new Error(await problem(response));
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    const replacement = fresh.querySelector(selector);
+    const current = document.querySelector(selector);
+    if (!replacement || !current) return;
+    current.replaceWith(replacement);
+    bind(replacement);
+  }
+
   // Repeats `task` every `seconds` while the page is visible; stops when it returns false.
   function every(seconds, task) {
     let failures = 0;
@@ -145,8 +158,8 @@
       section.querySelector("[data-job-attempts]").textContent = data.job.attempts;
       if (data.job.finished) {
         if (state) state.textContent = "The job has finished.";
-        // Reload once so that the exit code, run time and the retry button show.
-        setTimeout(function () { window.location.reload(); }, 800);
+        // Renew the page's job part once, for the exit code, run time and retry button.
+        await renew("[data-job-page]");
         return false;
       }
       return true;
@@ -154,11 +167,14 @@
   });
 
   // -- confirmations --------------------------------------------------------------------------
-  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
-    form.addEventListener("submit", function (event) {
-      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+  function bind(root) {
+    root.querySelectorAll("form[data-confirm]").forEach(function (form) {
+      form.addEventListener("submit", function (event) {
+        if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+      });
     });
-  });
+    localTimes(root);
+  }
 
   // -- uploads with per-file progress ---------------------------------------------------------
   function uploadOne(url, key, file, list) {
@@ -229,7 +245,7 @@
       await Promise.all([worker(), worker()]);
       const failed = results.filter(function (ok) { return !ok; }).length;
       if (failed) showMessage(failed + " of " + results.length + " uploads failed; see the list.");
-      else setTimeout(function () { window.location.reload(); }, 600);
+      await renew("[data-listing]");
     }
     input.addEventListener("change", function () { send(input.files); input.value = ""; });
     ["dragenter", "dragover"].forEach(function (name) {
@@ -251,7 +267,11 @@
       copy.querySelectorAll("input").forEach(function (input) {
         const id = input.id.replace(/-\d+$/, "-" + index);
         const label = copy.querySelector('label[for="' + input.id + '"]');
-        if (label) { label.htmlFor = id; label.textContent = label.textContent.replace(/\d+/, index); }
+        if (label) {
+          label.htmlFor = id;
+          const words = label.querySelector(".visually-hidden") || label;
+          words.textContent = words.textContent.replace(/\d+/, index);
+        }
         input.id = id;
         input.value = input.name.endsWith("_provider") ? "minio.default" : "";
       });
@@ -340,5 +360,5 @@
     });
   });
 
-  localTimes(document);
+  bind(document);
 })();
