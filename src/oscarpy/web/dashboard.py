@@ -89,9 +89,9 @@ def status_of(error: Exception) -> int:
 
 def message_of(error: Exception) -> str:
     if isinstance(error, ServiceNotFound):
-        return f"There is no service named {error}."
+        return f"There is no service named {error.name}."
     if isinstance(error, ServiceExists):
-        return f"A service named {error} exists already."
+        return f"A service named {error.name} exists already."
     if isinstance(error, RequestValidationError):
         problems = [
             f"{'.'.join(str(part) for part in item.get('loc', ()))}: {item.get('msg', 'invalid')}"

@@ -112,41 +112,36 @@ def _overview(request: Request, window: activity.Window) -> dict[str, Any]:
 
 
 def _chart(slots: list[activity.Slot]) -> dict[str, Any]:
-    """Bar geometry for the inline SVG chart: succeeded stacked under failed, per slot."""
-    width, height, left, bottom = 720, 200, 40, 24
-    inner_height = height - bottom - 10
+    """Bar geometry for the inline SVG chart (succeeded under failed, per slot) and its labels;
+    the labels are HTML beside the drawing, so that they stay legible when it stretches."""
+    width, height = 600, 200
     peak = max((slot.succeeded + slot.failed for slot in slots), default=0)
     scale_top = max(1, peak)
-    step = (width - left - 10) / max(1, len(slots))
+    step = width / max(1, len(slots))
     bars = []
     for index, slot in enumerate(slots):
-        x = left + index * step
-        ok = inner_height * slot.succeeded / scale_top
-        bad = inner_height * slot.failed / scale_top
+        ok = (height - 2) * slot.succeeded / scale_top
+        bad = (height - 2) * slot.failed / scale_top
         bars.append(
             {
-                "x": round(x + 1, 1),
-                "width": round(max(1.0, step - 2), 1),
-                "ok_y": round(10 + inner_height - ok, 1),
-                "ok_height": round(ok, 1),
-                "bad_y": round(10 + inner_height - ok - bad, 1),
-                "bad_height": round(bad, 1),
+                "x": round(index * step + step * 0.1, 2),
+                "width": round(step * 0.8, 2),
+                "ok_y": round(height - ok, 2),
+                "ok_height": round(ok, 2),
+                "bad_y": round(height - ok - bad, 2),
+                "bad_height": round(bad, 2),
                 "slot": slot,
             }
         )
-    labels = [
-        {"x": bar["x"], "text": slot.start.strftime("%H:%M" if len(slots) > 24 else "%d %H:%M")}
-        for index, (bar, slot) in enumerate(zip(bars, slots, strict=True))
-        if index % max(1, len(bars) // 6) == 0
-    ]
+    daily = len(slots) > 1 and (slots[1].start - slots[0].start).total_seconds() >= 3600
+    pattern = "%d %b %H:%M" if daily else "%H:%M"
+    shown = [slots[index] for index in range(0, len(slots), max(1, len(slots) // 5))]
     return {
         "width": width,
         "height": height,
-        "left": left,
-        "baseline": 10 + inner_height,
         "top": scale_top,
         "bars": bars,
-        "labels": labels,
+        "labels": [slot.start.strftime(pattern) for slot in shown],
         "total_succeeded": sum(slot.succeeded for slot in slots),
         "total_failed": sum(slot.failed for slot in slots),
     }

@@ -6,8 +6,8 @@
 (function () {
   const csrf = document.body.dataset.csrf || "";
 
-  function showMessage(text, kind) {
-    const box = document.getElementById("messages");
+  function showMessage(text, kind, where) {
+    const box = document.getElementById(where || "messages");
     if (!box) return;
     const paragraph = document.createElement("p");
     paragraph.className = "message " + (kind || "error");
@@ -117,8 +117,8 @@
     badge.textContent = job.status_label;
     cell(badge);
     cell(job.input).className = "key";
-    cell(formatTime(job.created_at));
-    cell(formatTime(job.started_at));
+    cell(formatTime(job.created_at)).className = "wide-only";
+    cell(formatTime(job.started_at)).className = "wide-only";
     cell(formatTime(job.finished_at));
     cell(String(job.attempts));
     return row;
@@ -326,6 +326,8 @@
         ? new Uint8Array(await file.arrayBuffer())
         : new TextEncoder().encode(form.querySelector("textarea").value);
       button.disabled = true;
+      document.getElementById("invoke-messages").replaceChildren();
+      result.hidden = true;
       const label = button.textContent;
       button.textContent = "Running…";
       try {
@@ -339,7 +341,7 @@
           const reason = response.status === 404 || response.status === 405
             ? "Synchronous invocation is not available on this server: " + await problem(response)
             : "The run failed: " + await problem(response);
-          showMessage(reason);
+          showMessage(reason, "error", "invoke-messages");
           return;
         }
         const decoded = decodeResult(await response.text());
@@ -350,9 +352,9 @@
         if (download.href) URL.revokeObjectURL(download.href);
         download.href = URL.createObjectURL(new Blob([decoded]));
         result.hidden = false;
-        showMessage("The run finished.", "notice");
+        showMessage("The run finished.", "notice", "invoke-messages");
       } catch (error) {
-        showMessage("The run could not reach the server: " + error.message);
+        showMessage("The run could not reach the server: " + error.message, "error", "invoke-messages");
       } finally {
         button.disabled = false;
         button.textContent = label;
