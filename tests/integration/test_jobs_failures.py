@@ -128,3 +128,20 @@ def test_the_log_is_cut_at_the_limit_with_a_note(tmp_path_factory: pytest.TempPa
         assert len(log.encode()) <= 4096 + 200
         assert "log truncated: the limit of 4096 bytes per job was reached" in log
         assert "line 0" in log and "line 1999" not in log
+
+
+@pytest.mark.slow
+def test_a_2_gib_output_is_uploaded_whole(platform: Harness) -> None:
+    size = 2 * 1024**3
+    name, bucket = _one_job(
+        platform,
+        'dd if=/dev/zero of="$TMP_OUTPUT_DIR/big" bs=1M count=2048 2>/dev/null\n',
+        memory="512Mi",
+    )
+
+    (job,) = platform.finished_jobs(name, timeout=240)
+    assert job.status is JobStatus.SUCCEEDED, job.message
+    found = platform.store.head(bucket, "out/big")
+    assert found is not None and found.size == size
+    assert found.etag == "a981130cf2b7e09f4686dc273cf7187e"  # MD5 of 2 GiB of zeros
+    platform.store.delete_object(bucket, "out/big")

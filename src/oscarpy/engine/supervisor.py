@@ -52,7 +52,7 @@ ProviderLookup = Callable[[str], StorageProvider]
 def input_file_name(key: str) -> str:
     """The staged file's name: the key's last segment, or `input` if that is not a name."""
     name = PurePosixPath(key).name
-    if name in ("", ".", "..") or "\x00" in name:
+    if key.endswith("/") or name in ("", ".", "..") or "\x00" in name:
         return "input"
     encoded = name.encode()
     if len(encoded) > 200:  # keep within NAME_MAX, keeping the extension
