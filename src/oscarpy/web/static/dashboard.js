@@ -293,38 +293,21 @@
   });
 
   // -- invoke: synchronously through the REST route /run/{service} ----------------------------
-  function bytesToBase64(bytes) {
-    let binary = "";
-    for (let index = 0; index < bytes.length; index += 0x8000) {
-      binary += String.fromCharCode.apply(null, bytes.subarray(index, index + 0x8000));
-    }
-    return btoa(binary);
-  }
-
-  function decodeResult(text) {
-    const compact = text.replace(/\s+/g, "");
-    if (compact && /^[A-Za-z0-9+/]+={0,2}$/.test(compact) && compact.length % 4 === 0) {
-      try {
-        const binary = atob(compact);
-        const bytes = Uint8Array.from(binary, function (char) { return char.charCodeAt(0); });
-        return bytes;
-      } catch (_) { /* not base64 after all */ }
-    }
-    return new TextEncoder().encode(text);
-  }
+  // Raw bytes both ways (Content-Type and Accept application/octet-stream), so that neither
+  // the input nor the answer goes through base64 and nothing is guessed.
+  const BINARY = "application/octet-stream";
 
   document.querySelectorAll("form[data-invoke]").forEach(function (form) {
     const result = document.getElementById("invoke-result");
     const output = document.getElementById("invoke-output");
     const download = document.getElementById("invoke-download");
+    const jobLink = document.getElementById("invoke-job");
     form.addEventListener("submit", async function (event) {
       if (!event.submitter || !event.submitter.hasAttribute("data-sync")) return;
       event.preventDefault();
       const button = event.submitter;
       const file = form.querySelector('input[type="file"]').files[0];
-      const bytes = file
-        ? new Uint8Array(await file.arrayBuffer())
-        : new TextEncoder().encode(form.querySelector("textarea").value);
+      const body = file || new Blob([form.querySelector("textarea").value]);
       button.disabled = true;
       document.getElementById("invoke-messages").replaceChildren();
       result.hidden = true;
@@ -334,23 +317,38 @@
         const response = await fetch("/run/" + encodeURIComponent(form.dataset.invoke), {
           method: "POST",
           credentials: "same-origin",
-          headers: { "X-CSRF-Token": csrf, "Content-Type": "text/plain", Accept: "*/*" },
-          body: bytesToBase64(bytes),
+          headers: { "X-CSRF-Token": csrf, "Content-Type": BINARY, Accept: BINARY },
+          body: body,
         });
+        const jobId = response.headers.get("X-Oscar-Job-Id");
+        if (jobLink) {
+          jobLink.hidden = !jobId;
+          if (jobId) jobLink.href = window.location.pathname + "/jobs/" + encodeURIComponent(jobId);
+        }
         if (!response.ok) {
-          const reason = response.status === 404 || response.status === 405
-            ? "Synchronous invocation is not available on this server: " + await problem(response)
-            : "The run failed: " + await problem(response);
+          let reason;
+          if (response.status === 404 && !jobId) {
+            reason = "Synchronous invocation is not available on this server: " + await problem(response);
+          } else {
+            const text = await response.text();
+            let detail = text;
+            let tail = "";
+            try { const parsed = JSON.parse(text); detail = parsed.detail || text; tail = parsed.log_tail || ""; }
+            catch (_) { /* plain text */ }
+            reason = "The run failed: " + detail + " (HTTP " + response.status + ")";
+            if (tail) { output.textContent = tail; result.hidden = false; download.hidden = true; }
+          }
           showMessage(reason, "error", "invoke-messages");
           return;
         }
-        const decoded = decodeResult(await response.text());
+        const answer = new Uint8Array(await response.arrayBuffer());
         let text;
-        try { text = new TextDecoder("utf-8", { fatal: true }).decode(decoded); }
-        catch (_) { text = "(" + decoded.length + " bytes of binary output: download it)"; }
+        try { text = new TextDecoder("utf-8", { fatal: true }).decode(answer); }
+        catch (_) { text = "(" + answer.length + " bytes of binary output: download them)"; }
         output.textContent = text;
         if (download.href) URL.revokeObjectURL(download.href);
-        download.href = URL.createObjectURL(new Blob([decoded]));
+        download.href = URL.createObjectURL(new Blob([answer], { type: BINARY }));
+        download.hidden = false;
         result.hidden = false;
         showMessage("The run finished.", "notice", "invoke-messages");
       } catch (error) {
