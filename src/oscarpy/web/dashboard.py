@@ -52,6 +52,18 @@ _HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=_HERE / "templates")
 
 
+#: Sent with every page: nothing cached, nothing framed (clickjacking), no script or style
+#: but the dashboard's own files.
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+}
+
+
 class DashboardError(Exception):
     """A request the dashboard refuses, with the message to show and its HTTP status."""
 
@@ -248,7 +260,7 @@ def render(
     response = templates.TemplateResponse(request, template, page, status_code=status)
     if FLASH_COOKIE in request.cookies:
         response.delete_cookie(FLASH_COOKIE, path=PREFIX, httponly=True, samesite="strict")
-    response.headers["Cache-Control"] = "no-store"
+    response.headers.update(PAGE_HEADERS)
     return response
 
 

@@ -37,6 +37,7 @@ router = APIRouter(prefix=PREFIX, route_class=DashboardRoute, include_in_schema=
 MAX_DEFINITION_BYTES = 1024 * 1024
 MAX_INVOCATION_BYTES = 64 * 1024 * 1024
 JOBS_SHOWN = 200
+_SOURCES = {"invocation": "request body", "sync": "request body (synchronous run)"}
 
 
 def _found(request: Request, name: str) -> Service:
@@ -56,7 +57,7 @@ def _job_json(service: str, job: JobView) -> dict[str, Any]:
     if job.key is not None:
         source = f"{job.bucket}/{job.key}"
     else:
-        source = "request body" if job.source == "invocation" else job.source.value
+        source = _SOURCES.get(job.source.value, job.source.value)
     finished = job.finished_at
     return {
         "id": job.id,

@@ -173,6 +173,11 @@
         if (!window.confirm(form.dataset.confirm)) event.preventDefault();
       });
     });
+    root.querySelectorAll("a[data-back]").forEach(function (link) {
+      link.addEventListener("click", function (event) {
+        if (window.history.length > 1) { event.preventDefault(); window.history.back(); }
+      });
+    });
     localTimes(root);
   }
 
