@@ -175,3 +175,46 @@ def test_errors_are_readable_pages_or_json(
     bad_bucket = client.post("/ui/storage", data={"csrf_token": token, "name": "No_Good"})
     assert bad_bucket.status_code == 400
     assert "invalid bucket name" in bad_bucket.text.lower()
+
+
+def test_storage_forms_work_without_the_script(
+    platform: RunningServer, signed_in: tuple[httpx.Client, str]
+) -> None:
+    client, token = signed_in
+    created = client.post("/ui/storage", data={"csrf_token": token, "name": "plain-forms"})
+    assert (created.status_code, created.headers["location"]) == (303, "/ui/storage/plain-forms")
+    folder = client.post(
+        "/ui/storage/plain-forms/folders",
+        data={"csrf_token": token, "prefix": "", "name": "reports/2026"},
+    )
+    assert folder.headers["location"] == "/ui/storage/plain-forms?prefix=reports/2026/"
+    uploaded = client.post(
+        "/ui/storage/plain-forms/upload",
+        data={"csrf_token": token, "prefix": "reports/2026/"},
+        files=[
+            ("files", ("a.txt", b"first", "text/plain")),
+            ("files", ("b.bin", bytes(range(256)), "application/octet-stream")),
+        ],
+    )
+    assert uploaded.status_code == 303
+    listing = client.get("/ui/storage/plain-forms", params={"prefix": "reports/2026/"})
+    assert "a.txt" in listing.text and "b.bin" in listing.text
+    binary = client.get("/ui/storage/plain-forms/object", params={"key": "reports/2026/b.bin"})
+    assert binary.content == bytes(range(256))
+    assert binary.headers["content-disposition"] == "attachment; filename*=UTF-8''b.bin"
+
+    deleted = client.post(
+        "/ui/storage/plain-forms/object/delete",
+        data={"csrf_token": token, "key": "reports/2026/a.txt"},
+    )
+    assert deleted.headers["location"] == "/ui/storage/plain-forms?prefix=reports/2026/"
+    gone = client.get("/ui/storage/plain-forms/object", params={"key": "reports/2026/a.txt"})
+    assert gone.status_code == 404 and "not found" in gone.text
+
+    not_empty = client.post("/ui/storage/plain-forms/delete", data={"csrf_token": token})
+    assert not_empty.status_code == 409 and "not empty" in not_empty.text
+    forced = client.post(
+        "/ui/storage/plain-forms/delete", data={"csrf_token": token, "force": "on"}
+    )
+    assert forced.headers["location"] == "/ui/storage"
+    assert client.get("/ui/storage/plain-forms").status_code == 404

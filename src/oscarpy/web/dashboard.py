@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException
 
 from oscarpy.engine.errors import EngineError, InvalidJobOperation, JobNotFound
 from oscarpy.services.errors import (
@@ -146,6 +147,9 @@ class DashboardRoute(APIRoute):
                 RequestValidationError,
             ) as error:
                 return error_response(request, message_of(error), status_of(error))
+            except HTTPException as error:  # e.g. a malformed multipart body
+                message = message_of(Exception(error.detail))
+                return error_response(request, message, error.status_code)
             except Exception as error:
                 log.error("unexpected error in the dashboard", exc_info=error)
                 return error_response(
