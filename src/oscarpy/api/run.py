@@ -138,15 +138,17 @@ def _too_large(limit: int) -> str:
 
 def _respond(answer: Answer, *, binary: bool) -> Response:
     headers = {JOB_HEADER: answer.job_id}
+    cleanup = BackgroundTask(answer.discard)
     if not answer.succeeded:
         body: dict[str, Any] = {
             "detail": f"{answer.outcome.message} (job {answer.job_id})",
             "job_id": answer.job_id,
             "log_tail": answer.log_tail,
         }
-        return JSONResponse(body, status_code=status_of(answer.outcome), headers=headers)
+        return JSONResponse(
+            body, status_code=status_of(answer.outcome), headers=headers, background=cleanup
+        )
     media_type = BINARY if binary else "text/plain; charset=utf-8"
-    cleanup = BackgroundTask(answer.discard)
     if answer.file is None or answer.file.stat().st_size <= IN_MEMORY_ANSWER:
         content = b"".join(iterate_answer(answer, binary=binary))
         return Response(content, media_type=media_type, headers=headers, background=cleanup)

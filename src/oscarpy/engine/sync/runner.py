@@ -201,7 +201,6 @@ class SyncRunner:
             with self._running_lock:
                 self._running.discard(job_id)
         if not answer.succeeded:
-            answer.discard()
             answer.log_tail = _tail(ledger.read_log(job_id), LOG_TAIL_LINES)
         return answer
 
@@ -236,12 +235,14 @@ class SyncRunner:
                     continue
                 healthy = result.reason not in (EndReason.TIMEOUT, EndReason.OOM)
                 files = sorted(output_files(work_dir / "output", stream))
+                # One rename takes the whole directory out of the container's sight; it is
+                # deleted with the answer, after the answer is sent.
+                os.replace(work_dir, self.answers / spec.job_id)
                 answer.scratch = self.answers / spec.job_id
-                answer.scratch.mkdir(exist_ok=True)
-                os.replace(work_dir / "output", answer.scratch / "output")
                 return result, files
             finally:
-                shutil.rmtree(work_dir, ignore_errors=True)
+                if work_dir.exists():
+                    shutil.rmtree(work_dir, ignore_errors=True)
                 self._release(pool, member, healthy)
         raise InfrastructureError(
             f"{_ATTEMPTS_ON_DEAD_CONTAINERS} warm containers in a row died before the script "
