@@ -48,10 +48,25 @@ esac
 """
 
 
+STALE: dict[str, str] = {}
+"""The warm container a crashed server left in the module server's data directory."""
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, docker_client: Any) -> Iterator[RunningServer]:
+    """The module's server, started on the data directory of a server that crashed (kill -9)
+    with a warm container running: one start less than testing the restart on its own."""
+    data = tmp_path_factory.mktemp("run") / "data"
+    crashed = start_server(data)
+    try:
+        create_service(crashed, "survivor", COWSAY, synchronous={"min_scale": 1})
+        STALE["survivor"] = wait_for(lambda: warm_containers(docker_client, crashed, "survivor"))[
+            0
+        ].id
+    finally:
+        crashed.kill()
     running = start_server(
-        tmp_path_factory.mktemp("run") / "data",
+        data,
         env={
             "OSCAR_RUN_BODY_LIMIT": str(BODY_LIMIT),
             "OSCAR_RUN_IDLE_SECONDS": str(IDLE_SECONDS),
@@ -61,6 +76,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, docker_client: Any) -> Iter
     running.stop()
     for container in warm_containers(docker_client, running):
         container.remove(force=True)  # only if the server failed to clean up
+    for container in docker_client.containers.list(all=True, filters={"id": STALE["survivor"]}):
+        container.remove(force=True)
 
 
 def warm_containers(docker_client: Any, server: RunningServer, service: str = "") -> list[Any]:
@@ -302,3 +319,74 @@ def test_nothing_of_one_request_is_visible_to_the_next(server: RunningServer) ->
         second_log = client.get(f"/system/logs/isolated/{second_job}").text
     container = [line.split()[-1] for line in first_log.splitlines() if "warm container" in line]
     assert container and container[0] in second_log  # the same container served both
+
+
+def containers_in_log(server: RunningServer, service: str, answer: httpx.Response) -> list[str]:
+    with server.client() as client:
+        text = client.get(f"/system/logs/{service}/{answer.headers['X-Oscar-Job-Id']}").text
+    return [line.split()[-1] for line in text.splitlines() if "warm container" in line]
+
+
+def test_min_scale_zero_starts_a_container_on_demand_and_reuses_it_while_warm(
+    server: RunningServer, docker_client: Any
+) -> None:
+    create_service(server, "lazy", COWSAY)
+    time.sleep(1.5)  # one upkeep round: still nothing is started for min_scale 0
+    assert warm_containers(docker_client, server, "lazy") == []
+
+    first = run(server, "lazy", b'{"message": "one"}')
+    second = run(server, "lazy", b'{"message": "two"}')
+
+    assert "< two >" in second.text
+    assert containers_in_log(server, "lazy", first) == containers_in_log(server, "lazy", second)
+    wait_for(lambda: not warm_containers(docker_client, server, "lazy"), timeout=IDLE_SECONDS + 10)
+
+
+def test_updating_a_service_replaces_its_warm_containers(
+    server: RunningServer, docker_client: Any
+) -> None:
+    create_service(server, "changing", COWSAY, synchronous={"min_scale": 1})
+    old = wait_for(lambda: warm_containers(docker_client, server, "changing"))[0].id
+    definition = {
+        "name": "changing",
+        "image": IMAGE,
+        "script": "#!/bin/sh\necho version two\n",
+        "cpu": "0.1",
+        "synchronous": {"min_scale": 1},
+    }
+
+    with server.client() as client:
+        assert client.put("/system/services", json=definition).status_code == 204
+
+    new = wait_for(
+        lambda: [c.id for c in warm_containers(docker_client, server, "changing") if c.id != old]
+    )
+    assert run(server, "changing", b"{}").text == "version two\n"
+    wait_for(lambda: old not in [c.id for c in warm_containers(docker_client, server, "changing")])
+    assert new
+
+
+def test_deleting_a_service_removes_its_warm_containers(
+    server: RunningServer, docker_client: Any
+) -> None:
+    create_service(server, "doomed", COWSAY, synchronous={"min_scale": 2})
+    wait_for(lambda: len(warm_containers(docker_client, server, "doomed")) == 2)
+
+    with server.client() as client:
+        assert client.delete("/system/services/doomed").status_code == 204
+
+    wait_for(lambda: not warm_containers(docker_client, server, "doomed"))
+    assert run(server, "doomed", b"{}").status_code == 404
+
+
+def test_a_restarted_server_replaces_the_warm_containers_of_the_crashed_one(
+    server: RunningServer, docker_client: Any
+) -> None:
+    stale = STALE["survivor"]
+
+    fresh = wait_for(lambda: warm_containers(docker_client, server, "survivor"))
+
+    assert stale not in [c.id for c in fresh]
+    assert docker_client.containers.list(all=True, filters={"id": stale}) == []
+    answer = run(server, "survivor", b'{"message": "back"}')
+    assert "< back >" in answer.text

@@ -60,7 +60,6 @@ def stage_body(raw: Path, destination: Path) -> None:
 def decode_base64_file(source: Path, destination: Path) -> None:
     """Streaming base64 decoding that accepts line breaks and refuses anything else invalid."""
     carry = b""
-    consumed = 0
     padded = False
     with source.open("rb") as reader, destination.open("wb") as writer:
         while chunk := reader.read(CHUNK):
@@ -74,18 +73,17 @@ def decode_base64_file(source: Path, destination: Path) -> None:
             try:
                 writer.write(base64.b64decode(block, validate=True))
             except (binascii.Error, ValueError) as error:
-                raise InvalidBody(_invalid(_locate(block, consumed) or str(error))) from error
+                raise InvalidBody(_invalid(_locate(block) or str(error))) from error
             padded = block.endswith(b"=")
-            consumed += len(block)
         if carry:
             raise InvalidBody(_invalid("its length is not a multiple of 4"))
 
 
-def _locate(block: bytes, offset: int) -> str | None:
+def _locate(block: bytes) -> str | None:
     alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
-    for index, byte in enumerate(block):
+    for byte in block:
         if byte not in alphabet:
-            return f"character {chr(byte)!r} at position {offset + index} is not base64"
+            return f"character {chr(byte)!r} is not base64"
     return "the padding '=' is misplaced"
 
 

@@ -14,6 +14,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 _TICK_SECONDS = 1.0
 _RETRY_AFTER_FAILURE_SECONDS = 10.0
+_PARALLEL_REMOVALS = 8
 
 
 @dataclass(eq=False)
@@ -323,12 +325,20 @@ class WarmPools:
     def _remove_discarded(self) -> None:
         with self._lock:
             doomed, self._discarded = self._discarded, []
-        for container in doomed:
-            try:
-                container.remove()
-            except InfrastructureError as error:
-                log.warning("cannot remove warm container %s: %s", container.id[:12], error)
-            shutil.rmtree(container.host_dir, ignore_errors=True)
+        if len(doomed) > 1:
+            # Each removal waits on the Docker Engine; a shutdown removes many at once.
+            with ThreadPoolExecutor(min(len(doomed), _PARALLEL_REMOVALS)) as executor:
+                list(executor.map(self._remove, doomed))
+        elif doomed:
+            self._remove(doomed[0])
+
+    @staticmethod
+    def _remove(container: WarmContainer) -> None:
+        try:
+            container.remove()
+        except InfrastructureError as error:
+            log.warning("cannot remove warm container %s: %s", container.id[:12], error)
+        shutil.rmtree(container.host_dir, ignore_errors=True)
 
     def _run(self) -> None:
         while not self._stopping.is_set():

@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 MAX_EVENT_IN_LEDGER = 64 * 1024
 LOG_TAIL_LINES = 20
+ABANDONED_ANSWER_SECONDS = 3600
+"""An answer is deleted once sent; one whose client vanished mid-way goes after this long."""
 _ATTEMPTS_ON_DEAD_CONTAINERS = 3
 
 
@@ -111,7 +113,7 @@ class SyncRunner:
             host_capacity(settings),
             engine.registry.list,
             idle_seconds=settings.run_idle_seconds,
-            on_tick=self._renew_leases,
+            on_tick=self._upkeep,
         )
         engine.registry.add_listener(self.pools.on_service_change)
 
@@ -266,13 +268,21 @@ class SyncRunner:
         except Exception:
             log.exception("cannot release warm container %s", member.container.id[:12])
 
-    def _renew_leases(self) -> None:
+    def _upkeep(self) -> None:
+        """Renew the leases of running requests; delete answers a lost client never took."""
         if time.monotonic() - self._last_renewal < self.engine.ledger.lease.total_seconds() / 3:
             return
         self._last_renewal = time.monotonic()
         with self._running_lock:
             running = list(self._running)
         self.engine.ledger.renew_leases(running)
+        cutoff = time.time() - ABANDONED_ANSWER_SECONDS
+        for entry in self.answers.iterdir():
+            try:
+                if entry.stat().st_mtime < cutoff:
+                    shutil.rmtree(entry, ignore_errors=True)
+            except FileNotFoundError:
+                pass
 
     def counts(self, service_name: str) -> tuple[int, int] | None:
         """(idle, busy) warm containers of a service, `None` if it has no pool yet."""
