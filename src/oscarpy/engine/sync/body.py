@@ -25,6 +25,7 @@ CHUNK = 1024 * 1024
 ENCODE_CHUNK = 3 * 64 * 1024
 """A multiple of 3, so that the base64 of consecutive chunks concatenates into one valid text."""
 ZIP_NAME = "outputs.zip"
+_ALPHABET = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
 
 
 def is_json(path: Path) -> bool:
@@ -73,18 +74,19 @@ def decode_base64_file(source: Path, destination: Path) -> None:
             try:
                 writer.write(base64.b64decode(block, validate=True))
             except (binascii.Error, ValueError) as error:
-                raise InvalidBody(_invalid(_locate(block) or str(error))) from error
+                why = _bad_character(block) or "the padding '=' is misplaced"
+                raise InvalidBody(_invalid(why)) from error
             padded = block.endswith(b"=")
         if carry:
-            raise InvalidBody(_invalid("its length is not a multiple of 4"))
+            why = _bad_character(carry) or "its length is not a multiple of 4"
+            raise InvalidBody(_invalid(why))
 
 
-def _locate(block: bytes) -> str | None:
-    alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+def _bad_character(block: bytes) -> str | None:
     for byte in block:
-        if byte not in alphabet:
+        if byte not in _ALPHABET:
             return f"character {chr(byte)!r} is not base64"
-    return "the padding '=' is misplaced"
+    return None
 
 
 def _invalid(why: str) -> str:
