@@ -159,10 +159,14 @@ class ServicePool:
         for member in stale:
             self._discard(member.container)
 
-    def close(self) -> None:
+    def close(self, *, busy_too: bool = False) -> None:
+        """No more requests; idle containers go now, busy ones after their request, or now
+        with `busy_too` (the server stops: their requests are cut short)."""
         with self._condition:
             self._closed = True
             stale, self._idle = self._idle, []
+            if busy_too:
+                stale += list(self._busy)
             self._condition.notify_all()
         for member in stale:
             self._discard(member.container)
@@ -275,7 +279,7 @@ class WarmPools:
         with self._lock:
             pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
-            pool.close()
+            pool.close(busy_too=True)
         self._remove_discarded()
 
     def pool(self, service: Service) -> ServicePool:
@@ -286,6 +290,12 @@ class WarmPools:
                 self._pools[service.name] = pool
                 self._wake.set()
             return pool
+
+    def counts(self, service_name: str) -> tuple[int, int] | None:
+        """(idle, busy) warm containers of a service; `None` when it has no pool yet."""
+        with self._lock:
+            pool = self._pools.get(service_name)
+        return None if pool is None else pool.counts()
 
     def configure(self, service: Service) -> None:
         with self._lock:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from oscarpy.config import Settings
 from oscarpy.engine.core import Engine, host_capacity
-from oscarpy.engine.errors import InfrastructureError
+from oscarpy.engine.errors import InfrastructureError, StagingError
 from oscarpy.engine.ledger import NewJob
 from oscarpy.engine.logstream import LogStream
 from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
@@ -252,14 +252,17 @@ class SyncRunner:
         )
 
     def _prepare(self, work_dir: Path, script: str, event: str, staged: Path) -> None:
-        (work_dir / "input").mkdir(parents=True)
-        for writable in (work_dir / "output", work_dir / "tmp"):
-            writable.mkdir()
-            # An image may run as a non-root user: let it write its outputs and temporaries.
-            os.chmod(writable, 0o1777)
-        (work_dir / SCRIPT_FILE).write_text(script)
-        (work_dir / EVENT_FILE).write_text(event)
-        os.replace(staged, work_dir / "input" / BODY_FILE)
+        try:
+            (work_dir / "input").mkdir(parents=True)
+            for writable in (work_dir / "output", work_dir / "tmp"):
+                writable.mkdir()
+                # An image may run as a non-root user: let it write its outputs and temporaries.
+                os.chmod(writable, 0o1777)
+            (work_dir / SCRIPT_FILE).write_text(script)
+            (work_dir / EVENT_FILE).write_text(event)
+            os.replace(staged, work_dir / "input" / BODY_FILE)
+        except OSError as error:
+            raise StagingError(f"cannot prepare the work directory {work_dir}: {error}") from error
 
     @staticmethod
     def _release(pool: ServicePool, member: Member, healthy: bool) -> None:
@@ -283,11 +286,6 @@ class SyncRunner:
                     shutil.rmtree(entry, ignore_errors=True)
             except FileNotFoundError:
                 pass
-
-    def counts(self, service_name: str) -> tuple[int, int] | None:
-        """(idle, busy) warm containers of a service, `None` if it has no pool yet."""
-        service = self.engine.registry.get(service_name)
-        return None if service is None else self.pools.pool(service).counts()
 
 
 def _event_text(staged: Path) -> str:
