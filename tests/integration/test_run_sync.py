@@ -88,7 +88,7 @@ def warm_containers(docker_client: Any, server: RunningServer, service: str = ""
     return [c for c in found if marker in c.labels.get("oscar.owner", "")]
 
 
-def wait_for(condition: Any, timeout: float = 15, step: float = 0.2) -> Any:
+def wait_for(condition: Any, timeout: float = 30, step: float = 0.2) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
