@@ -8,16 +8,17 @@ whose id is in the `X-Oscar-Job-Id` header, so its log is at `/system/logs/{serv
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import anyio
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
 from oscarpy.api.auth import SERVICE_AUTH_DOCUMENTATION, require_service_access
 from oscarpy.api.errors import error_responses
 from oscarpy.api.jobs import checked_name
+from oscarpy.api.schemas import ErrorBody
 from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
 from oscarpy.engine.sync import (
     Answer,
@@ -37,6 +38,13 @@ IN_MEMORY_ANSWER = 1024 * 1024
 CONCURRENT_RUNS = 256
 """Threads that may wait on scripts at once (their own pool, so that `/run` load never starves
 the other routes of the default thread pool)."""
+
+
+class RunFailed(BaseModel):
+    detail: str = Field(description="How the job ended, and its id.")
+    job_id: str = Field(description="The job; its whole log is at /system/logs/{service}/{id}.")
+    log_tail: str = Field(description="The last lines of the job's log.")
+
 
 RUN_STATUS: dict[type[InvocationError], int] = {InvalidBody: 400, BodyTooLarge: 413}
 
@@ -85,10 +93,10 @@ def _media_type(header: str | None) -> str:
             "content": {"text/plain": {}, BINARY: {}},
         },
         **error_responses(400, 401, 404),
-        413: {"description": "The body is larger than the configured limit."},
-        500: {"description": "The script failed; the body holds the end of its log."},
-        503: {"description": "No warm container could run the request."},
-        504: {"description": "The script ran longer than the service's timeout."},
+        413: {"model": ErrorBody, "description": "The body is larger than the limit."},
+        500: {"model": RunFailed, "description": "The script failed (non-zero exit, OOM)."},
+        503: {"model": RunFailed, "description": "No warm container could run the request."},
+        504: {"model": RunFailed, "description": "The script ran past the service's timeout."},
     },
     openapi_extra={
         "requestBody": {
@@ -140,13 +148,16 @@ def _respond(answer: Answer, *, binary: bool) -> Response:
     headers = {JOB_HEADER: answer.job_id}
     cleanup = BackgroundTask(answer.discard)
     if not answer.succeeded:
-        body: dict[str, Any] = {
-            "detail": f"{answer.outcome.message} (job {answer.job_id})",
-            "job_id": answer.job_id,
-            "log_tail": answer.log_tail,
-        }
+        failed = RunFailed(
+            detail=f"{answer.outcome.message} (job {answer.job_id})",
+            job_id=answer.job_id,
+            log_tail=answer.log_tail,
+        )
         return JSONResponse(
-            body, status_code=status_of(answer.outcome), headers=headers, background=cleanup
+            failed.model_dump(),
+            status_code=status_of(answer.outcome),
+            headers=headers,
+            background=cleanup,
         )
     media_type = BINARY if binary else "text/plain; charset=utf-8"
     if answer.file is None or answer.file.stat().st_size <= IN_MEMORY_ANSWER:
