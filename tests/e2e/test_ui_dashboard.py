@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.conftest import require_service
@@ -64,11 +63,6 @@ def browser() -> Iterator[Any]:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         yield launched
         launched.close()
-
-
-def _has_sync_route(platform: RunningServer) -> bool:
-    document = httpx.get(f"{platform.url}/openapi.json", timeout=10).json()
-    return any(path.startswith("/run/") for path in document.get("paths", {}))
 
 
 def _succeeded_jobs(platform: RunningServer, service: str | None = None) -> int:
@@ -158,6 +152,9 @@ def test_a_user_runs_a_service_from_the_dashboard(
     )
     page.dispatch_event("form[data-upload]", "drop", {"dataTransfer": transfer})
     expect(page.locator("[data-uploads] li.done")).to_have_count(3)
+    expect(page.get_by_role("status")).to_have_text(
+        "2 files start jobs of ui-grey: follow them there."
+    )
     expect(page.get_by_role("row", name=re.compile(r"^slow\.txt"))).to_be_visible()
     screenshot(page, "bucket-input-folder")
 
@@ -213,14 +210,16 @@ def test_a_user_runs_a_service_from_the_dashboard(
     expect(page.locator("[data-jobs-body] .badge.succeeded")).to_have_count(3)
     page.get_by_label("Input text").fill("in and out")
     page.get_by_role("button", name="Run and wait (synchronous)").click()
-    if _has_sync_route(platform):
-        expect(page.locator("#invoke-output")).to_have_text("IN AND OUT")
-        expect(page.get_by_role("link", name="Its job and log")).to_be_visible()
-    else:
-        expect(page.get_by_role("alert")).to_contain_text(
-            "Synchronous invocation is not available on this server"
-        )
+    expect(page.locator("#invoke-output")).to_have_text("IN AND OUT")
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="Download result").click()
+    assert Path(download_info.value.path()).read_bytes() == b"IN AND OUT"
     screenshot(page, "service-invoked")
+    page.get_by_role("link", name="Its job and log").click()
+    expect(page.locator("[data-job-status]")).to_have_text("Succeeded")
+    expect(page.locator("[data-log]")).to_contain_text("processing")
+    screenshot(page, "job-synchronous")
+    page.go_back()
 
     # Editing keeps what the form does not show and changes what it does.
     page.get_by_role("link", name="Edit", exact=True).click()

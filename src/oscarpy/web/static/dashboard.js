@@ -231,6 +231,26 @@
     });
   }
 
+  // Files uploaded into a service's input folder start jobs: say so, with a way to watch them.
+  function announceJobs(services, count) {
+    const names = (services || "").split(" ").filter(Boolean);
+    if (!names.length) return;
+    const box = document.getElementById("messages");
+    const paragraph = document.createElement("p");
+    paragraph.className = "message notice";
+    paragraph.setAttribute("role", "status");
+    paragraph.append(count + (count === 1 ? " file starts a job" : " files start jobs") + " of ");
+    names.forEach(function (name, index) {
+      const link = document.createElement("a");
+      link.href = document.body.dataset.prefix + "/services/" + encodeURIComponent(name);
+      link.textContent = name;
+      if (index) paragraph.append(", ");
+      paragraph.append(link);
+    });
+    paragraph.append(": follow them there.");
+    box.replaceChildren(paragraph);
+  }
+
   document.querySelectorAll("form[data-upload]").forEach(function (form) {
     const input = form.querySelector('input[type="file"]');
     const list = form.parentElement.querySelector("[data-uploads]");
@@ -250,6 +270,7 @@
       await Promise.all([worker(), worker()]);
       const failed = results.filter(function (ok) { return !ok; }).length;
       if (failed) showMessage(failed + " of " + results.length + " uploads failed; see the list.");
+      else announceJobs(form.dataset.triggers, results.length);
       await renew("[data-listing]");
     }
     input.addEventListener("change", function () { send(input.files); input.value = ""; });
