@@ -106,6 +106,10 @@ def test_a_user_runs_a_service_from_the_dashboard(
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Overview", exact=True)).to_be_visible()
     screenshot(page, "overview-empty")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("main")).to_be_focused()
 
     # Creating a service from the form; a bad field comes back named, with what was typed.
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Services").click()
@@ -225,6 +229,9 @@ def test_a_user_runs_a_service_from_the_dashboard(
     page.get_by_role("link", name="Edit", exact=True).click()
     expect(page.get_by_label("Name", exact=True)).to_have_attribute("readonly", "")
     page.get_by_label("Memory per job").fill("96Mi")
+    page.get_by_role("button", name="Add input").click()
+    expect(page.get_by_label("Input 3 path")).to_be_focused()
+    expect(page.get_by_label("Prefixes of input 3")).to_have_value("")
     screenshot(page, "service-form-edit")
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_role("status")).to_have_text(f"Service {SERVICE} saved.")
