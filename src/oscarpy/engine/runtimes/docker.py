@@ -45,6 +45,9 @@ _API_TIMEOUT = 120
 _POOL_SIZE = 64
 _LOG_DRAIN_SECONDS = 10
 _IMAGE_CHECK_SECONDS = 30.0
+_SIGKILL_EXIT = 137
+_OOM_RECHECKS = 10
+_OOM_RECHECK_INTERVAL = 0.2
 
 
 def _explain(error: BaseException) -> str:
@@ -94,12 +97,25 @@ class DockerExecution:
         except docker.errors.DockerException as error:
             raise RuntimeUnavailable(f"Docker Engine error while waiting: {error}") from error
         exit_code = int(status.get("StatusCode", -1))
-        try:
-            self._container.reload()
-            oom = bool(self._container.attrs.get("State", {}).get("OOMKilled", False))
-        except docker.errors.DockerException:
-            oom = False
-        return result_from_exit(exit_code, oom=oom)
+        return result_from_exit(exit_code, oom=self._was_oom_killed(exit_code))
+
+    def _was_oom_killed(self, exit_code: int) -> bool:
+        """Whether the kernel's OOM killer ended the container.
+
+        containerd reports the OOM event asynchronously: on a loaded host the exit can be
+        seen before `OOMKilled` is set, so a SIGKILL exit is looked at again for a moment.
+        """
+        checks = _OOM_RECHECKS if exit_code == _SIGKILL_EXIT else 1
+        for check in range(checks):
+            if check:
+                time.sleep(_OOM_RECHECK_INTERVAL)
+            try:
+                self._container.reload()
+            except docker.errors.DockerException:
+                return False
+            if self._container.attrs.get("State", {}).get("OOMKilled", False):
+                return True
+        return False
 
     def _stream_output(self, on_output: OutputSink, follow_from: float | None) -> None:
         options: dict[str, Any] = {"stream": True, "follow": True}
