@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import platform
 import socket
-from collections.abc import Mapping
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, Request
@@ -34,6 +33,7 @@ from oscarpy.api.schemas import (
 )
 from oscarpy.config import Settings
 from oscarpy.credentials import AdminCredentials
+from oscarpy.engine import Engine
 
 router = APIRouter(
     prefix="/system",
@@ -43,19 +43,11 @@ router = APIRouter(
 )
 
 
-def _job_counts(engine: object | None) -> dict[str, int]:
-    """Jobs by state (`pending`, `running`, ...), from `engine.job_counts()` or else its ledger's
-    `count_by_status()`; none without an engine."""
+def _job_counts(engine: Engine | None) -> dict[str, int]:
+    """Jobs by state (`pending`, `running`, ...); none when the process runs no engine."""
     if engine is None:
         return {}
-    counter = getattr(engine, "job_counts", None)
-    if counter is None:
-        ledger = getattr(engine, "ledger", None)
-        counter = getattr(ledger, "count_by_status", None)
-    if counter is None:
-        return {}
-    counts: Mapping[object, int] = counter()
-    return {str(state): int(number) for state, number in counts.items()}
+    return {str(state): number for state, number in engine.ledger.count_by_status().items()}
 
 
 @router.get("/info", response_model=SystemInfo, summary="Version of the server")

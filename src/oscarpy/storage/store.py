@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 MAX_KEY_BYTES = 1024
 MIN_PART_SIZE = 5 * 1024 * 1024
 DEFAULT_CONTENT_TYPE = "binary/octet-stream"
-_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _IP_ADDRESS = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 _PAGE = 1000
 _BACKGROUND_REMOVAL_BYTES = 16 * 1024 * 1024
@@ -133,7 +133,7 @@ class PartInfo:
 
 
 def validate_bucket_name(name: str) -> None:
-    if not _BUCKET_NAME.match(name) or ".." in name or _IP_ADDRESS.match(name):
+    if not _BUCKET_NAME.fullmatch(name) or ".." in name or _IP_ADDRESS.match(name):
         raise InvalidBucketName(
             f"invalid bucket name {name!r}: use 3-63 lowercase letters, digits, '.' and '-', "
             "starting and ending with a letter or digit"
