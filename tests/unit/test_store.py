@@ -97,7 +97,17 @@ def test_keys_are_data_never_paths(store: ObjectStore, tmp_path: Path) -> None:
 
 
 def test_bucket_names_follow_s3_rules(store: ObjectStore) -> None:
-    for bad in ["ab", "UPPER", "-start", "end-", "a" * 64, "a..b", "192.168.1.1", "under_score", "trailing-newline\n"]:
+    for bad in [
+        "ab",
+        "UPPER",
+        "-start",
+        "end-",
+        "a" * 64,
+        "a..b",
+        "192.168.1.1",
+        "under_score",
+        "trailing-newline\n",
+    ]:
         with pytest.raises(InvalidBucketName):
             store.create_bucket(bad)
     store.create_bucket("a.b-c1")
