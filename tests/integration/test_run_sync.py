@@ -13,6 +13,7 @@ import time
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -74,18 +75,28 @@ def server(tmp_path_factory: pytest.TempPathFactory, docker_client: Any) -> Iter
     )
     yield running
     running.stop()
-    for container in warm_containers(docker_client, running):
-        container.remove(force=True)  # only if the server failed to clean up
+    for found in warm_containers(docker_client, running):
+        docker_client.api.remove_container(found.id, force=True)  # left by a failure
     for container in docker_client.containers.list(all=True, filters={"id": STALE["survivor"]}):
         container.remove(force=True)
 
 
-def warm_containers(docker_client: Any, server: RunningServer, service: str = "") -> list[Any]:
-    """This server's warm containers (their owner label carries the server's pid)."""
+@dataclass(frozen=True)
+class Found:
+    id: str
+
+
+def warm_containers(docker_client: Any, server: RunningServer, service: str = "") -> list[Found]:
+    """This server's running warm containers (their owner label carries the server's pid).
+
+    Listed through the low-level API: the high-level list inspects each container and fails
+    on one removed meanwhile."""
     labels = ["oscar.role=warm"] + ([f"oscar.service={service}"] if service else [])
-    found = docker_client.containers.list(filters={"label": labels, "status": "running"})
+    found = docker_client.api.containers(filters={"label": labels, "status": "running"})
     marker = f"/{server.process.pid}/"
-    return [c for c in found if marker in c.labels.get("oscar.owner", "")]
+    return [
+        Found(c["Id"]) for c in found if marker in (c.get("Labels") or {}).get("oscar.owner", "")
+    ]
 
 
 def wait_for(condition: Any, timeout: float = 30, step: float = 0.2) -> Any:
@@ -284,7 +295,7 @@ def test_warm_containers_start_with_the_service_and_are_replaced_when_killed(
             and warm_containers(docker_client, server, "resilient")
         )
     )
-    victim = before[0]
+    victim = docker_client.containers.get(before[0].id)
     mounts = victim.attrs["HostConfig"]
     assert mounts["Privileged"] is False
     assert mounts["CapDrop"] == ["ALL"]
