@@ -41,6 +41,7 @@ case "$(head -c 16 "$INPUT_FILE_PATH")" in
         echo b > "$TMP_OUTPUT_DIR/sub/b.txt" ;;
   fail*) echo "about to fail"; exit 3 ;;
   copy*) cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/copy.bin" ;;
+  big*) yes 0123456789abcdef | head -c 3000000 > "$TMP_OUTPUT_DIR/big.txt" ;;
   leave*) echo secret > "$TMPDIR/left-behind"; echo secret > left-in-work-dir
           ls /oscar-run/*/ ;;
   look*) ls -A "$TMPDIR"; ls /oscar-run ;;
@@ -198,6 +199,17 @@ def test_binary_body_and_answer_skip_base64(server: RunningServer) -> None:
     assert response.status_code == 200, response.text[:2000]
     assert response.headers["content-type"] == "application/octet-stream"
     assert response.content == payload
+
+
+def test_a_large_answer_is_streamed_as_one_valid_base64_text(server: RunningServer) -> None:
+    create_service(server, "large", TOOL)
+
+    response = run(server, "large", b64("big"))
+
+    assert response.status_code == 200, response.text[:2000]
+    content = base64.b64decode(response.content, validate=True)
+    assert len(content) == 3000000
+    assert content == (b"0123456789abcdef\n" * 176471)[:3000000]
 
 
 def test_invalid_base64_body_is_refused_with_400(server: RunningServer) -> None:
