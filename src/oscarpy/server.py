@@ -14,9 +14,9 @@ import logging
 import signal
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -67,7 +67,9 @@ def prepare_data_dir(path: Path) -> None:
 
 def bind_listener(host: str, port: int, purpose: str, flag: str) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say so, and without it
+    # every response written in two parts waits ~40 ms for the peer's delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -158,7 +160,7 @@ class Platform:
 
     def run(self) -> None:
         try:
-            asyncio.run(self._serve())
+            _run_event_loop(self._serve())
         finally:
             for service in reversed(self.background):
                 service.stop()
@@ -231,3 +233,14 @@ def _announced(settings: Settings) -> bool:
 
 def run(settings: Settings) -> None:
     Platform(settings).run()
+
+
+def _run_event_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop when installed (uvicorn[standard] brings it): its I/O loop costs less CPU
+    per request than asyncio's, which bounds the rate of small S3 requests."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)

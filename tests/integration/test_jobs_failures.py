@@ -145,3 +145,26 @@ def test_a_2_gib_output_is_uploaded_whole(platform: Harness) -> None:
     assert found is not None and found.size == size
     assert found.etag == "a981130cf2b7e09f4686dc273cf7187e"  # MD5 of 2 GiB of zeros
     platform.store.delete_object(bucket, "out/big")
+
+
+def test_a_job_whose_remote_owner_stopped_renewing_is_taken_over(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    from oscarpy.db import utcnow
+    from oscarpy.engine.records import Job
+
+    data = tmp_path_factory.mktemp("lease") / "data"
+    with running_engine(data, job_lease_seconds=0.5) as platform:
+        name, bucket = _one_job(platform, 'echo ran > "$TMP_OUTPUT_DIR/done"\n', max_concurrency=1)
+        (job,) = platform.finished_jobs(name)
+        with platform.engine.ledger.writing() as session:
+            row = session.get(Job, job.id)
+            assert row is not None
+            # As if another server on another host had claimed it again and then vanished.
+            row.status, row.lease_owner, row.lease_expires_at = "running", "elsewhere/1/x", utcnow()
+        platform.store.delete_object(bucket, "out/done")
+
+        platform.object_appears(bucket, "out/done", timeout=20)
+        platform.wait_for(lambda: platform.engine.ledger.get(job.id).status is JobStatus.SUCCEEDED)
+        assert platform.engine.ledger.get(job.id).attempts == 2
+        assert platform.engine.ledger.attempts(job.id)[-1].outcome == "succeeded"

@@ -137,7 +137,11 @@ class Engine:
         self.bodies = settings.data_dir / "job-bodies"
         self.supervisor = Supervisor(self.runtime, self, self.work_root)
         self.dispatcher = Dispatcher(
-            self.ledger, host_capacity(settings), self._demand, self._execute
+            self.ledger,
+            host_capacity(settings),
+            self._demand,
+            self._execute,
+            maintenance=self.take_over,
         )
         self.intake = Intake(
             self.ledger, self._service_list, self.dispatcher.wake, region=settings.region
@@ -172,6 +176,13 @@ class Engine:
 
     def recover(self) -> None:
         """Adopt or re-run the jobs an earlier process left running; sweep its leftovers."""
+        self._sweep(self.take_over())
+
+    def take_over(self) -> set[str]:
+        """Adopt or re-run running jobs whose owner is gone; returns the adopted job ids.
+
+        Run at start, then every lease period (for the jobs of another server sharing the
+        state DB that stopped renewing its leases)."""
         adopted: set[str] = set()
         for claim in self.ledger.take_over_orphans():
             execution: Execution | None = None
@@ -197,7 +208,7 @@ class Engine:
             self._adoptions[claim.job.id] = (execution, started, follow)
             adopted.add(claim.job.id)
             self.dispatcher.launch(claim, self._demand_of(service))
-        self._sweep(adopted)
+        return adopted
 
     def _sweep(self, keep: set[str]) -> None:
         try:

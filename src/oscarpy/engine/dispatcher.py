@@ -61,6 +61,7 @@ class Dispatcher:
         execute: Execute,
         *,
         poll_seconds: float = 2.0,
+        maintenance: Callable[[], object] | None = None,
     ) -> None:
         self.ledger = ledger
         self.capacity = capacity
@@ -75,6 +76,8 @@ class Dispatcher:
         self._last_turn: dict[str, float] = {}
         self._thread: threading.Thread | None = None
         self._last_renewal = time.monotonic()
+        self._maintenance = maintenance
+        self._last_maintenance = time.monotonic()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -169,10 +172,13 @@ class Dispatcher:
         return max(0.005, min(self._poll, (wakeup - utcnow()).total_seconds()))
 
     def _renew_leases(self) -> None:
-        if time.monotonic() - self._last_renewal < self.ledger.lease.total_seconds() / 3:
-            return
-        self._last_renewal = time.monotonic()
-        self.ledger.renew_leases(self.running_job_ids())
+        lease = self.ledger.lease.total_seconds()
+        if time.monotonic() - self._last_renewal >= lease / 3:
+            self._last_renewal = time.monotonic()
+            self.ledger.renew_leases(self.running_job_ids())
+        if self._maintenance is not None and time.monotonic() - self._last_maintenance >= lease:
+            self._last_maintenance = time.monotonic()
+            self._maintenance()
 
     def _fits(self, service: str, demand: Demand) -> bool:
         with self._lock:
