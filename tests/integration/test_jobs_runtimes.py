@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from oscarpy.engine.errors import ImageUnavailable
-from oscarpy.engine.runtimes.base import EndReason, Limits, RunSpec, Runtime
+from oscarpy.engine.runtimes.base import EndReason, Limits, RunResult, RunSpec, Runtime
 from oscarpy.engine.runtimes.docker import DockerRuntime
 from oscarpy.engine.runtimes.process import ProcessRuntime
 from tests.support.jobs import IMAGE
@@ -29,7 +29,7 @@ def runtime(request: pytest.FixtureRequest) -> Iterator[Runtime]:
 
 def run(
     runtime: Runtime, work: Path, script: str, timeout: float | None = None
-) -> tuple[object, bytes]:
+) -> tuple[RunResult, bytes]:
     work.mkdir(exist_ok=True)
     (work / "script.sh").write_text(script)
     spec = RunSpec(
@@ -58,7 +58,7 @@ def test_output_is_streamed_and_the_environment_is_passed(runtime: Runtime, tmp_
         runtime, tmp_path / "w", f'echo "$GREETING"\necho oops >&2\necho done > {mount}/marker\n'
     )
 
-    assert result.succeeded  # type: ignore[attr-defined]
+    assert result.succeeded
     assert b"hello\n" in output and b"oops\n" in output
     assert (tmp_path / "w" / "marker").read_text() == "done\n"
 
@@ -66,14 +66,14 @@ def test_output_is_streamed_and_the_environment_is_passed(runtime: Runtime, tmp_
 def test_the_exit_status_decides(runtime: Runtime, tmp_path: Path) -> None:
     result, _ = run(runtime, tmp_path / "w", "exit 7\n")
 
-    assert result.reason is EndReason.EXIT and result.exit_code == 7  # type: ignore[attr-defined]
+    assert result.reason is EndReason.EXIT and result.exit_code == 7
 
 
 def test_a_timeout_kills_the_script(runtime: Runtime, tmp_path: Path) -> None:
     started = time.monotonic()
     result, output = run(runtime, tmp_path / "w", "echo begin\nsleep 30\n", timeout=1)
 
-    assert result.reason is EndReason.TIMEOUT  # type: ignore[attr-defined]
+    assert result.reason is EndReason.TIMEOUT
     assert time.monotonic() - started < 10
     assert b"begin" in output
 

@@ -122,3 +122,21 @@ def test_the_staged_input_is_named_after_the_key(key: str, name: str) -> None:
 def test_a_very_long_key_keeps_its_extension() -> None:
     name = input_file_name("in/" + "x" * 400 + ".tar.gz")
     assert name.endswith(".gz") and len(name.encode()) <= 200
+
+
+def test_the_engine_package_exports_its_public_surface_only() -> None:
+    import oscarpy.engine
+
+    assert sorted(oscarpy.engine.__all__) == [
+        "ContainerError",
+        "Engine",
+        "EngineError",
+        "ImageUnavailable",
+        "InfrastructureError",
+        "InvalidJobOperation",
+        "JobNotFound",
+        "JobStatus",
+        "RuntimeUnavailable",
+        "StagingError",
+    ]
+    assert all(hasattr(oscarpy.engine, name) for name in oscarpy.engine.__all__)

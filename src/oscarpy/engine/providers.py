@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from typing import TYPE_CHECKING
 
 from oscarpy.services.model import DEFAULT_PROVIDER, Service
 from oscarpy.storage.embedded import EmbeddedProvider
 from oscarpy.storage.provider import StorageError, StorageProvider
-from oscarpy.storage.s3provider import S3Provider
 from oscarpy.storage.store import ObjectStore
+
+if TYPE_CHECKING:
+    from oscarpy.storage.s3provider import S3Provider
 
 ProviderKey = tuple[str, str | None, str, str, str, bool]
 
@@ -61,6 +64,9 @@ class Providers:
         with self._lock:
             found = self._external.get(key)
             if found is None:
+                # Imported here: boto3 takes long to import and most services never need it.
+                from oscarpy.storage.s3provider import S3Provider
+
                 found = S3Provider(
                     endpoint=endpoint or None,
                     access_key=access_key,
