@@ -14,6 +14,7 @@ import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -413,3 +414,28 @@ def test_a_restarted_server_replaces_the_warm_containers_of_the_crashed_one(
     assert docker_client.containers.list(all=True, filters={"id": stale}) == []
     answer = run(server, "survivor", b'{"message": "back"}')
     assert "< back >" in answer.text
+
+
+def test_the_official_oscar_python_client_runs_a_service(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    from oscar_python.client import Client
+
+    create_service(server, "pycow", COWSAY)
+    client = Client(
+        {
+            "cluster_id": "oscar-py-test",
+            "endpoint": server.url,
+            "user": server.username,
+            "password": server.password,
+            "ssl": "False",
+        }
+    )
+
+    # It fetches the service token, then sends the input base64-encoded (as application/json).
+    response = client.run_service(
+        "pycow", input='{"message": "from oscar_python"}', output=str(tmp_path / "out.txt")
+    )
+
+    assert response.status_code == 200
+    assert "< from oscar_python >" in (tmp_path / "out.txt").read_text()
