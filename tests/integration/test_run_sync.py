@@ -13,6 +13,8 @@ import time
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -40,6 +42,7 @@ case "$(head -c 16 "$INPUT_FILE_PATH")" in
         echo b > "$TMP_OUTPUT_DIR/sub/b.txt" ;;
   fail*) echo "about to fail"; exit 3 ;;
   copy*) cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/copy.bin" ;;
+  big*) yes 0123456789abcdef | head -c 3000000 > "$TMP_OUTPUT_DIR/big.txt" ;;
   leave*) echo secret > "$TMPDIR/left-behind"; echo secret > left-in-work-dir
           ls /oscar-run/*/ ;;
   look*) ls -A "$TMPDIR"; ls /oscar-run ;;
@@ -74,18 +77,28 @@ def server(tmp_path_factory: pytest.TempPathFactory, docker_client: Any) -> Iter
     )
     yield running
     running.stop()
-    for container in warm_containers(docker_client, running):
-        container.remove(force=True)  # only if the server failed to clean up
+    for found in warm_containers(docker_client, running):
+        docker_client.api.remove_container(found.id, force=True)  # left by a failure
     for container in docker_client.containers.list(all=True, filters={"id": STALE["survivor"]}):
         container.remove(force=True)
 
 
-def warm_containers(docker_client: Any, server: RunningServer, service: str = "") -> list[Any]:
-    """This server's warm containers (their owner label carries the server's pid)."""
+@dataclass(frozen=True)
+class Found:
+    id: str
+
+
+def warm_containers(docker_client: Any, server: RunningServer, service: str = "") -> list[Found]:
+    """This server's running warm containers (their owner label carries the server's pid).
+
+    Listed through the low-level API: the high-level list inspects each container and fails
+    on one removed meanwhile."""
     labels = ["oscar.role=warm"] + ([f"oscar.service={service}"] if service else [])
-    found = docker_client.containers.list(filters={"label": labels, "status": "running"})
+    found = docker_client.api.containers(filters={"label": labels, "status": "running"})
     marker = f"/{server.process.pid}/"
-    return [c for c in found if marker in c.labels.get("oscar.owner", "")]
+    return [
+        Found(c["Id"]) for c in found if marker in (c.get("Labels") or {}).get("oscar.owner", "")
+    ]
 
 
 def wait_for(condition: Any, timeout: float = 30, step: float = 0.2) -> Any:
@@ -189,6 +202,17 @@ def test_binary_body_and_answer_skip_base64(server: RunningServer) -> None:
     assert response.content == payload
 
 
+def test_a_large_answer_is_streamed_as_one_valid_base64_text(server: RunningServer) -> None:
+    create_service(server, "large", TOOL)
+
+    response = run(server, "large", b64("big"))
+
+    assert response.status_code == 200, response.text[:2000]
+    content = base64.b64decode(response.content, validate=True)
+    assert len(content) == 3000000
+    assert content == (b"0123456789abcdef\n" * 176471)[:3000000]
+
+
 def test_invalid_base64_body_is_refused_with_400(server: RunningServer) -> None:
     create_service(server, "strict", TOOL)
 
@@ -284,7 +308,7 @@ def test_warm_containers_start_with_the_service_and_are_replaced_when_killed(
             and warm_containers(docker_client, server, "resilient")
         )
     )
-    victim = before[0]
+    victim = docker_client.containers.get(before[0].id)
     mounts = victim.attrs["HostConfig"]
     assert mounts["Privileged"] is False
     assert mounts["CapDrop"] == ["ALL"]
@@ -390,3 +414,28 @@ def test_a_restarted_server_replaces_the_warm_containers_of_the_crashed_one(
     assert docker_client.containers.list(all=True, filters={"id": stale}) == []
     answer = run(server, "survivor", b'{"message": "back"}')
     assert "< back >" in answer.text
+
+
+def test_the_official_oscar_python_client_runs_a_service(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    from oscar_python.client import Client
+
+    create_service(server, "pycow", COWSAY)
+    client = Client(
+        {
+            "cluster_id": "oscar-py-test",
+            "endpoint": server.url,
+            "user": server.username,
+            "password": server.password,
+            "ssl": "False",
+        }
+    )
+
+    # It fetches the service token, then sends the input base64-encoded (as application/json).
+    response = client.run_service(
+        "pycow", input='{"message": "from oscar_python"}', output=str(tmp_path / "out.txt")
+    )
+
+    assert response.status_code == 200
+    assert "< from oscar_python >" in (tmp_path / "out.txt").read_text()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Protocol
@@ -189,7 +190,9 @@ class DockerWarmContainer:
 class DockerWarmRuntime:
     name = "docker"
 
-    def __init__(self, instance: str, owner: str, prepare: Any) -> None:
+    def __init__(self, instance: str, owner: str, prepare: Callable[[str], None]) -> None:
+        """`prepare` makes an image available: the engine runtime's, so that pulls and their
+        errors are handled in one place."""
         self.instance = instance
         self.owner = owner
         self._prepare = prepare

@@ -166,7 +166,7 @@ class SyncRunner:
         )
         with self._running_lock:
             self._running.add(job_id)
-        stream = LogStream(lambda lines: ledger.append_log(job_id, lines), interval=1.0)
+        stream = LogStream(lambda lines: self.engine.log(job_id, lines), interval=1.0)
         capture = _Capture(stream, self.settings.job_log_limit)
         answer = Answer(job_id, AttemptOutcome.success())
         try:
