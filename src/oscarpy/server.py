@@ -32,7 +32,9 @@ from oscarpy.credentials import (
     record_endpoints,
 )
 from oscarpy.db import Database
+from oscarpy.services.registry import ServiceRegistry
 from oscarpy.storage.s3.app import create_s3_app
+from oscarpy.storage.store import ObjectStore
 
 log = logging.getLogger("oscarpy.server")
 
@@ -117,8 +119,14 @@ class Platform:
             raise StartupError(
                 f"cannot open the state DB {self.database.describe()}: {error}"
             ) from error
-        self.api_app: ASGIApp = create_app(settings, self.database, self.admin)
-        self.s3_app: ASGIApp = create_s3_app()
+        self.store = ObjectStore(self.database, settings.data_dir)
+        self.store.recover()
+        self.registry = ServiceRegistry(self.database, self.store)
+        api_app = create_app(settings, self.database, self.admin)
+        api_app.state.store = self.store
+        api_app.state.registry = self.registry
+        self.api_app: ASGIApp = api_app
+        self.s3_app: ASGIApp = create_s3_app(self.store, self.admin, settings)
         self.background: list[BackgroundService] = []
 
     @property
