@@ -167,7 +167,7 @@ def get_file(
     no_progress: bool = NO_PROGRESS_OPTION,
     cluster: str | None = CLUSTER_OPTION,
 ) -> None:
-    """Download a file (REMOTE is BUCKET/KEY) from the service's storage."""
+    """Download a file (REMOTE is BUCKET/KEY) from the service's storage; LOCAL `-` is stdout."""
     from oscarpy.cli.transfers import split_remote
 
     provider, rest = _split_provider(list(args or []), 1)
@@ -197,12 +197,30 @@ def get_file(
         bucket, key = split_remote(remote)
         if not key:
             raise UsageError(f"{remote!r} names a bucket, not a file")
+        storage = open_storage(client, service, provider, not no_progress)
+        if len(rest) > 1 and rest[1] == "-":
+            _download_to_stdout(storage, bucket, key)
+            return
         local = Path(rest[1]) if len(rest) > 1 else Path(Path(key).name)
         if local.is_dir():
             local = local / Path(key).name
-        storage = open_storage(client, service, provider, not no_progress)
         storage.download(bucket, key, local)
         success(f"downloaded {bucket}/{key} → {local}")
+
+
+def _download_to_stdout(storage: ObjectStorage, bucket: str, key: str) -> None:
+    """LOCAL `-`: the file's bytes on stdout, for pipes."""
+    import shutil
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="oscar-get-") as directory:
+        local = Path(directory) / "object"
+        storage.show_progress = False
+        storage.download(bucket, key, local)
+        with local.open("rb") as source:
+            shutil.copyfileobj(source, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
 
 
 def list_files(

@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from oscarpy import __version__
+from oscarpy.cli.apply import register as register_apply_commands
 from oscarpy.cli.cluster_commands import cluster_app
 from oscarpy.cli.context import OPTIONS
 from oscarpy.cli.exit_codes import EXIT_INTERRUPTED
@@ -29,6 +30,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command()(serve)
+register_apply_commands(app)
 app.add_typer(cluster_app)
 app.add_typer(service_app)
 service_app.add_typer(logs_app)
