@@ -125,6 +125,7 @@ class Platform:
         api_app = create_app(settings, self.database, self.admin)
         api_app.state.store = self.store
         api_app.state.registry = self.registry
+        api_app.state.s3_endpoint = self.s3_endpoint
         self.api_app: ASGIApp = api_app
         self.s3_app: ASGIApp = create_s3_app(self.store, self.admin, settings)
         self.background: list[BackgroundService] = []

@@ -42,6 +42,7 @@ __all__ = [
     "StorageProviders",
     "Synchronous",
     "WebdavProviderConfig",
+    "is_service_name",
     "parse_fdl",
     "parse_service",
 ]
@@ -63,6 +64,11 @@ _IP_ADDRESS = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 
 _ignored_logged: set[str] = set()
 _ignored_lock = threading.Lock()
+
+
+def is_service_name(name: str) -> bool:
+    """Whether `name` can name a service (a DNS label of at most 39 characters)."""
+    return len(name) <= 39 and _DNS_LABEL.match(name) is not None
 
 
 def _is_zero(value: Any) -> bool:
@@ -365,7 +371,10 @@ class Service(_OscarModel):
         None, ge=1, description="oscar-py extension: most jobs of this service running at once."
     )
     timeout: float | None = Field(
-        None, gt=0, description="oscar-py extension: seconds a job may run before it is killed."
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="oscar-py extension: seconds a job may run before it is killed.",
     )
     retries: int = Field(
         0, ge=0, le=100, description="oscar-py extension: re-runs of a script that exits non-zero."
