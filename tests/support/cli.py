@@ -46,3 +46,30 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
+
+
+TEST_IMAGE = "oscar-test/busybox:latest"
+
+
+def write_fdl(directory: Path, services: list[dict[str, object]], scripts: dict[str, str]) -> Path:
+    """An FDL file for the default cluster with its scripts beside it; returns its path."""
+    import yaml
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in scripts.items():
+        (directory / name).write_text(text)
+    path = directory / "services.yaml"
+    document = {"functions": {"oscar": [{"oscar-cluster": service} for service in services]}}
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def copy_example(example: Path, destination: Path) -> Path:
+    """A copy of an `examples/` folder whose FDL uses the locally built test image."""
+    import re
+    import shutil
+
+    shutil.copytree(example, destination)
+    for fdl in destination.glob("*.yaml"):
+        fdl.write_text(re.sub(r"image: \S+", f"image: {TEST_IMAGE}", fdl.read_text()))
+    return destination
