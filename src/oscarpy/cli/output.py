@@ -31,9 +31,19 @@ def print_json(data: Any) -> None:
 
 
 def print_yaml(data: Any) -> None:
+    """YAML with multi-line strings (scripts) as literal blocks, readable and reusable."""
     import yaml
 
-    sys.stdout.write(yaml.safe_dump(json.loads(json.dumps(data, default=str)), sort_keys=False))
+    class _Dumper(yaml.SafeDumper):
+        pass
+
+    def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        style = "|" if "\n" in value else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    _Dumper.add_representer(str, _text)
+    plain = json.loads(json.dumps(data, default=str))
+    sys.stdout.write(yaml.dump(plain, Dumper=_Dumper, sort_keys=False, allow_unicode=True))
 
 
 def print_data(data: Any, output: OutputFormat) -> bool:
