@@ -116,6 +116,10 @@ class OscarClient:
     def _error(self, response: httpx.Response, what: str) -> CliError:
         detail = _detail(response)
         status = response.status_code
+        if status in (401, 403) and response.request.headers.get("authorization", "").startswith(
+            "Bearer "
+        ):
+            return Unauthorized(f"{what}: the service token was rejected ({status})")
         if status in (401, 403):
             return Unauthorized(
                 f"{self.cluster.endpoint} rejected the credentials of user "

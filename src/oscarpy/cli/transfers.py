@@ -194,7 +194,7 @@ def _progress(label: str, total: int, enabled: bool) -> Iterator[Callable[[int],
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
-        DownloadColumn(),
+        DownloadColumn(binary_units=True),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
     )
