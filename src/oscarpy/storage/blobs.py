@@ -50,6 +50,9 @@ class BlobWriter:
         while chunk := source.read(COPY_CHUNK):
             self.write(chunk)
 
+    def md5_digest(self) -> bytes:
+        return self._md5.digest()
+
     @property
     def sha256_hex(self) -> str | None:
         return None if self._sha256 is None else self._sha256.hexdigest()
