@@ -101,7 +101,7 @@ def test_password_stdin_and_info_against_a_real_server(home: Path, server: Runni
     assert info.returncode == 0, info.stderr
     details = json.loads(info.stdout)
     assert details["cluster"] == "local" and details["endpoint"] == server.url
-    assert details["name"] == "oscar-py" and details["version"]
+    assert details["version"]  # from /system/info
     stored = yaml.safe_load((home / ".oscar" / "config.yaml").read_text())
     assert stored["oscar"]["local"]["auth_password"] == server.password
 

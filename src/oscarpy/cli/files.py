@@ -170,7 +170,7 @@ def get_file(
     """Download a file (REMOTE is BUCKET/KEY) from the service's storage; LOCAL `-` is stdout."""
     from oscarpy.cli.transfers import split_remote
 
-    provider, rest = _split_provider(list(args or []), 1)
+    provider, rest = _split_provider(list(args or []), 2)
     with connect(cluster) as client:
         service = client.get_service(name)
         if download_latest_into is not None:

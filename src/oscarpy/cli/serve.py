@@ -6,10 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from pydantic import ValidationError
 
 from oscarpy.cli.exit_codes import EXIT_STARTUP, EXIT_USAGE
-from oscarpy.config import Settings
 
 
 def serve(
@@ -40,6 +38,9 @@ def serve(
     The admin user and password come from OSCAR_USERNAME and OSCAR_PASSWORD; without a
     password one is generated on first start, printed once and stored in the data directory.
     """
+    from pydantic import ValidationError
+
+    from oscarpy.config import Settings
     from oscarpy.log import configure_logging
     from oscarpy.server import StartupError, run
 
