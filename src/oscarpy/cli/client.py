@@ -38,6 +38,8 @@ class JobInfo:
     creation_time: str | None = None
     start_time: str | None = None
     finish_time: str | None = None
+    reason: str | None = None
+    """oscar-py extension: why a job failed (e.g. "script exited with 3")."""
 
     @property
     def state(self) -> str:
@@ -55,6 +57,7 @@ class JobInfo:
             "creation_time": self.creation_time,
             "start_time": self.start_time,
             "finish_time": self.finish_time,
+            "reason": self.reason,
         }
 
 
@@ -253,6 +256,7 @@ class OscarClient:
                         creation_time=info.get("creation_time"),
                         start_time=info.get("start_time"),
                         finish_time=info.get("finish_time"),
+                        reason=info.get("message") or info.get("reason"),
                     )
                 )
             page = data.get("next_page") if "jobs" in data else None
@@ -274,6 +278,16 @@ class OscarClient:
             f"/system/logs/{_segment(name)}/{_segment(job)}",
             what=f"job {job!r} of service {name!r}",
         )
+
+    def retry_job(self, name: str, job: str) -> JobInfo:
+        """oscar-py extension: run a failed job again."""
+        response = self.request(
+            "POST",
+            f"/system/logs/{_segment(name)}/{_segment(job)}/retry",
+            what=f"retry job {job!r} of service {name!r}",
+        )
+        info = _json_object(response)
+        return JobInfo(name=job, status=str(info.get("status") or "Unknown"))
 
     def delete_jobs(self, name: str, *, include_unfinished: bool) -> None:
         """Without `include_unfinished` only succeeded jobs go (OSCAR's `all=false`)."""

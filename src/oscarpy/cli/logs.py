@@ -54,6 +54,7 @@ def list_jobs(
             ("creation_time", "CREATED"),
             ("start_time", "STARTED"),
             ("finish_time", "FINISHED"),
+            ("reason", "REASON"),
         ],
         output,
         empty=f"no jobs for {name!r}" + (f" in state {status!r}" if status else ""),
@@ -139,3 +140,16 @@ def delete(
             return
         client.delete_jobs(name, include_unfinished=all_jobs)
     success(f"{'all' if all_jobs else 'succeeded'} jobs of {name!r} deleted")
+
+
+@logs_app.command("retry")
+def retry(
+    name: str = typer.Argument(..., metavar="NAME"),
+    jobs: list[str] = typer.Argument(..., metavar="JOB..."),
+    cluster: str | None = CLUSTER_OPTION,
+) -> None:
+    """Run failed jobs again (an oscar-py extension): each becomes pending."""
+    with connect(cluster) as client:
+        for job_name in jobs:
+            info = client.retry_job(name, job_name)
+            success(f"job {job_name} is {info.status.lower()} again")
