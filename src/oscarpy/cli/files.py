@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from oscarpy.cli.client import OscarClient
     from oscarpy.cli.transfers import ObjectStorage
 
+HIDDEN_SECRET = "hidden"
+"""What the server shows instead of an external provider's secret key."""
+
 NO_PROGRESS_OPTION = typer.Option(
     False, "--no-progress", help="No progress bar (shown for transfers over 1 MiB)."
 )
@@ -69,6 +72,11 @@ def open_storage(
     identifier = identifier or "default"
     declared = ((service.get("storage_providers") or {}).get(kind) or {}).get(identifier)
     if isinstance(declared, dict) and kind in ("minio", "s3"):
+        if declared.get("secret_key") == HIDDEN_SECRET:
+            raise CliError(
+                f"the cluster does not reveal the secret key of provider {provider!r} of "
+                f"service {service.get('name')!r}: reach that storage with its own S3 client"
+            )
         return ObjectStorage(
             ProviderSettings.from_mapping(declared, provider), show_progress=show_progress
         )
