@@ -19,9 +19,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import Table, bindparam, delete, func, insert, select, text, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -36,6 +37,7 @@ from oscarpy.storage.errors import (
     InvalidPartOrder,
     ObjectNotFound,
     PartTooSmall,
+    StorageError,
     UploadNotFound,
 )
 from oscarpy.storage.events import EventKind, ObjectEvent, fetch_events
@@ -50,6 +52,33 @@ DEFAULT_CONTENT_TYPE = "binary/octet-stream"
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IP_ADDRESS = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 _PAGE = 1000
+_OBJECTS = cast(Table, ObjectRow.__table__)
+_EVENTS = cast(Table, ObjectEvent.__table__)
+_BUCKET_EXISTS = select(BucketRow.name).where(BucketRow.name == bindparam("name"))
+# Statements built once and executed with parameters: building them per write costs more
+# than running them.
+_OBJECT_COLUMNS = (
+    "blob_id",
+    "size",
+    "etag",
+    "content_type",
+    "user_metadata",
+    "headers",
+    "last_modified",
+)
+_PREVIOUS_BLOB = select(_OBJECTS.c.blob_id).where(
+    (_OBJECTS.c.bucket == bindparam("match_bucket")) & (_OBJECTS.c.key == bindparam("match_key"))
+)
+_INSERT_OBJECT = insert(_OBJECTS)
+_UPDATE_OBJECT = (
+    update(_OBJECTS)
+    .where(
+        (_OBJECTS.c.bucket == bindparam("match_bucket"))
+        & (_OBJECTS.c.key == bindparam("match_key"))
+    )
+    .values({name: bindparam(name) for name in _OBJECT_COLUMNS})
+)
+_INSERT_EVENT = insert(_EVENTS)
 
 
 @dataclass(frozen=True)
@@ -61,6 +90,18 @@ class ObjectDetails(ObjectInfo):
     headers: dict[str, str] = field(default_factory=dict)
     last_modified: datetime = field(default_factory=utcnow)
     blob_id: str = field(default="", repr=False)
+
+
+@dataclass
+class _PendingWrite:
+    """One object write waiting for a group commit, and its outcome."""
+
+    details: ObjectDetails
+    values: dict[str, Any]
+    record_event: bool
+    done: bool = False
+    error: BaseException | None = None
+    freed: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -152,6 +193,11 @@ class ObjectStore:
         self.blobs = Blobs(data_dir / "blobs")
         self._listeners: list[Callable[[], None]] = []
         self._listeners_lock = threading.Lock()
+        # SQLite has one writer at a time; queueing our own writers on a lock is fair and
+        # immediate, where SQLite's busy handler would make each waiter sleep and poll.
+        self._write_lock = threading.Lock() if database.dialect == "sqlite" else None
+        self._queue: list[_PendingWrite] = []
+        self._queue_lock = threading.Lock()
 
     # -- maintenance -----------------------------------------------------------------------
 
@@ -589,9 +635,12 @@ class ObjectStore:
         """A write transaction. On SQLite it takes the write lock at once (BEGIN IMMEDIATE), so
         what it reads stays true until it commits and concurrent writers queue instead of
         failing on a stale snapshot."""
-        with self.database.session() as session:
-            if self.database.dialect == "sqlite":
-                session.execute(text("BEGIN IMMEDIATE"))
+        if self._write_lock is None:
+            with self.database.session() as session:
+                yield session
+            return
+        with self._write_lock, self.database.session() as session:
+            session.execute(text("BEGIN IMMEDIATE"))
             yield session
 
     def _lock_key(self, session: Session, bucket: str, key: str) -> None:
@@ -633,32 +682,40 @@ class ObjectStore:
         ending_upload: str | None = None,
     ) -> ObjectDetails:
         freed: list[str] = []
+        details = ObjectDetails(
+            bucket=bucket,
+            key=key,
+            size=blob.size,
+            etag=etag or blob.md5,
+            content_type=content_type or DEFAULT_CONTENT_TYPE,
+            metadata=dict(metadata or {}),
+            headers=dict(headers or {}),
+            last_modified=utcnow(),
+            blob_id=blob.blob_id,
+        )
+        values = {
+            "blob_id": details.blob_id,
+            "size": details.size,
+            "etag": details.etag,
+            "content_type": details.content_type,
+            "user_metadata": details.metadata,
+            "headers": details.headers,
+            "last_modified": details.last_modified,
+        }
         try:
             validate_key(key)
-            with self._writing() as session:
-                if session.get(BucketRow, bucket) is None:
-                    raise BucketNotFound(f"bucket {bucket!r} does not exist")
-                if ending_upload is not None:
-                    if session.get(UploadRow, ending_upload) is None:
-                        raise UploadNotFound(f"upload {ending_upload!r} does not exist")
-                    freed.extend(self._end_upload(session, ending_upload))
-                self._lock_key(session, bucket, key)
-                row = session.get(ObjectRow, (bucket, key))
-                if row is None:
-                    row = ObjectRow(bucket=bucket, key=key)
-                    session.add(row)
-                else:
-                    freed.append(row.blob_id)
-                row.blob_id = blob.blob_id
-                row.size = blob.size
-                row.etag = etag or blob.md5
-                row.content_type = content_type or DEFAULT_CONTENT_TYPE
-                row.user_metadata = dict(metadata or {})
-                row.headers = dict(headers or {})
-                row.last_modified = utcnow()
-                if record_event:
-                    self._record(session, "created", bucket, key, row.size, row.etag)
-                details = _details(row)
+            if ending_upload is None and self._write_lock is not None:
+                freed.extend(self._commit_grouped(_PendingWrite(details, values, record_event)))
+            else:
+                with self._writing() as session:
+                    if ending_upload is not None:
+                        if session.get(UploadRow, ending_upload) is None:
+                            raise UploadNotFound(f"upload {ending_upload!r} does not exist")
+                        freed.extend(self._end_upload(session, ending_upload))
+                    self._lock_key(session, bucket, key)
+                    freed.extend(
+                        self._write_row(session.connection(), details, values, record_event)
+                    )
         except BaseException:
             self.blobs.remove(blob.blob_id)
             raise
@@ -666,6 +723,80 @@ class ObjectStore:
         if record_event:
             self._notify()
         return details
+
+    def _write_row(
+        self,
+        connection: Connection,
+        details: ObjectDetails,
+        values: dict[str, Any],
+        record_event: bool,
+    ) -> list[str]:
+        """Insert or replace one object row (and its event); returns the blob it replaced.
+
+        Core statements rather than ORM objects: this is the serialised section of every
+        write, so its Python overhead bounds the PUT rate of small objects.
+        """
+        if connection.execute(_BUCKET_EXISTS, {"name": details.bucket}).first() is None:
+            raise BucketNotFound(f"bucket {details.bucket!r} does not exist")
+        match = {"match_bucket": details.bucket, "match_key": details.key}
+        previous = connection.execute(_PREVIOUS_BLOB, match).scalar()
+        if previous is None:
+            connection.execute(
+                _INSERT_OBJECT, {"bucket": details.bucket, "key": details.key, **values}
+            )
+        else:
+            connection.execute(_UPDATE_OBJECT, {**match, **values})
+        if record_event:
+            connection.execute(
+                _INSERT_EVENT,
+                {
+                    "kind": "created",
+                    "bucket": details.bucket,
+                    "key": details.key,
+                    "size": details.size,
+                    "etag": details.etag,
+                    "occurred_at": details.last_modified,
+                },
+            )
+        return [] if previous is None else [previous]
+
+    def _commit_grouped(self, pending: _PendingWrite) -> list[str]:
+        """Group commit on SQLite: whichever writer holds the write lock commits every write
+        queued so far in one transaction, so concurrent small PUTs share one commit instead of
+        queueing for one each. Returns the blobs replaced by this write."""
+        assert self._write_lock is not None
+        with self._queue_lock:
+            self._queue.append(pending)
+        with self._write_lock:
+            if not pending.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._commit_batch(batch)
+        if pending.error is not None:
+            raise pending.error
+        return pending.freed
+
+    def _commit_batch(self, batch: list[_PendingWrite]) -> None:
+        try:
+            with self.database.session() as session:
+                session.execute(text("BEGIN IMMEDIATE"))
+                connection = session.connection()
+                for pending in batch:
+                    try:
+                        # Only the bucket check raises StorageError, before anything is written.
+                        pending.freed = self._write_row(
+                            connection, pending.details, pending.values, pending.record_event
+                        )
+                    except StorageError as error:
+                        pending.error = error
+        except Exception as error:
+            for pending in batch:
+                pending.freed = []
+                if pending.error is None:
+                    pending.error = StorageError(f"cannot commit the object: {error}")
+        finally:
+            for pending in batch:
+                pending.done = True
 
     def _free(self, blob_ids: list[str]) -> None:
         for blob_id in blob_ids:

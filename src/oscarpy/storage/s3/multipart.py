@@ -58,10 +58,17 @@ async def upload_part(call: S3Call) -> Response:
     if "x-amz-copy-source" in call.headers:
         return await _upload_part_copy(call, upload_id, number)
     plan = plan_payload(call.headers, call.auth)
-    blob = await receive_body(
-        call.request.stream(), plan, call.auth, lambda sha256: call.store.writer(sha256=sha256)
+
+    def commit(blob: WrittenBlob) -> str:
+        return call.store.commit_part(call.bucket, call.key, upload_id, number, blob)
+
+    etag = await receive_body(
+        call.request.stream(),
+        plan,
+        call.auth,
+        lambda sha256: call.store.writer(sha256=sha256),
+        commit,
     )
-    etag = await call.run(call.store.commit_part, call.bucket, call.key, upload_id, number, blob)
     return Response(status_code=200, headers={"ETag": f'"{etag}"'})
 
 

@@ -10,6 +10,7 @@ from anyio import to_thread
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from oscarpy.storage.blobs import WrittenBlob
 from oscarpy.storage.s3.call import S3Call
 from oscarpy.storage.s3.documents import document, elements, iso
 from oscarpy.storage.s3.errors import S3Error
@@ -165,17 +166,23 @@ async def put_object(call: S3Call) -> Response:
         if not await call.run(call.store.bucket_exists, call.bucket):
             raise S3Error("NoSuchBucket", f"bucket {call.bucket!r} does not exist")
     plan = plan_payload(call.headers, call.auth)
-    blob = await receive_body(
-        call.request.stream(), plan, call.auth, lambda sha256: call.store.writer(sha256=sha256)
-    )
-    found = await call.run(
-        call.store.commit_object,
-        call.bucket,
-        call.key,
-        blob,
-        content_type=content_type,
-        metadata=metadata,
-        headers=stored,
+
+    def commit(blob: WrittenBlob) -> ObjectDetails:
+        return call.store.commit_object(
+            call.bucket,
+            call.key,
+            blob,
+            content_type=content_type,
+            metadata=metadata,
+            headers=stored,
+        )
+
+    found = await receive_body(
+        call.request.stream(),
+        plan,
+        call.auth,
+        lambda sha256: call.store.writer(sha256=sha256),
+        commit,
     )
     return Response(status_code=200, headers={"ETag": f'"{found.etag}"'})
 

@@ -17,11 +17,11 @@ import re
 import zlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from anyio import to_thread
 
-from oscarpy.storage.blobs import BlobWriter, WrittenBlob
+from oscarpy.storage.blobs import BlobWriter, RunningHash, WrittenBlob
 from oscarpy.storage.s3.errors import S3Error
 from oscarpy.storage.s3.sigv4 import (
     EMPTY_SHA256,
@@ -35,7 +35,10 @@ from oscarpy.storage.s3.sigv4 import (
     trailer_string_to_sign,
 )
 
+T = TypeVar("T")
 FLUSH_BYTES = 1024 * 1024
+#: A body this small is written from the event loop: a thread hop would cost more.
+INLINE_BYTES = 64 * 1024
 MAX_CHUNK_HEADER = 4096
 _HEX_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 CHECKSUM_ALGORITHMS = ("crc32", "crc32c", "crc64nvme", "sha1", "sha256")
@@ -253,6 +256,8 @@ class ChunkedDecoder:
 class _Writer(Protocol):
     size: int
 
+    def track(self, running: RunningHash) -> None: ...
+
     def write(self, data: bytes) -> None: ...
 
     def md5_digest(self) -> bytes: ...
@@ -270,6 +275,10 @@ class DocumentWriter:
         self.size = 0
         self._md5 = hashlib.md5(usedforsecurity=False)
         self._sha256 = hashlib.sha256() if sha256 else None
+        self._extra: list[RunningHash] = []
+
+    def track(self, running: RunningHash) -> None:
+        self._extra.append(running)
 
     def write(self, data: bytes) -> None:
         self.size += len(data)
@@ -279,6 +288,8 @@ class DocumentWriter:
         self._md5.update(data)
         if self._sha256 is not None:
             self._sha256.update(data)
+        for running in self._extra:
+            running.update(data)
 
     def md5_digest(self) -> bytes:
         return self._md5.digest()
@@ -289,24 +300,22 @@ class DocumentWriter:
 
 
 class _Sink:
-    """Runs in a worker thread: writes a batch and updates the checksum the client declared."""
+    """Runs in a worker thread: writes a batch (the writer hashes it)."""
 
-    def __init__(self, writer: _Writer, checksum: _Crc32 | hashlib._Hash | None) -> None:
+    def __init__(self, writer: _Writer) -> None:
         self.writer = writer
-        self.checksum = checksum
 
     def __call__(self, batch: list[bytes]) -> None:
-        for piece in batch:
-            self.writer.write(piece)
-            if self.checksum is not None:
-                self.checksum.update(piece)
+        self.writer.write(batch[0] if len(batch) == 1 else b"".join(batch))
 
 
 async def _receive(
     stream: AsyncIterator[bytes], plan: PayloadPlan, auth: Authorization, writer: _Writer
 ) -> None:
     checksum = _checksum_state(plan.checksum_algorithm) if plan.checksum_algorithm else None
-    sink = _Sink(writer, checksum)
+    if checksum is not None:
+        writer.track(checksum)
+    sink = _Sink(writer)
     decoder = (
         ChunkedDecoder(auth, signed=plan.signed_chunks, trailer=plan.trailer)
         if plan.chunked
@@ -323,7 +332,10 @@ async def _receive(
             await to_thread.run_sync(sink, batch)
             batch, batched = [], 0
     if batch:
-        await to_thread.run_sync(sink, batch)
+        if batched <= INLINE_BYTES:
+            sink(batch)
+        else:
+            await to_thread.run_sync(sink, batch)
     trailers = decoder.close() if decoder is not None else {}
     _verify(plan, writer, checksum, trailers)
 
@@ -333,15 +345,19 @@ async def receive_body(
     plan: PayloadPlan,
     auth: Authorization,
     new_writer: Callable[[bool], BlobWriter],
-) -> WrittenBlob:
-    """Stream the body to a new blob and verify it; the blob exists only if all checks pass."""
+    commit: Callable[[WrittenBlob], T],
+) -> T:
+    """Stream the body to a new blob, verify it, then fsync it and `commit` it (one worker
+    thread call for both). The blob stays only if every check passes and `commit` succeeds;
+    `commit` itself removes the blob if it fails (as `ObjectStore.commit_object` does)."""
     writer = new_writer(plan.sha256 is not None)
     try:
         await _receive(stream, plan, auth, writer)
-        return await to_thread.run_sync(writer.finish)
     except BaseException:
         writer.abort()
         raise
+    # `finish` removes the blob if it fails; `commit` does if it fails.
+    return await to_thread.run_sync(lambda: commit(writer.finish()))
 
 
 async def receive_document(
