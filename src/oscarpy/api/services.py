@@ -17,7 +17,7 @@ from oscarpy.api.auth import require_admin
 from oscarpy.api.errors import error_responses
 from oscarpy.services.errors import ServiceDefinitionError, ServiceNotFound
 from oscarpy.services.model import Service, is_service_name, parse_service
-from oscarpy.services.registry import ServiceRegistry
+from oscarpy.services.registry import ADMIN_OWNER, ServiceRegistry
 
 router = APIRouter(
     prefix="/system/services",
@@ -75,9 +75,9 @@ async def create_service(request: Request) -> dict[str, Any]:
 
     Answers the created service with its token (OSCAR answers an empty body).
     """
-    service = await _definition(request)
-    registry = _registry(request)
-    created = await _in_thread(registry.create, service)
+    # The Basic credentials are the admin's, whose services OSCAR owns as `cluster_admin`.
+    service = (await _definition(request)).model_copy(update={"owner": ADMIN_OWNER})
+    created = await _in_thread(_registry(request).create, service)
     return created.redacted().to_json()
 
 

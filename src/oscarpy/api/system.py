@@ -7,7 +7,6 @@ import platform
 import socket
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
 
 from fastapi import APIRouter, Depends, Request
 
@@ -44,12 +43,19 @@ router = APIRouter(
 )
 
 
-class JobCounter(Protocol):
-    """What the status needs of the job engine, when one runs."""
-
-    def job_counts(self) -> Mapping[str, int]:
-        """Jobs by state (`pending`, `running`, `succeeded`, `failed`, ...)."""
-        ...
+def _job_counts(engine: object | None) -> dict[str, int]:
+    """Jobs by state (`pending`, `running`, ...), from `engine.job_counts()` or else its ledger's
+    `count_by_status()`; none without an engine."""
+    if engine is None:
+        return {}
+    counter = getattr(engine, "job_counts", None)
+    if counter is None:
+        ledger = getattr(engine, "ledger", None)
+        counter = getattr(ledger, "count_by_status", None)
+    if counter is None:
+        return {}
+    counts: Mapping[object, int] = counter()
+    return {str(state): int(number) for state, number in counts.items()}
 
 
 @router.get("/info", response_model=SystemInfo, summary="Version of the server")
@@ -90,8 +96,7 @@ def config(request: Request) -> SystemConfig:
 @router.get("/status", response_model=SystemStatus, summary="Resources, jobs and storage")
 def status(request: Request) -> SystemStatus:
     """This host as OSCAR's single node, the jobs by state, and the embedded store's size."""
-    engine: JobCounter | None = getattr(request.app.state, "engine", None)
-    counts = dict(engine.job_counts()) if engine is not None else {}
+    counts = _job_counts(getattr(request.app.state, "engine", None))
     buckets, objects = request.app.state.store.counts()
     cpu_capacity = _cpu_capacity_millicores()
     cpu_usage = min(cpu_capacity, int(os.getloadavg()[0] * 1000))
@@ -131,7 +136,11 @@ def status(request: Request) -> SystemStatus:
             deployment_name="oscar-py",
             ready=True,
             jobs_count=sum(counts.values()),
-            pods=PodStates(total=sum(counts.values()), states=counts),
+            # Named as Kubernetes pod phases, which OSCAR counts.
+            pods=PodStates(
+                total=sum(counts.values()),
+                states={state.capitalize(): number for state, number in counts.items()},
+            ),
             oidc=OidcInfo(enabled=False, issuers=[], groups=[]),
         ),
         minio=StorageStatus(buckets_count=buckets, total_objects=objects),

@@ -111,10 +111,18 @@ def _text_map(value: Any) -> Any:
     return value
 
 
+def _document_keys(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """JSON schema: list the OSCAR-only keys, and refuse others as validation does."""
+    properties = schema.setdefault("properties", {})
+    for key in sorted(getattr(model, "oscar_only_keys", ())):
+        properties[key] = {"description": "Defined by OSCAR; accepted and kept, no effect here."}
+    schema["additionalProperties"] = False
+
+
 class _OscarModel(BaseModel):
     """Base of every definition model: case-insensitive keys, OSCAR-only keys kept."""
 
-    model_config = ConfigDict(extra="allow", validate_assignment=False)
+    model_config = ConfigDict(extra="allow", json_schema_extra=_document_keys)
 
     #: Keys OSCAR defines at this level that oscar-py accepts and keeps without acting on them.
     oscar_only_keys: ClassVar[frozenset[str]] = frozenset()
