@@ -94,6 +94,17 @@ def decode_body(body: bytes) -> bytes:
         return body
 
 
+def _event_text(content: bytes) -> str:
+    """A body as the `EVENT` text: small UTF-8 text only (binary reaches the script as a file;
+    NUL can be neither in the environment nor in a PostgreSQL text column)."""
+    if len(content) > MAX_EVENT_IN_LEDGER or b"\x00" in content:
+        return ""
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError:
+        return ""
+
+
 class Engine:
     """Runs every job of every service; `start()`/`stop()` as a background service."""
 
@@ -201,7 +212,7 @@ class Engine:
                 log.warning("cannot remove the leftover execution of %s: %s", job_id, error)
         if self.work_root.is_dir():
             for entry in self.work_root.iterdir():
-                if entry.name not in keep:
+                if entry.name.partition(".")[0] not in keep:
                     shutil.rmtree(entry, ignore_errors=True)
 
     # -- services -------------------------------------------------------------------------
@@ -359,11 +370,10 @@ class Engine:
             handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
-        text = content.decode("utf-8", errors="replace")
         new = NewJob(
             service=service.name,
             source=JobSource.INVOCATION,
-            event=text if len(text) <= MAX_EVENT_IN_LEDGER else "",
+            event=_event_text(content),
             body_path=str(path),
             job_id=job_id,
         )

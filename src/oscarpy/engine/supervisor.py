@@ -52,7 +52,7 @@ ProviderLookup = Callable[[str], StorageProvider]
 def input_file_name(key: str) -> str:
     """The staged file's name: the key's last segment, or `input` if that is not a name."""
     name = PurePosixPath(key).name
-    if name in ("", ".", "..") or "\x00" in name:
+    if key.endswith("/") or name in ("", ".", "..") or "\x00" in name:
         return "input"
     encoded = name.encode()
     if len(encoded) > 200:  # keep within NAME_MAX, keeping the extension
@@ -67,8 +67,9 @@ class Supervisor:
         self.reporter = reporter
         self.work_root = work_root
 
-    def work_dir(self, job_id: str) -> Path:
-        return self.work_root / job_id
+    def work_dir(self, job_id: str, attempt: int) -> Path:
+        """One per attempt: a retry may start while the previous attempt is still cleaned up."""
+        return self.work_root / f"{job_id}.{attempt}"
 
     def run(
         self,
@@ -89,7 +90,7 @@ class Supervisor:
         """
         cancelled = cancelled or threading.Event()
         stream = LogStream(lambda lines: self.reporter.log(spec.job_id, lines))
-        work_dir = self.work_dir(spec.job_id)
+        work_dir = self.work_dir(spec.job_id, spec.attempt)
         execution: Execution | None = adopt
         ticker = _Ticker(stream)
         try:
@@ -166,7 +167,7 @@ class Supervisor:
 
     def _stage_in(self, spec: JobSpec, work_dir: Path, providers: ProviderLookup) -> None:
         if work_dir.exists():
-            shutil.rmtree(work_dir)  # left by an attempt that did not finish
+            shutil.rmtree(work_dir, ignore_errors=True)  # left by an interrupted attempt
         input_dir, output_dir = work_dir / "input", work_dir / "output"
         try:
             input_dir.mkdir(parents=True)
@@ -204,7 +205,7 @@ class Supervisor:
                 "OSCAR_SERVICE_TOKEN": spec.token,
             }
         )
-        if len(spec.event.encode()) <= MAX_EVENT_IN_ENVIRONMENT:
+        if len(spec.event.encode()) <= MAX_EVENT_IN_ENVIRONMENT and "\x00" not in spec.event:
             environment["EVENT"] = spec.event
         if spec.input is not None:
             environment["STORAGE_OBJECT_KEY"] = spec.input.key

@@ -142,15 +142,33 @@ class DockerRuntime:
 
     def __init__(self, instance: str, client: Any | None = None) -> None:
         self.instance = instance
-        try:
-            self._client = client or docker.from_env(timeout=_API_TIMEOUT, max_pool_size=_POOL_SIZE)
-            self._client.ping()
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
-            raise RuntimeUnavailable(
-                f"no Docker Engine answers ({error}); start dockerd, set DOCKER_HOST, "
-                "or run scripts on the host with --runtime process"
-            ) from error
+        self._connected: Any | None = client
+        self._connect_lock = threading.Lock()
         self._pull_lock = threading.Lock()
+        try:
+            self._client.ping()
+        except RuntimeUnavailable as error:
+            # Not fatal: the API and storage work without it, and jobs are retried with
+            # backoff until the engine answers.
+            log.warning("%s", error)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
+            log.warning("the Docker Engine does not answer: %s", error)
+
+    @property
+    def _client(self) -> Any:
+        """The Docker client, connected on first use and again after a failed connection."""
+        with self._connect_lock:
+            if self._connected is None:
+                try:
+                    self._connected = docker.from_env(
+                        timeout=_API_TIMEOUT, max_pool_size=_POOL_SIZE
+                    )
+                except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+                    raise RuntimeUnavailable(
+                        f"no Docker Engine answers ({e}); start dockerd, set DOCKER_HOST, "
+                        "or run scripts on the host with --runtime process"
+                    ) from e
+            return self._connected
 
     def work_path(self, work_dir: Path) -> PurePosixPath:
         return WORK_MOUNT
@@ -241,7 +259,15 @@ class DockerRuntime:
 
     def find(self, job_id: str, attempt: int) -> DockerExecution | None:
         containers = self._containers(job_id, attempt)
-        return DockerExecution(self._client, containers[0]) if containers else None
+        if not containers:
+            return None
+        execution = DockerExecution(self._client, containers[0])
+        if containers[0].status == "created":
+            # Created but never started (the server died in between): nothing to adopt, and
+            # waiting on it would report a success that never ran.
+            execution.remove()
+            return None
+        return execution
 
     def job_ids(self) -> set[str]:
         return {c.labels[LABEL_JOB] for c in self._containers() if LABEL_JOB in c.labels}
@@ -252,7 +278,10 @@ class DockerRuntime:
             DockerExecution(self._client, container).remove()
 
     def close(self) -> None:
-        self._client.close()
+        with self._connect_lock:
+            if self._connected is not None:
+                self._connected.close()
+                self._connected = None
 
 
 def _split_image(image: str) -> tuple[str, str | None]:
