@@ -210,3 +210,16 @@ def test_bad_config_file_is_reported_with_its_path(home: Path) -> None:
 
     assert result.returncode == exit_codes.EXIT_CONFIG
     assert str(path) in result.stderr and "Traceback" not in result.stderr
+
+
+def test_add_without_a_password_outside_a_terminal_is_refused(home: Path) -> None:
+    missing = run_cli(home, "cluster", "add", "x", "http://127.0.0.1:1", "u", input="")
+    both = run_cli(
+        home, "cluster", "add", "x", "http://127.0.0.1:1", "u", "p", "--password-stdin", input="p"
+    )
+    bad_endpoint = run_cli(home, "cluster", "add", "x", "127.0.0.1:1", "u", "p")
+
+    assert missing.returncode == exit_codes.EXIT_USAGE and "--password-stdin" in missing.stderr
+    assert both.returncode == exit_codes.EXIT_USAGE
+    assert bad_endpoint.returncode == exit_codes.EXIT_USAGE and "http://" in bad_endpoint.stderr
+    assert not (home / ".oscar").exists()

@@ -186,16 +186,17 @@ def _read_document(path: Path) -> object:
         text = path.read_text()
     except OSError as error:
         raise ConfigError(f"cannot read {path}: {error.strerror}") from error
-    try:
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
+    if path.suffix not in (".yaml", ".yml"):
+        try:
+            return json.loads(text)
+        except ValueError as error:
+            raise ConfigError(f"{path} is not valid JSON: {error}") from error
+    import yaml
 
-            return yaml.safe_load(text)
-        return json.loads(text)
-    except ValueError as error:  # yaml.YAMLError and json.JSONDecodeError are ValueErrors
-        raise ConfigError(f"{path} is not valid YAML/JSON: {error}") from error
-    except Exception as error:  # yaml.YAMLError is not a ValueError
-        raise ConfigError(f"{path} is not valid YAML: {_first_line(error)}") from error
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {_yaml_problem(error)}") from error
 
 
 def _parse(path: Path, document: object) -> ClusterConfig:
@@ -214,8 +215,13 @@ def _parse(path: Path, document: object) -> ClusterConfig:
     return ClusterConfig(path=path, clusters=clusters, default=str(default) if default else None)
 
 
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+def _yaml_problem(error: Exception) -> str:
+    """PyYAML's multi-line message as one line: what is wrong, and where."""
+    problem = getattr(error, "problem", None)
+    mark = getattr(error, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def local_data_dir() -> Path:
