@@ -46,8 +46,13 @@ def list_jobs(
         jobs = _by_creation(client.list_jobs(name))
     if status is not None:
         jobs = [info for info in jobs if info.state == status.lower()]
+    records = [info.as_dict() for info in jobs]
+    if output is OutputFormat.table:
+        for record, info in zip(records, jobs, strict=True):
+            if info.state == "succeeded":
+                record["reason"] = None  # "script exited with 0" is noise in a table
     print_records(
-        [info.as_dict() for info in jobs],
+        records,
         [
             ("name", "JOB"),
             ("status", "STATUS"),

@@ -63,12 +63,17 @@ def print_table(
     from rich.console import Console
     from rich.table import Table
 
+    console = Console()
+    if not console.is_terminal:
+        # Piped into grep or awk: one line per row, never wrapped to an imagined width.
+        console = Console(width=100_000)
     table = Table(title=title, header_style="bold", box=None, pad_edge=False)
     for column in columns:
-        table.add_column(column)
+        # Fold rather than cut: a job id or path with an ellipsis cannot be pasted back.
+        table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*("" if cell is None else str(cell) for cell in row))
-    Console(soft_wrap=True).print(table)
+    console.print(table)
 
 
 def print_records(
