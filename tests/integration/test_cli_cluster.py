@@ -223,3 +223,17 @@ def test_add_without_a_password_outside_a_terminal_is_refused(home: Path) -> Non
     assert both.returncode == exit_codes.EXIT_USAGE
     assert bad_endpoint.returncode == exit_codes.EXIT_USAGE and "http://" in bad_endpoint.stderr
     assert not (home / ".oscar").exists()
+
+
+def test_oidc_clusters_send_their_token(home: Path, server: RunningServer) -> None:
+    config = home / ".oscar" / "config.yaml"
+    config.parent.mkdir()
+    config.write_text(
+        f"oscar:\n  egi:\n    endpoint: {server.url}\n    oidc_token: not-valid-here\n"
+    )
+
+    result = run_cli(home, "cluster", "info")
+
+    # oscar-py has no OIDC: the token reaches it and is refused, with a message that says so.
+    assert result.returncode == exit_codes.EXIT_UNAUTHORIZED
+    assert "rejected the OIDC token" in result.stderr

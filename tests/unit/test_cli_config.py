@@ -95,3 +95,18 @@ def test_cluster_without_endpoint_is_named_in_the_error(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="'broken' has no endpoint"):
         load_config(path)
+
+
+def test_oscar_cli_oidc_clusters_are_read_and_kept(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "oscar:\n  egi:\n    endpoint: https://oscar.egi.eu\n    oidc_token: tok\n"
+        "    oidc_account_name: egi\n  basic:\n    endpoint: http://h\n    auth_user: u\n"
+    )
+
+    config = load_config(path)
+    config.save()
+    saved = load_config(path)
+
+    assert saved.clusters["egi"].oidc_token == "tok" and saved.clusters["egi"].auth_user == ""
+    assert "oidc_token" not in path.read_text().split("basic:")[1]

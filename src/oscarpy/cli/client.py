@@ -72,9 +72,11 @@ class OscarClient:
 
         self.cluster = cluster
         self.cluster_id = cluster_id
+        bearer = not cluster.auth_user and cluster.oidc_token
         self._http = httpx.Client(
             base_url=cluster.endpoint,
-            auth=(cluster.auth_user, cluster.auth_password),
+            auth=None if bearer else (cluster.auth_user, cluster.auth_password),
+            headers={"Authorization": f"Bearer {cluster.oidc_token}"} if bearer else None,
             verify=cluster.ssl_verify,
             timeout=DEFAULT_TIMEOUT,
         )
@@ -119,9 +121,12 @@ class OscarClient:
     def _error(self, response: httpx.Response, what: str) -> CliError:
         detail = _detail(response)
         status = response.status_code
-        if status in (401, 403) and response.request.headers.get("authorization", "").startswith(
-            "Bearer "
-        ):
+        sent = response.request.headers.get("authorization", "")
+        if status in (401, 403) and sent == self._http.headers.get("authorization"):
+            return Unauthorized(
+                f"{self.cluster.endpoint} rejected the OIDC token of this cluster ({status})"
+            )
+        if status in (401, 403) and sent.startswith("Bearer "):
             return Unauthorized(f"{what}: the service token was rejected ({status})")
         if status in (401, 403):
             return Unauthorized(

@@ -37,22 +37,32 @@ class Cluster:
     ssl_verify: bool = True
     memory: str = DEFAULT_MEMORY
     log_level: str = DEFAULT_LOG_LEVEL
+    oidc_token: str = ""
+    """oscar-cli's OIDC access token, sent as a Bearer token when there is no user."""
 
     @classmethod
     def from_mapping(cls, cluster_id: str, data: object, source: Path) -> Cluster:
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: cluster {cluster_id!r} is not a mapping")
-        missing = [name for name in ("endpoint", "auth_user") if not data.get(name)]
-        if missing:
-            raise ConfigError(f"{source}: cluster {cluster_id!r} has no {', '.join(missing)}")
+        if not data.get("endpoint"):
+            raise ConfigError(f"{source}: cluster {cluster_id!r} has no endpoint")
+        if not data.get("auth_user") and not data.get("oidc_token"):
+            raise ConfigError(f"{source}: cluster {cluster_id!r} has no auth_user (nor oidc_token)")
         return cls(
             endpoint=str(data["endpoint"]).rstrip("/"),
-            auth_user=str(data["auth_user"]),
+            auth_user=str(data.get("auth_user") or ""),
             auth_password=str(data.get("auth_password") or ""),
             ssl_verify=bool(data.get("ssl_verify", True)),
             memory=str(data.get("memory") or DEFAULT_MEMORY),
             log_level=str(data.get("log_level") or DEFAULT_LOG_LEVEL),
+            oidc_token=str(data.get("oidc_token") or ""),
         )
+
+    def as_document(self) -> dict[str, Any]:
+        document = asdict(self)
+        if not self.oidc_token:
+            del document["oidc_token"]
+        return document
 
 
 @dataclass
@@ -121,7 +131,9 @@ class ClusterConfig:
 
     def to_document(self) -> dict[str, Any]:
         document: dict[str, Any] = {
-            "oscar": {cluster_id: asdict(cluster) for cluster_id, cluster in self.clusters.items()}
+            "oscar": {
+                cluster_id: cluster.as_document() for cluster_id, cluster in self.clusters.items()
+            }
         }
         if self.default:
             document["default"] = self.default
