@@ -8,6 +8,7 @@ into one `CliError` whose message names the endpoint and what to check.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     import httpx
 
 DEFAULT_TIMEOUT = 30.0
+JOBS_PAGE_SIZE = 1000
 RUN_TIMEOUT = 600.0
 """A synchronous invocation lasts as long as the script: give it time."""
 
@@ -238,10 +240,14 @@ class OscarClient:
 
     def list_jobs(self, name: str) -> list[JobInfo]:
         """Every job of the service, following `next_page` when the server pages."""
-        jobs: list[JobInfo] = []
+        return list(self.iter_jobs(name))
+
+    def iter_jobs(self, name: str) -> Iterator[JobInfo]:
+        """The service's jobs a page at a time (oscar-py lists the newest first)."""
         page: str | None = None
         while True:
-            params = {"page": page} if page else None
+            # `limit` is oscar-py's page size (OSCAR ignores it): fewer round trips.
+            params = {"limit": str(JOBS_PAGE_SIZE), **({"page": page} if page else {})}
             response = self.request(
                 "GET", f"/system/logs/{_segment(name)}", params=params, what=f"service {name!r}"
             )
@@ -254,7 +260,7 @@ class OscarClient:
                 entries = {}
             for job_name, info in (entries or {}).items():
                 info = info if isinstance(info, dict) else {}
-                jobs.append(
+                yield (
                     JobInfo(
                         name=str(job_name),
                         status=str(info.get("status") or "Unknown"),
@@ -266,8 +272,7 @@ class OscarClient:
                 )
             page = data.get("next_page") if "jobs" in data else None
             if not page:
-                break
-        return jobs
+                return
 
     def get_log(self, name: str, job: str) -> str:
         response = self.request(

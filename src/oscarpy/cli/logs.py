@@ -117,10 +117,7 @@ def _follow(client: OscarClient, name: str, job_name: str) -> None:
 
 
 def _job_state(client: OscarClient, name: str, job_name: str) -> JobInfo | None:
-    for info in client.list_jobs(name):
-        if info.name == job_name:
-            return info
-    return None
+    return next((info for info in client.iter_jobs(name) if info.name == job_name), None)
 
 
 @logs_app.command("delete")
