@@ -118,6 +118,10 @@ def test_round_trip_put_wait_logs_get(oscar: Cli, tmp_path: Path) -> None:
     records = json.loads(jobs.stdout)
     assert len(records) == 1 and records[0]["status"].lower() == "succeeded"
     assert "counting poem.txt" in log.stdout and "done poem.txt" in log.stdout
+    stamped = oscar("service", "logs", "get", "words", "--latest", "--timestamps")
+    assert all(
+        line[:4].isdigit() and "T" in line.split()[0] for line in stamped.stdout.splitlines()
+    )
     assert [entry["path"] for entry in json.loads(outputs.stdout)] == ["words/out/poem.txt.words"]
     assert got.returncode == 0, got.stderr
     assert (tmp_path / "r").read_text().strip() == "5"

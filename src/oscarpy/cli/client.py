@@ -274,10 +274,11 @@ class OscarClient:
             if not page:
                 return
 
-    def get_log(self, name: str, job: str) -> str:
+    def get_log(self, name: str, job: str, *, timestamps: bool = False) -> str:
         response = self.request(
             "GET",
             f"/system/logs/{_segment(name)}/{_segment(job)}",
+            params={"timestamps": "true"} if timestamps else None,
             what=f"job {job!r} of service {name!r}",
         )
         return response.text

@@ -81,6 +81,9 @@ def get(
     follow: bool = typer.Option(
         False, "--follow", "-f", help="Keep printing until the job finishes."
     ),
+    timestamps: bool = typer.Option(
+        False, "--timestamps", "-t", help="Prefix each line with its time."
+    ),
     cluster: str | None = CLUSTER_OPTION,
 ) -> None:
     """Print the log of a job (the latest one without JOB)."""
@@ -89,9 +92,9 @@ def get(
     with connect(cluster) as client:
         job_name = job or latest_job(client, name)
         if not follow:
-            _write(client.get_log(name, job_name))
+            _write(client.get_log(name, job_name, timestamps=timestamps))
             return
-        _follow(client, name, job_name)
+        _follow(client, name, job_name, timestamps)
 
 
 def _write(text: str) -> None:
@@ -99,12 +102,12 @@ def _write(text: str) -> None:
     sys.stdout.flush()
 
 
-def _follow(client: OscarClient, name: str, job_name: str) -> None:
+def _follow(client: OscarClient, name: str, job_name: str, timestamps: bool) -> None:
     """Print new log text as it arrives, until the job has finished and its log is read."""
     printed = 0
     while True:
         state = _job_state(client, name, job_name)
-        text = client.get_log(name, job_name)
+        text = client.get_log(name, job_name, timestamps=timestamps)
         if len(text) < printed:  # log replaced (retried attempt): start over
             printed = 0
         _write(text[printed:])
