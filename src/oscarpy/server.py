@@ -14,9 +14,9 @@ import logging
 import signal
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -153,7 +153,7 @@ class Platform:
 
     def run(self) -> None:
         try:
-            asyncio.run(self._serve())
+            _run_event_loop(self._serve())
         finally:
             for service in reversed(self.background):
                 service.stop()
@@ -226,3 +226,14 @@ def _announced(settings: Settings) -> bool:
 
 def run(settings: Settings) -> None:
     Platform(settings).run()
+
+
+def _run_event_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop when installed (uvicorn[standard] brings it): its I/O loop costs less CPU
+    per request than asyncio's, which bounds the rate of small S3 requests."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)

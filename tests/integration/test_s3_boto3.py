@@ -151,6 +151,8 @@ def test_listing_v1_v2_with_delimiters_paging_and_url_encoding(s3: Any) -> None:
         for entry in page.get("Contents", []) + page.get("CommonPrefixes", [])
     ]
     assert entries == ["a/", "b/", "top", "with space+plus", "ünï/"]
+    under = s3.list_objects_v2(Bucket="listing", Prefix="a/", Delimiter="/", StartAfter="a/")
+    assert [item["Key"] for item in under["Contents"]] == ["a/1", "a/2"]
     after = s3.list_objects_v2(Bucket="listing", StartAfter="b/4")
     assert [item["Key"] for item in after["Contents"]] == ordered[ordered.index("b/4") + 1 :]
     v1_pages = s3.get_paginator("list_objects").paginate(

@@ -20,6 +20,9 @@ COPY_CHUNK = 1024 * 1024
 #: zlib release the GIL, so MD5, SHA-256 and a checksum of a big upload cost one pass, not three.
 PARALLEL_HASHING_MIN = 256 * 1024
 _hashing = ThreadPoolExecutor(max_workers=4, thread_name_prefix="blob-hashing")
+#: Every this many bytes, writeback of what came before starts (without waiting for it), so
+#: that the fsync at the end of a big upload has little left to flush.
+WRITEBACK_STEP = 16 * 1024 * 1024
 
 
 class RunningHash(Protocol):
@@ -50,6 +53,7 @@ class BlobWriter:
         if self._sha256 is not None:
             self._hashes.append(self._sha256)
         self.size = 0
+        self._written_back = 0
 
     def track(self, running: RunningHash) -> None:
         """Also feed every byte written to `running` (a checksum the client declared)."""
@@ -66,6 +70,16 @@ class BlobWriter:
                 running.update(data)
             self._file.write(data)
         self.size += len(data)
+        if self.size - self._written_back >= WRITEBACK_STEP:
+            self._start_writeback()
+
+    def _start_writeback(self) -> None:
+        # POSIX_FADV_DONTNEED starts asynchronous writeback of the dirty range on Linux; pages
+        # still being written stay cached, so a read right after the upload is not slowed.
+        self._file.flush()
+        length = self.size - self._written_back
+        os.posix_fadvise(self._file.fileno(), self._written_back, length, os.POSIX_FADV_DONTNEED)
+        self._written_back = self.size
 
     def copy_from(self, source: BinaryIO) -> None:
         while chunk := source.read(COPY_CHUNK):

@@ -432,8 +432,11 @@ class ObjectStore:
         with self._writing() as session:
             if session.get(BucketRow, bucket) is None:
                 raise BucketNotFound(f"bucket {bucket!r} does not exist")
-            for key in keys:
+            # All key locks first, in one order: taking one after the event lock could deadlock
+            # with a concurrent writer holding that key and waiting for the event lock.
+            for key in sorted(set(keys)):
                 self._lock_key(session, bucket, key)
+            for key in dict.fromkeys(keys):
                 row = session.get(ObjectRow, (bucket, key))
                 if row is None:
                     continue
@@ -652,9 +655,18 @@ class ObjectStore:
                 {"name": f"{bucket}/{key}"},
             )
 
+    def _order_events(self, connection: Connection | Session) -> None:
+        """On PostgreSQL, make event ids commit in ascending order, so that a consumer reading
+        "every id above my cursor" never skips an event committed late with a lower id: the
+        transactions that record events take one lock, held until they commit (SQLite already
+        runs one writer at a time)."""
+        if self.database.dialect == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(7368021)"))
+
     def _record(
         self, session: Session, kind: EventKind, bucket: str, key: str, size: int, etag: str
     ) -> None:
+        self._order_events(session)
         session.add(
             ObjectEvent(
                 kind=kind, bucket=bucket, key=key, size=size, etag=etag, occurred_at=utcnow()
@@ -747,6 +759,7 @@ class ObjectStore:
         else:
             connection.execute(_UPDATE_OBJECT, {**match, **values})
         if record_event:
+            self._order_events(connection)
             connection.execute(
                 _INSERT_EVENT,
                 {

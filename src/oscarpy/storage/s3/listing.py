@@ -33,7 +33,12 @@ def list_entries(
     if max_keys <= 0:
         return listing
     cursor = after
-    if delimiter and after.startswith(prefix) and after.endswith(delimiter):
+    if (
+        delimiter
+        and len(after) > len(prefix)
+        and after.startswith(prefix)
+        and after.endswith(delimiter)
+    ):
         # Resuming after a common prefix: skip everything under it.
         cursor = after + _BEYOND
     count = 0
