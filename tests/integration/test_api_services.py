@@ -64,8 +64,9 @@ def stored_service(api: RunningServer, name: str) -> Any:
 def test_lifecycle_in_the_order_of_oscars_end_to_end_suite(
     api: RunningServer, client: httpx.Client
 ) -> None:
-    health = httpx.get(f"{api.url}/health")
-    assert (health.status_code, health.text) == (200, "Ok")
+    for path in ("/health", "/health/"):
+        health = httpx.get(f"{api.url}{path}")
+        assert (health.status_code, health.text) == (200, "Ok")
 
     config = client.get("/system/config")
     assert config.status_code == 200
@@ -329,6 +330,14 @@ def test_trailing_slashes_answer_the_same_without_redirect(
     assert codes[0] == codes[1] and codes[0] in (200, 201, 204), codes
 
 
+def test_a_method_a_path_lacks_is_405_naming_every_method_it_has(client: httpx.Client) -> None:
+    answer = client.request("PATCH", "/system/services/anything")
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == "DELETE, GET"
+    assert answer.json() == {"detail": "Method Not Allowed"}
+    assert client.request("OPTIONS", "/system/services/").headers["allow"] == "GET, POST, PUT"
+
+
 def test_openapi_document_describes_routes_auth_and_errors(api: RunningServer) -> None:
     document = httpx.get(f"{api.url}/openapi.json").json()
     schemes = document["components"]["securitySchemes"]
@@ -342,7 +351,12 @@ def test_openapi_document_describes_routes_auth_and_errors(api: RunningServer) -
     assert set(services["post"]["responses"]) == {"201", "400", "401", "409"}
     assert set(services["put"]["responses"]) == {"204", "400", "401", "404"}
     body_schema = services["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert body_schema == {"$ref": "#/components/schemas/Service"}
+    assert body_schema == {"$ref": "#/components/schemas/ServiceDefinition"}
+    definition_schema = document["components"]["schemas"]["ServiceDefinition"]
+    assert definition_schema["required"] == ["name", "image", "script"]
+    # Go clients send null for unset settings, and cpu may be a number.
+    assert {"type": "null"} in definition_schema["properties"]["retries"]["anyOf"]
+    assert {"type": "number"} in definition_schema["properties"]["cpu"]["anyOf"]
     one = document["paths"]["/system/services/{service_name}"]
     assert set(one["delete"]["responses"]) == {"204", "400", "401", "404"}
     assert all(

@@ -212,6 +212,8 @@ def test_names_must_be_dns_labels() -> None:
     assert problem(definition(name="My_Service")).startswith("name: 'My_Service' is not a valid")
     assert "at most 39" in problem(definition(name="a" * 40))
     assert problem({"image": "i", "script": "s"}) == "name: is required"
+    assert "not a valid service name" in problem(definition(name="grayify\n"))
+    assert "not a valid bucket name" in problem(definition(input=[{"path": "ima\nges/in"}]))
 
 
 def test_required_text_must_not_be_blank_and_enums_are_checked() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from oscarpy.db import Database
 from oscarpy.log import redact
-from oscarpy.services.errors import ServiceExists, ServiceNotFound
+from oscarpy.services.errors import ServiceDefinitionError, ServiceExists, ServiceNotFound
 from oscarpy.services.model import Service, parse_service
 from oscarpy.services.registry import ServiceRegistry
 from oscarpy.storage.store import ObjectStore
@@ -139,3 +139,13 @@ def test_services_survive_a_new_registry(registry: ServiceRegistry, store: Objec
     assert again == created and again is not None
     assert again.oscar_settings == {"alpine": True}
     assert (again.timeout, again.retries) == (30, 2)
+
+
+def test_hidden_without_a_stored_key_is_refused(registry: ServiceRegistry) -> None:
+    providers = {"s3": {"aws": {"access_key": "AK", "secret_key": "hidden"}}}
+    output = [{"storage_provider": "s3.aws", "path": "results/out"}]
+    with pytest.raises(ServiceDefinitionError, match=r"storage_providers\.s3\.aws\.secret_key"):
+        registry.create(service(output=output, storage_providers=providers))
+    registry.create(service())
+    with pytest.raises(ServiceDefinitionError, match="'hidden' stands for a stored key"):
+        registry.update(service(output=output, storage_providers=providers))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from oscarpy.api.schemas import ErrorBody
 from oscarpy.services.errors import (
@@ -56,47 +57,36 @@ async def _invalid_request(_request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": "; ".join(problems) or "invalid request"}, status_code=400)
 
 
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, StarletteHTTPException)
+    headers = dict(error.headers or {})
+    if error.status_code in (204, 304):
+        return Response(status_code=error.status_code, headers=headers)
+    if error.status_code == 405:
+        # Starlette names the methods of the first route that matched the path only; the
+        # OpenAPI document knows them all.
+        allowed = _documented_methods(request.app.openapi(), request.url.path)
+        if allowed:
+            headers["Allow"] = ", ".join(allowed)
+    return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=headers)
+
+
+def _documented_methods(document: dict[str, Any], path: str) -> list[str]:
+    methods: set[str] = set()
+    for template, operations in document.get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path.rstrip("/") or "/"):
+            methods.update(method.upper() for method in operations)
+    return sorted(methods)
+
+
 async def _unexpected(_request: Request, error: Exception) -> JSONResponse:
     log.error("unexpected error answering a request", exc_info=error)
     return JSONResponse({"detail": "internal error; the server log has the details"}, 500)
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(Exception, _unexpected)
-    _document_400_not_422(app)
-
-
-def _document_400_not_422(app: FastAPI) -> None:
-    """FastAPI documents 422 for every route with parameters; we answer those errors with 400."""
-    generate = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        document = generate()
-        for operations in document.get("paths", {}).values():
-            for operation in operations.values():
-                responses = operation.get("responses", {})
-                if responses.pop("422", None) is not None:
-                    responses.setdefault(
-                        "400",
-                        {
-                            "description": _DESCRIPTIONS[400],
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/ErrorBody"}
-                                }
-                            },
-                        },
-                    )
-        schemas = document.get("components", {}).get("schemas", {})
-        text = json.dumps(document.get("paths", {}))
-        for unused in ("HTTPValidationError", "ValidationError"):
-            if f"#/components/schemas/{unused}" not in text:
-                schemas.pop(unused, None)
-        app.openapi_schema = document
-        return document
-
-    app.openapi = openapi  # type: ignore[method-assign]

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from oscarpy.api.auth import require_admin
 from oscarpy.api.errors import error_responses
+from oscarpy.api.openapi import DEFINITION_REF
 from oscarpy.services.errors import ServiceDefinitionError, ServiceNotFound
 from oscarpy.services.model import Service, is_service_name, parse_service
 from oscarpy.services.registry import ADMIN_OWNER, ServiceRegistry
@@ -29,7 +30,7 @@ router = APIRouter(
 _SERVICE_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Service"}}},
+        "content": {"application/json": {"schema": {"$ref": DEFINITION_REF}}},
     }
 }
 

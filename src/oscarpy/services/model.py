@@ -58,9 +58,10 @@ PROVIDER_TYPES = ("minio", "s3", "webdav", "onedata")
 INPUT_PROVIDER_TYPES = ("minio", "s3")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
-_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_IP_ADDRESS = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+# Used with fullmatch: `$` would also accept a trailing newline.
+_DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_IP_ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+")
 
 _ignored_logged: set[str] = set()
 _ignored_lock = threading.Lock()
@@ -68,7 +69,7 @@ _ignored_lock = threading.Lock()
 
 def is_service_name(name: str) -> bool:
     """Whether `name` can name a service (a DNS label of at most 39 characters)."""
-    return len(name) <= 39 and _DNS_LABEL.match(name) is not None
+    return len(name) <= 39 and _DNS_LABEL.fullmatch(name) is not None
 
 
 def _is_zero(value: Any) -> bool:
@@ -391,7 +392,7 @@ class Service(_OscarModel):
     @field_validator("name", mode="after")
     @classmethod
     def _dns_label(cls, value: str) -> str:
-        if not _DNS_LABEL.match(value):
+        if not _DNS_LABEL.fullmatch(value):
             raise ValueError(
                 f"{value!r} is not a valid service name: use lowercase letters, digits and '-', "
                 "starting and ending with a letter or digit"
@@ -556,13 +557,30 @@ class Service(_OscarModel):
                 onedata["token"] = old.onedata[identifier].get("token", "")
         return copy
 
+    def hidden_placeholders(self) -> list[str]:
+        """Provider secrets still reading `hidden`: a redacted copy sent back with no stored key
+        to stand for; storing the placeholder as the key would fail only when a job runs."""
+        providers = self.storage_providers
+        found = [
+            f"storage_providers.{kind}.{identifier}.secret_key"
+            for kind, entries in (("minio", providers.minio), ("s3", providers.s3))
+            for identifier, entry in entries.items()
+            if entry.secret_key == HIDDEN
+        ]
+        found += [
+            f"storage_providers.webdav.{identifier}.password"
+            for identifier, entry in providers.webdav.items()
+            if entry.password == HIDDEN
+        ]
+        return found
+
     def to_json(self) -> dict[str, Any]:
         """The definition as OSCAR's JSON, OSCAR-only settings included."""
         return self.model_dump(mode="json")
 
 
 def _check_bucket_name(bucket: str, where: str) -> None:
-    if not _BUCKET_NAME.match(bucket) or ".." in bucket or _IP_ADDRESS.match(bucket):
+    if not _BUCKET_NAME.fullmatch(bucket) or ".." in bucket or _IP_ADDRESS.fullmatch(bucket):
         raise ValueError(
             f"{where}: {bucket!r} is not a valid bucket name: use 3-63 lowercase letters, "
             "digits, '.' and '-', starting and ending with a letter or digit"

@@ -11,7 +11,7 @@ from decimal import Decimal, InvalidOperation
 
 _QUANTITY = re.compile(
     r"^(?P<number>[+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
-    r"(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$"
+    r"(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?\Z"
 )
 
 _MULTIPLIERS: dict[str, Decimal] = {

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from oscarpy.db import Base, Database, utcnow
 from oscarpy.log import register_secret
-from oscarpy.services.errors import ServiceExists, ServiceNotFound
+from oscarpy.services.errors import ServiceDefinitionError, ServiceExists, ServiceNotFound
 from oscarpy.services.model import Service
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,15 @@ def _load(record: ServiceRecord) -> Service:
     return service
 
 
+def _refuse_placeholders(service: Service) -> None:
+    placeholders = service.hidden_placeholders()
+    if placeholders:
+        raise ServiceDefinitionError(
+            f"{', '.join(placeholders)}: 'hidden' stands for a stored key, and there is none "
+            "for this provider; give the key itself"
+        )
+
+
 def _dump(service: Service) -> str:
     return json.dumps(service.to_json(), sort_keys=True)
 
@@ -90,6 +99,7 @@ class ServiceRegistry:
         """Register a new service with a fresh token; raises `ServiceExists`."""
         if self.get(service.name) is not None:
             raise ServiceExists(service.name)
+        _refuse_placeholders(service)
         service = service.model_copy(
             update={"token": generate_token(), "owner": service.owner or ADMIN_OWNER}
         )
@@ -121,6 +131,7 @@ class ServiceRegistry:
         service = service.with_secrets_from(stored).model_copy(
             update={"token": stored.token, "owner": stored.owner}
         )
+        _refuse_placeholders(service)
         for secret in service.secret_values():
             register_secret(secret)
         # Buckets first, outside the transaction: the store commits in its own sessions.
