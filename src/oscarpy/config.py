@@ -74,7 +74,7 @@ class Settings(BaseSettings):
         30.0, gt=0, description="A running job whose server stops renewing it is taken over after."
     )
     job_shutdown_grace: float = Field(
-        10.0,
+        5.0,
         ge=0,
         description="Seconds a stopping server waits for running jobs (then adopts "
         "them on the next start).",

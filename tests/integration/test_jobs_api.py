@@ -216,9 +216,7 @@ def test_deleting_a_service_removes_its_jobs_and_logs(platform: Harness) -> None
     )
     platform.put(bucket, "in/a", b"x")
     platform.put(bucket, "in/b", b"x")
-    platform.wait_for(
-        lambda: any(job.status is JobStatus.RUNNING for job in platform.jobs(service.name))
-    )
+    platform.wait_for(lambda: platform.docker_containers_of(service.name), what="a container")
 
     platform.registry.delete(service.name)
 

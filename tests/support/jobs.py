@@ -25,6 +25,7 @@ from oscarpy.engine.records import JobStatus
 from oscarpy.engine.runtimes.base import Runtime
 from oscarpy.services.model import Service, parse_service
 from oscarpy.services.registry import ServiceRegistry
+from oscarpy.storage.s3.app import create_s3_app
 from oscarpy.storage.store import ObjectStore
 from tests.support.server import free_port
 
@@ -46,6 +47,8 @@ class Harness:
     registry: ServiceRegistry
     engine: Engine
     client: httpx.Client
+    s3_url: str
+    """The S3 front-end of the same store, to play an external `minio.<id>` provider."""
 
     def service(self, **fields: Any) -> Service:
         """Register a service; `name` defaults to a unique one, `image` to the test image."""
@@ -130,20 +133,53 @@ def running_engine(
     app.state.registry = registry
     app.state.engine = engine
     engine.start()
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
-    thread = threading.Thread(target=server.run, name="api", daemon=True)
-    thread.start()
+    port, s3_port = free_port(), free_port()
+    servers = [
+        uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None)),
+        uvicorn.Server(
+            uvicorn.Config(
+                create_s3_app(store, ADMIN, config),
+                host="127.0.0.1",
+                port=s3_port,
+                log_config=None,
+            )
+        ),
+    ]
+    threads = [threading.Thread(target=server.run, daemon=True) for server in servers]
+    for thread in threads:
+        thread.start()
     try:
         deadline = time.monotonic() + 10
-        while not server.started and time.monotonic() < deadline:
+        while not all(server.started for server in servers) and time.monotonic() < deadline:
             time.sleep(0.02)
         with httpx.Client(
             base_url=f"http://127.0.0.1:{port}", auth=(ADMIN.username, ADMIN.password), timeout=30
         ) as client:
-            yield Harness(config, database, store, registry, engine, client)
+            yield Harness(
+                config, database, store, registry, engine, client, f"http://127.0.0.1:{s3_port}"
+            )
     finally:
-        server.should_exit = True
-        thread.join(10)
+        for server in servers:
+            server.should_exit = True
+        for thread in threads:
+            thread.join(10)
         engine.stop()
         database.close()
+    leftovers = _remove_containers(engine.instance)
+    assert not leftovers, f"containers left behind by the engine: {leftovers}"
+
+
+def _remove_containers(instance: str) -> list[str]:
+    """Remove (and name) the containers this test installation left, if any."""
+    import docker
+
+    try:
+        client = docker.from_env()
+        found = client.containers.list(all=True, filters={"label": f"oscar.instance={instance}"})
+    except docker.errors.DockerException:
+        return []  # the process runtime, on a machine without Docker
+    names = [container.name for container in found]
+    for container in found:
+        container.remove(force=True)
+    client.close()
+    return names

@@ -318,7 +318,10 @@ class Engine:
         self.ledger.record_execution(job_id, attempt, execution_id)
 
     def log(self, job_id: str, lines: Sequence[LogLine]) -> None:
-        self.ledger.append_log(job_id, lines)
+        try:
+            self.ledger.append_log(job_id, lines)
+        except Exception:  # a lost log batch must not fail the job that printed it
+            log.exception("job %s: cannot store %d log line(s)", job_id, len(lines))
 
     def finished(self, job_id: str, attempt: int, outcome: AttemptOutcome) -> None:
         job = self.ledger.get(job_id) if outcome.kind is OutcomeKind.SCRIPT_FAILED else None

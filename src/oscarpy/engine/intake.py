@@ -19,13 +19,16 @@ from oscarpy.engine.events import storage_event
 from oscarpy.engine.ledger import Ledger, NewJob
 from oscarpy.engine.records import IntakeCursor, JobSource
 from oscarpy.services.model import Service, StoragePath
-from oscarpy.storage.events import ObjectEvent, fetch_events
+from oscarpy.storage.events import ObjectEvent, fetch_events, prune_events
 
 log = logging.getLogger(__name__)
 
 CURSOR = "object_events"
 _BATCH = 500
 _POLL_SECONDS = 2.0
+_PRUNE_EVERY = 1000
+"""Events the intake has consumed are deleted in batches of about this many (it is their only
+consumer); the store keeps the objects, the ledger keeps the jobs."""
 
 
 def path_contains(path: StoragePath, bucket: str, key: str) -> bool:
@@ -66,6 +69,7 @@ class Intake:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._pruned = 0
 
     def wake(self) -> None:
         """Called by the store after a commit that recorded events (in the committing thread)."""
@@ -105,6 +109,9 @@ class Intake:
                 created += self._jobs_for(session, services, event)
             if events:
                 cursor.position = events[-1].id
+                if cursor.position - self._pruned >= _PRUNE_EVERY:
+                    prune_events(session, cursor.position)
+                    self._pruned = cursor.position
         if created:
             log.debug("intake: %d job(s) from %d event(s)", created, len(events))
             self._on_jobs()

@@ -98,8 +98,12 @@ class Supervisor:
                 stream.note(f"attempt {spec.attempt} of job {spec.job_id} ({self.runtime.name})")
                 self._stage_in(spec, work_dir, providers)
                 self.runtime.prepare(spec.image)
+                if cancelled.is_set():
+                    raise _Cancelled
                 execution = self.runtime.start(self._run_spec(spec, work_dir))
                 self.reporter.started(spec.job_id, spec.attempt, execution.id)
+                if cancelled.is_set():  # asked while the container was being created
+                    execution.kill()
             else:
                 stream.note(f"adopted execution {execution.id[:12]} after a restart")
             ticker.start()
@@ -114,6 +118,8 @@ class Supervisor:
                 outcome = AttemptOutcome(OutcomeKind.SCRIPT_FAILED, "cancelled", "cancelled")
             else:
                 outcome = self._conclude(spec, work_dir, result, stream, providers)
+        except _Cancelled:
+            outcome = AttemptOutcome(OutcomeKind.SCRIPT_FAILED, "cancelled", "cancelled")
         except InfrastructureError as error:
             ticker.stop()
             stream.flush(final=True)
@@ -273,6 +279,10 @@ def _output_files(output_dir: Path, stream: LogStream) -> Iterator[str]:
             if os.path.commonpath([root, os.path.realpath(path)]) != root:
                 continue
             yield PurePosixPath(*Path(relative).parts).as_posix()
+
+
+class _Cancelled(Exception):
+    """The job was cancelled (deleted) before its execution started."""
 
 
 class _Ticker:

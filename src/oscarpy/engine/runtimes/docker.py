@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,7 @@ KEPT_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETUID", "SET
 _API_TIMEOUT = 120
 _POOL_SIZE = 64
 _LOG_DRAIN_SECONDS = 10
+_IMAGE_CHECK_SECONDS = 30.0
 
 
 def _explain(error: BaseException) -> str:
@@ -145,6 +147,7 @@ class DockerRuntime:
         self._connected: Any | None = client
         self._connect_lock = threading.Lock()
         self._pull_lock = threading.Lock()
+        self._present: dict[str, float] = {}
         try:
             self._client.ping()
         except RuntimeUnavailable as error:
@@ -174,8 +177,16 @@ class DockerRuntime:
         return WORK_MOUNT
 
     def prepare(self, image: str) -> None:
+        # An image seen recently is not looked up again (one API call less per job); if it was
+        # removed meanwhile, `start` finds out, and a retry of the job pulls it.
+        if (
+            time.monotonic() - self._present.get(image, -_IMAGE_CHECK_SECONDS)
+            < _IMAGE_CHECK_SECONDS
+        ):
+            return
         try:
             self._client.images.get(image)
+            self._present[image] = time.monotonic()
             return
         except docker.errors.ImageNotFound:
             pass
@@ -190,6 +201,7 @@ class DockerRuntime:
                 raise ImageUnavailable(
                     f"image {image} is not on this host and cannot be pulled: {_explain(error)}"
                 ) from error
+            self._present[image] = time.monotonic()
 
     def start(self, spec: RunSpec) -> DockerExecution:
         limits = spec.limits
@@ -220,6 +232,7 @@ class DockerRuntime:
         try:
             container = self._client.containers.create(spec.image, **options)
         except docker.errors.ImageNotFound as error:
+            self._present.pop(spec.image, None)
             raise ImageUnavailable(f"image {spec.image} is not on this host") from error
         except docker.errors.APIError as error:
             if error.status_code == 409:  # a container of this attempt survived a crash
