@@ -65,6 +65,15 @@ def test_cowsay_says_the_request_body(tmp_path: Path) -> None:
     assert "(oo)" in said
 
 
+def test_cowsay_says_the_message_of_an_oscar_json_body(tmp_path: Path) -> None:
+    body = tmp_path / "body"
+    body.write_text('{"message": "Hi OSCAR"}')
+
+    said, _ = _run_script(EXAMPLES / "cowsay" / "script.sh", body, tmp_path)
+
+    assert said.splitlines()[1] == "< Hi OSCAR >"
+
+
 def test_chain_stages_shout_then_measure(tmp_path: Path) -> None:
     _, shouted = _run_script(
         EXAMPLES / "chain" / "shout.sh", EXAMPLES / "chain" / "poem.txt", tmp_path / "one"
