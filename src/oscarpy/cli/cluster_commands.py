@@ -21,10 +21,14 @@ cluster_app = typer.Typer(
 @cluster_app.command("add")
 def add(
     cluster_id: str = typer.Argument(..., metavar="ID", help="A name for the cluster."),
-    endpoint: str = typer.Argument(..., help="Its REST API, e.g. https://oscar.example.org."),
+    endpoint: str = typer.Argument(
+        ..., metavar="ENDPOINT", help="Its REST API, e.g. https://oscar.example.org."
+    ),
     username: str = typer.Argument(..., metavar="USER"),
     password: str | None = typer.Argument(
-        None, help="Omit it and use --password-stdin to keep it out of the shell history."
+        None,
+        metavar="PASSWORD",
+        help="Omit it and use --password-stdin to keep it out of the shell history.",
     ),
     password_stdin: bool = typer.Option(
         False, "--password-stdin", help="Read the password from standard input."

@@ -126,7 +126,7 @@ def _job_state(client: OscarClient, name: str, job_name: str) -> JobInfo | None:
 @logs_app.command("delete")
 def delete(
     name: str = typer.Argument(..., metavar="NAME"),
-    jobs: list[str] | None = typer.Argument(None, metavar="[JOB]..."),
+    jobs: list[str] | None = typer.Argument(None, metavar="JOB..."),
     succeeded: bool = typer.Option(False, "--succeeded", help="Delete every succeeded job."),
     all_jobs: bool = typer.Option(
         False, "--all", help="Delete every job, also pending, running and failed ones."
