@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from oscarpy.cli import exit_codes
@@ -219,9 +218,6 @@ def test_reconcile_answers(oscar: Cli) -> None:
 def test_cowsay_example_runs_synchronously(
     oscar: Cli, tmp_path: Path, server: RunningServer
 ) -> None:
-    # TODO(lead): drop this guard once /run (issue 6) is merged.
-    if "/run/{service_name}" not in httpx.get(f"{server.url}/openapi.json").json()["paths"]:
-        pytest.skip("this server has no /run route yet (issue 6, synchronous invocations)")
     example = copy_example(EXAMPLES / "cowsay", tmp_path / "cowsay")
     applied = oscar("apply", str(example / "cowsay.yaml"))
 
