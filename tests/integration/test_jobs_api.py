@@ -156,8 +156,9 @@ def test_logs_list_has_oscar_shape_and_pages(platform: Harness) -> None:
     assert info["status"] == "Succeeded"
     for field in ("creation_time", "start_time", "finish_time"):
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", info[field])
-    bad = platform.client.get(f"/system/logs/{service.name}", params={"page": "x"})
-    assert bad.status_code == 400
+    for bad_page in ("x", "-1", "\u00b9"):  # "¹" passes str.isdigit() but not int()
+        bad = platform.client.get(f"/system/logs/{service.name}", params={"page": bad_page})
+        assert bad.status_code == 400, bad_page
     assert platform.client.get("/system/logs/none-such").status_code == 404
 
 

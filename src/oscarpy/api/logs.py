@@ -74,7 +74,8 @@ def job_info(view: JobView) -> dict[str, Any]:
 def _offset(page: str) -> int:
     if not page:
         return 0
-    if not page.isdigit():
+    # isdigit() alone accepts "¹" and other digits that int() refuses.
+    if not (page.isascii() and page.isdigit()):
         raise _bad_page(page)
     return int(page)
 
