@@ -114,7 +114,7 @@ async def run_service(service_name: str, request: Request) -> Response:
     runner: SyncRunner = request.app.state.sync
     limit = runner.settings.run_body_limit
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(_too_large(limit))
     path = runner.new_body_path()
     try:
