@@ -20,6 +20,7 @@ import requests.exceptions
 
 from oscarpy.engine.errors import ContainerError, ImageUnavailable, RuntimeUnavailable
 from oscarpy.engine.runtimes.base import (
+    Limits,
     OutputSink,
     RunResult,
     RunSpec,
@@ -153,6 +154,25 @@ class DockerExecution:
             raise RuntimeUnavailable(f"cannot remove container {self.id[:12]}: {error}") from error
 
 
+def restricted_options(limits: Limits) -> dict[str, Any]:
+    """Container options every container of ours gets, job or warm: no privileges, only the
+    capabilities a shell script commonly needs, no privilege gain, and the service's limits."""
+    options: dict[str, Any] = {
+        "privileged": False,
+        "cap_drop": ["ALL"],
+        "cap_add": KEPT_CAPABILITIES,
+        "security_opt": ["no-new-privileges"],
+        "pids_limit": limits.pids,
+    }
+    if limits.cpu_cores:
+        options["nano_cpus"] = int(limits.cpu_cores * 1e9)
+    if limits.memory_bytes:
+        # Equal swap limit: no swap, so a container over its memory is OOM-killed, not slowed.
+        options["mem_limit"] = limits.memory_bytes
+        options["memswap_limit"] = limits.memory_bytes
+    return options
+
+
 class DockerRuntime:
     """Runs each job attempt in a new container of the service's image."""
 
@@ -220,7 +240,6 @@ class DockerRuntime:
             self._present[image] = time.monotonic()
 
     def start(self, spec: RunSpec) -> DockerExecution:
-        limits = spec.limits
         options: dict[str, Any] = {
             "command": ["/bin/sh", str(WORK_MOUNT / spec.script)],
             "environment": spec.environment,
@@ -232,19 +251,9 @@ class DockerRuntime:
             },
             "volumes": {str(spec.work_dir): {"bind": str(WORK_MOUNT), "mode": "rw"}},
             "name": f"oscar-job-{spec.job_id}-{spec.attempt}",
-            "privileged": False,
-            "cap_drop": ["ALL"],
-            "cap_add": KEPT_CAPABILITIES,
-            "security_opt": ["no-new-privileges"],
-            "pids_limit": limits.pids,
             "detach": True,
+            **restricted_options(spec.limits),
         }
-        if limits.cpu_cores:
-            options["nano_cpus"] = int(limits.cpu_cores * 1e9)
-        if limits.memory_bytes:
-            # Equal swap limit: no swap, so a job over its memory is OOM-killed, not slowed.
-            options["mem_limit"] = limits.memory_bytes
-            options["memswap_limit"] = limits.memory_bytes
         try:
             container = self._client.containers.create(spec.image, **options)
         except docker.errors.ImageNotFound as error:

@@ -37,9 +37,9 @@ from oscarpy.engine.runtimes.base import (
     timed_out,
 )
 from oscarpy.engine.runtimes.docker import (
-    KEPT_CAPABILITIES,
     LABEL_INSTANCE,
     LABEL_SERVICE,
+    restricted_options,
 )
 from oscarpy.engine.sync.errors import ContainerGone
 
@@ -206,7 +206,6 @@ class DockerWarmRuntime:
 
     def create(self, spec: WarmSpec, host_dir: Path) -> DockerWarmContainer:
         self._prepare(spec.image)
-        limits = spec.limits
         options: dict[str, Any] = {
             "command": ["/bin/sh"],
             "stdin_open": True,
@@ -219,18 +218,9 @@ class DockerWarmRuntime:
             },
             "volumes": {str(host_dir): {"bind": str(WARM_MOUNT), "mode": "rw"}},
             "name": host_dir.name,
-            "privileged": False,
-            "cap_drop": ["ALL"],
-            "cap_add": KEPT_CAPABILITIES,
-            "security_opt": ["no-new-privileges"],
-            "pids_limit": limits.pids,
             "detach": True,
+            **restricted_options(spec.limits),
         }
-        if limits.cpu_cores:
-            options["nano_cpus"] = int(limits.cpu_cores * 1e9)
-        if limits.memory_bytes:
-            options["mem_limit"] = limits.memory_bytes
-            options["memswap_limit"] = limits.memory_bytes
         try:
             container = self.control.containers.run(spec.image, **options)
         except docker.errors.ImageNotFound as error:
