@@ -1,22 +1,226 @@
-"""The S3-compatible front-end of the embedded object store."""
+"""The S3-compatible front-end of the embedded object store.
+
+A plain ASGI app: each request is authenticated (SigV4), addressed (path-style
+`/bucket/key` or virtual-host-style `bucket.<domain>/key`), routed by method, level (service,
+bucket, object) and sub-resource to one operation, and any error is answered in the S3 XML
+format with its proper status. Operations we do not implement answer 501 `NotImplemented`.
+"""
 
 from __future__ import annotations
 
-from starlette.applications import Starlette
-from starlette.requests import Request
+import ipaddress
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from urllib.parse import unquote, urlsplit
+
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-NOT_IMPLEMENTED_XML = (
-    '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NotImplemented</Code>'
-    "<Message>A header or operation you provided is not implemented.</Message></Error>"
-)
+from oscarpy.config import Settings
+from oscarpy.credentials import AdminCredentials
+from oscarpy.storage.errors import StorageError
+from oscarpy.storage.s3 import buckets, multipart, objects
+from oscarpy.storage.s3.call import S3Call
+from oscarpy.storage.s3.errors import S3Error, from_store_error, not_implemented
+from oscarpy.storage.s3.sigv4 import Credentials, Verifier
+from oscarpy.storage.store import ObjectStore
+
+log = logging.getLogger("oscarpy.s3")
+
+Handler = Callable[[S3Call], Awaitable[Response]]
 
 
-async def not_implemented(_request: Request) -> Response:
-    return Response(NOT_IMPLEMENTED_XML, status_code=501, media_type="application/xml")
+async def _head_object(call: S3Call) -> Response:
+    return await objects.get_object(call, head=True)
 
 
-def create_s3_app() -> Starlette:
-    methods = ["GET", "PUT", "POST", "DELETE", "HEAD"]
-    return Starlette(routes=[Route("/{path:path}", not_implemented, methods=methods)])
+async def _list_bucket(call: S3Call) -> Response:
+    if call.query.get("list-type") == "2":
+        return await buckets.list_objects_v2(call)
+    return await buckets.list_objects(call)
+
+
+async def _upload_part(call: S3Call) -> Response:
+    if "partNumber" not in call.query:
+        raise S3Error("InvalidArgument", "UploadPart needs partNumber")
+    return await multipart.upload_part(call)
+
+
+#: (method, addresses an object, sub-resource) -> operation.
+ROUTES: dict[tuple[str, bool, str], Handler] = {
+    ("GET", False, ""): _list_bucket,
+    ("PUT", False, ""): buckets.create_bucket,
+    ("HEAD", False, ""): buckets.head_bucket,
+    ("DELETE", False, ""): buckets.delete_bucket,
+    ("GET", False, "location"): buckets.get_location,
+    ("GET", False, "versioning"): buckets.get_versioning,
+    ("GET", False, "versions"): buckets.list_versions,
+    ("GET", False, "acl"): buckets.get_acl,
+    ("GET", False, "uploads"): multipart.list_uploads,
+    ("POST", False, "delete"): buckets.delete_objects,
+    ("PUT", True, ""): objects.put_object,
+    ("GET", True, ""): objects.get_object,
+    ("HEAD", True, ""): _head_object,
+    ("DELETE", True, ""): objects.delete_object,
+    ("GET", True, "acl"): buckets.get_acl,
+    ("POST", True, "uploads"): multipart.create_upload,
+    ("PUT", True, "uploadId"): _upload_part,
+    ("POST", True, "uploadId"): multipart.complete_upload,
+    ("DELETE", True, "uploadId"): multipart.abort_upload,
+    ("GET", True, "uploadId"): multipart.list_parts,
+}
+SUBRESOURCES = {subresource for _, _, subresource in ROUTES if subresource}
+#: Query parameters that qualify an operation rather than select one.
+PARAMETERS = {
+    "prefix",
+    "delimiter",
+    "marker",
+    "max-keys",
+    "list-type",
+    "continuation-token",
+    "start-after",
+    "encoding-type",
+    "fetch-owner",
+    "key-marker",
+    "version-id-marker",
+    "upload-id-marker",
+    "max-uploads",
+    "max-parts",
+    "part-number-marker",
+    "partNumber",
+    "versionId",
+    "x-id",
+}
+
+
+def parse_query(raw_query: str) -> dict[str, str]:
+    """Query parameters, percent-decoded; '+' stays '+' (S3 clients encode spaces as %20)."""
+    query: dict[str, str] = {}
+    for item in raw_query.split("&"):
+        if item:
+            name, _, value = item.partition("=")
+            query.setdefault(unquote(name), unquote(value))
+    return query
+
+
+def choose(method: str, bucket: str, key: str, query: dict[str, str]) -> Handler:
+    for name in query:
+        lowered = name.lower()
+        if (
+            name not in SUBRESOURCES
+            and name not in PARAMETERS
+            and not lowered.startswith(("x-amz-", "response-"))
+        ):
+            raise not_implemented(f"the {name!r} sub-resource")
+    if not bucket:
+        if method == "GET":
+            return buckets.list_buckets
+        raise not_implemented(f"{method} on the service")
+    chosen = [name for name in query if name in SUBRESOURCES]
+    subresource = chosen[0] if chosen else ""
+    if "uploadId" in chosen:
+        subresource = "uploadId"
+    handler = ROUTES.get((method, bool(key), subresource))
+    if handler is None:
+        what = f"{method} {'object' if key else 'bucket'}"
+        raise not_implemented(f"{what} ?{subresource}" if subresource else what)
+    return handler
+
+
+class S3App:
+    """The ASGI application; see the module docstring."""
+
+    def __init__(self, store: ObjectStore, admin: AdminCredentials, settings: Settings) -> None:
+        self.store = store
+        self.owner = admin.username
+        self.region = settings.region
+        self.verifier = Verifier(Credentials(admin.username, admin.password))
+        endpoint_host = urlsplit(settings.s3_endpoint()).hostname or ""
+        self.domains = {"localhost"}
+        if endpoint_host and not _is_ip(endpoint_host):
+            self.domains.add(endpoint_host)
+
+    def address(self, host: str, path: str) -> tuple[str, str]:
+        """(bucket, key) from the Host header and the decoded path."""
+        hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        hostname = hostname.lower()
+        for domain in self.domains:
+            if hostname.endswith("." + domain):
+                return hostname[: -len(domain) - 1], path[1:]
+        bucket, _, key = path[1:].partition("/")
+        return bucket, key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        request = Request(scope, receive)
+        request_id = uuid.uuid4().hex[:16].upper()
+        raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+        path = unquote(raw_path)
+        method = scope["method"]
+        try:
+            response = await self._handle(request, method, raw_path, path)
+        except ClientDisconnect:
+            log.debug("client went away during %s %s", method, path)
+            return
+        except S3Error as error:
+            response = self._error(error, method, path, request_id)
+        except StorageError as error:
+            response = self._error(from_store_error(error), method, path, request_id)
+        except Exception:
+            log.exception("S3 %s %s failed", method, path)
+            failure = S3Error(
+                "InternalError", "We encountered an internal error. Please try again."
+            )
+            response = self._error(failure, method, path, request_id)
+        response.headers["x-amz-request-id"] = request_id
+        await response(scope, receive, send)
+
+    async def _handle(self, request: Request, method: str, raw_path: str, path: str) -> Response:
+        raw_query = request.scope["query_string"].decode("latin-1")
+        headers: dict[str, list[str]] = {}
+        for name, value in request.scope["headers"]:
+            headers.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
+        auth = self.verifier.verify(method, raw_path, raw_query, headers)
+        bucket, key = self.address((headers.get("host") or [""])[0], path)
+        query = parse_query(raw_query)
+        handler = choose(method, bucket, key, query)
+        call = S3Call(
+            request=request,
+            store=self.store,
+            auth=auth,
+            owner=self.owner,
+            region=self.region,
+            bucket=bucket,
+            key=key,
+            query=query,
+            headers={name: values[0] for name, values in headers.items()},
+        )
+        return await handler(call)
+
+    def _error(self, error: S3Error, method: str, path: str, request_id: str) -> Response:
+        if error.status >= 500 and error.code != "NotImplemented":
+            log.warning("S3 %s %s: %s", method, path, error.message)
+        else:
+            log.debug("S3 %s %s: %s %s", method, path, error.code, error.message)
+        body = b"" if method == "HEAD" else error.xml(path, request_id)
+        headers = dict(error.headers)
+        if method == "HEAD":
+            headers["x-amz-error-code"] = error.code
+        return Response(
+            body, status_code=error.status, headers=headers, media_type="application/xml"
+        )
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def create_s3_app(store: ObjectStore, admin: AdminCredentials, settings: Settings) -> ASGIApp:
+    return S3App(store, admin, settings)

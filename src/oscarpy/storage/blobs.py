@@ -1,0 +1,171 @@
+"""Blob files: the bytes of objects and parts, under `<data_dir>/blobs/`, named by generated ids.
+
+A blob is written to `blobs/incoming/<id>` while its hashes are computed, fsynced, and only
+then renamed to `blobs/<id[:2]>/<id>`: a half-received upload never has a final name, and the
+metadata that makes an object visible is committed only after the rename.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+COPY_CHUNK = 1024 * 1024
+#: Writes at least this big hash in parallel threads while the bytes go to disk: hashlib and
+#: zlib release the GIL, so MD5, SHA-256 and a checksum of a big upload cost one pass, not three.
+PARALLEL_HASHING_MIN = 256 * 1024
+_hashing = ThreadPoolExecutor(max_workers=4, thread_name_prefix="blob-hashing")
+#: Every this many bytes, writeback of what came before starts (without waiting for it), so
+#: that the fsync at the end of a big upload has little left to flush.
+WRITEBACK_STEP = 16 * 1024 * 1024
+
+
+class RunningHash(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+
+
+@dataclass(frozen=True)
+class WrittenBlob:
+    """A blob fully written and fsynced under its final name, not yet referenced by metadata."""
+
+    blob_id: str
+    size: int
+    md5: str
+    sha256: str | None
+
+
+class BlobWriter:
+    """Receives the bytes of one blob, hashing them on the way to a temporary file."""
+
+    def __init__(self, blobs: Blobs, *, sha256: bool = False) -> None:
+        self._blobs = blobs
+        self.blob_id = uuid.uuid4().hex
+        self.temporary = blobs.incoming / self.blob_id
+        self._file: BinaryIO = open(self.temporary, "xb")  # noqa: SIM115 - closed in finish/abort
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self._sha256 = hashlib.sha256() if sha256 else None
+        self._hashes: list[RunningHash] = [self._md5]
+        if self._sha256 is not None:
+            self._hashes.append(self._sha256)
+        self.size = 0
+        self._written_back = 0
+
+    def track(self, running: RunningHash) -> None:
+        """Also feed every byte written to `running` (a checksum the client declared)."""
+        self._hashes.append(running)
+
+    def write(self, data: bytes) -> None:
+        if len(data) >= PARALLEL_HASHING_MIN:
+            pending = [_hashing.submit(running.update, data) for running in self._hashes]
+            self._file.write(data)
+            for future in pending:
+                future.result()
+        else:
+            for running in self._hashes:
+                running.update(data)
+            self._file.write(data)
+        self.size += len(data)
+        if self.size - self._written_back >= WRITEBACK_STEP:
+            self._start_writeback()
+
+    def _start_writeback(self) -> None:
+        # POSIX_FADV_DONTNEED starts asynchronous writeback of the dirty range on Linux; pages
+        # still being written stay cached, so a read right after the upload is not slowed.
+        self._file.flush()
+        length = self.size - self._written_back
+        os.posix_fadvise(self._file.fileno(), self._written_back, length, os.POSIX_FADV_DONTNEED)
+        self._written_back = self.size
+
+    def copy_from(self, source: BinaryIO) -> None:
+        while chunk := source.read(COPY_CHUNK):
+            self.write(chunk)
+
+    def md5_digest(self) -> bytes:
+        return self._md5.digest()
+
+    @property
+    def sha256_hex(self) -> str | None:
+        return None if self._sha256 is None else self._sha256.hexdigest()
+
+    def finish(self) -> WrittenBlob:
+        """Flush, fsync and move the blob to its final name."""
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            final = self._blobs.path(self.blob_id)
+            final.parent.mkdir(exist_ok=True)
+            os.rename(self.temporary, final)
+        except BaseException:
+            self.abort()
+            raise
+        return WrittenBlob(self.blob_id, self.size, self._md5.hexdigest(), self.sha256_hex)
+
+    def abort(self) -> None:
+        """Drop what was received; nothing of it stays on disk."""
+        self._file.close()
+        self.temporary.unlink(missing_ok=True)
+
+
+class Blobs:
+    """The blob directory of one store."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.incoming = root / "incoming"
+        self.incoming.mkdir(parents=True, exist_ok=True)
+
+    def path(self, blob_id: str) -> Path:
+        # Ids are generated hex strings, so this never leaves the root whatever a key holds.
+        return self.root / blob_id[:2] / blob_id
+
+    def writer(self, *, sha256: bool = False) -> BlobWriter:
+        return BlobWriter(self, sha256=sha256)
+
+    def remove(self, blob_id: str) -> None:
+        self.path(blob_id).unlink(missing_ok=True)
+
+    def clear_incoming(self) -> int:
+        """Remove half-received uploads left by a crash; returns how many."""
+        removed = 0
+        for leftover in self.incoming.iterdir():
+            leftover.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
+    def concatenate(self, blob_ids: list[str]) -> BlobWriter:
+        """A writer holding the given blobs one after the other (for completing multipart)."""
+        writer = self.writer()
+        try:
+            for blob_id in blob_ids:
+                with open(self.path(blob_id), "rb") as source:
+                    writer.copy_from(source)
+        except BaseException:
+            writer.abort()
+            raise
+        return writer
+
+    def all_ids(self) -> set[str]:
+        found: set[str] = set()
+        for shard in self.root.iterdir():
+            if shard.is_dir() and shard != self.incoming and len(shard.name) == 2:
+                found.update(entry.name for entry in shard.iterdir())
+        return found
+
+
+def copy_out(source: BinaryIO, destination: Path) -> None:
+    """Copy an open blob to a new file outside the store; the kernel copies (`sendfile`), no
+    bytes pass through Python. Copying from the handle, not the path, keeps a concurrent
+    replacement of the object (which unlinks the old blob) from breaking the copy."""
+    with open(destination, "xb") as target:
+        offset = 0
+        while True:
+            sent = os.sendfile(target.fileno(), source.fileno(), offset, 1 << 30)
+            if sent == 0:
+                break
+            offset += sent

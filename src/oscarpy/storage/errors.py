@@ -1,0 +1,54 @@
+"""What can go wrong in the object store, as one tree rooted at `StorageError`.
+
+The S3 front-end maps each class to its S3 error code in one table (`s3/errors.py`); in-process
+callers (the services registry, the job engine) catch the classes they care about.
+"""
+
+from __future__ import annotations
+
+from oscarpy.storage.provider import ObjectNotFound, StorageError
+
+__all__ = [
+    "BucketNotEmpty",
+    "BucketNotFound",
+    "InvalidBucketName",
+    "InvalidObjectKey",
+    "InvalidPart",
+    "InvalidPartOrder",
+    "ObjectNotFound",
+    "PartTooSmall",
+    "StorageError",
+    "UploadNotFound",
+]
+
+
+class BucketNotFound(StorageError):
+    """The bucket does not exist."""
+
+
+class BucketNotEmpty(StorageError):
+    """The bucket still holds objects; delete them first (or pass `force=True`)."""
+
+
+class InvalidBucketName(StorageError):
+    """The name breaks the S3 bucket naming rules (3-63 of a-z, 0-9, '.', '-')."""
+
+
+class InvalidObjectKey(StorageError):
+    """The key is empty, longer than 1024 bytes in UTF-8, or holds a NUL character."""
+
+
+class UploadNotFound(StorageError):
+    """The multipart upload does not exist (never created, completed or aborted)."""
+
+
+class InvalidPart(StorageError):
+    """A part named in a completion is missing or its ETag does not match."""
+
+
+class InvalidPartOrder(StorageError):
+    """The parts of a completion are not in ascending part-number order."""
+
+
+class PartTooSmall(StorageError):
+    """A part other than the last is smaller than the 5 MiB S3 minimum."""

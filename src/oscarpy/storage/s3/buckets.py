@@ -1,0 +1,279 @@
+"""Service and bucket operations: ListBuckets, Create/Head/DeleteBucket, GetBucketLocation,
+GetBucketVersioning, the ACL answers, ListObjects (v1 and v2), ListObjectVersions and
+DeleteObjects."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from urllib.parse import quote
+
+from starlette.responses import Response
+
+from oscarpy.storage.s3.call import S3Call
+from oscarpy.storage.s3.documents import (
+    MAX_REQUEST_DOCUMENT,
+    document,
+    elements,
+    iso,
+    owner,
+    parse,
+    text_of,
+)
+from oscarpy.storage.s3.errors import S3Error
+from oscarpy.storage.s3.listing import MAX_KEYS, Listing, list_entries
+from oscarpy.storage.s3.payload import plan_payload, receive_document
+from oscarpy.storage.store import ObjectDetails
+
+MAX_DELETE_KEYS = 1000
+
+
+def xml_response(root: str, body: str, status: int = 200) -> Response:
+    return Response(document(root, body), status_code=status, media_type="application/xml")
+
+
+async def list_buckets(call: S3Call) -> Response:
+    buckets = await call.run(call.store.bucket_details)
+    entries = "".join(
+        f"<Bucket>{elements(Name=bucket.name, CreationDate=iso(bucket.created_at))}</Bucket>"
+        for bucket in buckets
+    )
+    return xml_response(
+        "ListAllMyBucketsResult", f"{owner(call.owner)}<Buckets>{entries}</Buckets>"
+    )
+
+
+async def create_bucket(call: S3Call) -> Response:
+    await call.body(64 * 1024)  # an optional CreateBucketConfiguration; the region is ours
+    if not await call.run(call.store.create_bucket, call.bucket):
+        raise S3Error(
+            "BucketAlreadyOwnedByYou",
+            "Your previous request to create the named bucket succeeded and you already own it.",
+        )
+    return Response(status_code=200, headers={"Location": f"/{call.bucket}"})
+
+
+async def head_bucket(call: S3Call) -> Response:
+    if not await call.run(call.store.bucket_exists, call.bucket):
+        raise S3Error("NoSuchBucket", f"bucket {call.bucket!r} does not exist")
+    return Response(status_code=200, headers={"x-amz-bucket-region": call.region})
+
+
+async def delete_bucket(call: S3Call) -> Response:
+    await call.run(call.store.delete_bucket, call.bucket)
+    return Response(status_code=204)
+
+
+async def _require_bucket(call: S3Call) -> None:
+    if not await call.run(call.store.bucket_exists, call.bucket):
+        raise S3Error("NoSuchBucket", f"bucket {call.bucket!r} does not exist")
+
+
+async def get_location(call: S3Call) -> Response:
+    await _require_bucket(call)
+    region = "" if call.region == "us-east-1" else call.region
+    return xml_response("LocationConstraint", region)
+
+
+async def get_versioning(call: S3Call) -> Response:
+    await _require_bucket(call)
+    return xml_response("VersioningConfiguration", "")
+
+
+async def get_acl(call: S3Call) -> Response:
+    if call.key:
+        if await call.run(call.store.head, call.bucket, call.key) is None:
+            await _require_bucket(call)
+            raise S3Error("NoSuchKey", f"object {call.key!r} not found")
+    else:
+        await _require_bucket(call)
+    grantee = owner(call.owner, "Grantee").replace(
+        "<Grantee>",
+        '<Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="CanonicalUser">',
+    )
+    grant = f"<Grant>{grantee}<Permission>FULL_CONTROL</Permission></Grant>"
+    return xml_response(
+        "AccessControlPolicy", f"{owner(call.owner)}<AccessControlList>{grant}</AccessControlList>"
+    )
+
+
+def _max_keys(call: S3Call, name: str = "max-keys") -> int:
+    value = call.query.get(name, str(MAX_KEYS))
+    try:
+        number = int(value)
+    except ValueError as error:
+        raise S3Error("InvalidArgument", f"{name} must be an integer") from error
+    if number < 0:
+        raise S3Error("InvalidArgument", f"{name} must not be negative")
+    return min(number, MAX_KEYS)
+
+
+def _encoder(call: S3Call) -> tuple[str | None, object]:
+    encoding = call.query.get("encoding-type")
+    if encoding is None:
+        return None, lambda value: value
+    if encoding != "url":
+        raise S3Error("InvalidArgument", "encoding-type must be url")
+    return "url", lambda value: quote(value, safe="/")
+
+
+async def _listing(call: S3Call, after: str, max_keys: int) -> Listing:
+    await _require_bucket(call)
+    return await call.run(
+        list_entries,
+        call.store,
+        call.bucket,
+        call.query.get("prefix", ""),
+        call.query.get("delimiter", ""),
+        after,
+        max_keys,
+    )
+
+
+def _entry(found: ObjectDetails, encode: object, call: S3Call, with_owner: bool) -> str:
+    assert callable(encode)
+    body = elements(
+        Key=encode(found.key),
+        LastModified=iso(found.last_modified),
+        ETag=f'"{found.etag}"',
+        Size=found.size,
+        StorageClass="STANDARD",
+    )
+    return f"<Contents>{body}{owner(call.owner) if with_owner else ''}</Contents>"
+
+
+def _prefixes(listing: Listing, encode: object) -> str:
+    assert callable(encode)
+    return "".join(
+        f"<CommonPrefixes>{elements(Prefix=encode(prefix))}</CommonPrefixes>"
+        for prefix in listing.prefixes
+    )
+
+
+async def list_objects(call: S3Call) -> Response:
+    encoding, encode = _encoder(call)
+    assert callable(encode)
+    max_keys = _max_keys(call)
+    marker = call.query.get("marker", "")
+    listing = await _listing(call, marker, max_keys)
+    delimiter = call.query.get("delimiter", "")
+    head = elements(
+        Name=call.bucket,
+        Prefix=encode(call.query.get("prefix", "")),
+        Marker=encode(marker),
+        MaxKeys=max_keys,
+        Delimiter=encode(delimiter) if delimiter else None,
+        IsTruncated=listing.truncated,
+        NextMarker=encode(listing.next_marker) if listing.truncated and delimiter else None,
+        EncodingType=encoding,
+    )
+    contents = "".join(_entry(found, encode, call, True) for found in listing.contents)
+    return xml_response("ListBucketResult", head + contents + _prefixes(listing, encode))
+
+
+def _token(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode()).decode()
+
+
+def _untoken(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError) as error:
+        raise S3Error("InvalidArgument", "the continuation token is not valid") from error
+
+
+async def list_objects_v2(call: S3Call) -> Response:
+    encoding, encode = _encoder(call)
+    assert callable(encode)
+    max_keys = _max_keys(call)
+    token = call.query.get("continuation-token")
+    start_after = call.query.get("start-after", "")
+    after = _untoken(token) if token is not None else start_after
+    listing = await _listing(call, after, max_keys)
+    delimiter = call.query.get("delimiter", "")
+    head = elements(
+        Name=call.bucket,
+        Prefix=encode(call.query.get("prefix", "")),
+        KeyCount=len(listing.contents) + len(listing.prefixes),
+        MaxKeys=max_keys,
+        Delimiter=encode(delimiter) if delimiter else None,
+        IsTruncated=listing.truncated,
+        ContinuationToken=token,
+        NextContinuationToken=_token(listing.next_marker) if listing.truncated else None,
+        StartAfter=encode(start_after) if start_after else None,
+        EncodingType=encoding,
+    )
+    with_owner = call.query.get("fetch-owner") == "true"
+    contents = "".join(_entry(found, encode, call, with_owner) for found in listing.contents)
+    return xml_response("ListBucketResult", head + contents + _prefixes(listing, encode))
+
+
+async def list_versions(call: S3Call) -> Response:
+    """Every object as its only version, `null`, for cleanup tools that walk versions."""
+    encoding, encode = _encoder(call)
+    assert callable(encode)
+    max_keys = _max_keys(call)
+    key_marker = call.query.get("key-marker", "")
+    version_marker = call.query.get("version-id-marker", "")
+    # The only version of a key is "null", so resuming at (key, null) means after the key.
+    listing = await _listing(call, key_marker, max_keys)
+    delimiter = call.query.get("delimiter", "")
+    head = elements(
+        Name=call.bucket,
+        Prefix=encode(call.query.get("prefix", "")),
+        KeyMarker=encode(key_marker),
+        VersionIdMarker=version_marker,
+        MaxKeys=max_keys,
+        Delimiter=encode(delimiter) if delimiter else None,
+        IsTruncated=listing.truncated,
+        NextKeyMarker=encode(listing.next_marker) if listing.truncated else None,
+        NextVersionIdMarker="null" if listing.truncated else None,
+        EncodingType=encoding,
+    )
+    versions = "".join(
+        "<Version>"
+        + elements(
+            Key=encode(found.key),
+            VersionId="null",
+            IsLatest=True,
+            LastModified=iso(found.last_modified),
+            ETag=f'"{found.etag}"',
+            Size=found.size,
+            StorageClass="STANDARD",
+        )
+        + owner(call.owner)
+        + "</Version>"
+        for found in listing.contents
+    )
+    return xml_response("ListVersionsResult", head + versions + _prefixes(listing, encode))
+
+
+async def delete_objects(call: S3Call) -> Response:
+    # Read through the payload checks: S3 requires Content-MD5 or a checksum on this call.
+    plan = plan_payload(call.headers, call.auth)
+    body = await receive_document(call.request.stream(), plan, call.auth, MAX_REQUEST_DOCUMENT)
+    root = parse(body)
+    quiet = (text_of(root, "Quiet") or "").strip().lower() == "true"
+    requested = root.findall("Object")
+    if len(requested) > MAX_DELETE_KEYS:
+        raise S3Error("MalformedXML", "at most 1000 keys can be deleted in one request")
+    keys: list[str] = []
+    errors: list[str] = []
+    for item in requested:
+        key = text_of(item, "Key")
+        version = text_of(item, "VersionId")
+        if not key:
+            raise S3Error("MalformedXML", "every Object needs a Key")
+        if version not in (None, "", "null"):
+            errors.append(
+                "<Error>"
+                + elements(
+                    Key=key, VersionId=version, Code="NoSuchVersion", Message="no such version"
+                )
+                + "</Error>"
+            )
+            continue
+        keys.append(key)
+    await call.run(call.store.delete_objects, call.bucket, keys)
+    deleted = "" if quiet else "".join(f"<Deleted>{elements(Key=key)}</Deleted>" for key in keys)
+    return xml_response("DeleteResult", deleted + "".join(errors))

@@ -1,0 +1,216 @@
+"""Multipart uploads: Create, UploadPart, UploadPartCopy, Complete, Abort, ListParts and
+ListMultipartUploads."""
+
+from __future__ import annotations
+
+import os
+from typing import BinaryIO
+
+from anyio import to_thread
+from starlette.responses import Response
+
+from oscarpy.storage.blobs import BlobWriter, WrittenBlob
+from oscarpy.storage.s3.buckets import xml_response
+from oscarpy.storage.s3.call import S3Call
+from oscarpy.storage.s3.documents import (
+    MAX_REQUEST_DOCUMENT,
+    elements,
+    iso,
+    owner,
+    parse,
+    text_of,
+)
+from oscarpy.storage.s3.errors import S3Error
+from oscarpy.storage.s3.headers import object_settings
+from oscarpy.storage.s3.objects import copy_source, parse_range, validate_or_raise
+from oscarpy.storage.s3.payload import plan_payload, receive_body, receive_document
+
+MAX_PART_NUMBER = 10_000
+MAX_LISTED = 1000
+COPY_CHUNK = 1024 * 1024
+
+
+async def create_upload(call: S3Call) -> Response:
+    validate_or_raise(call.key)
+    content_type, metadata, stored = object_settings(call.headers)
+    upload_id = await call.run(
+        call.store.create_upload, call.bucket, call.key, content_type, metadata, stored
+    )
+    body = elements(Bucket=call.bucket, Key=call.key, UploadId=upload_id)
+    return xml_response("InitiateMultipartUploadResult", body)
+
+
+def _part_number(call: S3Call) -> int:
+    try:
+        number = int(call.query["partNumber"])
+    except ValueError as error:
+        raise S3Error("InvalidArgument", "partNumber must be an integer") from error
+    if not 1 <= number <= MAX_PART_NUMBER:
+        raise S3Error("InvalidArgument", "partNumber must be between 1 and 10000")
+    return number
+
+
+async def upload_part(call: S3Call) -> Response:
+    number = _part_number(call)
+    upload_id = call.query["uploadId"]
+    # Fail before receiving the body when the upload is not there.
+    await call.run(call.store.get_upload, call.bucket, call.key, upload_id)
+    if "x-amz-copy-source" in call.headers:
+        return await _upload_part_copy(call, upload_id, number)
+    plan = plan_payload(call.headers, call.auth)
+
+    def commit(blob: WrittenBlob) -> str:
+        return call.store.commit_part(call.bucket, call.key, upload_id, number, blob)
+
+    etag = await receive_body(
+        call.request.stream(),
+        plan,
+        call.auth,
+        lambda sha256: call.store.writer(sha256=sha256),
+        commit,
+    )
+    return Response(status_code=200, headers={"ETag": f'"{etag}"'})
+
+
+def _copy_range(handle: BinaryIO, start: int, length: int, writer: BlobWriter) -> WrittenBlob:
+    try:
+        with handle:
+            position, remaining = start, length
+            while remaining > 0:
+                chunk = os.pread(handle.fileno(), min(COPY_CHUNK, remaining), position)
+                if not chunk:
+                    break
+                writer.write(chunk)
+                position += len(chunk)
+                remaining -= len(chunk)
+        return writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+async def _upload_part_copy(call: S3Call, upload_id: str, number: int) -> Response:
+    source_bucket, source_key = copy_source(call)
+    found, handle = await call.run(call.store.open_object, source_bucket, source_key)
+    try:
+        selected = None
+        if "x-amz-copy-source-range" in call.headers:
+            selected = parse_range(call.headers["x-amz-copy-source-range"], found.size)
+            if selected is None:
+                raise S3Error("InvalidArgument", "x-amz-copy-source-range must be bytes=first-last")
+        start, length = selected or (0, found.size)
+    except BaseException:
+        handle.close()
+        raise
+    blob = await to_thread.run_sync(_copy_range, handle, start, length, call.store.writer())
+    etag = await call.run(call.store.commit_part, call.bucket, call.key, upload_id, number, blob)
+    body = elements(ETag=f'"{etag}"', LastModified=iso(found.last_modified))
+    return xml_response("CopyPartResult", body)
+
+
+async def complete_upload(call: S3Call) -> Response:
+    upload_id = call.query["uploadId"]
+    plan = plan_payload(call.headers, call.auth)
+    body = await receive_document(call.request.stream(), plan, call.auth, MAX_REQUEST_DOCUMENT)
+    root = parse(body)
+    parts: list[tuple[int, str]] = []
+    for part in root.findall("Part"):
+        number, etag = text_of(part, "PartNumber"), text_of(part, "ETag")
+        if not number or etag is None:
+            raise S3Error("MalformedXML", "every Part needs a PartNumber and an ETag")
+        try:
+            parts.append((int(number), etag))
+        except ValueError as error:
+            raise S3Error("MalformedXML", "PartNumber must be an integer") from error
+    found = await call.run(call.store.complete_upload, call.bucket, call.key, upload_id, parts)
+    location = f"{call.request.base_url}{call.bucket}/{call.key}"
+    result = elements(Location=location, Bucket=call.bucket, Key=call.key, ETag=f'"{found.etag}"')
+    return xml_response("CompleteMultipartUploadResult", result)
+
+
+async def abort_upload(call: S3Call) -> Response:
+    await call.run(call.store.abort_upload, call.bucket, call.key, call.query["uploadId"])
+    return Response(status_code=204)
+
+
+def _limit(call: S3Call, name: str) -> int:
+    try:
+        value = int(call.query.get(name, str(MAX_LISTED)))
+    except ValueError as error:
+        raise S3Error("InvalidArgument", f"{name} must be an integer") from error
+    if value < 0:
+        raise S3Error("InvalidArgument", f"{name} must not be negative")
+    return min(value, MAX_LISTED)
+
+
+async def list_parts(call: S3Call) -> Response:
+    upload_id = call.query["uploadId"]
+    await call.run(call.store.get_upload, call.bucket, call.key, upload_id)
+    limit = _limit(call, "max-parts")
+    try:
+        marker = int(call.query.get("part-number-marker") or 0)
+    except ValueError as error:
+        raise S3Error("InvalidArgument", "part-number-marker must be an integer") from error
+    parts = await call.run(call.store.list_parts, upload_id, marker, limit + 1)
+    truncated = len(parts) > limit
+    parts = parts[:limit]
+    head = elements(Bucket=call.bucket, Key=call.key, UploadId=upload_id)
+    head += owner(call.owner, "Initiator") + owner(call.owner)
+    head += elements(
+        StorageClass="STANDARD",
+        PartNumberMarker=marker,
+        NextPartNumberMarker=parts[-1].part_number if parts else marker,
+        MaxParts=limit,
+        IsTruncated=truncated,
+    )
+    entries = "".join(
+        "<Part>"
+        + elements(
+            PartNumber=part.part_number,
+            LastModified=iso(part.last_modified),
+            ETag=f'"{part.etag}"',
+            Size=part.size,
+        )
+        + "</Part>"
+        for part in parts
+    )
+    return xml_response("ListPartsResult", head + entries)
+
+
+async def list_uploads(call: S3Call) -> Response:
+    if not await call.run(call.store.bucket_exists, call.bucket):
+        raise S3Error("NoSuchBucket", f"bucket {call.bucket!r} does not exist")
+    limit = _limit(call, "max-uploads")
+    key_marker = call.query.get("key-marker", "")
+    upload_marker = call.query.get("upload-id-marker", "")
+    prefix = call.query.get("prefix", "")
+    uploads = await call.run(
+        call.store.list_uploads,
+        call.bucket,
+        prefix=prefix,
+        key_marker=key_marker,
+        upload_id_marker=upload_marker,
+        limit=limit + 1,
+    )
+    truncated = len(uploads) > limit
+    uploads = uploads[:limit]
+    head = elements(
+        Bucket=call.bucket,
+        KeyMarker=key_marker,
+        UploadIdMarker=upload_marker,
+        NextKeyMarker=uploads[-1].key if truncated else None,
+        NextUploadIdMarker=uploads[-1].upload_id if truncated else None,
+        Prefix=prefix,
+        MaxUploads=limit,
+        IsTruncated=truncated,
+    )
+    entries = "".join(
+        "<Upload>"
+        + elements(Key=upload.key, UploadId=upload.upload_id)
+        + owner(call.owner, "Initiator")
+        + owner(call.owner)
+        + elements(StorageClass="STANDARD", Initiated=iso(upload.initiated_at))
+        + "</Upload>"
+        for upload in uploads
+    )
+    return xml_response("ListMultipartUploadsResult", head + entries)

@@ -1,0 +1,243 @@
+"""Object operations: PutObject, CopyObject, GetObject, HeadObject, DeleteObject."""
+
+from __future__ import annotations
+
+import re
+from typing import BinaryIO
+from urllib.parse import unquote
+
+from anyio import to_thread
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from oscarpy.storage.blobs import WrittenBlob
+from oscarpy.storage.s3.call import S3Call
+from oscarpy.storage.s3.documents import document, elements, iso
+from oscarpy.storage.s3.errors import S3Error
+from oscarpy.storage.s3.headers import object_headers, object_settings, parse_http_date
+from oscarpy.storage.s3.payload import plan_payload, receive_body
+from oscarpy.storage.store import ObjectDetails, validate_key
+
+READ_CHUNK = 1024 * 1024
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class BlobResponse(Response):
+    """Streams a byte range of an open blob, a MiB at a time read in a worker thread."""
+
+    def __init__(
+        self, handle: BinaryIO, start: int, length: int, status: int, headers: dict[str, str]
+    ) -> None:
+        super().__init__(status_code=status, headers={**headers, "Content-Length": str(length)})
+        self.handle = handle
+        self.start = start
+        self.length = length
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
+            position, remaining = self.start, self.length
+            while remaining > 0:
+                chunk = await to_thread.run_sync(
+                    _read_at, self.handle, position, min(READ_CHUNK, remaining)
+                )
+                if not chunk:
+                    break
+                position += len(chunk)
+                remaining -= len(chunk)
+                await send(
+                    {"type": "http.response.body", "body": chunk, "more_body": remaining > 0}
+                )
+            if remaining > 0 or self.length == 0:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            self.handle.close()
+
+
+def _read_at(handle: BinaryIO, position: int, size: int) -> bytes:
+    import os
+
+    return os.pread(handle.fileno(), size, position)
+
+
+def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
+    """(start, length) of a single `bytes=` range; None means the whole object.
+
+    A malformed or multi-range header is ignored, as S3 does; an unsatisfiable one is 416.
+    """
+    if not value:
+        return None
+    match = _RANGE.match(value.strip())
+    if match is None or (not match[1] and not match[2]):
+        return None
+    if not match[1]:
+        suffix = int(match[2])
+        if suffix == 0:
+            raise _invalid_range(size)
+        start = max(size - suffix, 0)
+        return start, size - start
+    start = int(match[1])
+    end = int(match[2]) if match[2] else size - 1
+    if start >= size or end < start:
+        raise _invalid_range(size)
+    end = min(end, size - 1)
+    return start, end - start + 1
+
+
+def _invalid_range(size: int) -> S3Error:
+    error = S3Error("InvalidRange", "The requested range is not satisfiable")
+    error.headers["Content-Range"] = f"bytes */{size}"
+    return error
+
+
+def check_preconditions(found: ObjectDetails, headers: dict[str, str], prefix: str = "") -> bool:
+    """Evaluate If-Match & co. (RFC 7232 order). Raises 412; returns True for 304."""
+    etag = found.etag
+    modified = found.last_modified.replace(microsecond=0)
+    if_match = headers.get(prefix + "if-match")
+    if if_match is not None:
+        tags = [tag.strip().strip('"') for tag in if_match.split(",")]
+        if "*" not in tags and etag not in tags:
+            raise S3Error(
+                "PreconditionFailed",
+                "At least one of the pre-conditions you specified did not hold",
+            )
+    else:
+        since = parse_http_date(headers.get(prefix + "if-unmodified-since", ""))
+        if since is not None and modified > since:
+            raise S3Error(
+                "PreconditionFailed",
+                "At least one of the pre-conditions you specified did not hold",
+            )
+    if_none_match = headers.get(prefix + "if-none-match")
+    if if_none_match is not None:
+        tags = [tag.strip().strip('"') for tag in if_none_match.split(",")]
+        return "*" in tags or etag in tags
+    since = parse_http_date(headers.get(prefix + "if-modified-since", ""))
+    return since is not None and modified <= since
+
+
+async def get_object(call: S3Call, *, head: bool = False) -> Response:
+    check_version(call)
+    found, handle = await call.run(call.store.open_object, call.bucket, call.key)
+    try:
+        headers = object_headers(found, call.query)
+        if check_preconditions(found, call.headers):
+            handle.close()
+            return Response(
+                status_code=304,
+                headers={"ETag": headers["ETag"], "Last-Modified": headers["Last-Modified"]},
+            )
+        selected = parse_range(call.headers.get("range"), found.size)
+    except BaseException:
+        handle.close()
+        raise
+    status = 200
+    start, length = 0, found.size
+    if selected is not None:
+        start, length = selected
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{start + length - 1}/{found.size}"
+    if head:
+        handle.close()
+        return Response(status_code=status, headers={**headers, "Content-Length": str(length)})
+    return BlobResponse(handle, start, length, status, headers)
+
+
+def check_version(call: S3Call) -> None:
+    version = call.query.get("versionId")
+    if version is not None and version != "null":
+        raise S3Error("NoSuchVersion", "buckets are unversioned: the only version is 'null'")
+
+
+async def put_object(call: S3Call) -> Response:
+    validate_or_raise(call.key)
+    if "x-amz-copy-source" in call.headers:
+        return await copy_object(call)
+    content_type, metadata, stored = object_settings(call.headers)
+    if int(call.headers.get("content-length") or 0) > READ_CHUNK:
+        # Fail before receiving a big body for a bucket that is not there.
+        if not await call.run(call.store.bucket_exists, call.bucket):
+            raise S3Error("NoSuchBucket", f"bucket {call.bucket!r} does not exist")
+    plan = plan_payload(call.headers, call.auth)
+
+    def commit(blob: WrittenBlob) -> ObjectDetails:
+        return call.store.commit_object(
+            call.bucket,
+            call.key,
+            blob,
+            content_type=content_type,
+            metadata=metadata,
+            headers=stored,
+        )
+
+    found = await receive_body(
+        call.request.stream(),
+        plan,
+        call.auth,
+        lambda sha256: call.store.writer(sha256=sha256),
+        commit,
+    )
+    return Response(status_code=200, headers={"ETag": f'"{found.etag}"'})
+
+
+def validate_or_raise(key: str) -> None:
+    from oscarpy.storage.errors import InvalidObjectKey
+
+    try:
+        validate_key(key)
+    except InvalidObjectKey as error:
+        code = "KeyTooLongError" if "longer" in str(error) else "InvalidArgument"
+        raise S3Error(code, str(error)) from error
+
+
+def copy_source(call: S3Call) -> tuple[str, str]:
+    value = unquote(call.headers["x-amz-copy-source"])
+    value, _, version = value.partition("?versionId=")
+    if version and version != "null":
+        raise S3Error("NoSuchVersion", "buckets are unversioned: the only version is 'null'")
+    bucket, _, key = value.lstrip("/").partition("/")
+    if not bucket or not key:
+        raise S3Error("InvalidArgument", "x-amz-copy-source must be <bucket>/<key>")
+    return bucket, key
+
+
+async def copy_object(call: S3Call) -> Response:
+    source_bucket, source_key = copy_source(call)
+    directive = call.headers.get("x-amz-metadata-directive", "COPY").upper()
+    if directive not in ("COPY", "REPLACE"):
+        raise S3Error("InvalidArgument", "x-amz-metadata-directive must be COPY or REPLACE")
+    if (source_bucket, source_key) == (call.bucket, call.key) and directive == "COPY":
+        raise S3Error(
+            "InvalidRequest",
+            "This copy request is illegal because it is trying to copy an object to itself "
+            "without changing the object's metadata, storage class, website redirect location "
+            "or encryption attributes.",
+        )
+    source = await call.run(call.store.head, source_bucket, source_key)
+    if source is None:
+        if not await call.run(call.store.bucket_exists, source_bucket):
+            raise S3Error("NoSuchBucket", f"bucket {source_bucket!r} does not exist")
+        raise S3Error("NoSuchKey", f"object {source_key!r} not found")
+    if check_preconditions(source, call.headers, prefix="x-amz-copy-source-"):
+        raise S3Error(
+            "PreconditionFailed", "At least one of the pre-conditions you specified did not hold"
+        )
+    replace = object_settings(call.headers) if directive == "REPLACE" else None
+    found = await call.run(
+        call.store.copy_object, source_bucket, source_key, call.bucket, call.key, replace=replace
+    )
+    body = elements(LastModified=iso(found.last_modified), ETag=f'"{found.etag}"')
+    return Response(document("CopyObjectResult", body), media_type="application/xml")
+
+
+async def delete_object(call: S3Call) -> Response:
+    check_version(call)
+    await call.run(call.store.delete_objects, call.bucket, [call.key])
+    return Response(status_code=204)

@@ -1,0 +1,828 @@
+"""The embedded object store: blobs on disk, metadata and events in the state DB.
+
+Every write follows the same order: the bytes go to a temporary file, are fsynced and renamed
+to a final name under a generated id; then one transaction records the metadata and its
+`object_events` row; only after the commit is an old blob removed and are listeners woken. A
+crash at any point leaves either the old object or the new one, never a half-written one, and
+at worst an unreferenced blob that `recover()` removes on the next start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+from sqlalchemy import Table, bindparam, delete, func, insert, select, text, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from oscarpy.db import Database, utcnow
+from oscarpy.storage.blobs import Blobs, BlobWriter, WrittenBlob
+from oscarpy.storage.errors import (
+    BucketNotEmpty,
+    BucketNotFound,
+    InvalidBucketName,
+    InvalidObjectKey,
+    InvalidPart,
+    InvalidPartOrder,
+    ObjectNotFound,
+    PartTooSmall,
+    StorageError,
+    UploadNotFound,
+)
+from oscarpy.storage.events import EventKind, ObjectEvent, fetch_events
+from oscarpy.storage.provider import ObjectInfo
+from oscarpy.storage.tables import BucketRow, ObjectRow, PartRow, UploadRow
+
+log = logging.getLogger(__name__)
+
+MAX_KEY_BYTES = 1024
+MIN_PART_SIZE = 5 * 1024 * 1024
+DEFAULT_CONTENT_TYPE = "binary/octet-stream"
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_IP_ADDRESS = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+_PAGE = 1000
+_OBJECTS = cast(Table, ObjectRow.__table__)
+_EVENTS = cast(Table, ObjectEvent.__table__)
+_BUCKET_EXISTS = select(BucketRow.name).where(BucketRow.name == bindparam("name"))
+# Statements built once and executed with parameters: building them per write costs more
+# than running them.
+_OBJECT_COLUMNS = (
+    "blob_id",
+    "size",
+    "etag",
+    "content_type",
+    "user_metadata",
+    "headers",
+    "last_modified",
+)
+_PREVIOUS_BLOB = select(_OBJECTS.c.blob_id).where(
+    (_OBJECTS.c.bucket == bindparam("match_bucket")) & (_OBJECTS.c.key == bindparam("match_key"))
+)
+_INSERT_OBJECT = insert(_OBJECTS)
+_UPDATE_OBJECT = (
+    update(_OBJECTS)
+    .where(
+        (_OBJECTS.c.bucket == bindparam("match_bucket"))
+        & (_OBJECTS.c.key == bindparam("match_key"))
+    )
+    .values({name: bindparam(name) for name in _OBJECT_COLUMNS})
+)
+_INSERT_EVENT = insert(_EVENTS)
+
+
+@dataclass(frozen=True)
+class ObjectDetails(ObjectInfo):
+    """Everything the store knows about one committed object."""
+
+    content_type: str = DEFAULT_CONTENT_TYPE
+    metadata: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    last_modified: datetime = field(default_factory=utcnow)
+    blob_id: str = field(default="", repr=False)
+
+
+@dataclass
+class _PendingWrite:
+    """One object write waiting for a group commit, and its outcome."""
+
+    details: ObjectDetails
+    values: dict[str, Any]
+    record_event: bool
+    done: bool = False
+    error: BaseException | None = None
+    freed: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BucketInfo:
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class UploadInfo:
+    upload_id: str
+    bucket: str
+    key: str
+    initiated_at: datetime
+    content_type: str = DEFAULT_CONTENT_TYPE
+    metadata: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    part_number: int
+    size: int
+    etag: str
+    last_modified: datetime
+
+
+def validate_bucket_name(name: str) -> None:
+    if not _BUCKET_NAME.match(name) or ".." in name or _IP_ADDRESS.match(name):
+        raise InvalidBucketName(
+            f"invalid bucket name {name!r}: use 3-63 lowercase letters, digits, '.' and '-', "
+            "starting and ending with a letter or digit"
+        )
+
+
+def validate_key(key: str) -> None:
+    if not key:
+        raise InvalidObjectKey("an object key cannot be empty")
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise InvalidObjectKey(f"object key longer than {MAX_KEY_BYTES} bytes in UTF-8")
+    if "\x00" in key:
+        raise InvalidObjectKey("object key holds a NUL character")
+
+
+def multipart_etag(part_etags: list[str]) -> str:
+    """The S3 ETag of a multipart object: MD5 of the concatenated binary part MD5s, and a count."""
+    digest = hashlib.md5(usedforsecurity=False)
+    for etag in part_etags:
+        digest.update(bytes.fromhex(etag))
+    return f"{digest.hexdigest()}-{len(part_etags)}"
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes for what was stored in UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _details(row: ObjectRow) -> ObjectDetails:
+    return ObjectDetails(
+        bucket=row.bucket,
+        key=row.key,
+        size=row.size,
+        etag=row.etag,
+        content_type=row.content_type,
+        metadata=dict(row.user_metadata or {}),
+        headers=dict(row.headers or {}),
+        last_modified=_aware(row.last_modified),
+        blob_id=row.blob_id,
+    )
+
+
+def _upload_info(row: UploadRow) -> UploadInfo:
+    return UploadInfo(
+        upload_id=row.upload_id,
+        bucket=row.bucket,
+        key=row.key,
+        initiated_at=_aware(row.initiated_at),
+        content_type=row.content_type,
+        metadata=dict(row.user_metadata or {}),
+        headers=dict(row.headers or {}),
+    )
+
+
+class ObjectStore:
+    """Buckets and objects of the embedded storage, used in process and by the S3 front-end."""
+
+    def __init__(self, database: Database, data_dir: Path) -> None:
+        self.database = database
+        self.blobs = Blobs(data_dir / "blobs")
+        self._listeners: list[Callable[[], None]] = []
+        self._listeners_lock = threading.Lock()
+        # SQLite has one writer at a time; queueing our own writers on a lock is fair and
+        # immediate, where SQLite's busy handler would make each waiter sleep and poll.
+        self._write_lock = threading.Lock() if database.dialect == "sqlite" else None
+        self._queue: list[_PendingWrite] = []
+        self._queue_lock = threading.Lock()
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Remove what a crash may have left: half-received uploads and unreferenced blobs.
+
+        Call once at start, before serving: a blob written but not yet committed by a
+        concurrent writer would look unreferenced.
+        """
+        removed = self.blobs.clear_incoming()
+        with self.database.session() as session:
+            referenced = set(session.scalars(select(ObjectRow.blob_id)))
+            referenced.update(session.scalars(select(PartRow.blob_id)))
+        for blob_id in self.blobs.all_ids() - referenced:
+            self.blobs.remove(blob_id)
+            removed += 1
+        if removed:
+            log.info("removed %d blob(s) left by an interrupted write", removed)
+        return removed
+
+    def add_commit_listener(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (without arguments, in the committing thread) after every commit
+        that recorded object events, so that a consumer can fetch them at once."""
+        with self._listeners_lock:
+            self._listeners.append(callback)
+
+    def events_after(self, after_id: int, limit: int = 1000) -> list[ObjectEvent]:
+        """The recorded events after `after_id`, oldest first (see `events.fetch_events`)."""
+        with self.database.session() as session:
+            return fetch_events(session, after_id, limit)
+
+    def counts(self) -> tuple[int, int]:
+        """How many buckets and objects the store holds."""
+        with self.database.session() as session:
+            buckets = session.scalar(select(func.count()).select_from(BucketRow)) or 0
+            objects = session.scalar(select(func.count()).select_from(ObjectRow)) or 0
+        return int(buckets), int(objects)
+
+    # -- buckets ---------------------------------------------------------------------------
+
+    def create_bucket(self, name: str) -> bool:
+        """Create the bucket; False if it already existed."""
+        validate_bucket_name(name)
+        try:
+            with self._writing() as session:
+                if session.get(BucketRow, name) is not None:
+                    return False
+                session.add(BucketRow(name=name, created_at=utcnow()))
+        except IntegrityError:  # created by a concurrent writer in between
+            return False
+        return True
+
+    def ensure_bucket(self, name: str) -> None:
+        self.create_bucket(name)
+
+    def bucket_exists(self, name: str) -> bool:
+        with self.database.session() as session:
+            return session.get(BucketRow, name) is not None
+
+    def list_buckets(self) -> list[str]:
+        return [bucket.name for bucket in self.bucket_details()]
+
+    def bucket_details(self) -> list[BucketInfo]:
+        with self.database.session() as session:
+            rows = session.scalars(select(BucketRow).order_by(BucketRow.name))
+            return [BucketInfo(row.name, _aware(row.created_at)) for row in rows]
+
+    def delete_bucket(self, name: str, force: bool = False) -> None:
+        """Delete an empty bucket; with `force`, its objects and uploads first.
+
+        Raises `BucketNotFound`, or `BucketNotEmpty` when it holds objects and `force` is off.
+        """
+        freed: list[str] = []
+        recorded = False
+        with self._writing() as session:
+            if session.get(BucketRow, name) is None:
+                raise BucketNotFound(f"bucket {name!r} does not exist")
+            holds = session.scalar(select(ObjectRow.key).where(ObjectRow.bucket == name).limit(1))
+            if holds is not None and not force:
+                raise BucketNotEmpty(f"bucket {name!r} is not empty")
+            for row in session.scalars(select(ObjectRow).where(ObjectRow.bucket == name)):
+                self._record(session, "deleted", row.bucket, row.key, row.size, row.etag)
+                freed.append(row.blob_id)
+                recorded = True
+            session.execute(delete(ObjectRow).where(ObjectRow.bucket == name))
+            uploads = select(UploadRow.upload_id).where(UploadRow.bucket == name)
+            parts = select(PartRow).where(PartRow.upload_id.in_(uploads))
+            freed.extend(part.blob_id for part in session.scalars(parts))
+            session.execute(delete(PartRow).where(PartRow.upload_id.in_(uploads)))
+            session.execute(delete(UploadRow).where(UploadRow.bucket == name))
+            session.execute(delete(BucketRow).where(BucketRow.name == name))
+        self._free(freed)
+        if recorded:
+            self._notify()
+
+    def ensure_folder(self, bucket: str, folder: str) -> None:
+        """Create the zero-byte `folder/` marker that MinIO and OSCAR use for folders.
+
+        No event is recorded: the marker is platform bookkeeping, not a user's upload.
+        """
+        folder = folder.strip("/")
+        if not folder:
+            return
+        key = folder + "/"
+        if self.head(bucket, key) is not None:
+            return
+        writer = self.blobs.writer()
+        self._commit(bucket, key, writer.finish(), record_event=False)
+
+    # -- objects ---------------------------------------------------------------------------
+
+    def writer(self, *, sha256: bool = False) -> BlobWriter:
+        """A writer for the bytes of a new object or part; pass its result to `commit_object`."""
+        return self.blobs.writer(sha256=sha256)
+
+    def put_file(
+        self,
+        bucket: str,
+        key: str,
+        source: Path,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> ObjectDetails:
+        """Copy the file at `source` in as `key`, replacing any earlier version."""
+        validate_key(key)
+        writer = self.blobs.writer()
+        try:
+            with open(source, "rb") as handle:
+                writer.copy_from(handle)
+        except BaseException:
+            writer.abort()
+            raise
+        return self.commit_object(
+            bucket, key, writer.finish(), content_type=content_type, metadata=metadata
+        )
+
+    def put_bytes(
+        self, bucket: str, key: str, data: bytes, content_type: str | None = None
+    ) -> ObjectDetails:
+        validate_key(key)
+        writer = self.blobs.writer()
+        writer.write(data)
+        return self.commit_object(bucket, key, writer.finish(), content_type=content_type)
+
+    def commit_object(
+        self,
+        bucket: str,
+        key: str,
+        blob: WrittenBlob,
+        *,
+        etag: str | None = None,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> ObjectDetails:
+        """Make a written blob the object `key` and record its "created" event, atomically.
+
+        On any error the blob is removed: nothing of the write stays visible.
+        """
+        return self._commit(
+            bucket,
+            key,
+            blob,
+            etag=etag,
+            content_type=content_type,
+            metadata=metadata,
+            headers=headers,
+        )
+
+    def head(self, bucket: str, key: str) -> ObjectDetails | None:
+        with self.database.session() as session:
+            row = session.get(ObjectRow, (bucket, key))
+            return None if row is None else _details(row)
+
+    def blob_path(self, bucket: str, key: str) -> Path:
+        """The file holding the committed object, to copy from; it is never modified in place,
+        but a later write of the same key removes it (copy or open it, don't keep the path)."""
+        found = self.head(bucket, key)
+        if found is None:
+            raise ObjectNotFound(f"object {key!r} not found in bucket {bucket!r}")
+        return self.blobs.path(found.blob_id)
+
+    def open_object(self, bucket: str, key: str) -> tuple[ObjectDetails, BinaryIO]:
+        """The object and an open handle on its bytes, consistent with each other even when a
+        concurrent write replaces the object (the handle keeps the old bytes readable)."""
+        for _attempt in range(5):
+            found = self.head(bucket, key)
+            if found is None:
+                break
+            try:
+                return found, open(self.blobs.path(found.blob_id), "rb")  # noqa: SIM115
+            except FileNotFoundError:
+                continue  # replaced between the lookup and the open; look again
+        if not self.bucket_exists(bucket):
+            raise BucketNotFound(f"bucket {bucket!r} does not exist")
+        raise ObjectNotFound(f"object {key!r} not found in bucket {bucket!r}")
+
+    def list_objects(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object whose key starts with `prefix`, in key order."""
+        after = ""
+        while True:
+            page = self.list_page(bucket, prefix=prefix, after=after, limit=_PAGE)
+            yield from page
+            if len(page) < _PAGE:
+                return
+            after = page[-1].key
+
+    def list_page(
+        self, bucket: str, *, prefix: str = "", after: str = "", limit: int = _PAGE
+    ) -> list[ObjectDetails]:
+        """Up to `limit` objects with keys starting with `prefix` and sorting after `after`."""
+        query = select(ObjectRow).where(ObjectRow.bucket == bucket)
+        if prefix:
+            # A range plus an exact prefix test: LIKE would be case-insensitive on SQLite.
+            query = query.where(
+                ObjectRow.key >= prefix, func.substr(ObjectRow.key, 1, len(prefix)) == prefix
+            )
+        if after:
+            query = query.where(ObjectRow.key > after)
+        with self.database.session() as session:
+            rows = session.scalars(query.order_by(ObjectRow.key).limit(limit))
+            return [_details(row) for row in rows]
+
+    def delete_object(self, bucket: str, key: str) -> bool:
+        """Delete the object; False if there was none."""
+        return bool(self.delete_objects(bucket, [key]))
+
+    def delete_objects(self, bucket: str, keys: list[str]) -> list[str]:
+        """Delete the objects in one transaction; returns the keys that existed."""
+        freed: list[str] = []
+        deleted: list[str] = []
+        with self._writing() as session:
+            if session.get(BucketRow, bucket) is None:
+                raise BucketNotFound(f"bucket {bucket!r} does not exist")
+            # All key locks first, in one order: taking one after the event lock could deadlock
+            # with a concurrent writer holding that key and waiting for the event lock.
+            for key in sorted(set(keys)):
+                self._lock_key(session, bucket, key)
+            for key in dict.fromkeys(keys):
+                row = session.get(ObjectRow, (bucket, key))
+                if row is None:
+                    continue
+                self._record(session, "deleted", bucket, key, row.size, row.etag)
+                freed.append(row.blob_id)
+                deleted.append(key)
+                session.delete(row)
+        self._free(freed)
+        if deleted:
+            self._notify()
+        return deleted
+
+    def copy_object(
+        self,
+        source_bucket: str,
+        source_key: str,
+        bucket: str,
+        key: str,
+        *,
+        replace: tuple[str | None, dict[str, str], dict[str, str]] | None = None,
+    ) -> ObjectDetails:
+        """Copy an object; `replace` = (content type, metadata, headers) replaces the source's
+        (S3's REPLACE metadata directive), else they are copied."""
+        validate_key(key)
+        source, handle = self.open_object(source_bucket, source_key)
+        writer = self.blobs.writer()
+        try:
+            with handle:
+                writer.copy_from(handle)
+        except BaseException:
+            writer.abort()
+            raise
+        content_type, metadata, headers = replace or (
+            source.content_type,
+            source.metadata,
+            source.headers,
+        )
+        return self._commit(
+            bucket,
+            key,
+            writer.finish(),
+            etag=source.etag,
+            content_type=content_type,
+            metadata=metadata,
+            headers=headers,
+        )
+
+    # -- multipart uploads ------------------------------------------------------------------
+
+    def create_upload(
+        self,
+        bucket: str,
+        key: str,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> str:
+        validate_key(key)
+        upload_id = uuid.uuid4().hex
+        with self._writing() as session:
+            if session.get(BucketRow, bucket) is None:
+                raise BucketNotFound(f"bucket {bucket!r} does not exist")
+            session.add(
+                UploadRow(
+                    upload_id=upload_id,
+                    bucket=bucket,
+                    key=key,
+                    content_type=content_type or DEFAULT_CONTENT_TYPE,
+                    user_metadata=metadata or {},
+                    headers=headers or {},
+                    initiated_at=utcnow(),
+                )
+            )
+        return upload_id
+
+    def get_upload(self, bucket: str, key: str, upload_id: str) -> UploadInfo:
+        with self.database.session() as session:
+            row = session.get(UploadRow, upload_id)
+            if row is None or row.bucket != bucket or row.key != key:
+                raise UploadNotFound(f"upload {upload_id!r} does not exist")
+            return _upload_info(row)
+
+    def commit_part(
+        self, bucket: str, key: str, upload_id: str, part_number: int, blob: WrittenBlob
+    ) -> str:
+        """Record a written blob as one part (replacing an earlier one); returns its ETag."""
+        replaced: str | None = None
+        try:
+            with self._writing() as session:
+                upload = session.get(UploadRow, upload_id)
+                if upload is None or upload.bucket != bucket or upload.key != key:
+                    raise UploadNotFound(f"upload {upload_id!r} does not exist")
+                row = session.get(PartRow, (upload_id, part_number))
+                if row is None:
+                    row = PartRow(upload_id=upload_id, part_number=part_number)
+                    session.add(row)
+                else:
+                    replaced = row.blob_id
+                row.blob_id = blob.blob_id
+                row.size = blob.size
+                row.etag = blob.md5
+                row.last_modified = utcnow()
+        except BaseException:
+            self.blobs.remove(blob.blob_id)
+            raise
+        if replaced:
+            self.blobs.remove(replaced)
+        return blob.md5
+
+    def list_parts(self, upload_id: str, after: int = 0, limit: int = _PAGE) -> list[PartInfo]:
+        query = (
+            select(PartRow)
+            .where(PartRow.upload_id == upload_id, PartRow.part_number > after)
+            .order_by(PartRow.part_number)
+            .limit(limit)
+        )
+        with self.database.session() as session:
+            return [
+                PartInfo(row.part_number, row.size, row.etag, _aware(row.last_modified))
+                for row in session.scalars(query)
+            ]
+
+    def list_uploads(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        limit: int = _PAGE,
+    ) -> list[UploadInfo]:
+        query = select(UploadRow).where(UploadRow.bucket == bucket)
+        if prefix:
+            query = query.where(
+                UploadRow.key >= prefix, func.substr(UploadRow.key, 1, len(prefix)) == prefix
+            )
+        if key_marker:
+            after_key = UploadRow.key > key_marker
+            if upload_id_marker:
+                same_key = (UploadRow.key == key_marker) & (UploadRow.upload_id > upload_id_marker)
+                after_key = after_key | same_key
+            query = query.where(after_key)
+        query = query.order_by(UploadRow.key, UploadRow.upload_id).limit(limit)
+        with self.database.session() as session:
+            return [_upload_info(row) for row in session.scalars(query)]
+
+    def complete_upload(
+        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]
+    ) -> ObjectDetails:
+        """Join the named parts (number, ETag) into the object; the upload ends.
+
+        Raises `InvalidPartOrder`, `InvalidPart` (unknown part or wrong ETag), `PartTooSmall`.
+        """
+        upload = self.get_upload(bucket, key, upload_id)
+        if not parts:
+            raise InvalidPart("a completion must name at least one part")
+        numbers = [number for number, _ in parts]
+        if numbers != sorted(set(numbers)):
+            raise InvalidPartOrder("parts must be listed in ascending order, each once")
+        with self.database.session() as session:
+            stored = {
+                row.part_number: row
+                for row in session.scalars(select(PartRow).where(PartRow.upload_id == upload_id))
+            }
+        chosen: list[PartRow] = []
+        for position, (number, etag) in enumerate(parts):
+            row = stored.get(number)
+            if row is None or row.etag != etag.strip('"').lower():
+                raise InvalidPart(f"part {number} was not uploaded or its ETag does not match")
+            if row.size < MIN_PART_SIZE and position < len(parts) - 1:
+                raise PartTooSmall(f"part {number} is smaller than 5 MiB and not the last")
+            chosen.append(row)
+        writer = self.blobs.concatenate([row.blob_id for row in chosen])
+        blob = writer.finish()
+        details = self._commit(
+            bucket,
+            key,
+            blob,
+            etag=multipart_etag([row.etag for row in chosen]),
+            content_type=upload.content_type,
+            metadata=upload.metadata,
+            headers=upload.headers,
+            ending_upload=upload_id,
+        )
+        return details
+
+    def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        with self._writing() as session:
+            upload = session.get(UploadRow, upload_id)
+            if upload is None or upload.bucket != bucket or upload.key != key:
+                raise UploadNotFound(f"upload {upload_id!r} does not exist")
+            freed = self._end_upload(session, upload_id)
+        self._free(freed)
+
+    # -- internals -------------------------------------------------------------------------
+
+    @contextmanager
+    def _writing(self) -> Iterator[Session]:
+        """A write transaction. On SQLite it takes the write lock at once (BEGIN IMMEDIATE), so
+        what it reads stays true until it commits and concurrent writers queue instead of
+        failing on a stale snapshot."""
+        if self._write_lock is None:
+            with self.database.session() as session:
+                yield session
+            return
+        with self._write_lock, self.database.session() as session:
+            session.execute(text("BEGIN IMMEDIATE"))
+            yield session
+
+    def _lock_key(self, session: Session, bucket: str, key: str) -> None:
+        """Serialise writers of one key on PostgreSQL (SQLite already serialises all writers),
+        so that each sees the blob the previous one committed and removes it."""
+        if self.database.dialect == "postgresql":
+            session.execute(
+                text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))"),
+                {"name": f"{bucket}/{key}"},
+            )
+
+    def _order_events(self, connection: Connection | Session) -> None:
+        """On PostgreSQL, make event ids commit in ascending order, so that a consumer reading
+        "every id above my cursor" never skips an event committed late with a lower id: the
+        transactions that record events take one lock, held until they commit (SQLite already
+        runs one writer at a time)."""
+        if self.database.dialect == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(7368021)"))
+
+    def _record(
+        self, session: Session, kind: EventKind, bucket: str, key: str, size: int, etag: str
+    ) -> None:
+        self._order_events(session)
+        session.add(
+            ObjectEvent(
+                kind=kind, bucket=bucket, key=key, size=size, etag=etag, occurred_at=utcnow()
+            )
+        )
+
+    def _end_upload(self, session: Session, upload_id: str) -> list[str]:
+        parts = session.scalars(select(PartRow.blob_id).where(PartRow.upload_id == upload_id))
+        freed = list(parts)
+        session.execute(delete(PartRow).where(PartRow.upload_id == upload_id))
+        session.execute(delete(UploadRow).where(UploadRow.upload_id == upload_id))
+        return freed
+
+    def _commit(
+        self,
+        bucket: str,
+        key: str,
+        blob: WrittenBlob,
+        *,
+        etag: str | None = None,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        record_event: bool = True,
+        ending_upload: str | None = None,
+    ) -> ObjectDetails:
+        freed: list[str] = []
+        details = ObjectDetails(
+            bucket=bucket,
+            key=key,
+            size=blob.size,
+            etag=etag or blob.md5,
+            content_type=content_type or DEFAULT_CONTENT_TYPE,
+            metadata=dict(metadata or {}),
+            headers=dict(headers or {}),
+            last_modified=utcnow(),
+            blob_id=blob.blob_id,
+        )
+        values = {
+            "blob_id": details.blob_id,
+            "size": details.size,
+            "etag": details.etag,
+            "content_type": details.content_type,
+            "user_metadata": details.metadata,
+            "headers": details.headers,
+            "last_modified": details.last_modified,
+        }
+        try:
+            validate_key(key)
+            if ending_upload is None and self._write_lock is not None:
+                freed.extend(self._commit_grouped(_PendingWrite(details, values, record_event)))
+            else:
+                with self._writing() as session:
+                    if ending_upload is not None:
+                        if session.get(UploadRow, ending_upload) is None:
+                            raise UploadNotFound(f"upload {ending_upload!r} does not exist")
+                        freed.extend(self._end_upload(session, ending_upload))
+                    self._lock_key(session, bucket, key)
+                    freed.extend(
+                        self._write_row(session.connection(), details, values, record_event)
+                    )
+        except BaseException:
+            self.blobs.remove(blob.blob_id)
+            raise
+        self._free(freed)
+        if record_event:
+            self._notify()
+        return details
+
+    def _write_row(
+        self,
+        connection: Connection,
+        details: ObjectDetails,
+        values: dict[str, Any],
+        record_event: bool,
+    ) -> list[str]:
+        """Insert or replace one object row (and its event); returns the blob it replaced.
+
+        Core statements rather than ORM objects: this is the serialised section of every
+        write, so its Python overhead bounds the PUT rate of small objects.
+        """
+        if connection.execute(_BUCKET_EXISTS, {"name": details.bucket}).first() is None:
+            raise BucketNotFound(f"bucket {details.bucket!r} does not exist")
+        match = {"match_bucket": details.bucket, "match_key": details.key}
+        previous = connection.execute(_PREVIOUS_BLOB, match).scalar()
+        if previous is None:
+            connection.execute(
+                _INSERT_OBJECT, {"bucket": details.bucket, "key": details.key, **values}
+            )
+        else:
+            connection.execute(_UPDATE_OBJECT, {**match, **values})
+        if record_event:
+            self._order_events(connection)
+            connection.execute(
+                _INSERT_EVENT,
+                {
+                    "kind": "created",
+                    "bucket": details.bucket,
+                    "key": details.key,
+                    "size": details.size,
+                    "etag": details.etag,
+                    "occurred_at": details.last_modified,
+                },
+            )
+        return [] if previous is None else [previous]
+
+    def _commit_grouped(self, pending: _PendingWrite) -> list[str]:
+        """Group commit on SQLite: whichever writer holds the write lock commits every write
+        queued so far in one transaction, so concurrent small PUTs share one commit instead of
+        queueing for one each. Returns the blobs replaced by this write."""
+        assert self._write_lock is not None
+        with self._queue_lock:
+            self._queue.append(pending)
+        with self._write_lock:
+            if not pending.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._commit_batch(batch)
+        if pending.error is not None:
+            raise pending.error
+        return pending.freed
+
+    def _commit_batch(self, batch: list[_PendingWrite]) -> None:
+        try:
+            with self.database.session() as session:
+                session.execute(text("BEGIN IMMEDIATE"))
+                connection = session.connection()
+                for pending in batch:
+                    try:
+                        # Only the bucket check raises StorageError, before anything is written.
+                        pending.freed = self._write_row(
+                            connection, pending.details, pending.values, pending.record_event
+                        )
+                    except StorageError as error:
+                        pending.error = error
+        except Exception as error:
+            for pending in batch:
+                pending.freed = []
+                if pending.error is None:
+                    pending.error = StorageError(f"cannot commit the object: {error}")
+        finally:
+            for pending in batch:
+                pending.done = True
+
+    def _free(self, blob_ids: list[str]) -> None:
+        for blob_id in blob_ids:
+            try:
+                self.blobs.remove(blob_id)
+            except OSError as error:  # recover() removes it on the next start
+                log.warning("cannot remove blob %s: %s", blob_id, error)
+
+    def _notify(self) -> None:
+        with self._listeners_lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("object event listener failed")

@@ -1,0 +1,67 @@
+"""The store's metadata tables: buckets, objects and multipart uploads with their parts.
+
+Blobs themselves are files named by generated ids (`blob_id`), never by key: a key is data.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from oscarpy.db import Base, utcnow
+
+#: Keys sort and compare byte-wise, as S3 lists them: SQLite's default BINARY collation does,
+#: PostgreSQL needs the "C" collation (its default would sort by locale).
+KEY_TYPE = String(1024).with_variant(String(1024, collation="C"), "postgresql")
+
+
+class BucketRow(Base):
+    __tablename__ = "buckets"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ObjectRow(Base):
+    """The committed version of one object (buckets are unversioned)."""
+
+    __tablename__ = "objects"
+
+    bucket: Mapped[str] = mapped_column(String(63), primary_key=True)
+    key: Mapped[str] = mapped_column(KEY_TYPE, primary_key=True)
+    blob_id: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    etag: Mapped[str] = mapped_column(String(80))
+    content_type: Mapped[str] = mapped_column(String(255))
+    user_metadata: Mapped[dict[str, Any]] = mapped_column(JSON)
+    headers: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """Stored response headers: Cache-Control, Content-Disposition, Content-Encoding..."""
+    last_modified: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class UploadRow(Base):
+    """A multipart upload in progress."""
+
+    __tablename__ = "multipart_uploads"
+
+    upload_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    bucket: Mapped[str] = mapped_column(String(63), index=True)
+    key: Mapped[str] = mapped_column(KEY_TYPE)
+    content_type: Mapped[str] = mapped_column(String(255))
+    user_metadata: Mapped[dict[str, Any]] = mapped_column(JSON)
+    headers: Mapped[dict[str, Any]] = mapped_column(JSON)
+    initiated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PartRow(Base):
+    __tablename__ = "multipart_parts"
+
+    upload_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    part_number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    blob_id: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    etag: Mapped[str] = mapped_column(String(80))
+    last_modified: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
