@@ -32,6 +32,7 @@ from oscarpy.credentials import (
     record_endpoints,
 )
 from oscarpy.db import Database
+from oscarpy.services.registry import ServiceRegistry
 from oscarpy.storage.s3.app import create_s3_app
 from oscarpy.storage.store import ObjectStore
 
@@ -64,7 +65,9 @@ def prepare_data_dir(path: Path) -> None:
 
 def bind_listener(host: str, port: int, purpose: str, flag: str) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say so, and without it
+    # every response written in two parts waits ~40 ms for the peer's delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -120,8 +123,11 @@ class Platform:
             ) from error
         self.store = ObjectStore(self.database, settings.data_dir)
         self.store.recover()
+        self.registry = ServiceRegistry(self.database, self.store)
         api_app = create_app(settings, self.database, self.admin)
         api_app.state.store = self.store
+        api_app.state.registry = self.registry
+        api_app.state.s3_endpoint = self.s3_endpoint
         self.api_app: ASGIApp = api_app
         self.s3_app: ASGIApp = create_s3_app(self.store, self.admin, settings)
         self.background: list[BackgroundService] = []

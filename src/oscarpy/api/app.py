@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 
 from oscarpy import __version__
-from oscarpy.api.auth import require_admin
+from oscarpy.api import openapi, services, system
+from oscarpy.api.errors import install_error_handlers
 from oscarpy.api.slashes import StripTrailingSlash
 from oscarpy.config import Settings
 from oscarpy.credentials import AdminCredentials
@@ -29,9 +30,9 @@ def create_app(settings: Settings, database: Database, admin: AdminCredentials) 
         """Liveness check; the only route that needs no credentials."""
         return "Ok"
 
-    @app.get("/system/info", tags=["system"], dependencies=[Depends(require_admin)])
-    def info() -> dict[str, str]:
-        return {"version": __version__, "kubernetes_version": "", "name": "oscar-py"}
-
+    app.include_router(system.router)
+    app.include_router(services.router)
+    install_error_handlers(app)
+    openapi.document(app)
     app.add_middleware(StripTrailingSlash)
     return app

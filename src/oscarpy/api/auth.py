@@ -1,20 +1,55 @@
-"""Credentials checks for the REST API, compared in constant time."""
+"""Credentials checks for the REST API, compared in constant time.
+
+Every `/system/*` route takes the admin's HTTP Basic credentials. A service's own routes
+(`/job/{service}`, `/run/{service}`) also take `Authorization: Bearer <that service's token>`;
+a token opens its own service only.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import hmac
+from typing import Annotated
 
-from fastapi import HTTPException, Request, status
+from fastapi import HTTPException, Request, Security, status
+from fastapi.params import Depends
+from fastapi.security import HTTPBasic, HTTPBearer
 
 from oscarpy.credentials import AdminCredentials
+from oscarpy.services.model import is_service_name
 
 BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="oscar"'}
+SERVICE_CHALLENGE = {"WWW-Authenticate": 'Basic realm="oscar", Bearer realm="oscar"'}
 
 
-def unauthorized(detail: str = "Invalid or missing credentials") -> HTTPException:
-    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers=BASIC_CHALLENGE)
+class _DocumentedBasic(HTTPBasic):
+    """HTTP Basic in the OpenAPI document only: the checks below read the header themselves, so
+    that a malformed header gets the same 401 (and challenge) as a wrong password."""
+
+    async def __call__(self, request: Request) -> None:  # type: ignore[override]
+        return None
+
+
+class _DocumentedBearer(HTTPBearer):
+    async def __call__(self, request: Request) -> None:  # type: ignore[override]
+        return None
+
+
+basic_scheme = _DocumentedBasic(
+    auto_error=False, scheme_name="adminBasic", description="The admin's user and password."
+)
+bearer_scheme = _DocumentedBearer(
+    auto_error=False, scheme_name="serviceToken", description="The token of the service called."
+)
+
+
+def unauthorized(
+    detail: str = "Invalid or missing credentials", headers: dict[str, str] | None = None
+) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, detail=detail, headers=headers or BASIC_CHALLENGE
+    )
 
 
 def secrets_equal(given: str, expected: str) -> bool:
@@ -33,6 +68,12 @@ def parse_basic(header: str) -> tuple[str, str] | None:
     return (username, password) if separator else None
 
 
+def parse_bearer(header: str) -> str | None:
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 def is_admin(request: Request, admin: AdminCredentials) -> bool:
     parsed = parse_basic(request.headers.get("authorization", ""))
     if parsed is None:
@@ -44,8 +85,33 @@ def is_admin(request: Request, admin: AdminCredentials) -> bool:
     return user_ok and password_ok
 
 
-def require_admin(request: Request) -> None:
+def require_admin(
+    request: Request,
+    _documented: Annotated[None, Security(basic_scheme)],
+) -> None:
     """FastAPI dependency guarding every `/system/*` route."""
     admin: AdminCredentials = request.app.state.admin
     if not is_admin(request, admin):
         raise unauthorized()
+
+
+def require_service_access(request: Request, service_name: str) -> None:
+    """Pass with the admin's Basic credentials or the Bearer token of `service_name`, else 401.
+
+    An absent service answers 401 to a token as to a wrong one (it tells a caller without the
+    admin's credentials nothing); with the admin's credentials the route reports the 404.
+    """
+    if is_admin(request, request.app.state.admin):
+        return
+    token = parse_bearer(request.headers.get("authorization", ""))
+    if token is not None:
+        registry = request.app.state.registry
+        service = registry.get(service_name) if is_service_name(service_name) else None
+        if service is not None and service.token and secrets_equal(token, service.token):
+            return
+    raise unauthorized(headers=SERVICE_CHALLENGE)
+
+
+#: Dependencies a route of one service adds to document both schemes in the OpenAPI document;
+#: the route still calls `require_service_access` with its service's name.
+SERVICE_AUTH_DOCUMENTATION: list[Depends] = [Security(basic_scheme), Security(bearer_scheme)]

@@ -1,0 +1,92 @@
+"""Exceptions → HTTP answers, in one table. Every error body is JSON `{"detail": "..."}`."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from oscarpy.api.schemas import ErrorBody
+from oscarpy.services.errors import (
+    ServiceDefinitionError,
+    ServiceError,
+    ServiceExists,
+    ServiceNotFound,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS_OF: dict[type[ServiceError], int] = {
+    ServiceDefinitionError: 400,
+    ServiceNotFound: 404,
+    # OSCAR answers 400 to a duplicate name; 409 says what happened.
+    ServiceExists: 409,
+}
+
+_DESCRIPTIONS = {
+    400: "Invalid request; the detail names the field",
+    401: "Missing or wrong credentials",
+    404: "No such service",
+    409: "A service with that name exists",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route that can answer these error codes, for the OpenAPI document."""
+    return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]} for code in codes}
+
+
+async def _service_error(_request: Request, error: Exception) -> JSONResponse:
+    status = next((code for kind, code in STATUS_OF.items() if isinstance(error, kind)), 500)
+    return JSONResponse({"detail": str(error)}, status_code=status)
+
+
+async def _invalid_request(_request: Request, error: Exception) -> JSONResponse:
+    # OSCAR answers malformed requests with 400, not FastAPI's 422.
+    assert isinstance(error, RequestValidationError)
+    problems = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
+        message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+        problems.append(f"{location}: {message}" if location else message)
+    return JSONResponse({"detail": "; ".join(problems) or "invalid request"}, status_code=400)
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, StarletteHTTPException)
+    headers = dict(error.headers or {})
+    if error.status_code in (204, 304):
+        return Response(status_code=error.status_code, headers=headers)
+    if error.status_code == 405:
+        # Starlette names the methods of the first route that matched the path only; the
+        # OpenAPI document knows them all.
+        allowed = _documented_methods(request.app.openapi(), request.url.path)
+        if allowed:
+            headers["Allow"] = ", ".join(allowed)
+    return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=headers)
+
+
+def _documented_methods(document: dict[str, Any], path: str) -> list[str]:
+    methods: set[str] = set()
+    for template, operations in document.get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path.rstrip("/") or "/"):
+            methods.update(method.upper() for method in operations)
+    return sorted(methods)
+
+
+async def _unexpected(_request: Request, error: Exception) -> JSONResponse:
+    log.error("unexpected error answering a request", exc_info=error)
+    return JSONResponse({"detail": "internal error; the server log has the details"}, 500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(Exception, _unexpected)

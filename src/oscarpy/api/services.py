@@ -1,0 +1,136 @@
+"""`/system/services`: create, list, read, update and delete services, as OSCAR does.
+
+Bodies are read as raw JSON and validated by `parse_service`, so that an invalid definition
+gets OSCAR's 400 with the field named, rather than FastAPI's 422.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from starlette.concurrency import run_in_threadpool
+
+from oscarpy.api.auth import require_admin
+from oscarpy.api.errors import error_responses
+from oscarpy.api.openapi import DEFINITION_REF
+from oscarpy.services.errors import ServiceDefinitionError, ServiceNotFound
+from oscarpy.services.model import Service, is_service_name, parse_service
+from oscarpy.services.registry import ADMIN_OWNER, ServiceRegistry
+
+router = APIRouter(
+    prefix="/system/services",
+    tags=["services"],
+    dependencies=[Depends(require_admin)],
+    responses=error_responses(401),
+)
+
+_SERVICE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": DEFINITION_REF}}},
+    }
+}
+
+
+def _registry(request: Request) -> ServiceRegistry:
+    registry: ServiceRegistry = request.app.state.registry
+    return registry
+
+
+async def _definition(request: Request) -> Service:
+    body = await request.body()
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ServiceDefinitionError("the body is not a JSON service definition") from None
+    return parse_service(data)
+
+
+def _found(registry: ServiceRegistry, name: str) -> Service:
+    # A name no service can have is absent without asking the DB (which may refuse odd bytes).
+    service = registry.get(name) if is_service_name(name) else None
+    if service is None:
+        raise ServiceNotFound(name)
+    return service
+
+
+@router.get("", response_model=list[Service], summary="List the services")
+def list_services(request: Request) -> list[dict[str, Any]]:
+    """Every service; secret values blanked, provider secret keys shown as `hidden`."""
+    return [service.redacted().to_json() for service in _registry(request).list()]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Service,
+    summary="Create a service",
+    openapi_extra=_SERVICE_BODY,
+    responses=error_responses(400, 409),
+)
+async def create_service(request: Request) -> dict[str, Any]:
+    """Register a service and create its missing buckets and folders in the embedded store.
+
+    Answers the created service with its token (OSCAR answers an empty body).
+    """
+    # The Basic credentials are the admin's, whose services OSCAR owns as `cluster_admin`.
+    service = (await _definition(request)).model_copy(update={"owner": ADMIN_OWNER})
+    created = await _in_thread(_registry(request).create, service)
+    return created.redacted().to_json()
+
+
+@router.put(
+    "",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Update a service",
+    openapi_extra=_SERVICE_BODY,
+    responses=error_responses(400, 404),
+)
+async def update_service(request: Request) -> Response:
+    """Replace a service's definition; its token and owner stay, and so do secrets sent back
+    blank or as `hidden` (as GET shows them)."""
+    service = await _definition(request)
+    await _in_thread(_registry(request).update, service)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/{service_name}",
+    response_model=Service,
+    summary="Read a service",
+    responses=error_responses(404),
+)
+def read_service(request: Request, service_name: str) -> dict[str, Any]:
+    return _found(_registry(request), service_name).redacted().to_json()
+
+
+@router.delete(
+    "/{service_name}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Delete a service",
+    responses=error_responses(400, 404),
+)
+def delete_service(
+    request: Request,
+    service_name: str,
+    delete_buckets: bool = Query(
+        False,
+        description="Also delete the service's buckets and their files (OSCAR always does); "
+        "a bucket another service uses is kept.",
+    ),
+) -> Response:
+    """Remove a service with its pending jobs and logs; its files stay unless asked."""
+    registry = _registry(request)
+    _found(registry, service_name)
+    registry.delete(service_name, delete_buckets=delete_buckets)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+async def _in_thread(function: Callable[[Service], Service], service: Service) -> Service:
+    """Registry calls block on the DB; keep them off the event loop."""
+    return await run_in_threadpool(function, service)

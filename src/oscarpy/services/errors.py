@@ -1,0 +1,29 @@
+"""What can go wrong with service definitions and the registry.
+
+ServiceError
+├── ServiceDefinitionError   a definition (JSON body or FDL file) is invalid → HTTP 400
+├── ServiceExists            create with a name already taken                → HTTP 409
+└── ServiceNotFound          read, update or delete of an absent service     → HTTP 404
+"""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base of every error of the services package."""
+
+
+class ServiceDefinitionError(ServiceError, ValueError):
+    """A definition is invalid; the message names the file (for FDL) and the field."""
+
+
+class ServiceExists(ServiceError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a service named {name!r} already exists; update it with PUT instead")
+        self.name = name
+
+
+class ServiceNotFound(ServiceError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no service named {name!r}")
+        self.name = name

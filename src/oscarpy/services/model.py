@@ -1,0 +1,707 @@
+"""The OSCAR service definition: the JSON of the REST API and the services of an FDL file.
+
+Compatibility rules, because OSCAR's clients are written in Go and Python and differ:
+
+- keys are matched case-insensitively (`Variables` and `variables` are the same key);
+- `null`, and `""` for settings with a default, mean "use the default" (Go sends zero values);
+- keys OSCAR defines that we do not implement are accepted, kept, returned, and logged once;
+- any other key is rejected with a message naming it, so that a typo is never silently ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from oscarpy.services import quantities
+from oscarpy.services.errors import ServiceDefinitionError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_PROVIDER",
+    "Environment",
+    "MinioProviderConfig",
+    "S3ProviderConfig",
+    "Service",
+    "ServiceDefinitionError",
+    "StoragePath",
+    "StorageProviders",
+    "Synchronous",
+    "WebdavProviderConfig",
+    "is_service_name",
+    "parse_fdl",
+    "parse_service",
+]
+
+#: The provider of a path that names none: the embedded store, unless the service defines its own
+#: `storage_providers.minio.default`.
+DEFAULT_PROVIDER = "minio.default"
+
+#: Shown instead of a provider's secret key in responses; sending it back keeps the stored key.
+HIDDEN = "hidden"
+
+PROVIDER_TYPES = ("minio", "s3", "webdav", "onedata")
+INPUT_PROVIDER_TYPES = ("minio", "s3")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+# Used with fullmatch: `$` would also accept a trailing newline.
+_DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_IP_ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+")
+
+_ignored_logged: set[str] = set()
+_ignored_lock = threading.Lock()
+
+
+def is_service_name(name: str) -> bool:
+    """Whether `name` can name a service (a DNS label of at most 39 characters)."""
+    return len(name) <= 39 and _DNS_LABEL.fullmatch(name) is not None
+
+
+def _is_zero(value: Any) -> bool:
+    """Whether a value is what a Go client sends for a field it does not use."""
+    if value is None or value is False or value == 0 or value == "":
+        return True
+    if isinstance(value, list):
+        return all(_is_zero(item) for item in value)
+    if isinstance(value, dict):
+        return all(_is_zero(item) for item in value.values())
+    return False
+
+
+def _log_ignored_once(keys: list[str]) -> None:
+    with _ignored_lock:
+        fresh = [key for key in keys if key not in _ignored_logged]
+        _ignored_logged.update(fresh)
+    if fresh:
+        log.warning(
+            "service setting(s) %s are defined by OSCAR but not implemented by oscar-py; "
+            "they are kept and returned but have no effect",
+            ", ".join(sorted(fresh)),
+        )
+
+
+def _as_text(value: Any) -> Any:
+    """YAML turns `true` and `8080` into bool and int; OSCAR's maps hold strings."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+def _text_map(value: Any) -> Any:
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return {key: _as_text(item) for key, item in value.items()}
+    return value
+
+
+def _document_keys(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """JSON schema: list the OSCAR-only keys, and refuse others as validation does."""
+    properties = schema.setdefault("properties", {})
+    for key in sorted(getattr(model, "oscar_only_keys", ())):
+        properties[key] = {"description": "Defined by OSCAR; accepted and kept, no effect here."}
+    schema["additionalProperties"] = False
+
+
+class _OscarModel(BaseModel):
+    """Base of every definition model: case-insensitive keys, OSCAR-only keys kept."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra=_document_keys)
+
+    #: Keys OSCAR defines at this level that oscar-py accepts and keeps without acting on them.
+    oscar_only_keys: ClassVar[frozenset[str]] = frozenset()
+    #: Keys for which `""` means the default (Go clients send empty strings for unset fields).
+    empty_means_default: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise_keys(cls, data: Any) -> Any:
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            return data
+        known = set(cls.model_fields) | cls.oscar_only_keys
+        normalised: dict[str, Any] = {}
+        unknown: list[str] = []
+        for key, value in data.items():
+            lowered = str(key).lower()
+            if lowered not in known:
+                unknown.append(str(key))
+                continue
+            if value is None or (value == "" and lowered in cls.empty_means_default):
+                continue
+            if lowered in normalised and normalised[lowered] != value:
+                raise ValueError(
+                    f"key {lowered!r} is given twice with different values "
+                    "(keys are case-insensitive)"
+                )
+            normalised[lowered] = value
+        if unknown:
+            expected = ", ".join(sorted(cls.model_fields))
+            raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown))}; expected {expected}")
+        return normalised
+
+    @property
+    def oscar_settings(self) -> dict[str, Any]:
+        """The OSCAR-defined settings that were given but have no effect here."""
+        return dict(self.model_extra or {})
+
+
+class StoragePath(_OscarModel):
+    """One input or output of a service: a folder of a bucket on a storage provider."""
+
+    empty_means_default = frozenset({"storage_provider"})
+
+    storage_provider: str = Field(
+        DEFAULT_PROVIDER,
+        description="`<type>.<id>` of a provider: `minio.default` is the embedded store.",
+    )
+    path: str = Field(
+        description="`bucket/folder`, or `bucket/` for the bucket's root; a path without `/` "
+        "is the folder `<path>` of the bucket named after the service."
+    )
+    prefix: list[str] = Field(default_factory=list, description="Keep files starting so.")
+    suffix: list[str] = Field(default_factory=list, description="Keep files ending so.")
+
+    @field_validator("storage_provider", mode="after")
+    @classmethod
+    def _normalise_provider(cls, value: str) -> str:
+        kind, separator, identifier = value.strip().partition(".")
+        kind = kind.lower()
+        if kind not in PROVIDER_TYPES:
+            raise ValueError(
+                f"storage provider {value!r} is not <type>.<id> with type one of "
+                f"{', '.join(PROVIDER_TYPES)}"
+            )
+        if separator and not identifier:
+            raise ValueError(f"storage provider {value!r} has an empty id")
+        return f"{kind}.{identifier or 'default'}"
+
+    @field_validator("path", mode="after")
+    @classmethod
+    def _normalise_path(cls, value: str) -> str:
+        segments = [segment.strip() for segment in value.strip().split("/")]
+        segments = [segment for segment in segments if segment]
+        if not segments:
+            raise ValueError("the path is empty; give bucket/folder")
+        if any(segment in (".", "..") for segment in segments):
+            raise ValueError(f"path {value!r} must not contain '.' or '..' segments")
+        if len(segments) == 1 and "/" in value:
+            return f"{segments[0]}/"  # `bucket/` is the bucket's root; `name` alone is not
+        return "/".join(segments)
+
+    @field_validator("prefix", "suffix", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [value]
+        return value
+
+    @property
+    def bucket(self) -> str:
+        return self.path.split("/", 1)[0]
+
+    @property
+    def folder(self) -> str:
+        """The folder inside the bucket, without leading or trailing slash; "" for the root."""
+        _, _, folder = self.path.partition("/")
+        return folder
+
+    @property
+    def provider_type(self) -> str:
+        return self.storage_provider.split(".", 1)[0]
+
+    @property
+    def provider_id(self) -> str:
+        return self.storage_provider.split(".", 1)[1]
+
+    def key_prefix(self) -> str:
+        """The key prefix of the objects under this path: `folder/`, or "" for the root."""
+        return f"{self.folder}/" if self.folder else ""
+
+    def contains(self, other: StoragePath) -> bool:
+        """Whether `other` is this path or a folder below it, on the same provider."""
+        if other.storage_provider != self.storage_provider or other.bucket != self.bucket:
+            return False
+        return not self.folder or f"{other.folder}/".startswith(self.key_prefix())
+
+    def matches(self, relative_path: str) -> bool:
+        """Whether a file (relative to this path's folder) passes the prefix and suffix filters.
+
+        An empty list lets everything through; otherwise one entry must match, as in OSCAR.
+        """
+        name = relative_path.lstrip("/")
+        if self.prefix and not any(name.startswith(prefix) for prefix in self.prefix):
+            return False
+        return not self.suffix or any(name.endswith(suffix) for suffix in self.suffix)
+
+
+class Environment(_OscarModel):
+    variables: dict[str, str] = Field(default_factory=dict)
+    secrets: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("variables", "secrets", mode="before")
+    @classmethod
+    def _texts(cls, value: Any) -> Any:
+        return _text_map(value)
+
+    @field_validator("variables", "secrets", mode="after")
+    @classmethod
+    def _valid_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not name or "=" in name or "\0" in name:
+                raise ValueError(f"{name!r} is not a valid environment variable name")
+        return value
+
+
+class Synchronous(_OscarModel):
+    min_scale: int = Field(0, ge=0)
+    max_scale: int = Field(0, ge=0, description="0 means no limit.")
+
+
+class MinioProviderConfig(_OscarModel):
+    """An S3-compatible endpoint (MinIO, Ceph, Garage...) named `minio.<id>`."""
+
+    empty_means_default = frozenset({"region"})
+
+    endpoint: str = ""
+    verify: bool = True
+    access_key: str = ""
+    secret_key: str = ""
+    region: str = "us-east-1"
+
+
+class S3ProviderConfig(_OscarModel):
+    """AWS S3, named `s3.<id>`."""
+
+    empty_means_default = frozenset({"region"})
+
+    access_key: str = ""
+    secret_key: str = ""
+    region: str = "us-east-1"
+
+
+class WebdavProviderConfig(_OscarModel):
+    """A WebDAV server (e.g. dCache), named `webdav.<id>`."""
+
+    hostname: str = ""
+    login: str = ""
+    password: str = ""
+
+
+class StorageProviders(_OscarModel):
+    """The external storages a service's paths may name, with their credentials."""
+
+    # Newer OSCAR releases define more provider kinds; they are kept and have no effect.
+    oscar_only_keys = frozenset({"rucio", "dcache"})
+
+    minio: dict[str, MinioProviderConfig] = Field(default_factory=dict)
+    s3: dict[str, S3ProviderConfig] = Field(default_factory=dict)
+    webdav: dict[str, WebdavProviderConfig] = Field(default_factory=dict)
+    onedata: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Defined by OSCAR; kept but not used by oscar-py."
+    )
+
+    def defines(self, provider: str) -> bool:
+        kind, _, identifier = provider.partition(".")
+        entries: dict[str, Any] = getattr(self, kind, {})
+        return identifier in entries
+
+
+class Service(_OscarModel):
+    """An OSCAR service: an image, a script run on each event, and where files come and go."""
+
+    oscar_only_keys = frozenset(
+        {
+            "cluster_id",
+            "total_memory",
+            "total_cpu",
+            "enable_gpu",
+            "enable_sgx",
+            "image_prefetch",
+            "replicas",
+            "delegation",
+            "rescheduler_threshold",
+            "alpine",
+            "propagate_token",
+            "file_stage_in",
+            "image_pull_secrets",
+            "expose",
+            "expose_options",
+            "vo",
+            "clusters",
+            "interlink_node_name",
+            "isolation_level",
+            "bucket_list",
+            "mount",
+            "kube_annotations",
+            "federation",
+        }
+    )
+    empty_means_default = frozenset({"cpu", "memory", "log_level", "visibility"})
+
+    name: str = Field(min_length=1, max_length=39, description="A DNS label, e.g. `grayify`.")
+    image: str = Field(min_length=1, description="Container image with `/bin/sh`.")
+    script: str = Field(min_length=1, description="Shell script run for each event (the text).")
+    cpu: str = Field("0.2", description="CPU cores per job (Kubernetes quantity: 0.5, 500m).")
+    memory: str = Field("256Mi", description="Memory per job (Kubernetes quantity: 256Mi, 1G).")
+    log_level: str = Field("INFO", description="Log level of the job supervisor.")
+    environment: Environment = Field(default_factory=Environment)
+    input: list[StoragePath] = Field(default_factory=list)
+    output: list[StoragePath] = Field(default_factory=list)
+    storage_providers: StorageProviders = Field(default_factory=StorageProviders)
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    visibility: Literal["private", "restricted", "public"] = "private"
+    allowed_users: list[str] = Field(default_factory=list)
+    synchronous: Synchronous = Field(default_factory=Synchronous)
+    token: str = Field("", description="Generated by the server; kept across updates.")
+    owner: str = Field("", description="Set by the server.")
+    max_concurrency: int | None = Field(
+        None, ge=1, description="oscar-py extension: most jobs of this service running at once."
+    )
+    timeout: float | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="oscar-py extension: seconds a job may run before it is killed.",
+    )
+    retries: int = Field(
+        0, ge=0, le=100, description="oscar-py extension: re-runs of a script that exits non-zero."
+    )
+
+    @field_validator("name", mode="after")
+    @classmethod
+    def _dns_label(cls, value: str) -> str:
+        if not _DNS_LABEL.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a valid service name: use lowercase letters, digits and '-', "
+                "starting and ending with a letter or digit"
+            )
+        return value
+
+    @field_validator("image", "script", mode="after")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+    @field_validator("cpu", "memory", mode="before")
+    @classmethod
+    def _number_as_text(cls, value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+    @field_validator("cpu", mode="after")
+    @classmethod
+    def _valid_cpu(cls, value: str) -> str:
+        quantities.cpu_cores(value)
+        return value.strip()
+
+    @field_validator("memory", mode="after")
+    @classmethod
+    def _valid_memory(cls, value: str) -> str:
+        quantities.memory_bytes(value)
+        return value.strip()
+
+    @field_validator("log_level", mode="after")
+    @classmethod
+    def _valid_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"log level {value!r} is not one of {', '.join(LOG_LEVELS)}")
+        return level
+
+    @field_validator("visibility", mode="before")
+    @classmethod
+    def _lower_visibility(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("labels", "annotations", mode="before")
+    @classmethod
+    def _texts(cls, value: Any) -> Any:
+        return _text_map(value)
+
+    @field_validator("input", "output", "allowed_users", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    @model_validator(mode="after")
+    def _check_paths(self) -> Service:
+        # A path without a bucket lives in the service's own bucket.
+        for paths in (self.input, self.output):
+            for index, path in enumerate(paths):
+                if "/" not in path.path:
+                    paths[index] = path.model_copy(update={"path": f"{self.name}/{path.path}"})
+        for field_name, paths in (("input", self.input), ("output", self.output)):
+            for index, path in enumerate(paths):
+                where = f"{field_name}[{index}]"
+                _check_bucket_name(path.bucket, f"{where}.path")
+                if path.storage_provider != DEFAULT_PROVIDER and not self.storage_providers.defines(
+                    path.storage_provider
+                ):
+                    raise ValueError(
+                        f"{where}.storage_provider: {path.storage_provider!r} is not defined in "
+                        "storage_providers"
+                    )
+                if field_name == "input" and path.provider_type not in INPUT_PROVIDER_TYPES:
+                    raise ValueError(
+                        f"{where}.storage_provider: inputs must be on minio or s3 storage, "
+                        f"not {path.storage_provider!r}"
+                    )
+        self._check_no_loop()
+        ignored = [key for key, value in self.oscar_settings.items() if not _is_zero(value)]
+        if ignored:
+            _log_ignored_once(ignored)
+        return self
+
+    def _check_no_loop(self) -> None:
+        """Refuse outputs inside inputs: every result would trigger the service again, forever."""
+        for output_index, output in enumerate(self.output):
+            for input_index, input_path in enumerate(self.input):
+                if input_path.contains(output):
+                    raise ValueError(
+                        f"output[{output_index}].path: {output.storage_provider}:{output.path} is "
+                        f"inside input[{input_index}] {input_path.storage_provider}:"
+                        f"{input_path.path}, so every result would trigger the service again; "
+                        "write outputs to a folder outside the input folder"
+                    )
+
+    @property
+    def cpu_cores(self) -> float:
+        return quantities.cpu_cores(self.cpu)
+
+    @property
+    def memory_bytes(self) -> int:
+        return quantities.memory_bytes(self.memory)
+
+    def uses_embedded_store(self, path: StoragePath) -> bool:
+        """Whether `path` lives in the embedded store (minio.default not overridden)."""
+        return path.storage_provider == DEFAULT_PROVIDER and "default" not in (
+            self.storage_providers.minio
+        )
+
+    def embedded_paths(self) -> list[StoragePath]:
+        return [path for path in [*self.input, *self.output] if self.uses_embedded_store(path)]
+
+    def secret_values(self) -> list[str]:
+        """Every secret the definition holds, for `oscarpy.log.register_secret`."""
+        providers = self.storage_providers
+        values = [self.token, *self.environment.secrets.values()]
+        values += [entry.secret_key for entry in providers.minio.values()]
+        values += [entry.secret_key for entry in providers.s3.values()]
+        values += [entry.password for entry in providers.webdav.values()]
+        values += [str(entry.get("token", "")) for entry in providers.onedata.values()]
+        return [value for value in values if value and value != HIDDEN]
+
+    def redacted(self) -> Service:
+        """A copy safe to return: secret values blanked, provider secrets shown as `hidden`.
+
+        The token is kept: OSCAR returns it, and clients need it to invoke the service.
+        """
+        copy = self.model_copy(deep=True)
+        copy.environment.secrets = dict.fromkeys(copy.environment.secrets, "")
+        providers = copy.storage_providers
+        for minio in providers.minio.values():
+            minio.secret_key = HIDDEN if minio.secret_key else ""
+        for s3 in providers.s3.values():
+            s3.secret_key = HIDDEN if s3.secret_key else ""
+        for webdav in providers.webdav.values():
+            webdav.password = HIDDEN if webdav.password else ""
+        for onedata in providers.onedata.values():
+            if onedata.get("token"):
+                onedata["token"] = HIDDEN
+        return copy
+
+    def with_secrets_from(self, stored: Service) -> Service:
+        """A copy where secrets sent back blank or `hidden` (as GET shows them) keep `stored`'s."""
+        copy = self.model_copy(deep=True)
+        old_secrets = stored.environment.secrets
+        for name, value in copy.environment.secrets.items():
+            if value in ("", HIDDEN) and name in old_secrets:
+                copy.environment.secrets[name] = old_secrets[name]
+        new, old = copy.storage_providers, stored.storage_providers
+        for identifier, minio in new.minio.items():
+            if minio.secret_key in ("", HIDDEN) and identifier in old.minio:
+                minio.secret_key = old.minio[identifier].secret_key
+        for identifier, s3 in new.s3.items():
+            if s3.secret_key in ("", HIDDEN) and identifier in old.s3:
+                s3.secret_key = old.s3[identifier].secret_key
+        for identifier, webdav in new.webdav.items():
+            if webdav.password in ("", HIDDEN) and identifier in old.webdav:
+                webdav.password = old.webdav[identifier].password
+        for identifier, onedata in new.onedata.items():
+            if onedata.get("token") in (None, "", HIDDEN) and identifier in old.onedata:
+                onedata["token"] = old.onedata[identifier].get("token", "")
+        return copy
+
+    def hidden_placeholders(self) -> list[str]:
+        """Provider secrets still reading `hidden`: a redacted copy sent back with no stored key
+        to stand for; storing the placeholder as the key would fail only when a job runs."""
+        providers = self.storage_providers
+        found = [
+            f"storage_providers.{kind}.{identifier}.secret_key"
+            for kind, entries in (("minio", providers.minio), ("s3", providers.s3))
+            for identifier, entry in entries.items()
+            if entry.secret_key == HIDDEN
+        ]
+        found += [
+            f"storage_providers.webdav.{identifier}.password"
+            for identifier, entry in providers.webdav.items()
+            if entry.password == HIDDEN
+        ]
+        return found
+
+    def to_json(self) -> dict[str, Any]:
+        """The definition as OSCAR's JSON, OSCAR-only settings included."""
+        return self.model_dump(mode="json")
+
+
+def _check_bucket_name(bucket: str, where: str) -> None:
+    if not _BUCKET_NAME.fullmatch(bucket) or ".." in bucket or _IP_ADDRESS.fullmatch(bucket):
+        raise ValueError(
+            f"{where}: {bucket!r} is not a valid bucket name: use 3-63 lowercase letters, "
+            "digits, '.' and '-', starting and ending with a letter or digit"
+        )
+
+
+def _describe_location(location: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in location:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text
+
+
+def describe_validation_error(error: ValidationError, prefix: str = "") -> str:
+    """One line per problem, each starting with the field it concerns."""
+    problems: list[str] = []
+    for item in error.errors(include_url=False):
+        location = _describe_location(tuple(item["loc"]))
+        if prefix:
+            location = f"{prefix}.{location}" if location else prefix
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if message == "Field required":
+            message = "is required"
+        problems.append(f"{location}: {message}" if location else message)
+    return "; ".join(problems)
+
+
+def parse_service(data: Any, *, where: str = "") -> Service:
+    """Validate one service definition (a decoded JSON object or an FDL function entry)."""
+    if not isinstance(data, dict):
+        raise ServiceDefinitionError(
+            f"{where or 'the service definition'} must be an object, not {type(data).__name__}"
+        )
+    try:
+        return Service.model_validate(data)
+    except ValidationError as error:
+        raise ServiceDefinitionError(describe_validation_error(error, where)) from None
+
+
+def _lower_keys(data: dict[Any, Any]) -> dict[str, Any]:
+    return {str(key).lower(): value for key, value in data.items()}
+
+
+def parse_fdl(path: Path) -> list[tuple[str, Service]]:
+    """The services of an FDL file, each with the id of the cluster it is meant for.
+
+    The format is oscar-cli's: `functions: oscar: - <cluster-id>: {service}`, with `script` the
+    path of a file relative to the FDL (or, as an oscar-py extension, the script text itself when
+    it spans several lines), and an optional top-level `storage_providers` shared by all services.
+    """
+    try:
+        document = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise ServiceDefinitionError(f"{path}: cannot read: {error.strerror or error}") from None
+    except yaml.YAMLError as error:
+        raise ServiceDefinitionError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(document, dict):
+        raise ServiceDefinitionError(f"{path}: expected a mapping with a 'functions' key")
+    document = _lower_keys(document)
+    functions = document.get("functions")
+    if not isinstance(functions, dict):
+        raise ServiceDefinitionError(f"{path}: functions: expected a mapping with an 'oscar' key")
+    entries = _lower_keys(functions).get("oscar")
+    if not isinstance(entries, list) or not entries:
+        raise ServiceDefinitionError(
+            f"{path}: functions.oscar: expected a list of '<cluster-id>: <service>' entries"
+        )
+    shared_providers = document.get("storage_providers") or {}
+    if not isinstance(shared_providers, dict):
+        raise ServiceDefinitionError(f"{path}: storage_providers: expected a mapping")
+    services: list[tuple[str, Service]] = []
+    for index, entry in enumerate(entries):
+        where = f"functions.oscar[{index}]"
+        if not isinstance(entry, dict) or len(entry) != 1:
+            raise ServiceDefinitionError(
+                f"{path}: {where}: expected one '<cluster-id>: <service>' mapping"
+            )
+        ((cluster_id, body),) = entry.items()
+        where = f"{where}.{cluster_id}"
+        if not isinstance(body, dict):
+            raise ServiceDefinitionError(f"{path}: {where}: expected the service's settings")
+        data = _with_script_text(body, path, where)
+        data = _with_shared_providers(data, shared_providers)
+        try:
+            service = parse_service(data, where=where)
+        except ServiceDefinitionError as error:
+            raise ServiceDefinitionError(f"{path}: {error}") from None
+        services.append((str(cluster_id), service))
+    return services
+
+
+def _with_script_text(body: dict[Any, Any], fdl: Path, where: str) -> dict[str, Any]:
+    data = dict(body)
+    key = next((key for key in data if str(key).lower() == "script"), None)
+    if key is None or not isinstance(data[key], str) or "\n" in data[key]:
+        return data  # absent, malformed or inline: validation reports it or takes it as is
+    script_path = (fdl.parent / data[key].strip()).resolve()
+    try:
+        data[key] = script_path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise ServiceDefinitionError(
+            f"{fdl}: {where}.script: cannot read {script_path}: {reason}"
+        ) from None
+    return data
+
+
+def _with_shared_providers(data: dict[str, Any], shared: dict[Any, Any]) -> dict[str, Any]:
+    """Merge the FDL's top-level providers under the service's own (the service's win)."""
+    if not shared:
+        return data
+    key = next((key for key in data if str(key).lower() == "storage_providers"), None)
+    own = data.get(key) if key is not None else None
+    merged: dict[str, Any] = {}
+    for kind, entries in _lower_keys(shared).items():
+        merged[kind] = dict(entries or {})
+    for kind, entries in _lower_keys(own or {}).items():
+        merged.setdefault(kind, {}).update(entries or {})
+    data = {k: v for k, v in data.items() if k != key}
+    data["storage_providers"] = merged
+    return data

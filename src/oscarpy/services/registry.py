@@ -1,0 +1,208 @@
+"""The registered services: rows of the state DB, their buckets, and who wants to hear of changes.
+
+Registering a service is one database write plus creating any missing bucket and folder in the
+embedded store; nothing restarts. Listeners (the job engine) hear `"created"`, `"updated"` and
+`"deleted"` after the change is committed.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import logging
+import secrets
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy import DateTime, String, Text, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from oscarpy.db import Base, Database, utcnow
+from oscarpy.log import register_secret
+from oscarpy.services.errors import ServiceDefinitionError, ServiceExists, ServiceNotFound
+from oscarpy.services.model import Service
+
+log = logging.getLogger(__name__)
+
+#: OSCAR's owner of services created with the admin's Basic credentials.
+ADMIN_OWNER = "cluster_admin"
+
+Listener = Callable[[str, Service], None]
+
+
+class BucketStore(Protocol):
+    """What the registry needs of `oscarpy.storage.store.ObjectStore`."""
+
+    def ensure_bucket(self, name: str) -> None: ...
+
+    def ensure_folder(self, bucket: str, folder: str) -> None: ...
+
+    def delete_bucket(self, name: str, force: bool = False) -> None: ...
+
+    def bucket_exists(self, name: str) -> bool: ...
+
+
+class ServiceRecord(Base):
+    """One service; `definition` is its JSON, secrets included (the state DB is the admin's)."""
+
+    __tablename__ = "services"
+
+    name: Mapped[str] = mapped_column(String(39), primary_key=True)
+    definition: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+def generate_token() -> str:
+    """64 hex characters, as OSCAR's service tokens."""
+    return secrets.token_hex(32)
+
+
+def _load(record: ServiceRecord) -> Service:
+    service = Service.model_validate(json.loads(record.definition))
+    for secret in service.secret_values():
+        register_secret(secret)
+    return service
+
+
+def _refuse_placeholders(service: Service) -> None:
+    placeholders = service.hidden_placeholders()
+    if placeholders:
+        raise ServiceDefinitionError(
+            f"{', '.join(placeholders)}: 'hidden' stands for a stored key, and there is none "
+            "for this provider; give the key itself"
+        )
+
+
+def _dump(service: Service) -> str:
+    return json.dumps(service.to_json(), sort_keys=True)
+
+
+class ServiceRegistry:
+    """Create, read, update and delete services; thread-safe, as API routes run in threads."""
+
+    def __init__(self, database: Database, store: BucketStore) -> None:
+        self.database = database
+        self.store = store
+        self._listeners: list[Listener] = []
+        self._listeners_lock = threading.Lock()
+
+    def add_listener(self, callback: Listener) -> None:
+        """Call `callback(event, service)` after each committed change."""
+        with self._listeners_lock:
+            self._listeners.append(callback)
+
+    def create(self, service: Service) -> Service:
+        """Register a new service with a fresh token; raises `ServiceExists`."""
+        if self.get(service.name) is not None:
+            raise ServiceExists(service.name)
+        _refuse_placeholders(service)
+        service = service.model_copy(
+            update={"token": generate_token(), "owner": service.owner or ADMIN_OWNER}
+        )
+        for secret in service.secret_values():
+            register_secret(secret)
+        self._prepare_storage(service)
+        now = utcnow()
+        try:
+            with self.database.session() as session:
+                session.add(
+                    ServiceRecord(
+                        name=service.name,
+                        definition=_dump(service),
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+        except IntegrityError:
+            raise ServiceExists(service.name) from None
+        log.info("service %s created", service.name)
+        self._notify("created", service)
+        return service
+
+    def update(self, service: Service) -> Service:
+        """Replace a service's definition, keeping its token, owner and unchanged secrets."""
+        stored = self.get(service.name)
+        if stored is None:
+            raise ServiceNotFound(service.name)
+        service = service.with_secrets_from(stored).model_copy(
+            update={"token": stored.token, "owner": stored.owner}
+        )
+        _refuse_placeholders(service)
+        for secret in service.secret_values():
+            register_secret(secret)
+        # Buckets first, outside the transaction: the store commits in its own sessions.
+        self._prepare_storage(service)
+        with self.database.session() as session:
+            record = session.get(ServiceRecord, service.name)
+            if record is None:
+                raise ServiceNotFound(service.name)
+            record.definition = _dump(service)
+            record.updated_at = utcnow()
+        log.info("service %s updated", service.name)
+        self._notify("updated", service)
+        return service
+
+    def delete(self, name: str, delete_buckets: bool = False) -> None:
+        """Remove a service; its buckets and their files stay unless `delete_buckets`.
+
+        Even then a bucket another service still uses is kept, with its files.
+        """
+        with self.database.session() as session:
+            record = session.get(ServiceRecord, name)
+            if record is None:
+                raise ServiceNotFound(name)
+            service = _load(record)
+            session.delete(record)
+        log.info("service %s deleted", name)
+        if delete_buckets:
+            self._delete_buckets(service)
+        self._notify("deleted", service)
+
+    def get(self, name: str) -> Service | None:
+        with self.database.session() as session:
+            record = session.get(ServiceRecord, name)
+            return _load(record) if record is not None else None
+
+    def list(self) -> builtins.list[Service]:
+        with self.database.session() as session:
+            records = session.scalars(select(ServiceRecord).order_by(ServiceRecord.name)).all()
+            return [_load(record) for record in records]
+
+    def _prepare_storage(self, service: Service) -> None:
+        """Create the service's missing buckets and folders in the embedded store.
+
+        An existing bucket is fine and shared: two services may use one bucket.
+        """
+        for path in service.embedded_paths():
+            self.store.ensure_bucket(path.bucket)
+            if path.folder:
+                self.store.ensure_folder(path.bucket, path.folder)
+
+    def _delete_buckets(self, service: Service) -> None:
+        in_use = {
+            path.bucket
+            for other in self.list()
+            for path in other.embedded_paths()
+            if other.name != service.name
+        }
+        for bucket in sorted({path.bucket for path in service.embedded_paths()}):
+            if bucket in in_use:
+                log.info("bucket %s kept: another service still uses it", bucket)
+                continue
+            if self.store.bucket_exists(bucket):
+                self.store.delete_bucket(bucket, force=True)
+                log.info("bucket %s of service %s deleted", bucket, service.name)
+
+    def _notify(self, event: str, service: Service) -> None:
+        with self._listeners_lock:
+            listeners = builtins.list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(event, service)
+            except Exception:
+                # A failing listener must not undo a committed change nor starve the others.
+                log.exception("listener %r failed on %s of %s", listener, event, service.name)

@@ -1,0 +1,290 @@
+"""The service definition model: OSCAR's JSON as its clients send it, and what we refuse."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from oscarpy.services import model
+from oscarpy.services.model import (
+    DEFAULT_PROVIDER,
+    Service,
+    ServiceDefinitionError,
+    StoragePath,
+    parse_service,
+)
+from oscarpy.services.quantities import parse_quantity
+
+
+def definition(**overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {"name": "grayify", "image": "busybox", "script": "echo hi"}
+    data.update(overrides)
+    return data
+
+
+def problem(data: dict[str, Any]) -> str:
+    with pytest.raises(ServiceDefinitionError) as caught:
+        parse_service(data)
+    return str(caught.value)
+
+
+def test_defaults_are_oscars() -> None:
+    service = parse_service(definition())
+    assert (service.cpu, service.memory, service.log_level) == ("0.2", "256Mi", "INFO")
+    assert service.visibility == "private"
+    assert service.cpu_cores == pytest.approx(0.2)
+    assert service.memory_bytes == 256 * 2**20
+    assert (service.max_concurrency, service.timeout, service.retries) == (None, None, 0)
+
+
+def test_keys_are_case_insensitive_at_every_level() -> None:
+    service = parse_service(
+        {
+            "Name": "grayify",
+            "IMAGE": "busybox",
+            "Script": "echo",
+            "Environment": {"Variables": {"MY_Var": "x"}, "Secrets": {"Key": "s3cret"}},
+            "Input": [{"Storage_Provider": "minio.default", "Path": "images/in"}],
+        }
+    )
+    # Keys of user maps keep their case: they are names the script sees.
+    assert service.environment.variables == {"MY_Var": "x"}
+    assert service.environment.secrets == {"Key": "s3cret"}
+    assert service.input[0].path == "images/in"
+
+
+def test_the_same_key_twice_with_different_values_is_refused() -> None:
+    assert "given twice" in problem(definition(Memory="1Gi", memory="2Gi"))
+
+
+def test_go_zero_values_mean_defaults() -> None:
+    """oscar-cli (Go) sends every field, unset ones as "", null, 0 or false."""
+    service = parse_service(
+        definition(
+            cpu="",
+            memory="",
+            log_level="",
+            visibility="",
+            token="",
+            input=None,
+            output=[{"storage_provider": "", "path": "grayify/out", "prefix": None}],
+            environment={"variables": None, "secrets": None},
+            labels=None,
+            storage_providers=None,
+            alpine=False,
+            expose={"min_scale": 0, "max_scale": 0},
+        )
+    )
+    assert service.cpu == "0.2" and service.memory == "256Mi"
+    assert service.output[0].storage_provider == DEFAULT_PROVIDER
+    assert service.output[0].prefix == []
+
+
+def test_oscar_settings_we_do_not_implement_are_kept_returned_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    model._ignored_logged.discard("enable_gpu")
+    caplog.set_level(logging.WARNING, logger="oscarpy.services.model")
+    first = parse_service(definition(enable_gpu=True, image_pull_secrets=[], vo=""))
+    parse_service(definition(enable_gpu=True))
+    assert first.to_json()["enable_gpu"] is True
+    assert first.oscar_settings == {"enable_gpu": True, "image_pull_secrets": [], "vo": ""}
+    warnings = [record.getMessage() for record in caplog.records if "enable_gpu" in record.message]
+    assert len(warnings) == 1
+    # Zero values (what Go clients send for everything) are not worth a warning.
+    assert "image_pull_secrets" not in caplog.text
+
+
+def test_unknown_keys_are_refused_by_name() -> None:
+    message = problem(definition(memroy="1Gi"))
+    assert "'memroy'" in message and "memory" in message
+    message = problem(definition(input=[{"path": "a-bucket/in", "sufix": [".jpg"]}]))
+    assert message.startswith("input[0]:") and "'sufix'" in message
+
+
+@pytest.mark.parametrize(
+    ("given", "bucket", "folder"),
+    [
+        ("images/in", "images", "in"),
+        ("  /images/in/deep/ ", "images", "in/deep"),
+        ("images//in", "images", "in"),
+        ("images/", "images", ""),  # a bucket's root
+        (" /images// ", "images", ""),
+        ("in", "grayify", "in"),  # without a bucket: the service's own bucket
+    ],
+)
+def test_paths_are_normalised(given: str, bucket: str, folder: str) -> None:
+    path = parse_service(definition(input=[{"path": given}])).input[0]
+    assert (path.bucket, path.folder) == (bucket, folder)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [("", "path is empty"), (" / ", "path is empty"), ("images/../etc", "'..'")],
+)
+def test_bad_paths_are_refused(given: str, expected: str) -> None:
+    message = problem(definition(output=[{"path": given}]))
+    assert message.startswith("output[0].path:") and expected in message
+
+
+def test_bucket_names_follow_s3_rules() -> None:
+    assert "not a valid bucket name" in problem(definition(input=[{"path": "Images/in"}]))
+    assert "not a valid bucket name" in problem(definition(input=[{"path": "ab/in"}]))
+
+
+def test_provider_names_are_normalised_and_must_be_defined() -> None:
+    path = StoragePath(storage_provider="MinIO", path="images/in")
+    assert path.storage_provider == "minio.default"
+    message = problem(definition(output=[{"storage_provider": "s3.aws", "path": "b-1/out"}]))
+    assert message == "output[0].storage_provider: 's3.aws' is not defined in storage_providers"
+    assert "type one of" in problem(definition(output=[{"storage_provider": "ftp.x", "path": "a"}]))
+    service = parse_service(
+        definition(
+            output=[{"storage_provider": "s3.aws", "path": "results/out"}],
+            storage_providers={"S3": {"aws": {"access_key": "AK", "secret_key": "SK"}}},
+        )
+    )
+    assert service.output[0].provider_type == "s3" and service.output[0].provider_id == "aws"
+    assert service.storage_providers.s3["aws"].region == "us-east-1"
+
+
+def test_inputs_must_be_on_object_storage() -> None:
+    data = definition(
+        input=[{"storage_provider": "webdav.dcache", "path": "data/in"}],
+        storage_providers={"webdav": {"dcache": {"hostname": "h", "login": "l", "password": "p"}}},
+    )
+    assert "inputs must be on minio or s3" in problem(data)
+
+
+def test_an_output_inside_an_input_is_a_loop_and_refused() -> None:
+    message = problem(definition(input=[{"path": "images/in"}], output=[{"path": "images/in/x"}]))
+    assert message.startswith("output[0].path:") and "trigger the service again" in message
+    bucket_root = definition(input=[{"path": "images/"}], output=[{"path": "images/o"}])
+    assert "trigger" in problem(bucket_root)
+    # Siblings, another bucket or another provider are fine.
+    parse_service(definition(input=[{"path": "images/in"}], output=[{"path": "images/input2"}]))
+    parse_service(
+        definition(
+            input=[{"path": "images/in"}],
+            output=[{"path": "images/in", "storage_provider": "minio.other"}],
+            storage_providers={"minio": {"other": {"endpoint": "http://x"}}},
+        )
+    )
+
+
+def test_prefix_and_suffix_filters() -> None:
+    path = StoragePath(path="b-1/out", prefix=["gray_", "bw_"], suffix=[".png"])
+    assert path.matches("gray_cat.png") and path.matches("/bw_dog.png")
+    assert not path.matches("cat.png") and not path.matches("gray_cat.jpg")
+    assert StoragePath(path="b-1/out").matches("anything")
+    assert StoragePath(path="b-1/out", suffix=".txt").suffix == [".txt"]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("0.2", Decimal("0.2")),
+        ("500m", Decimal("0.5")),
+        ("1", Decimal(1)),
+        ("256Mi", Decimal(256 * 2**20)),
+        ("1G", Decimal(10**9)),
+        ("1.5e3", Decimal(1500)),
+        ("2E", Decimal(2 * 10**18)),
+    ],
+)
+def test_quantities(text: str, value: Decimal) -> None:
+    assert parse_quantity(text) == value
+
+
+def test_cpu_and_memory_accept_numbers_and_refuse_nonsense() -> None:
+    service = parse_service(definition(cpu=1.5, memory="1e9"))
+    assert service.cpu == "1.5" and service.memory_bytes == 10**9
+    assert parse_service(definition(cpu="250m")).cpu_cores == pytest.approx(0.25)
+    assert problem(definition(cpu="0")).startswith("cpu: cpu '0' must be more than 0")
+    assert "is not a quantity" in problem(definition(cpu="two"))
+    assert "did you mean Mi" in problem(definition(memory="256m"))
+
+
+def test_names_must_be_dns_labels() -> None:
+    assert problem(definition(name="My_Service")).startswith("name: 'My_Service' is not a valid")
+    assert "at most 39" in problem(definition(name="a" * 40))
+    assert problem({"image": "i", "script": "s"}) == "name: is required"
+    assert "not a valid service name" in problem(definition(name="grayify\n"))
+    assert "not a valid bucket name" in problem(definition(input=[{"path": "ima\nges/in"}]))
+
+
+def test_required_text_must_not_be_blank_and_enums_are_checked() -> None:
+    assert problem(definition(script="  \n")).startswith("script: must not be blank")
+    assert problem(definition(log_level="loud")).startswith("log_level: log level 'loud'")
+    assert parse_service(definition(log_level="debug")).log_level == "DEBUG"
+    assert problem(definition(visibility="secret")).startswith("visibility:")
+    assert problem(definition(retries=-1)).startswith("retries:")
+    assert problem(definition(max_concurrency=0)).startswith("max_concurrency:")
+
+
+def test_yaml_scalars_in_maps_become_text() -> None:
+    service = parse_service(definition(environment={"variables": {"DEBUG": True, "PORT": 8080}}))
+    assert service.environment.variables == {"DEBUG": "true", "PORT": "8080"}
+
+
+def test_redacted_copy_hides_secrets_and_a_put_of_it_keeps_them() -> None:
+    stored = parse_service(
+        definition(
+            token="t" * 64,
+            environment={"secrets": {"API_KEY": "k-123456"}},
+            storage_providers={
+                "minio": {"ext": {"endpoint": "http://m", "access_key": "a", "secret_key": "sk-1"}},
+                "webdav": {"dav": {"hostname": "h", "login": "l", "password": "pw-1"}},
+            },
+        )
+    )
+    shown = stored.redacted()
+    assert shown.environment.secrets == {"API_KEY": ""}
+    assert shown.storage_providers.minio["ext"].secret_key == "hidden"
+    assert shown.storage_providers.webdav["dav"].password == "hidden"
+    assert shown.token == stored.token
+    assert stored.environment.secrets == {"API_KEY": "k-123456"}  # the original is untouched
+    assert "k-123456" not in str(shown.to_json()) and "sk-1" not in str(shown.to_json())
+
+    sent_back = parse_service(shown.to_json())
+    kept = sent_back.with_secrets_from(stored)
+    assert kept.environment.secrets == {"API_KEY": "k-123456"}
+    assert kept.storage_providers.minio["ext"].secret_key == "sk-1"
+    assert kept.storage_providers.webdav["dav"].password == "pw-1"
+    changed = parse_service(
+        definition(environment={"secrets": {"API_KEY": "new"}})
+    ).with_secrets_from(stored)
+    assert changed.environment.secrets == {"API_KEY": "new"}
+    assert set(stored.secret_values()) == {"t" * 64, "k-123456", "sk-1", "pw-1"}
+
+
+def test_round_trip_through_json_is_stable() -> None:
+    service = parse_service(
+        definition(input=[{"path": "in"}], alpine=True, storage_providers={"onedata": {"x": {}}})
+    )
+    again = Service.model_validate(service.to_json())
+    assert again == service and again.to_json() == service.to_json()
+
+
+def test_embedded_paths() -> None:
+    service = parse_service(
+        definition(
+            input=[{"path": "images/in"}],
+            output=[
+                {"path": "images/out"},
+                {"storage_provider": "s3.aws", "path": "results/out"},
+            ],
+            storage_providers={"s3": {"aws": {}}},
+        )
+    )
+    assert [path.path for path in service.embedded_paths()] == ["images/in", "images/out"]
+    overridden = parse_service(
+        definition(
+            input=[{"path": "images/in"}],
+            storage_providers={"minio": {"default": {"endpoint": "http://minio:9000"}}},
+        )
+    )
+    assert overridden.embedded_paths() == []
