@@ -54,6 +54,32 @@ class Settings(BaseSettings):
         "from host and s3_port.",
     )
 
+    job_cpu: float | None = Field(
+        None, gt=0, description="CPU cores all running jobs may use together; default all cores."
+    )
+    job_memory: str | None = Field(
+        None,
+        description="Memory all running jobs may use together (256Mi, 8G); default the host's.",
+    )
+    job_log_limit: int = Field(
+        10 * 1024 * 1024, ge=1024, description="Bytes of log kept per job; the rest is cut."
+    )
+    job_retry_limit: int = Field(
+        3, ge=0, description="Retries of a job after infrastructure failures (image, daemon, OOM)."
+    )
+    job_retry_backoff: float = Field(
+        2.0, ge=0, description="Seconds before the first infrastructure retry; doubles each time."
+    )
+    job_lease_seconds: float = Field(
+        30.0, gt=0, description="A running job whose server stops renewing it is taken over after."
+    )
+    job_shutdown_grace: float = Field(
+        5.0,
+        ge=0,
+        description="Seconds a stopping server waits for running jobs (then adopts "
+        "them on the next start).",
+    )
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: object) -> object:

@@ -32,6 +32,7 @@ from oscarpy.credentials import (
     record_endpoints,
 )
 from oscarpy.db import Database
+from oscarpy.engine import Engine, EngineError
 from oscarpy.services.registry import ServiceRegistry
 from oscarpy.storage.s3.app import create_s3_app
 from oscarpy.storage.store import ObjectStore
@@ -124,13 +125,19 @@ class Platform:
         self.store = ObjectStore(self.database, settings.data_dir)
         self.store.recover()
         self.registry = ServiceRegistry(self.database, self.store)
+        try:
+            self.engine = Engine(settings, self.database, self.store, self.registry)
+        except EngineError as error:
+            self.close_sockets()
+            raise StartupError(str(error)) from error
         api_app = create_app(settings, self.database, self.admin)
         api_app.state.store = self.store
         api_app.state.registry = self.registry
+        api_app.state.engine = self.engine
         api_app.state.s3_endpoint = self.s3_endpoint
         self.api_app: ASGIApp = api_app
         self.s3_app: ASGIApp = create_s3_app(self.store, self.admin, settings)
-        self.background: list[BackgroundService] = []
+        self.background: list[BackgroundService] = [self.engine]
 
     @property
     def api_endpoint(self) -> str:

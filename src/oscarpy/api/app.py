@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 
 from oscarpy import __version__
-from oscarpy.api import openapi, services, system
+from oscarpy.api import jobs, logs, openapi, services, system
 from oscarpy.api.errors import install_error_handlers
 from oscarpy.api.slashes import StripTrailingSlash
 from oscarpy.config import Settings
@@ -32,7 +32,10 @@ def create_app(settings: Settings, database: Database, admin: AdminCredentials) 
 
     app.include_router(system.router)
     app.include_router(services.router)
+    app.include_router(jobs.router)
+    app.include_router(logs.router)
     install_error_handlers(app)
+    jobs.install_engine_errors(app)
     openapi.document(app)
     app.add_middleware(StripTrailingSlash)
     return app

@@ -1,0 +1,104 @@
+"""Latency: from the PUT acknowledged to the script's first line running, p50/p95 over 50 uploads,
+against a bare `docker run` of the same image doing the same, measured in the same run.
+
+    .venv/bin/python -m bench.jobs_latency [--uploads 50]
+
+The job's first line reads the boot clock and writes it as an output; the baseline is the same
+line in `docker run --rm` with the same bind mount and limits, timed from just before the command
+starts; the two alternate, one of each at a time. Overhead target: ours ≤ 1.2 × bare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.jobs_support import (
+    IMAGE,
+    READ_UPTIME,
+    boot_clock,
+    create_service,
+    describe,
+    docker_run,
+    percentile,
+    s3_client,
+    server,
+)
+
+
+def bare_arguments(work: Path) -> list[str]:
+    arguments = ["-v", f"{work}:/w", "--cpus", "0.5", "--memory", "64m", "--pids-limit", "1024"]
+    arguments += ["--security-opt", "no-new-privileges", IMAGE]
+    return arguments + ["sh", "-c", f'{READ_UPTIME}; echo "$up"']
+
+
+def bare_once(arguments: list[str]) -> float:
+    before = boot_clock()
+    return float(docker_run(arguments).strip()) - before
+
+
+def measure(uploads: int, root: Path) -> tuple[list[float], list[float]]:
+    """Alternate one bare run and one upload, so that load changes hit both alike."""
+    arguments = bare_arguments(root / "bare")
+    (root / "bare").mkdir(parents=True)
+    running = server(root / "data")
+    try:
+        create_service(
+            running,
+            {
+                "name": "latency",
+                "image": IMAGE,
+                "cpu": "0.5",
+                "memory": "64Mi",
+                "script": f'{READ_UPTIME}; echo "$up" > "$TMP_OUTPUT_DIR/started"\n',
+                "input": [{"path": "latency/in"}],
+                "output": [{"path": "latency/out"}],
+            },
+        )
+        s3 = s3_client(running)
+        bare_once(arguments)  # warm-up of both
+        s3.put_object(Bucket="latency", Key="in/warm-up", Body=b"x")
+        _wait_for(s3, "out/started")
+        bare: list[float] = []
+        ours: list[float] = []
+        for index in range(uploads):
+            bare.append(bare_once(arguments))
+            s3.delete_object(Bucket="latency", Key="out/started")
+            s3.put_object(Bucket="latency", Key=f"in/{index}", Body=b"x")
+            acknowledged = boot_clock()
+            ours.append(float(_wait_for(s3, "out/started")) - acknowledged)
+        return bare, ours
+    finally:
+        running.stop()
+
+
+def _wait_for(s3: Any, key: str) -> str:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            body = s3.get_object(Bucket="latency", Key=key)["Body"].read()
+            return str(body.decode().strip())
+        except s3.exceptions.NoSuchKey:
+            time.sleep(0.01)
+    raise TimeoutError(key)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--uploads", type=int, default=50)
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="oscar-bench-") as temporary:
+        root = Path(temporary)
+        bare, ours = measure(options.uploads, root)
+    ratio_p50 = percentile(ours, 0.5) / percentile(bare, 0.5)
+    ratio_p95 = percentile(ours, 0.95) / percentile(bare, 0.95)
+    print(f"bare docker run : {describe(bare)}")
+    print(f"oscar-py upload : {describe(ours)}")
+    print(f"ratio p50 {ratio_p50:.2f}, p95 {ratio_p95:.2f} (target ≤ 1.20)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Shared by the job benchmarks: a real `oscar serve`, an S3 client, and timing helpers.
+
+Times inside containers are read from `/proc/uptime` (the host's boot clock, 10 ms steps):
+busybox's `date` has no sub-second format, and the boot clock is the same in and out of a
+container, so a script's start can be compared with the moment the host saw the PUT return.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.support.server import RunningServer, start_server  # noqa: E402
+
+IMAGE = "oscar-test/busybox:latest"
+READ_UPTIME = "read up rest < /proc/uptime"
+
+
+def boot_clock() -> float:
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def server(data_dir: Path, **env: str) -> RunningServer:
+    return start_server(data_dir, env={"OSCAR_LOG_LEVEL": "WARNING", **env})
+
+
+def s3_client(running: RunningServer) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=running.s3_url,
+        aws_access_key_id=running.username,
+        aws_secret_access_key=running.password,
+        region_name="us-east-1",
+    )
+
+
+def create_service(running: RunningServer, definition: dict[str, Any]) -> None:
+    with running.client() as client:
+        answer = client.post("/system/services", json=definition)
+        answer.raise_for_status()
+
+
+def succeeded_jobs(running: RunningServer, service: str) -> int:
+    with running.client() as client:
+        answer = client.get(f"/system/logs/{service}", params={"limit": 1000})
+        answer.raise_for_status()
+        jobs = answer.json()["jobs"].values()
+        failed = [job for job in jobs if job["status"] == "Failed"]
+        if failed:
+            raise RuntimeError(f"a benchmark job failed: {failed[0]}")
+        return sum(1 for job in jobs if job["status"] == "Succeeded")
+
+
+def docker_run(arguments: list[str]) -> str:
+    done = subprocess.run(
+        ["docker", "run", "--rm", *arguments], capture_output=True, text=True, check=True
+    )
+    return done.stdout
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def describe(values: list[float]) -> str:
+    return (
+        f"p50 {percentile(values, 0.5) * 1000:.0f} ms, p95 {percentile(values, 0.95) * 1000:.0f} ms"
+        f", mean {statistics.mean(values) * 1000:.0f} ms"
+    )

@@ -1,0 +1,94 @@
+"""`POST /job/{service}` (asynchronous invocation) and `POST /system/services/{name}/reconcile`.
+
+Also the engine's row of the exceptions → HTTP table (`install_engine_errors`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from oscarpy.api.auth import SERVICE_AUTH_DOCUMENTATION, require_admin, require_service_access
+from oscarpy.api.errors import error_responses
+from oscarpy.engine.core import Engine
+from oscarpy.engine.errors import EngineError, InvalidJobOperation, JobNotFound
+from oscarpy.services.errors import ServiceNotFound
+from oscarpy.services.model import is_service_name
+from oscarpy.storage.provider import StorageError
+
+router = APIRouter(tags=["jobs"])
+
+ENGINE_STATUS: dict[type[Exception], int] = {
+    JobNotFound: 404,
+    InvalidJobOperation: 409,
+    StorageError: 502,
+}
+
+
+class JobCreated(BaseModel):
+    job_id: str = Field(description="Id of the job; its log is at /system/logs/{service}/{id}.")
+
+
+class Reconciled(BaseModel):
+    created: int = Field(description="Jobs created for objects that had none.")
+
+
+def engine_of(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def checked_name(name: str) -> str:
+    if not is_service_name(name):
+        raise ServiceNotFound(name)
+    return name
+
+
+async def _engine_error(_request: Request, error: Exception) -> JSONResponse:
+    code = next((code for kind, code in ENGINE_STATUS.items() if isinstance(error, kind)), 500)
+    return JSONResponse({"detail": str(error)}, status_code=code)
+
+
+def install_engine_errors(app: FastAPI) -> None:
+    app.add_exception_handler(EngineError, _engine_error)
+    app.add_exception_handler(StorageError, _engine_error)
+
+
+@router.post(
+    "/job/{service_name}",
+    status_code=status.HTTP_201_CREATED,
+    response_model=JobCreated,
+    summary="Invoke a service asynchronously",
+    dependencies=SERVICE_AUTH_DOCUMENTATION,
+    responses={
+        **error_responses(401, 404),
+        201: {"headers": {"Location": {"description": "The job's log."}}},
+    },
+)
+async def submit_job(service_name: str, request: Request, response: Response) -> dict[str, Any]:
+    """Run the service once: a MinIO/S3 event body names an object to process; any other body
+    is the input itself (JSON as-is, anything else base64-decoded). The job is recorded before
+    this answers (OSCAR returns no id; we return it, still with 201)."""
+    require_service_access(request, service_name)
+    body = await request.body()
+    job_id = await run_in_threadpool(engine_of(request).submit, checked_name(service_name), body)
+    response.headers["Location"] = f"/system/logs/{service_name}/{job_id}"
+    return {"job_id": job_id}
+
+
+@router.post(
+    "/system/services/{service_name}/reconcile",
+    response_model=Reconciled,
+    summary="Create jobs for existing objects that have none",
+    dependencies=[Depends(require_admin)],
+    responses=error_responses(401, 404),
+)
+def reconcile(service_name: str, request: Request) -> dict[str, int]:
+    """List the service's input paths and create a job for each object version without one:
+    files that were in the bucket before the service existed, or events an external storage
+    never sent."""
+    return {"created": engine_of(request).reconcile(checked_name(service_name))}

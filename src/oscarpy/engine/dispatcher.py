@@ -1,0 +1,222 @@
+"""Claims pending jobs and runs each in a worker thread, fairly and within capacity.
+
+Fair: services take turns, the one with the fewest running jobs first, so one service with
+10,000 pending jobs does not starve another with one. Within capacity: the sum of the running
+jobs' CPU and memory stays within the host's (a job larger than the host runs alone), and
+each service's `max_concurrency` holds. While jobs run their leases are renewed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from oscarpy.db import utcnow
+from oscarpy.engine.ledger import Claim, Ledger
+
+log = logging.getLogger(__name__)
+
+_EPSILON = 1e-9
+
+
+@dataclass(frozen=True)
+class Demand:
+    """What one job of a service takes while it runs."""
+
+    cpu: float
+    memory: int
+    max_concurrency: int | None = None
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What the host gives to jobs in all."""
+
+    cpu: float
+    memory: int
+
+
+Execute = Callable[[Claim, threading.Event], None]
+"""Runs a claimed job to its end in the calling (worker) thread; the event asks it to stop."""
+
+
+@dataclass
+class _Running:
+    claim: Claim
+    demand: Demand
+    cancelled: threading.Event
+    thread: threading.Thread
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        ledger: Ledger,
+        capacity: Capacity,
+        demand_for: Callable[[str], Demand | None],
+        execute: Execute,
+        *,
+        poll_seconds: float = 2.0,
+        maintenance: Callable[[], object] | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.capacity = capacity
+        self._demand_for = demand_for
+        self._execute = execute
+        self._poll = poll_seconds
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._running: dict[str, _Running] = {}
+        self._per_service: dict[str, int] = defaultdict(int)
+        self._last_turn: dict[str, float] = {}
+        self._thread: threading.Thread | None = None
+        self._last_renewal = time.monotonic()
+        self._maintenance = maintenance
+        self._last_maintenance = time.monotonic()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
+        self._thread.start()
+
+    def stop(self, grace: float) -> list[str]:
+        """Stop claiming; wait up to `grace` seconds for running jobs; return those still going.
+
+        Jobs still running are left to their containers: the next start adopts them.
+        """
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        deadline = time.monotonic() + grace
+        for running in self._snapshot():
+            running.thread.join(max(0.0, deadline - time.monotonic()))
+        return [running.claim.job.id for running in self._snapshot()]
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -- what runs ------------------------------------------------------------------------
+
+    def _snapshot(self) -> list[_Running]:
+        with self._lock:
+            return list(self._running.values())
+
+    def running_job_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._running)
+
+    def cancel(self, job_id: str) -> bool:
+        """Ask a running job to stop (its runtime execution is killed by the caller)."""
+        with self._lock:
+            running = self._running.get(job_id)
+        if running is None:
+            return False
+        running.cancelled.set()
+        return True
+
+    def wait_for(self, job_id: str, timeout: float) -> None:
+        with self._lock:
+            running = self._running.get(job_id)
+        if running is not None:
+            running.thread.join(timeout)
+
+    def launch(self, claim: Claim, demand: Demand) -> None:
+        """Run a claimed (or taken-over) job in its own worker thread."""
+        cancelled = threading.Event()
+        thread = threading.Thread(
+            target=self._work, args=(claim, cancelled), name=f"job-{claim.job.id[:8]}", daemon=True
+        )
+        with self._lock:
+            self._running[claim.job.id] = _Running(claim, demand, cancelled, thread)
+            self._per_service[claim.job.service] += 1
+            self._last_turn[claim.job.service] = time.monotonic()
+        thread.start()
+
+    def _work(self, claim: Claim, cancelled: threading.Event) -> None:
+        try:
+            self._execute(claim, cancelled)
+        except Exception:
+            log.exception("job %s: the worker failed", claim.job.id)
+        finally:
+            with self._lock:
+                self._running.pop(claim.job.id, None)
+                self._per_service[claim.job.service] -= 1
+            self._wake.set()
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._renew_leases()
+                self._dispatch()
+            except Exception:
+                log.exception("dispatcher round failed; retrying shortly")
+            self._wake.wait(self._sleep_time())
+            self._wake.clear()
+
+    def _sleep_time(self) -> float:
+        try:
+            wakeup = self.ledger.next_wakeup()
+        except Exception:
+            return self._poll
+        if wakeup is None:
+            return self._poll
+        return max(0.005, min(self._poll, (wakeup - utcnow()).total_seconds()))
+
+    def _renew_leases(self) -> None:
+        lease = self.ledger.lease.total_seconds()
+        if time.monotonic() - self._last_renewal >= lease / 3:
+            self._last_renewal = time.monotonic()
+            self.ledger.renew_leases(self.running_job_ids())
+        if self._maintenance is not None and time.monotonic() - self._last_maintenance >= lease:
+            self._last_maintenance = time.monotonic()
+            self._maintenance()
+
+    def _fits(self, service: str, demand: Demand) -> bool:
+        with self._lock:
+            if not self._running:
+                return True  # even a job larger than the host runs, alone
+            if demand.max_concurrency is not None:
+                if self._per_service[service] >= demand.max_concurrency:
+                    return False
+            cpu = sum(running.demand.cpu for running in self._running.values())
+            memory = sum(running.demand.memory for running in self._running.values())
+        return (
+            cpu + demand.cpu <= self.capacity.cpu + _EPSILON
+            and memory + demand.memory <= self.capacity.memory
+        )
+
+    def _dispatch(self) -> None:
+        """Start ready jobs, one per service per turn, until nothing more fits."""
+        candidates = set(self.ledger.ready_services())
+        while candidates and not self._stopping.is_set():
+            with self._lock:
+                order = sorted(
+                    candidates,
+                    key=lambda name: (self._per_service[name], self._last_turn.get(name, 0.0)),
+                )
+            started = False
+            for service in order:
+                demand = self._demand_for(service)
+                if demand is None or not self._fits(service, demand):
+                    candidates.discard(service)
+                    continue
+                job_id = self.ledger.next_ready(service)
+                if job_id is None:
+                    candidates.discard(service)
+                    continue
+                claim = self.ledger.claim(job_id)
+                if claim is not None:
+                    self.launch(claim, demand)
+                    started = True
+                    break  # re-sort: the next turn goes to the service with fewest running
+            if not started:
+                return

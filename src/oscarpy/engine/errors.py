@@ -1,0 +1,51 @@
+"""The job engine's exceptions, one tree, so that callers decide by kind and never by message.
+
+    EngineError
+    ├── InfrastructureError          the platform could not run the job: retried with backoff
+    │   ├── RuntimeUnavailable       the container engine does not answer
+    │   ├── ImageUnavailable         the image is absent and cannot be pulled
+    │   ├── StagingError             the input could not be staged in or the outputs out
+    │   └── ContainerError           the engine refused or lost the container
+    ├── JobNotFound                  no such job (for that service)
+    └── InvalidJobOperation          the job's state does not allow the operation
+
+A script's own failure (non-zero exit, timeout, OOM) is not an exception: it is an outcome,
+recorded on the attempt. Foreign errors (`docker.errors`, `botocore`) are translated into this
+tree where they are caught, in their adapters.
+"""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """Base of every error the job engine raises."""
+
+
+class InfrastructureError(EngineError):
+    """The platform, not the script, failed; the job is retried with backoff up to a limit."""
+
+    reason = "infrastructure"
+
+
+class RuntimeUnavailable(InfrastructureError):
+    reason = "runtime"
+
+
+class ImageUnavailable(InfrastructureError):
+    reason = "image"
+
+
+class StagingError(InfrastructureError):
+    reason = "staging"
+
+
+class ContainerError(InfrastructureError):
+    reason = "container"
+
+
+class JobNotFound(EngineError):
+    pass
+
+
+class InvalidJobOperation(EngineError):
+    pass

@@ -1,0 +1,143 @@
+"""Turns object events of the embedded store into jobs.
+
+The store records an event in the same transaction as each object; the intake reads them
+after its own cursor and, in one transaction, creates a job for every service whose input path
+(bucket + folder, and its prefix/suffix filters) contains the key and moves the cursor past
+them. A crash therefore loses no event and creates no job twice. The store wakes the intake
+after each commit; a slow poll covers events committed by another process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+
+from sqlalchemy.orm import Session
+
+from oscarpy.engine.events import storage_event
+from oscarpy.engine.ledger import Ledger, NewJob
+from oscarpy.engine.records import IntakeCursor, JobSource
+from oscarpy.services.model import Service, StoragePath
+from oscarpy.storage.events import ObjectEvent, fetch_events, prune_events
+
+log = logging.getLogger(__name__)
+
+CURSOR = "object_events"
+_BATCH = 500
+_POLL_SECONDS = 2.0
+_PRUNE_EVERY = 1000
+"""Events the intake has consumed are deleted in batches of about this many (it is their only
+consumer); the store keeps the objects, the ledger keeps the jobs."""
+
+
+def path_contains(path: StoragePath, bucket: str, key: str) -> bool:
+    """Whether the object `bucket/key` lies under `path` and passes its filters."""
+    if path.bucket != bucket or key.endswith("/"):
+        return False
+    prefix = path.key_prefix()
+    if not key.startswith(prefix):
+        return False
+    return path.matches(key[len(prefix) :])
+
+
+def services_for(services: Iterable[Service], bucket: str, key: str) -> list[Service]:
+    """Every service with an embedded-store input that contains the key (each service once)."""
+    return [
+        service
+        for service in services
+        if any(
+            service.uses_embedded_store(path) and path_contains(path, bucket, key)
+            for path in service.input
+        )
+    ]
+
+
+class Intake:
+    def __init__(
+        self,
+        ledger: Ledger,
+        services: Callable[[], list[Service]],
+        on_jobs: Callable[[], None],
+        *,
+        region: str = "",
+    ) -> None:
+        self.ledger = ledger
+        self._services = services
+        self._on_jobs = on_jobs
+        self._region = region
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pruned = 0
+
+    def wake(self) -> None:
+        """Called by the store after a commit that recorded events (in the committing thread)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="intake", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()
+            try:
+                while self.process_batch() and not self._stopping.is_set():
+                    pass
+            except Exception:
+                log.exception("intake failed; retrying shortly")
+            self._wake.wait(_POLL_SECONDS)
+
+    def process_batch(self) -> int:
+        """Turn the next batch of events into jobs; returns how many events were read."""
+        services = self._services()
+        created = 0
+        with self.ledger.writing() as session:
+            cursor = session.get(IntakeCursor, CURSOR, with_for_update=True)
+            if cursor is None:
+                cursor = IntakeCursor(name=CURSOR, position=0)
+                session.add(cursor)
+            events = fetch_events(session, cursor.position, _BATCH)
+            for event in events:
+                created += self._jobs_for(session, services, event)
+            if events:
+                cursor.position = events[-1].id
+                if cursor.position - self._pruned >= _PRUNE_EVERY:
+                    prune_events(session, cursor.position)
+                    self._pruned = cursor.position
+        if created:
+            log.debug("intake: %d job(s) from %d event(s)", created, len(events))
+            self._on_jobs()
+        return len(events)
+
+    def _jobs_for(self, session: Session, services: list[Service], event: ObjectEvent) -> int:
+        if event.kind != "created":
+            return 0
+        created = 0
+        for service in services_for(services, event.bucket, event.key):
+            new = NewJob(
+                service=service.name,
+                source=JobSource.STORAGE,
+                event=storage_event(
+                    event.bucket,
+                    event.key,
+                    event.size,
+                    event.etag,
+                    event.occurred_at,
+                    self._region,
+                ),
+                provider="minio.default",
+                bucket=event.bucket,
+                key=event.key,
+                etag=event.etag,
+            )
+            if self.ledger.add(session, new) is not None:
+                created += 1
+        return created

@@ -1,0 +1,545 @@
+"""The job ledger: every job, attempt and log line, in the state DB.
+
+Every change of a job's state goes through `_transition`, and each is a committed write, so
+that a restarted server resumes exactly where the last one stopped. Running jobs hold a lease
+(owner + expiry) renewed while they run; a job whose lease expired, or whose owner process is
+gone, is taken over by `take_over_orphans` and then adopted or run again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from oscarpy.db import Database, utcnow
+from oscarpy.engine.errors import InvalidJobOperation, JobNotFound
+from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
+from oscarpy.engine.records import Job, JobAttempt, JobLogChunk, JobSource, JobStatus
+from oscarpy.engine.retries import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LOG_CAP = 10 * 1024 * 1024
+ORPHAN_REASON = "abandoned"
+
+_ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED}),
+    JobStatus.RUNNING: frozenset(
+        {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.PENDING, JobStatus.CANCELLED}
+    ),
+    JobStatus.FAILED: frozenset({JobStatus.PENDING}),
+    JobStatus.SUCCEEDED: frozenset(),
+    JobStatus.CANCELLED: frozenset(),
+}
+_FINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+def new_owner() -> str:
+    """This process's lease-owner name: host, pid and a token that tells restarts apart."""
+    return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+
+
+def owner_is_alive(owner: str, me: str) -> bool | None:
+    """Whether the owning process still runs: known for this host, `None` (unknown) elsewhere."""
+    if owner == me:
+        return True
+    host, _, rest = owner.partition("/")
+    pid_text, _, _token = rest.partition("/")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return None
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False  # same pid, other token: an earlier life of this very process id
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class NewJob:
+    service: str
+    source: JobSource
+    event: str = ""
+    provider: str | None = None
+    bucket: str | None = None
+    key: str | None = None
+    etag: str | None = None
+    body_path: str | None = None
+    job_id: str | None = None
+    """Given when something (a request body on disk) is named after the job before it exists."""
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A read-only snapshot of a job row."""
+
+    id: str
+    service: str
+    status: JobStatus
+    source: JobSource
+    provider: str | None
+    bucket: str | None
+    key: str | None
+    etag: str | None
+    event: str
+    body_path: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int
+    exit_code: int | None
+    reason: str | None
+    message: str | None
+    log_truncated: bool
+
+    @classmethod
+    def of(cls, job: Job) -> JobView:
+        return cls(
+            id=job.id,
+            service=job.service,
+            status=JobStatus(job.status),
+            source=JobSource(job.source),
+            provider=job.provider,
+            bucket=job.bucket,
+            key=job.key,
+            etag=job.etag,
+            event=job.event,
+            body_path=job.body_path,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            attempts=job.attempts,
+            exit_code=job.exit_code,
+            reason=job.reason,
+            message=job.message,
+            log_truncated=job.log_truncated,
+        )
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job this process now runs (or adopts), and which attempt it is."""
+
+    job: JobView
+    attempt: int
+    execution_id: str | None = None
+    attempt_started_at: datetime | None = None
+
+
+def _transition(job: Job, target: JobStatus, now: datetime) -> None:
+    """The one place a job's status changes; refuses moves the lifecycle does not allow."""
+    current = JobStatus(job.status)
+    if target not in _ALLOWED[current]:
+        raise InvalidJobOperation(
+            f"job {job.id} is {current.oscar_name}; it cannot become {target.oscar_name}"
+        )
+    job.status = target
+    if target is JobStatus.RUNNING:
+        job.started_at = now
+        job.finished_at = None
+    elif target is JobStatus.PENDING:
+        job.lease_owner = None
+        job.lease_expires_at = None
+        job.finished_at = None
+    else:
+        job.finished_at = now
+        job.lease_owner = None
+        job.lease_expires_at = None
+
+
+class Ledger:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        owner: str | None = None,
+        lease_seconds: float = 60.0,
+        log_cap: int = DEFAULT_LOG_CAP,
+        retry_policy: RetryPolicy | None = None,
+    ) -> None:
+        self.database = database
+        self.owner = owner or new_owner()
+        self.lease = timedelta(seconds=lease_seconds)
+        self.log_cap = log_cap
+        self.retry_policy = retry_policy or RetryPolicy()
+
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        """A write transaction; on SQLite it takes the write lock at once (BEGIN IMMEDIATE),
+        so a read-then-write never fails on a snapshot another writer made stale."""
+        with self.database.session() as session:
+            if self.database.dialect == "sqlite":
+                session.execute(text("BEGIN IMMEDIATE"))
+            yield session
+
+    # -- creating -------------------------------------------------------------------------
+
+    def add(self, session: Session, new: NewJob) -> str | None:
+        """Record a pending job in the caller's transaction; `None` if its version has one."""
+        if new.etag is not None and self.has_job(
+            session, new.service, new.bucket, new.key, new.etag
+        ):
+            return None
+        now = utcnow()
+        job = Job(
+            id=new.job_id or str(uuid.uuid4()),
+            service=new.service,
+            status=JobStatus.PENDING,
+            source=new.source,
+            provider=new.provider,
+            bucket=new.bucket,
+            key=new.key,
+            etag=new.etag,
+            event=new.event,
+            body_path=new.body_path,
+            created_at=now,
+            next_attempt_at=now,
+            attempts=0,
+            script_failures=0,
+            infrastructure_failures=0,
+            log_bytes=0,
+            log_truncated=False,
+        )
+        try:
+            with session.begin_nested():
+                session.add(job)
+        except IntegrityError:
+            return None  # another process recorded the same object version first
+        return job.id
+
+    def add_job(self, new: NewJob) -> str | None:
+        with self.writing() as session:
+            return self.add(session, new)
+
+    def find_job(
+        self, service: str, bucket: str | None, key: str | None, etag: str | None
+    ) -> str | None:
+        """The job of that object version, if there is one."""
+        with self.database.session() as session:
+            return session.scalar(
+                select(Job.id)
+                .where(Job.service == service, Job.bucket == bucket, Job.key == key)
+                .where(Job.etag == etag)
+                .limit(1)
+            )
+
+    @staticmethod
+    def has_job(
+        session: Session, service: str, bucket: str | None, key: str | None, etag: str | None
+    ) -> bool:
+        found = session.scalar(
+            select(Job.id)
+            .where(Job.service == service, Job.bucket == bucket, Job.key == key)
+            .where(Job.etag == etag)
+            .limit(1)
+        )
+        return found is not None
+
+    # -- reading --------------------------------------------------------------------------
+
+    def get(self, job_id: str, service: str | None = None) -> JobView:
+        with self.database.session() as session:
+            return JobView.of(self._load(session, job_id, service))
+
+    @staticmethod
+    def _load(session: Session, job_id: str, service: str | None) -> Job:
+        job = session.get(Job, job_id)
+        if job is None or (service is not None and job.service != service):
+            where = f" of service {service}" if service else ""
+            raise JobNotFound(f"no job {job_id}{where}")
+        return job
+
+    def page(self, service: str, offset: int = 0, limit: int = 100) -> tuple[list[JobView], int]:
+        """A page of the service's jobs, newest first, and how many there are in all."""
+        with self.database.session() as session:
+            total = session.scalar(select(func.count()).where(Job.service == service)) or 0
+            rows = session.scalars(
+                select(Job)
+                .where(Job.service == service)
+                .order_by(Job.created_at.desc(), Job.id)
+                .offset(offset)
+                .limit(limit)
+            )
+            return [JobView.of(job) for job in rows], total
+
+    def attempts(self, job_id: str) -> list[JobAttempt]:
+        with self.database.session() as session:
+            return list(
+                session.scalars(
+                    select(JobAttempt)
+                    .where(JobAttempt.job_id == job_id)
+                    .order_by(JobAttempt.number)
+                )
+            )
+
+    def count_by_status(self, service: str | None = None) -> dict[JobStatus, int]:
+        with self.database.session() as session:
+            query = select(Job.status, func.count()).group_by(Job.status)
+            if service is not None:
+                query = query.where(Job.service == service)
+            return {JobStatus(status): count for status, count in session.execute(query).all()}
+
+    # -- dispatching ----------------------------------------------------------------------
+
+    def ready_services(self) -> dict[str, int]:
+        """Services with jobs ready to run now, and how many each has."""
+        now = utcnow()
+        with self.database.session() as session:
+            rows = session.execute(
+                select(Job.service, func.count())
+                .where(Job.status == JobStatus.PENDING, Job.next_attempt_at <= now)
+                .group_by(Job.service)
+            ).all()
+            return {str(service): int(count) for service, count in rows}
+
+    def next_ready(self, service: str) -> str | None:
+        with self.database.session() as session:
+            return session.scalar(
+                select(Job.id)
+                .where(Job.service == service, Job.status == JobStatus.PENDING)
+                .where(Job.next_attempt_at <= utcnow())
+                .order_by(Job.created_at, Job.id)
+                .limit(1)
+            )
+
+    def next_wakeup(self) -> datetime | None:
+        """When the earliest job waiting for a backoff becomes ready."""
+        with self.database.session() as session:
+            return session.scalar(
+                select(func.min(Job.next_attempt_at)).where(Job.status == JobStatus.PENDING)
+            )
+
+    def claim(self, job_id: str) -> Claim | None:
+        """Take a pending job for this process: it becomes running under a new attempt."""
+        now = utcnow()
+        with self.writing() as session:
+            job = session.get(Job, job_id, with_for_update=True)
+            if job is None or job.status != JobStatus.PENDING:
+                return None
+            _transition(job, JobStatus.RUNNING, now)
+            job.attempts += 1
+            job.lease_owner = self.owner
+            job.lease_expires_at = now + self.lease
+            session.add(
+                JobAttempt(job_id=job.id, number=job.attempts, owner=self.owner, started_at=now)
+            )
+            return Claim(JobView.of(job), job.attempts, attempt_started_at=now)
+
+    def record_execution(self, job_id: str, attempt: int, execution_id: str) -> None:
+        """Note the container of an attempt, before it starts, so that a restart can adopt it."""
+        with self.writing() as session:
+            session.execute(
+                update(JobAttempt)
+                .where(JobAttempt.job_id == job_id, JobAttempt.number == attempt)
+                .values(execution_id=execution_id)
+            )
+
+    def renew_leases(self, job_ids: Sequence[str]) -> None:
+        if not job_ids:
+            return
+        with self.writing() as session:
+            session.execute(
+                update(Job)
+                .where(Job.id.in_(job_ids), Job.lease_owner == self.owner)
+                .values(lease_expires_at=utcnow() + self.lease)
+            )
+
+    def finish(
+        self, job_id: str, attempt: int, outcome: AttemptOutcome, script_retries: int = 0
+    ) -> JobStatus | None:
+        """Record how an attempt ended and decide what follows: done, failed, or run again.
+
+        Returns the job's new status, or `None` when the job is no longer this attempt's to
+        finish (deleted or cancelled meanwhile).
+        """
+        now = utcnow()
+        with self.writing() as session:
+            job = session.get(Job, job_id, with_for_update=True)
+            record = session.scalar(
+                select(JobAttempt).where(JobAttempt.job_id == job_id, JobAttempt.number == attempt)
+            )
+            if record is not None:
+                record.finished_at = now
+                record.outcome = outcome.kind
+                record.exit_code = outcome.exit_code
+                record.reason = outcome.reason
+                record.message = outcome.message
+            if job is None or job.status != JobStatus.RUNNING or job.attempts != attempt:
+                return None
+            job.exit_code = outcome.exit_code
+            job.reason = outcome.reason
+            job.message = outcome.message
+            if outcome.kind is OutcomeKind.SUCCEEDED:
+                _transition(job, JobStatus.SUCCEEDED, now)
+            elif outcome.kind is OutcomeKind.SCRIPT_FAILED:
+                job.script_failures += 1
+                if job.script_failures <= script_retries:
+                    _transition(job, JobStatus.PENDING, now)
+                    job.next_attempt_at = now
+                else:
+                    _transition(job, JobStatus.FAILED, now)
+            else:
+                job.infrastructure_failures += 1
+                if self.retry_policy.allows(job.infrastructure_failures):
+                    delay = self.retry_policy.backoff(job.infrastructure_failures)
+                    _transition(job, JobStatus.PENDING, now)
+                    job.next_attempt_at = now + timedelta(seconds=delay)
+                else:
+                    _transition(job, JobStatus.FAILED, now)
+            return JobStatus(job.status)
+
+    def take_over_orphans(self, alive: Callable[[str], bool | None] | None = None) -> list[Claim]:
+        """Running jobs whose owner is gone (or whose lease expired), now leased to this process.
+
+        The caller adopts each one's execution if the runtime still has it, else finishes the
+        attempt as abandoned so that the job runs again.
+        """
+        alive = alive or (lambda owner: owner_is_alive(owner, self.owner))
+        now = utcnow()
+        claims: list[Claim] = []
+        with self.writing() as session:
+            running = session.scalars(select(Job).where(Job.status == JobStatus.RUNNING)).all()
+            for job in running:
+                owner = job.lease_owner or ""
+                if owner == self.owner:
+                    continue
+                verdict = alive(owner) if owner else False
+                expired = job.lease_expires_at is None or job.lease_expires_at <= now
+                if verdict is True or (verdict is None and not expired):
+                    continue
+                log.warning("taking over job %s of %s (owner %s gone)", job.id, job.service, owner)
+                job.lease_owner = self.owner
+                job.lease_expires_at = now + self.lease
+                record = session.scalar(
+                    select(JobAttempt).where(
+                        JobAttempt.job_id == job.id, JobAttempt.number == job.attempts
+                    )
+                )
+                claims.append(
+                    Claim(
+                        JobView.of(job),
+                        job.attempts,
+                        execution_id=record.execution_id if record else None,
+                        attempt_started_at=record.started_at if record else job.started_at,
+                    )
+                )
+        return claims
+
+    # -- operations from the API ----------------------------------------------------------
+
+    def retry(self, service: str, job_id: str) -> JobView:
+        """Run a failed job again, with a fresh retry budget."""
+        now = utcnow()
+        with self.writing() as session:
+            job = self._load(session, job_id, service)
+            if job.status != JobStatus.FAILED:
+                raise InvalidJobOperation(
+                    f"job {job_id} is {JobStatus(job.status).oscar_name}; "
+                    "only a Failed job can be retried"
+                )
+            _transition(job, JobStatus.PENDING, now)
+            job.next_attempt_at = now
+            job.script_failures = 0
+            job.infrastructure_failures = 0
+            return JobView.of(job)
+
+    def cancel(self, service: str, job_id: str) -> JobView:
+        """Stop a pending or running job from going on; a finished one is left as it is."""
+        with self.writing() as session:
+            job = self._load(session, job_id, service)
+            if JobStatus(job.status) not in _FINAL:
+                _transition(job, JobStatus.CANCELLED, utcnow())
+                job.reason = job.reason or "cancelled"
+            return JobView.of(job)
+
+    def delete(self, job_ids: Sequence[str]) -> list[JobView]:
+        """Remove jobs with their attempts and logs; returns what was removed."""
+        if not job_ids:
+            return []
+        with self.writing() as session:
+            removed = [
+                JobView.of(job) for job in session.scalars(select(Job).where(Job.id.in_(job_ids)))
+            ]
+            session.execute(delete(JobLogChunk).where(JobLogChunk.job_id.in_(job_ids)))
+            session.execute(delete(JobAttempt).where(JobAttempt.job_id.in_(job_ids)))
+            session.execute(delete(Job).where(Job.id.in_(job_ids)))
+            return removed
+
+    def job_ids(self, service: str, statuses: Sequence[JobStatus] | None = None) -> list[str]:
+        with self.database.session() as session:
+            query = select(Job.id).where(Job.service == service)
+            if statuses is not None:
+                query = query.where(Job.status.in_([str(status) for status in statuses]))
+            return list(session.scalars(query))
+
+    # -- logs -----------------------------------------------------------------------------
+
+    def append_log(self, job_id: str, lines: Sequence[tuple[datetime, str]]) -> None:
+        """Store log lines, keeping the job's log within the cap; the cut is noted once."""
+        if not lines:
+            return
+        with self.writing() as session:
+            job = session.get(Job, job_id)
+            if job is None or job.log_truncated:
+                return
+            budget = self.log_cap - job.log_bytes
+            kept: list[str] = []
+            for at, text in lines:
+                entry = f"{at.strftime('%Y-%m-%dT%H:%M:%S.%fZ')} {text}\n"
+                size = len(entry.encode())
+                if size > budget:
+                    note = (
+                        f"[oscar] log truncated: the limit of {self.log_cap} bytes per job "
+                        "was reached; later output was dropped"
+                    )
+                    kept.append(f"{utcnow().strftime('%Y-%m-%dT%H:%M:%S.%fZ')} {note}\n")
+                    job.log_truncated = True
+                    break
+                budget -= size
+                kept.append(entry)
+            text = "".join(kept)
+            job.log_bytes += len(text.encode())
+            session.add(JobLogChunk(job_id=job_id, text=text))
+
+    def last_log_time(self, job_id: str) -> datetime | None:
+        """When the newest stored line of the job's log was printed."""
+        with self.database.session() as session:
+            text = session.scalar(
+                select(JobLogChunk.text)
+                .where(JobLogChunk.job_id == job_id)
+                .order_by(JobLogChunk.id.desc())
+                .limit(1)
+            )
+        if not text:
+            return None
+        stamp = text.rstrip("\n").rpartition("\n")[2].partition(" ")[0]
+        try:
+            return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        except ValueError:
+            return None
+
+    def read_log(self, job_id: str, timestamps: bool = False) -> str:
+        with self.database.session() as session:
+            chunks = session.scalars(
+                select(JobLogChunk.text)
+                .where(JobLogChunk.job_id == job_id)
+                .order_by(JobLogChunk.id)
+            )
+            text = "".join(chunks)
+        if timestamps:
+            return text
+        return "".join(line.partition(" ")[2] for line in text.splitlines(keepends=True))

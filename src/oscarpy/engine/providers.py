@@ -1,0 +1,73 @@
+"""Which `StorageProvider` a provider name of a service means.
+
+`minio.default` is the embedded store unless the service defines its own `minio.default`;
+other `minio.<id>` and `s3.<id>` entries are external endpoints reached through boto3. Clients
+are kept per endpoint and credentials, since creating one costs more than a small transfer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+
+from oscarpy.services.model import DEFAULT_PROVIDER, Service
+from oscarpy.storage.embedded import EmbeddedProvider
+from oscarpy.storage.provider import StorageError, StorageProvider
+from oscarpy.storage.s3provider import S3Provider
+from oscarpy.storage.store import ObjectStore
+
+ProviderKey = tuple[str, str | None, str, str, str, bool]
+
+
+class Providers:
+    def __init__(self, store: ObjectStore) -> None:
+        self.embedded = EmbeddedProvider(store)
+        self._external: dict[ProviderKey, S3Provider] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def is_embedded(service: Service, name: str) -> bool:
+        return name == DEFAULT_PROVIDER and "default" not in service.storage_providers.minio
+
+    def resolve(self, service: Service, name: str) -> StorageProvider:
+        if self.is_embedded(service, name):
+            return self.embedded
+        kind, _, identifier = name.partition(".")
+        providers = service.storage_providers
+        if kind == "minio" and identifier in providers.minio:
+            minio = providers.minio[identifier]
+            return self._client(
+                name, minio.endpoint, minio.access_key, minio.secret_key, minio.region, minio.verify
+            )
+        if kind == "s3" and identifier in providers.s3:
+            s3 = providers.s3[identifier]
+            return self._client(name, None, s3.access_key, s3.secret_key, s3.region, True)
+        raise StorageError(
+            f"storage provider {name} of service {service.name} cannot be used for staging "
+            "(defined? only minio and s3 providers are supported)"
+        )
+
+    def _client(
+        self,
+        name: str,
+        endpoint: str | None,
+        access_key: str,
+        secret_key: str,
+        region: str,
+        verify: bool,
+    ) -> S3Provider:
+        fingerprint = hashlib.sha256(f"{access_key}\0{secret_key}".encode()).hexdigest()
+        key: ProviderKey = (name, endpoint, fingerprint, region, "", verify)
+        with self._lock:
+            found = self._external.get(key)
+            if found is None:
+                found = S3Provider(
+                    endpoint=endpoint or None,
+                    access_key=access_key,
+                    secret_key=secret_key,
+                    region=region,
+                    verify=verify,
+                    name=name,
+                )
+                self._external[key] = found
+            return found

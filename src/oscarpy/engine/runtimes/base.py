@@ -1,0 +1,138 @@
+"""What the supervisor needs from a way of running a script: the `Runtime` protocol.
+
+A runtime starts one execution of `/bin/sh <script>` for one job attempt, streams what it
+prints, enforces the time limit and reports how it ended. `docker` (one fresh container per
+job) is the default; `process` runs the script on the host. Cluster backends come later behind
+the same protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path, PurePosixPath
+from typing import Protocol
+
+OutputSink = Callable[[bytes], None]
+"""Receives what the script prints (stdout and stderr interleaved), as it is produced."""
+
+DEFAULT_PIDS_LIMIT = 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resources one execution may use; `None` means no limit."""
+
+    cpu_cores: float | None = None
+    memory_bytes: int | None = None
+    pids: int = DEFAULT_PIDS_LIMIT
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One attempt of one job, ready to start: the work directory is staged already."""
+
+    job_id: str
+    service: str
+    attempt: int
+    image: str
+    work_dir: Path
+    """On this host; the runtime makes it visible to the script at `Runtime.work_path`."""
+    script: str
+    """File name of the script inside `work_dir`."""
+    environment: dict[str, str] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
+
+
+class EndReason(StrEnum):
+    """Why an execution ended; `None` in `RunResult.reason` means the script succeeded."""
+
+    EXIT = "exit"
+    """The script exited with a non-zero code."""
+    SIGNAL = "signal"
+    TIMEOUT = "timeout"
+    OOM = "oom"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    exit_code: int | None
+    reason: EndReason | None
+    message: str
+
+    @property
+    def succeeded(self) -> bool:
+        return self.reason is None
+
+
+def result_from_exit(exit_code: int, *, oom: bool = False) -> RunResult:
+    """Name the outcome from the exit status as a shell reports it (128 + n for signal n)."""
+    if oom:
+        return RunResult(exit_code, EndReason.OOM, "killed: out of memory (memory limit reached)")
+    if exit_code == 0:
+        return RunResult(0, None, "script exited with 0")
+    if exit_code < 0:
+        return RunResult(exit_code, EndReason.SIGNAL, f"killed by signal {-exit_code}")
+    if exit_code > 128 and exit_code - 128 in (6, 9, 15):
+        return RunResult(exit_code, EndReason.SIGNAL, f"killed by signal {exit_code - 128}")
+    return RunResult(exit_code, EndReason.EXIT, f"script exited with {exit_code}")
+
+
+def timed_out(timeout: float, exit_code: int | None = None) -> RunResult:
+    return RunResult(exit_code, EndReason.TIMEOUT, f"killed after the timeout of {timeout:g} s")
+
+
+class Execution(Protocol):
+    """A started (or adopted) execution of a job's script."""
+
+    @property
+    def id(self) -> str:
+        """The runtime's own name for it (a container id), recorded on the attempt."""
+        ...
+
+    def wait(
+        self, timeout: float | None, on_output: OutputSink, *, follow_from: float | None = None
+    ) -> RunResult:
+        """Stream the output until the script ends; kill it once `timeout` seconds have passed.
+
+        `follow_from` (a Unix time) skips output printed before it, for an adopted execution
+        whose earlier output is already in the job log.
+        """
+        ...
+
+    def kill(self) -> None: ...
+
+    def remove(self) -> None:
+        """Delete every trace of the execution (the container); idempotent."""
+        ...
+
+
+class Runtime(Protocol):
+    """How scripts run; the supervisor sees nothing else of the container engine."""
+
+    name: str
+
+    def work_path(self, work_dir: Path) -> PurePosixPath:
+        """Where the script sees the job's work directory."""
+        ...
+
+    def prepare(self, image: str) -> None:
+        """Make `image` available (pull it if absent); raises `ImageUnavailable`."""
+        ...
+
+    def start(self, spec: RunSpec) -> Execution: ...
+
+    def find(self, job_id: str, attempt: int) -> Execution | None:
+        """The execution of that attempt left by an earlier server process, to adopt it."""
+        ...
+
+    def remove_job(self, job_id: str) -> None:
+        """Kill and delete every execution of the job (the job is being deleted)."""
+        ...
+
+    def job_ids(self) -> set[str]:
+        """Jobs of this installation that still have an execution (running or exited)."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,304 @@
+"""Runs one job attempt: stage in, run the script through a runtime, stage out, clean up.
+
+The supervisor is runtime-agnostic and runs outside the user's container: any image with
+`/bin/sh` works. It reaches storage only through `StorageProvider`s and reports the attempt's
+progress only through a `JobReporter`, so that it can run on another host than the API.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Protocol
+
+from oscarpy.engine.errors import InfrastructureError, StagingError
+from oscarpy.engine.logstream import LogLine, LogStream
+from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
+from oscarpy.engine.runtimes.base import EndReason, Execution, RunResult, RunSpec, Runtime
+from oscarpy.engine.spec import JobSpec
+from oscarpy.storage.provider import StorageError, StorageProvider
+
+log = logging.getLogger(__name__)
+
+SCRIPT_FILE = "script.sh"
+EVENT_FILE = "event.json"
+BODY_FILE = "event_file"
+MAX_EVENT_IN_ENVIRONMENT = 64 * 1024
+"""Larger events reach the script only as the file `EVENT_FILE_PATH` (environment cap)."""
+_TICK_SECONDS = 0.5
+
+
+class JobReporter(Protocol):
+    """The only way the supervisor tells the platform what happens to a job."""
+
+    def started(self, job_id: str, attempt: int, execution_id: str) -> None:
+        """The execution exists (recorded before anything else, so that a restart adopts it)."""
+        ...
+
+    def log(self, job_id: str, lines: Sequence[LogLine]) -> None: ...
+
+    def finished(self, job_id: str, attempt: int, outcome: AttemptOutcome) -> None: ...
+
+
+ProviderLookup = Callable[[str], StorageProvider]
+"""Resolves a provider name of the service (`minio.default`, `s3.aws`) to a provider."""
+
+
+def input_file_name(key: str) -> str:
+    """The staged file's name: the key's last segment, or `input` if that is not a name."""
+    name = PurePosixPath(key).name
+    if key.endswith("/") or name in ("", ".", "..") or "\x00" in name:
+        return "input"
+    encoded = name.encode()
+    if len(encoded) > 200:  # keep within NAME_MAX, keeping the extension
+        suffix = PurePosixPath(name).suffix[-20:]
+        name = encoded[: 200 - len(suffix.encode())].decode(errors="ignore") + suffix
+    return name
+
+
+class Supervisor:
+    def __init__(self, runtime: Runtime, reporter: JobReporter, work_root: Path) -> None:
+        self.runtime = runtime
+        self.reporter = reporter
+        self.work_root = work_root
+
+    def work_dir(self, job_id: str, attempt: int) -> Path:
+        """One per attempt: a retry may start while the previous attempt is still cleaned up."""
+        return self.work_root / f"{job_id}.{attempt}"
+
+    def run(
+        self,
+        spec: JobSpec,
+        providers: ProviderLookup,
+        *,
+        adopt: Execution | None = None,
+        attempt_started: float | None = None,
+        follow_from: float | None = None,
+        cancelled: threading.Event | None = None,
+    ) -> AttemptOutcome:
+        """Run the attempt to its end and report the outcome; never raises for a job's failure.
+
+        With `adopt`, the execution was started by an earlier server process at
+        `attempt_started` (Unix time): staging in is skipped, its output is followed from
+        `follow_from` (what the log already holds is not repeated) and the timeout counts
+        from its start.
+        """
+        cancelled = cancelled or threading.Event()
+        stream = LogStream(lambda lines: self.reporter.log(spec.job_id, lines))
+        work_dir = self.work_dir(spec.job_id, spec.attempt)
+        execution: Execution | None = adopt
+        ticker = _Ticker(stream)
+        try:
+            if execution is None:
+                stream.note(f"attempt {spec.attempt} of job {spec.job_id} ({self.runtime.name})")
+                self._stage_in(spec, work_dir, providers)
+                self.runtime.prepare(spec.image)
+                if cancelled.is_set():
+                    raise _Cancelled
+                execution = self.runtime.start(self._run_spec(spec, work_dir))
+                self.reporter.started(spec.job_id, spec.attempt, execution.id)
+                if cancelled.is_set():  # asked while the container was being created
+                    execution.kill()
+            else:
+                stream.note(f"adopted execution {execution.id[:12]} after a restart")
+            ticker.start()
+            result = execution.wait(
+                self._remaining(spec, attempt_started if adopt else None),
+                stream.feed,
+                follow_from=follow_from if adopt else None,
+            )
+            ticker.stop()
+            stream.flush(final=True)
+            if cancelled.is_set():
+                outcome = AttemptOutcome(OutcomeKind.SCRIPT_FAILED, "cancelled", "cancelled")
+            else:
+                outcome = self._conclude(spec, work_dir, result, stream, providers)
+        except _Cancelled:
+            outcome = AttemptOutcome(OutcomeKind.SCRIPT_FAILED, "cancelled", "cancelled")
+        except InfrastructureError as error:
+            ticker.stop()
+            stream.flush(final=True)
+            outcome = AttemptOutcome(
+                OutcomeKind.INFRASTRUCTURE_FAILED, str(error), error.reason, None
+            )
+        except Exception as error:  # a bug must fail the attempt, not kill the worker thread
+            ticker.stop()
+            log.exception("job %s: unexpected error", spec.job_id)
+            outcome = AttemptOutcome(
+                OutcomeKind.INFRASTRUCTURE_FAILED, f"internal error: {error!r}", "internal"
+            )
+        stream.note(outcome.message)
+        stream.flush(final=True)
+        # Recorded before the clean-up: a crash in between leaves litter (swept at start), not a
+        # finished job that would run again.
+        self.reporter.finished(spec.job_id, spec.attempt, outcome)
+        self._clean_up(execution, work_dir)
+        return outcome
+
+    @staticmethod
+    def _remaining(spec: JobSpec, started_at: float | None) -> float | None:
+        if spec.timeout is None:
+            return None
+        if started_at is None:
+            return spec.timeout
+        return max(0.0, spec.timeout - (time.time() - started_at))
+
+    def _conclude(
+        self,
+        spec: JobSpec,
+        work_dir: Path,
+        result: RunResult,
+        stream: LogStream,
+        providers: ProviderLookup,
+    ) -> AttemptOutcome:
+        if result.reason is EndReason.OOM:
+            return AttemptOutcome(
+                OutcomeKind.INFRASTRUCTURE_FAILED, result.message, "oom", result.exit_code
+            )
+        if not result.succeeded:
+            stream.note(f"{result.message}; outputs are not uploaded")
+            reason = result.reason.value if result.reason else "exit"
+            return AttemptOutcome(
+                OutcomeKind.SCRIPT_FAILED, result.message, reason, result.exit_code
+            )
+        uploaded = self._stage_out(spec, work_dir, stream, providers)
+        return AttemptOutcome.success(f"{result.message}; {uploaded} output file(s) uploaded")
+
+    # -- staging --------------------------------------------------------------------------
+
+    def _stage_in(self, spec: JobSpec, work_dir: Path, providers: ProviderLookup) -> None:
+        if work_dir.exists():
+            shutil.rmtree(work_dir, ignore_errors=True)  # left by an interrupted attempt
+        input_dir, output_dir = work_dir / "input", work_dir / "output"
+        try:
+            input_dir.mkdir(parents=True)
+            output_dir.mkdir()
+            # An image may run as a non-root user: let it write its outputs.
+            os.chmod(output_dir, 0o777)
+            (work_dir / SCRIPT_FILE).write_text(spec.script)
+            (work_dir / EVENT_FILE).write_text(spec.event)
+            if spec.input is not None:
+                destination = input_dir / input_file_name(spec.input.key)
+                provider = providers(spec.input.provider)
+                provider.download(spec.input.bucket, spec.input.key, destination)
+            elif spec.body_path is not None:
+                shutil.copyfile(spec.body_path, input_dir / BODY_FILE)
+        except StorageError as error:
+            raise StagingError(f"cannot stage the input in: {error}") from error
+        except OSError as error:
+            raise StagingError(f"cannot prepare the work directory {work_dir}: {error}") from error
+
+    def _run_spec(self, spec: JobSpec, work_dir: Path) -> RunSpec:
+        mount = self.runtime.work_path(work_dir)
+        if spec.input is not None:
+            input_path = mount / "input" / input_file_name(spec.input.key)
+        else:
+            input_path = mount / "input" / BODY_FILE
+        environment = dict(spec.environment)
+        environment.update(
+            {
+                "INPUT_FILE_PATH": str(input_path),
+                "TMP_INPUT_DIR": str(mount / "input"),
+                "TMP_OUTPUT_DIR": str(mount / "output"),
+                "EVENT_FILE_PATH": str(mount / EVENT_FILE),
+                "JOB_UUID": spec.job_id,
+                "OSCAR_SERVICE_NAME": spec.service,
+                "OSCAR_SERVICE_TOKEN": spec.token,
+            }
+        )
+        if len(spec.event.encode()) <= MAX_EVENT_IN_ENVIRONMENT and "\x00" not in spec.event:
+            environment["EVENT"] = spec.event
+        if spec.input is not None:
+            environment["STORAGE_OBJECT_KEY"] = spec.input.key
+            environment["EVENT_TIME"] = spec.event_time
+        return RunSpec(
+            job_id=spec.job_id,
+            service=spec.service,
+            attempt=spec.attempt,
+            image=spec.image,
+            work_dir=work_dir,
+            script=SCRIPT_FILE,
+            environment=environment,
+            limits=spec.limits,
+        )
+
+    def _stage_out(
+        self, spec: JobSpec, work_dir: Path, stream: LogStream, providers: ProviderLookup
+    ) -> int:
+        output_dir = work_dir / "output"
+        uploaded = 0
+        files = sorted(_output_files(output_dir, stream))
+        if not files:
+            stream.note("the script wrote no files to TMP_OUTPUT_DIR; nothing to upload")
+        for relative in files:
+            targets = [target for target in spec.outputs if target.matches(relative)]
+            if not targets:
+                stream.note(f"output {relative} matches no output path; not uploaded")
+            for target in targets:
+                key = target.key_for(relative)
+                try:
+                    provider = providers(target.provider)
+                    provider.upload(target.bucket, key, output_dir / relative)
+                except StorageError as error:
+                    raise StagingError(
+                        f"cannot upload output {relative} to {target.bucket}/{key}: {error}"
+                    ) from error
+                stream.note(f"uploaded {relative} to {target.provider} {target.bucket}/{key}")
+                uploaded += 1
+        return uploaded
+
+    def _clean_up(self, execution: Execution | None, work_dir: Path) -> None:
+        try:
+            if execution is not None:
+                execution.remove()
+        except InfrastructureError as error:
+            log.warning("could not remove execution %s: %s", execution and execution.id, error)
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _output_files(output_dir: Path, stream: LogStream) -> Iterator[str]:
+    """Relative paths of the regular files under `output_dir`; links are never followed, so a
+    script cannot make the platform upload a file from outside its work directory."""
+    root = os.path.realpath(output_dir)
+    for directory, subdirectories, names in os.walk(output_dir, followlinks=False):
+        for name in list(subdirectories):
+            if os.path.islink(os.path.join(directory, name)):
+                subdirectories.remove(name)
+                stream.note(f"skipped symbolic link {name}/ in the output")
+        for name in names:
+            path = os.path.join(directory, name)
+            relative = os.path.relpath(path, output_dir)
+            if os.path.islink(path) or not os.path.isfile(path):
+                stream.note(f"skipped {relative}: not a regular file")
+                continue
+            if os.path.commonpath([root, os.path.realpath(path)]) != root:
+                continue
+            yield PurePosixPath(*Path(relative).parts).as_posix()
+
+
+class _Cancelled(Exception):
+    """The job was cancelled (deleted) before its execution started."""
+
+
+class _Ticker:
+    """Flushes the log stream while the script is silent, so a running job's log stays fresh."""
+
+    def __init__(self, stream: LogStream) -> None:
+        self._stream = stream
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="log-ticker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(_TICK_SECONDS):
+            self._stream.flush_if_due()

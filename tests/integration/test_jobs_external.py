@@ -1,0 +1,103 @@
+"""Staging through an external S3-compatible provider (`minio.<id>`) with boto3.
+
+The "external" endpoint is the platform's own S3 front-end reached over HTTP, so that the
+`S3Provider` talks to a real S3 server; the service sees it only as `minio.outside`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from oscarpy.engine.records import JobStatus
+from oscarpy.log import redact
+from oscarpy.storage.provider import ObjectNotFound, StorageError
+from oscarpy.storage.s3provider import S3Provider
+from tests.support.jobs import ADMIN, Harness, running_engine, unique
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory, docker_client: object) -> Iterator[Harness]:
+    with running_engine(tmp_path_factory.mktemp("external") / "data") as harness:
+        yield harness
+
+
+def outside(platform: Harness) -> dict[str, Any]:
+    return {
+        "minio": {
+            "outside": {
+                "endpoint": platform.s3_url,
+                "verify": False,
+                "access_key": ADMIN.username,
+                "secret_key": ADMIN.password,
+            }
+        }
+    }
+
+
+def test_a_job_stages_in_and_out_through_an_external_provider(platform: Harness) -> None:
+    bucket = unique("ext")
+    platform.put(bucket, "in/data.txt", b"external bytes\n")
+    service = platform.service(
+        script='tr a-z A-Z < "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/result.txt"\n',
+        storage_providers=outside(platform),
+        input=[{"storage_provider": "minio.outside", "path": f"{bucket}/in"}],
+        output=[{"storage_provider": "minio.outside", "path": f"{bucket}/out"}],
+    )
+
+    created = platform.client.post(f"/system/services/{service.name}/reconcile")
+
+    assert created.json() == {"created": 1}
+    (job,) = platform.finished_jobs(service.name)
+    assert job.status is JobStatus.SUCCEEDED, job.message
+    assert job.provider == "minio.outside"
+    assert platform.read(bucket, "out/result.txt") == b"EXTERNAL BYTES\n"
+    assert "minio.outside" in platform.engine.ledger.read_log(job.id)
+
+
+def test_an_unreachable_provider_is_an_infrastructure_failure(platform: Harness) -> None:
+    service = platform.service(
+        script="true\n",
+        storage_providers={
+            "minio": {
+                "down": {
+                    "endpoint": "http://127.0.0.1:9",
+                    "access_key": "a",
+                    "secret_key": "secret-of-down",
+                }
+            }
+        },
+        input=[{"storage_provider": "minio.down", "path": "nowhere/in"}],
+    )
+    event = {"Records": [{"s3": {"bucket": {"name": "nowhere"}, "object": {"key": "in/x"}}}]}
+
+    answer = platform.client.post(f"/job/{service.name}", json=event)
+
+    assert answer.status_code == 201
+    (job,) = platform.finished_jobs(service.name, timeout=90)
+    assert job.status is JobStatus.FAILED and job.reason == "staging"
+    assert job.attempts == 2  # one infrastructure retry in these tests
+
+
+def test_the_provider_reports_missing_objects_and_masks_its_secret(platform: Harness) -> None:
+    provider = S3Provider(
+        endpoint=platform.s3_url,
+        access_key=ADMIN.username,
+        secret_key=ADMIN.password,
+        name="minio.outside",
+    )
+    bucket = unique("prov")
+    provider.ensure_bucket(bucket)
+    provider.ensure_bucket(bucket)
+
+    with pytest.raises(ObjectNotFound):
+        provider.download(bucket, "absent", platform.settings.data_dir / "never")
+    assert [item.key for item in provider.list_objects(bucket)] == []
+    assert ADMIN.password not in redact(f"key {ADMIN.password}")
+    wrong = S3Provider(endpoint=platform.s3_url, access_key="x", secret_key="wrong-secret")
+    with pytest.raises(StorageError):
+        list(wrong.list_objects(bucket))

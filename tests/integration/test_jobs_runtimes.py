@@ -1,0 +1,127 @@
+"""The `Runtime` contract, held by both runtimes: docker (real engine) and process (host)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from oscarpy.engine.errors import ImageUnavailable
+from oscarpy.engine.runtimes.base import EndReason, Limits, RunSpec, Runtime
+from oscarpy.engine.runtimes.docker import DockerRuntime
+from oscarpy.engine.runtimes.process import ProcessRuntime
+from tests.support.jobs import IMAGE
+
+
+@pytest.fixture(params=["docker", "process"])
+def runtime(request: pytest.FixtureRequest) -> Iterator[Runtime]:
+    if request.param == "docker":
+        request.getfixturevalue("docker_client")
+        chosen: Runtime = DockerRuntime(f"test-{uuid.uuid4().hex[:8]}")
+    else:
+        chosen = ProcessRuntime()
+    yield chosen
+    chosen.close()
+
+
+def run(
+    runtime: Runtime, work: Path, script: str, timeout: float | None = None
+) -> tuple[object, bytes]:
+    work.mkdir(exist_ok=True)
+    (work / "script.sh").write_text(script)
+    spec = RunSpec(
+        job_id=uuid.uuid4().hex,
+        service="contract",
+        attempt=1,
+        image=IMAGE,
+        work_dir=work,
+        script="script.sh",
+        environment={"GREETING": "hello"},
+        limits=Limits(cpu_cores=0.5, memory_bytes=64 * 2**20),
+    )
+    runtime.prepare(IMAGE)
+    execution = runtime.start(spec)
+    output: list[bytes] = []
+    try:
+        result = execution.wait(timeout, output.append)
+    finally:
+        execution.remove()
+    return result, b"".join(output)
+
+
+def test_output_is_streamed_and_the_environment_is_passed(runtime: Runtime, tmp_path: Path) -> None:
+    mount = runtime.work_path(tmp_path / "w")
+    result, output = run(
+        runtime, tmp_path / "w", f'echo "$GREETING"\necho oops >&2\necho done > {mount}/marker\n'
+    )
+
+    assert result.succeeded  # type: ignore[attr-defined]
+    assert b"hello\n" in output and b"oops\n" in output
+    assert (tmp_path / "w" / "marker").read_text() == "done\n"
+
+
+def test_the_exit_status_decides(runtime: Runtime, tmp_path: Path) -> None:
+    result, _ = run(runtime, tmp_path / "w", "exit 7\n")
+
+    assert result.reason is EndReason.EXIT and result.exit_code == 7  # type: ignore[attr-defined]
+
+
+def test_a_timeout_kills_the_script(runtime: Runtime, tmp_path: Path) -> None:
+    started = time.monotonic()
+    result, output = run(runtime, tmp_path / "w", "echo begin\nsleep 30\n", timeout=1)
+
+    assert result.reason is EndReason.TIMEOUT  # type: ignore[attr-defined]
+    assert time.monotonic() - started < 10
+    assert b"begin" in output
+
+
+def test_docker_refuses_a_missing_image_clearly(docker_client: object) -> None:
+    runtime = DockerRuntime("test-missing")
+    with pytest.raises(ImageUnavailable, match="oscar-test/none:0 is not on this host"):
+        runtime.prepare("oscar-test/none:0")
+    runtime.close()
+
+
+def test_docker_containers_have_no_extra_privileges(tmp_path: Path, docker_client: object) -> None:
+    runtime = DockerRuntime(f"test-{uuid.uuid4().hex[:8]}")
+    try:
+        result, output = run(
+            runtime, tmp_path / "w", "grep -E '^(CapEff|NoNewPrivs)' /proc/self/status\n"
+        )
+    finally:
+        runtime.close()
+    lines = dict(line.split(":\t") for line in output.decode().splitlines())
+    assert lines["NoNewPrivs"] == "1"
+    capabilities = int(lines["CapEff"], 16)
+    assert capabilities & (1 << 13) == 0  # CAP_NET_RAW dropped
+    assert capabilities & (1 << 21) == 0  # CAP_SYS_ADMIN never granted
+
+
+def test_the_process_runtime_runs_jobs_end_to_end(tmp_path: Path) -> None:
+    from oscarpy.engine.records import JobStatus
+    from tests.support.jobs import running_engine
+
+    with running_engine(tmp_path / "data", runtime=ProcessRuntime()) as platform:
+        service = platform.service(
+            script='tr a-z A-Z < "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/upper.txt"\n',
+            input=[{"path": "proc/in"}],
+            output=[{"path": "proc/out"}],
+        )
+        platform.put("proc", "in/a.txt", b"shout\n")
+
+        assert platform.object_appears("proc", "out/upper.txt") == b"SHOUT\n"
+        (job,) = platform.finished_jobs(service.name)
+        assert job.status is JobStatus.SUCCEEDED
+
+
+def test_serve_with_the_process_runtime_warns_at_start(tmp_path: Path) -> None:
+    from tests.support.server import start_server
+
+    server = start_server(tmp_path / "data", args=["--runtime", "process"])
+    try:
+        assert "runtime 'process': job scripts run on this host" in server.log()
+    finally:
+        server.stop()

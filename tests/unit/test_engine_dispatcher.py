@@ -1,0 +1,130 @@
+"""Dispatch order and capacity, with the real ledger and an execution that waits to be told."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from oscarpy.db import Database
+from oscarpy.engine.dispatcher import Capacity, Demand, Dispatcher
+from oscarpy.engine.ledger import Claim, Ledger, NewJob
+from oscarpy.engine.outcomes import AttemptOutcome
+from oscarpy.engine.records import JobSource
+
+GiB = 1024**3
+
+
+class BlockingExecution:
+    """Records which jobs started and keeps them running until released."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.started: list[Claim] = []
+        self.release = threading.Event()
+        self._lock = threading.Lock()
+
+    def __call__(self, claim: Claim, _cancelled: threading.Event) -> None:
+        with self._lock:
+            self.started.append(claim)
+        self.release.wait(10)
+        self.ledger.finish(claim.job.id, claim.attempt, AttemptOutcome.success())
+
+    def services(self) -> list[str]:
+        with self._lock:
+            return [claim.job.service for claim in self.started]
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    database = Database(f"sqlite:///{tmp_path / 'state.db'}")
+    database.migrate()
+    yield Ledger(database)
+    database.close()
+
+
+def add(ledger: Ledger, service: str, count: int) -> None:
+    for index in range(count):
+        ledger.add_job(NewJob(service, JobSource.INVOCATION, job_id=f"{service}-{index:04}"))
+
+
+def wait_until(condition: object, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+def run(
+    ledger: Ledger, capacity: Capacity, demands: dict[str, Demand]
+) -> tuple[Dispatcher, BlockingExecution]:
+    execution = BlockingExecution(ledger)
+    dispatcher = Dispatcher(ledger, capacity, demands.get, execution, poll_seconds=0.05)
+    dispatcher.start()
+    return dispatcher, execution
+
+
+def test_a_service_with_one_job_is_not_starved_by_one_with_many(ledger: Ledger) -> None:
+    add(ledger, "busy", 200)
+    add(ledger, "quiet", 1)
+    demand = Demand(cpu=1, memory=GiB)
+    dispatcher, execution = run(ledger, Capacity(2, 8 * GiB), {"busy": demand, "quiet": demand})
+    try:
+        wait_until(lambda: len(execution.started) == 2)
+        time.sleep(0.2)
+        assert sorted(execution.services()) == ["busy", "quiet"]
+    finally:
+        execution.release.set()
+        dispatcher.stop(5)
+
+
+def test_running_jobs_stay_within_cpu_memory_and_concurrency(ledger: Ledger) -> None:
+    add(ledger, "cpu", 10)
+    add(ledger, "memory", 10)
+    add(ledger, "capped", 10)
+    demands = {
+        "cpu": Demand(cpu=0.5, memory=1),
+        "memory": Demand(cpu=0.01, memory=3 * GiB),
+        "capped": Demand(cpu=0.01, memory=1, max_concurrency=2),
+    }
+    dispatcher, execution = run(ledger, Capacity(2, 7 * GiB), demands)
+    try:
+        wait_until(lambda: len(execution.started) >= 7)
+        time.sleep(0.3)
+        services = execution.services()
+        assert services.count("memory") == 2  # 3 GiB each within 7 GiB
+        assert services.count("capped") == 2
+        assert services.count("cpu") == 3  # 3 × 0.5 + 0.04 of the others within 2 cores
+        assert len(dispatcher.running_job_ids()) == 7
+    finally:
+        execution.release.set()
+        dispatcher.stop(5)
+
+
+def test_a_job_larger_than_the_host_runs_alone(ledger: Ledger) -> None:
+    add(ledger, "huge", 2)
+    dispatcher, execution = run(ledger, Capacity(1, GiB), {"huge": Demand(cpu=4, memory=GiB)})
+    try:
+        wait_until(lambda: len(execution.started) == 1)
+        time.sleep(0.2)
+        assert len(execution.started) == 1
+        execution.release.set()
+        wait_until(lambda: len(execution.started) == 2)
+    finally:
+        execution.release.set()
+        dispatcher.stop(5)
+
+
+def test_jobs_of_an_unknown_service_wait(ledger: Ledger) -> None:
+    add(ledger, "unknown", 1)
+    dispatcher, execution = run(ledger, Capacity(1, GiB), {})
+    try:
+        time.sleep(0.3)
+        assert execution.started == []
+    finally:
+        dispatcher.stop(1)

@@ -1,0 +1,124 @@
+"""Retry policy, event parsing, body decoding, log streaming and input file names."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from oscarpy.engine.core import decode_body
+from oscarpy.engine.events import parse_object_event, storage_event
+from oscarpy.engine.logstream import MAX_LINE, LogLine, LogStream
+from oscarpy.engine.retries import RetryPolicy
+from oscarpy.engine.runtimes.base import EndReason, result_from_exit
+from oscarpy.engine.supervisor import input_file_name
+from oscarpy.log import register_secret
+
+
+def test_backoff_doubles_within_its_jitter_and_stops_at_the_limit() -> None:
+    policy = RetryPolicy(limit=3, base_seconds=1, max_seconds=5, jitter=0.1)
+
+    delays = [policy.backoff(failures) for failures in (1, 2, 3, 4)]
+
+    assert 0.9 <= delays[0] <= 1.1 and 1.8 <= delays[1] <= 2.2 and 3.6 <= delays[2] <= 4.4
+    assert 4.5 <= delays[3] <= 5.5
+    assert policy.allows(3) and not policy.allows(4)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"limit": -1}, "retry limit must be 0 or more, not -1"),
+        ({"base_seconds": 10, "max_seconds": 1}, "backoff needs 0 <= base"),
+        ({"jitter": 2}, "jitter is a fraction between 0 and 1, not 2"),
+    ],
+)
+def test_a_bad_retry_policy_is_refused_with_the_value(
+    options: dict[str, float], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        RetryPolicy(**options)  # type: ignore[arg-type]
+
+
+def test_exit_statuses_are_named() -> None:
+    assert result_from_exit(0).succeeded
+    assert result_from_exit(3).message == "script exited with 3"
+    assert result_from_exit(137).reason is EndReason.SIGNAL
+    assert result_from_exit(137).message == "killed by signal 9"
+    assert result_from_exit(-15).message == "killed by signal 15"
+    assert result_from_exit(137, oom=True).reason is EndReason.OOM
+
+
+def test_a_minio_event_names_its_object_with_the_key_decoded() -> None:
+    body = json.dumps(
+        {
+            "Records": [
+                {
+                    "s3": {
+                        "bucket": {"name": "b"},
+                        "object": {"key": "in/my+file%281%29.txt", "eTag": '"abc"', "size": 3},
+                    }
+                }
+            ]
+        }
+    ).encode()
+
+    found = parse_object_event(body)
+
+    assert found is not None
+    assert (found.bucket, found.key, found.etag, found.size) == ("b", "in/my file(1).txt", "abc", 3)
+
+
+@pytest.mark.parametrize(
+    "body", [b"not json", b"{}", b'{"Records": []}', b'{"Records": [{"s3": {}}]}', b"[1]"]
+)
+def test_other_bodies_are_not_events(body: bytes) -> None:
+    assert parse_object_event(body) is None
+
+
+def test_the_event_we_write_is_one_we_read() -> None:
+    text = storage_event("bkt", "a b/c.txt", 7, "e", datetime(2026, 1, 2, tzinfo=UTC))
+
+    found = parse_object_event(text.encode())
+
+    assert found is not None and (found.bucket, found.key, found.etag) == ("bkt", "a b/c.txt", "e")
+    assert json.loads(text)["Records"][0]["eventTime"] == "2026-01-02T00:00:00.000Z"
+
+
+def test_bodies_follow_oscars_rule() -> None:
+    assert decode_body(b'{"a": 1}') == b'{"a": 1}'
+    assert decode_body(base64.b64encode(b"\x00\x01binary")) == b"\x00\x01binary"
+    assert decode_body(b"plain text, not base64!") == b"plain text, not base64!"
+
+
+def test_output_becomes_lines_across_chunks_with_secrets_masked() -> None:
+    batches: list[list[LogLine]] = []
+    register_secret("hunter2-secret")
+    stream = LogStream(lambda lines: batches.append(list(lines)), interval=3600)
+
+    stream.feed(b"first li")
+    stream.feed(b"ne\r\nsecond hunter2-secret\nunfinished")
+    stream.feed(b"x" * (MAX_LINE + 10))
+    stream.note("done")
+    stream.flush(final=True)
+
+    lines = [text for batch in batches for _, text in batch]
+    assert lines[:2] == ["first line", "second ********"]
+    assert lines[2] == "unfinished" + "x" * (MAX_LINE - len("unfinished"))
+    assert lines[3] == "[oscar] done"
+    assert lines[4] == "x" * (len("unfinished") + 10)
+
+
+@pytest.mark.parametrize(
+    ("key", "name"),
+    [("in/photo.jpg", "photo.jpg"), ("in/", "input"), ("..", "input"), ("a/b/c", "c")],
+)
+def test_the_staged_input_is_named_after_the_key(key: str, name: str) -> None:
+    assert input_file_name(key) == name
+
+
+def test_a_very_long_key_keeps_its_extension() -> None:
+    name = input_file_name("in/" + "x" * 400 + ".tar.gz")
+    assert name.endswith(".gz") and len(name.encode()) <= 200
