@@ -80,6 +80,18 @@ class Settings(BaseSettings):
         "them on the next start).",
     )
 
+    run_idle_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="Warm /run containers beyond a service's synchronous.min_scale are removed "
+        "after this many idle seconds.",
+    )
+    run_body_limit: int = Field(
+        100 * 1024 * 1024,
+        ge=0,
+        description="Largest /run request body in bytes (streamed to disk); larger ones get 413.",
+    )
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: object) -> object:

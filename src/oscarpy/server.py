@@ -33,6 +33,7 @@ from oscarpy.credentials import (
 )
 from oscarpy.db import Database
 from oscarpy.engine import Engine, EngineError
+from oscarpy.engine.sync import SyncRunner
 from oscarpy.services.registry import ServiceRegistry
 from oscarpy.storage.s3.app import create_s3_app
 from oscarpy.storage.store import ObjectStore
@@ -130,14 +131,20 @@ class Platform:
         except EngineError as error:
             self.close_sockets()
             raise StartupError(str(error)) from error
+        try:
+            self.sync = SyncRunner(settings, self.engine)
+        except EngineError as error:
+            self.close_sockets()
+            raise StartupError(str(error)) from error
         api_app = create_app(settings, self.database, self.admin)
         api_app.state.store = self.store
         api_app.state.registry = self.registry
         api_app.state.engine = self.engine
+        api_app.state.sync = self.sync
         api_app.state.s3_endpoint = self.s3_endpoint
         self.api_app: ASGIApp = api_app
         self.s3_app: ASGIApp = create_s3_app(self.store, self.admin, settings)
-        self.background: list[BackgroundService] = [self.engine]
+        self.background: list[BackgroundService] = [self.engine, self.sync]
 
     @property
     def api_endpoint(self) -> str:

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 
 from oscarpy import __version__
-from oscarpy.api import jobs, logs, openapi, services, system
+from oscarpy.api import jobs, logs, openapi, run, services, system
 from oscarpy.api.errors import install_error_handlers
 from oscarpy.api.slashes import StripTrailingSlash
 from oscarpy.config import Settings
@@ -34,8 +34,10 @@ def create_app(settings: Settings, database: Database, admin: AdminCredentials) 
     app.include_router(services.router)
     app.include_router(jobs.router)
     app.include_router(logs.router)
+    app.include_router(run.router)
     install_error_handlers(app)
     jobs.install_engine_errors(app)
+    run.install_run_errors(app)
     openapi.document(app)
     app.add_middleware(StripTrailingSlash)
     return app

@@ -339,6 +339,42 @@ class Ledger:
             )
             return Claim(JobView.of(job), job.attempts, attempt_started_at=now)
 
+    def start_running(self, new: NewJob, execution_id: str | None = None) -> Claim:
+        """Record a job that runs at once, outside the dispatcher (a `/run` request): it is
+        created running, leased to this process, with its first attempt open."""
+        now = utcnow()
+        job_id = new.job_id or str(uuid.uuid4())
+        with self.writing() as session:
+            job = Job(
+                id=job_id,
+                service=new.service,
+                status=JobStatus.RUNNING,
+                source=new.source,
+                event=new.event,
+                created_at=now,
+                started_at=now,
+                next_attempt_at=now,
+                attempts=1,
+                script_failures=0,
+                infrastructure_failures=0,
+                lease_owner=self.owner,
+                lease_expires_at=now + self.lease,
+                log_bytes=0,
+                log_truncated=False,
+            )
+            session.add(job)
+            session.add(
+                JobAttempt(
+                    job_id=job_id,
+                    number=1,
+                    owner=self.owner,
+                    started_at=now,
+                    execution_id=execution_id,
+                )
+            )
+            session.flush()
+            return Claim(JobView.of(job), 1, execution_id, now)
+
     def record_execution(self, job_id: str, attempt: int, execution_id: str) -> None:
         """Note the container of an attempt, before it starts, so that a restart can adopt it."""
         with self.writing() as session:
@@ -383,7 +419,11 @@ class Ledger:
             job.exit_code = outcome.exit_code
             job.reason = outcome.reason
             job.message = outcome.message
-            if outcome.kind is OutcomeKind.SUCCEEDED:
+            if job.source == JobSource.SYNC:
+                # Its client waited for this very attempt: running it again would answer no one.
+                succeeded = outcome.kind is OutcomeKind.SUCCEEDED
+                _transition(job, JobStatus.SUCCEEDED if succeeded else JobStatus.FAILED, now)
+            elif outcome.kind is OutcomeKind.SUCCEEDED:
                 _transition(job, JobStatus.SUCCEEDED, now)
             elif outcome.kind is OutcomeKind.SCRIPT_FAILED:
                 job.script_failures += 1

@@ -50,6 +50,8 @@ class JobSource(StrEnum):
     """`POST /job` with any other body."""
     RECONCILE = "reconcile"
     """An existing object found by a reconcile pass."""
+    SYNC = "sync"
+    """`POST /run`: run at once in a warm container while the client waits; never retried."""
 
 
 class UtcDateTime(TypeDecorator[datetime]):

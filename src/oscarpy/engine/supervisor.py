@@ -194,28 +194,7 @@ class Supervisor:
             raise StagingError(f"cannot prepare the work directory {work_dir}: {error}") from error
 
     def _run_spec(self, spec: JobSpec, work_dir: Path) -> RunSpec:
-        mount = self.runtime.work_path(work_dir)
-        if spec.input is not None:
-            input_path = mount / "input" / input_file_name(spec.input.key)
-        else:
-            input_path = mount / "input" / BODY_FILE
-        environment = dict(spec.environment)
-        environment.update(
-            {
-                "INPUT_FILE_PATH": str(input_path),
-                "TMP_INPUT_DIR": str(mount / "input"),
-                "TMP_OUTPUT_DIR": str(mount / "output"),
-                "EVENT_FILE_PATH": str(mount / EVENT_FILE),
-                "JOB_UUID": spec.job_id,
-                "OSCAR_SERVICE_NAME": spec.service,
-                "OSCAR_SERVICE_TOKEN": spec.token,
-            }
-        )
-        if len(spec.event.encode()) <= MAX_EVENT_IN_ENVIRONMENT and "\x00" not in spec.event:
-            environment["EVENT"] = spec.event
-        if spec.input is not None:
-            environment["STORAGE_OBJECT_KEY"] = spec.input.key
-            environment["EVENT_TIME"] = spec.event_time
+        environment = contract_environment(spec, self.runtime.work_path(work_dir))
         return RunSpec(
             job_id=spec.job_id,
             service=spec.service,
@@ -232,7 +211,7 @@ class Supervisor:
     ) -> int:
         output_dir = work_dir / "output"
         uploaded = 0
-        files = sorted(_output_files(output_dir, stream))
+        files = sorted(output_files(output_dir, stream))
         if not files:
             stream.note("the script wrote no files to TMP_OUTPUT_DIR; nothing to upload")
         for relative in files:
@@ -261,7 +240,34 @@ class Supervisor:
         shutil.rmtree(work_dir, ignore_errors=True)
 
 
-def _output_files(output_dir: Path, stream: LogStream) -> Iterator[str]:
+def contract_environment(spec: JobSpec, mount: PurePosixPath) -> dict[str, str]:
+    """The job contract's variables for a script that sees its work directory at `mount`
+    (shared with `/run`, so that a script behaves the same invoked either way)."""
+    if spec.input is not None:
+        input_path = mount / "input" / input_file_name(spec.input.key)
+    else:
+        input_path = mount / "input" / BODY_FILE
+    environment = dict(spec.environment)
+    environment.update(
+        {
+            "INPUT_FILE_PATH": str(input_path),
+            "TMP_INPUT_DIR": str(mount / "input"),
+            "TMP_OUTPUT_DIR": str(mount / "output"),
+            "EVENT_FILE_PATH": str(mount / EVENT_FILE),
+            "JOB_UUID": spec.job_id,
+            "OSCAR_SERVICE_NAME": spec.service,
+            "OSCAR_SERVICE_TOKEN": spec.token,
+        }
+    )
+    if len(spec.event.encode()) <= MAX_EVENT_IN_ENVIRONMENT and "\x00" not in spec.event:
+        environment["EVENT"] = spec.event
+    if spec.input is not None:
+        environment["STORAGE_OBJECT_KEY"] = spec.input.key
+        environment["EVENT_TIME"] = spec.event_time
+    return environment
+
+
+def output_files(output_dir: Path, stream: LogStream) -> Iterator[str]:
     """Relative paths of the regular files under `output_dir`; links are never followed, so a
     script cannot make the platform upload a file from outside its work directory."""
     root = os.path.realpath(output_dir)

@@ -1,0 +1,323 @@
+"""One `/run` request from body to answer: recorded as a job of kind `sync`, run in a warm
+container with the job contract, its outputs turned into the answer.
+
+Per request, the container's mounted directory gets a fresh `<job id>/` holding `script.sh`,
+`event.json`, `input/event_file`, `output/` and `tmp/` (`TMPDIR`). Once the script ends the
+outputs are moved out of the mount and the rest is deleted before the container takes its next
+request, so nothing of one request is visible to the next.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from oscarpy.config import Settings
+from oscarpy.engine.core import Engine, host_capacity
+from oscarpy.engine.errors import InfrastructureError, StagingError
+from oscarpy.engine.ledger import NewJob
+from oscarpy.engine.logstream import LogStream
+from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
+from oscarpy.engine.records import JobSource
+from oscarpy.engine.runtimes.base import EndReason, RunResult
+from oscarpy.engine.spec import JobSpec
+from oscarpy.engine.supervisor import (
+    BODY_FILE,
+    EVENT_FILE,
+    SCRIPT_FILE,
+    contract_environment,
+    output_files,
+)
+from oscarpy.engine.sync import body
+from oscarpy.engine.sync.containers import (
+    DockerWarmRuntime,
+    HostWarmRuntime,
+    WarmRuntime,
+)
+from oscarpy.engine.sync.errors import ContainerGone
+from oscarpy.engine.sync.pool import Member, ServicePool, WarmPools
+from oscarpy.services.errors import ServiceNotFound
+from oscarpy.services.model import Service
+
+log = logging.getLogger(__name__)
+
+MAX_EVENT_IN_LEDGER = 64 * 1024
+LOG_TAIL_LINES = 20
+ABANDONED_ANSWER_SECONDS = 3600
+"""An answer is deleted once sent; one whose client vanished mid-way goes after this long."""
+_ATTEMPTS_ON_DEAD_CONTAINERS = 3
+
+
+@dataclass
+class Answer:
+    """What a `/run` request gets back: the job, how it ended, and what to send."""
+
+    job_id: str
+    outcome: AttemptOutcome
+    file: Path | None = None
+    """The single output, or the zip of several; `None` when the text answers."""
+    text: bytes = b""
+    """The script's output (stdout and stderr), capped at the job log limit."""
+    log_tail: str = ""
+    scratch: Path | None = None
+    """Removed by `discard()` once the answer is sent."""
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome.kind is OutcomeKind.SUCCEEDED
+
+    def discard(self) -> None:
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+class _Capture:
+    """Keeps the first `limit` bytes of the script's output for a text answer."""
+
+    def __init__(self, stream: LogStream, limit: int) -> None:
+        self._stream = stream
+        self._limit = limit
+        self.data = bytearray()
+
+    def __call__(self, chunk: bytes) -> None:
+        room = self._limit - len(self.data)
+        if room > 0:
+            self.data += chunk[:room]
+        self._stream.feed(chunk)
+
+
+class SyncRunner:
+    """Answers `/run` requests from warm pools; `start()`/`stop()` as a background service."""
+
+    def __init__(self, settings: Settings, engine: Engine, runtime: WarmRuntime | None = None):
+        self.settings = settings
+        self.engine = engine
+        self.root = settings.data_dir / "run"
+        self.requests = self.root / "requests"
+        self.answers = self.root / "answers"
+        self.runtime = runtime or self._make_runtime()
+        self._running: set[str] = set()
+        self._running_lock = threading.Lock()
+        self._last_renewal = time.monotonic()
+        self.pools = WarmPools(
+            self.runtime,
+            self.root / "containers",
+            host_capacity(settings),
+            engine.registry.list,
+            idle_seconds=settings.run_idle_seconds,
+            on_tick=self._upkeep,
+        )
+        engine.registry.add_listener(self.pools.on_service_change)
+
+    def _make_runtime(self) -> WarmRuntime:
+        runtime = self.engine.runtime
+        if runtime.name == "docker":
+            return DockerWarmRuntime(
+                self.engine.instance, self.engine.ledger.owner, runtime.prepare
+            )
+        return HostWarmRuntime(runtime)
+
+    def start(self) -> None:
+        for directory in (self.requests, self.answers):
+            shutil.rmtree(directory, ignore_errors=True)
+            directory.mkdir(parents=True)
+        self.pools.start()
+
+    def stop(self) -> None:
+        self.pools.stop()
+        self.runtime.close()
+
+    def new_body_path(self) -> Path:
+        """Where the API streams a request body before `invoke` (removed by `invoke`)."""
+        return self.requests / uuid.uuid4().hex
+
+    # -- one request ----------------------------------------------------------------------
+
+    def invoke(self, service_name: str, raw_body: Path, *, binary: bool = False) -> Answer:
+        """Run the service on the body at `raw_body`; raises `InvalidBody` for a bad body and
+        `ServiceNotFound`; every other failure is an `Answer` with the job's outcome."""
+        job_id = str(uuid.uuid4())
+        staged = self.requests / f"{job_id}.input"
+        try:
+            service = self.engine.registry.get(service_name)
+            if service is None:
+                raise ServiceNotFound(service_name)
+            if binary:
+                os.replace(raw_body, staged)
+            else:
+                body.stage_body(raw_body, staged)
+            return self._run(service, job_id, staged)
+        finally:
+            raw_body.unlink(missing_ok=True)
+            staged.unlink(missing_ok=True)
+
+    def _run(self, service: Service, job_id: str, staged: Path) -> Answer:
+        ledger = self.engine.ledger
+        claim = ledger.start_running(
+            NewJob(service.name, JobSource.SYNC, event=_event_text(staged), job_id=job_id)
+        )
+        with self._running_lock:
+            self._running.add(job_id)
+        stream = LogStream(lambda lines: self.engine.log(job_id, lines), interval=1.0)
+        capture = _Capture(stream, self.settings.job_log_limit)
+        answer = Answer(job_id, AttemptOutcome.success())
+        try:
+            spec = self.engine.job_spec(service, claim.job, claim.attempt)
+            deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
+            pool = self.pools.pool(service)
+            result, files = self._run_in_pool(pool, spec, staged, deadline, stream, capture, answer)
+            answer.outcome = _outcome(result, len(files))
+            if answer.succeeded and answer.scratch is not None:
+                answer.files = files
+                answer.file = body.answer_file(answer.scratch / "output", files)
+            answer.text = bytes(capture.data)
+        except InfrastructureError as error:
+            answer.outcome = AttemptOutcome(
+                OutcomeKind.INFRASTRUCTURE_FAILED, str(error), error.reason
+            )
+        except ServiceNotFound:
+            answer.outcome = AttemptOutcome(
+                OutcomeKind.SCRIPT_FAILED, "the service was deleted meanwhile", "service"
+            )
+            answer.discard()
+            raise
+        except Exception as error:
+            log.exception("run %s of %s: unexpected error", job_id, service.name)
+            answer.outcome = AttemptOutcome(
+                OutcomeKind.INFRASTRUCTURE_FAILED, f"internal error: {error!r}", "internal"
+            )
+            answer.discard()
+            raise
+        finally:
+            stream.note(answer.outcome.message)
+            stream.flush(final=True)
+            ledger.finish(job_id, claim.attempt, answer.outcome)
+            with self._running_lock:
+                self._running.discard(job_id)
+        if not answer.succeeded:
+            answer.log_tail = _tail(ledger.read_log(job_id), LOG_TAIL_LINES)
+        return answer
+
+    def _run_in_pool(
+        self,
+        pool: ServicePool,
+        spec: JobSpec,
+        staged: Path,
+        deadline: float | None,
+        stream: LogStream,
+        capture: _Capture,
+        answer: Answer,
+    ) -> tuple[RunResult, list[str]]:
+        for _ in range(_ATTEMPTS_ON_DEAD_CONTAINERS):
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            member = pool.acquire(remaining)
+            healthy = False
+            work_dir = member.container.host_dir / spec.job_id
+            try:
+                self._prepare(work_dir, spec.script, spec.event, staged)
+                environment = contract_environment(spec, member.container.path_of(work_dir))
+                environment["TMPDIR"] = str(member.container.path_of(work_dir / "tmp"))
+                stream.note(f"run {spec.job_id} in warm container {member.container.id[:12]}")
+                remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+                try:
+                    result = member.container.run(
+                        work_dir, SCRIPT_FILE, environment, remaining, capture
+                    )
+                except ContainerGone as error:
+                    stream.note(f"{error}; trying another")
+                    os.replace(work_dir / "input" / BODY_FILE, staged)
+                    continue
+                healthy = result.reason not in (EndReason.TIMEOUT, EndReason.OOM)
+                files = sorted(output_files(work_dir / "output", stream))
+                # One rename takes the whole directory out of the container's sight; it is
+                # deleted with the answer, after the answer is sent.
+                os.replace(work_dir, self.answers / spec.job_id)
+                answer.scratch = self.answers / spec.job_id
+                return result, files
+            finally:
+                if work_dir.exists():
+                    shutil.rmtree(work_dir, ignore_errors=True)
+                self._release(pool, member, healthy)
+        raise InfrastructureError(
+            f"{_ATTEMPTS_ON_DEAD_CONTAINERS} warm containers in a row died before the script "
+            "started"
+        )
+
+    def _prepare(self, work_dir: Path, script: str, event: str, staged: Path) -> None:
+        try:
+            (work_dir / "input").mkdir(parents=True)
+            for writable in (work_dir / "output", work_dir / "tmp"):
+                writable.mkdir()
+                # An image may run as a non-root user: let it write its outputs and temporaries.
+                os.chmod(writable, 0o1777)
+            (work_dir / SCRIPT_FILE).write_text(script)
+            (work_dir / EVENT_FILE).write_text(event)
+            os.replace(staged, work_dir / "input" / BODY_FILE)
+        except OSError as error:
+            raise StagingError(f"cannot prepare the work directory {work_dir}: {error}") from error
+
+    @staticmethod
+    def _release(pool: ServicePool, member: Member, healthy: bool) -> None:
+        try:
+            pool.release(member, healthy)
+        except Exception:
+            log.exception("cannot release warm container %s", member.container.id[:12])
+
+    def _upkeep(self) -> None:
+        """Renew the leases of running requests; delete answers a lost client never took."""
+        if time.monotonic() - self._last_renewal < self.engine.ledger.lease.total_seconds() / 3:
+            return
+        self._last_renewal = time.monotonic()
+        with self._running_lock:
+            running = list(self._running)
+        self.engine.ledger.renew_leases(running)
+        cutoff = time.time() - ABANDONED_ANSWER_SECONDS
+        for entry in self.answers.iterdir():
+            try:
+                if entry.stat().st_mtime < cutoff:
+                    shutil.rmtree(entry, ignore_errors=True)
+            except FileNotFoundError:
+                pass
+
+
+def _event_text(staged: Path) -> str:
+    """The input as the job's event (`EVENT`), when it is short text, as `/job` records
+    invocations; binary input is only a file (an environment value cannot hold a NUL byte)."""
+    if staged.stat().st_size > MAX_EVENT_IN_LEDGER:
+        return ""
+    try:
+        text = staged.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        return ""
+    return "" if "\x00" in text else text
+
+
+def _outcome(result: RunResult, outputs: int) -> AttemptOutcome:
+    if result.succeeded:
+        return AttemptOutcome.success(f"{result.message}; answered with {outputs} output file(s)")
+    if result.reason is EndReason.OOM:
+        return AttemptOutcome(
+            OutcomeKind.INFRASTRUCTURE_FAILED, result.message, "oom", result.exit_code
+        )
+    reason = result.reason.value if result.reason else "exit"
+    return AttemptOutcome(OutcomeKind.SCRIPT_FAILED, result.message, reason, result.exit_code)
+
+
+def _tail(text: str, lines: int) -> str:
+    return "".join(text.splitlines(keepends=True)[-lines:])
+
+
+def iterate_answer(answer: Answer, *, binary: bool) -> Iterator[bytes]:
+    """The answer's body: base64 (or raw bytes with `binary`) of the file, else the text."""
+    if answer.file is None:
+        yield answer.text
+        return
+    yield from (body.raw_chunks if binary else body.base64_chunks)(answer.file)

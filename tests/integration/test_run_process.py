@@ -1,0 +1,40 @@
+"""`/run` with `--runtime process` (no container engine): each request is a host process."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.server import RunningServer, start_server
+
+SCRIPT = 'printf "got: "; cat "$INPUT_FILE_PATH"; echo done > "$TMP_OUTPUT_DIR/result.txt"\n'
+
+
+@pytest.fixture
+def process_server(tmp_path: Path) -> Iterator[RunningServer]:
+    running = start_server(tmp_path / "data", env={"OSCAR_RUNTIME": "process"})
+    yield running
+    running.stop()
+
+
+def test_run_answers_with_the_process_runtime(process_server: RunningServer) -> None:
+    definition = {"name": "hosted", "image": "unused", "script": SCRIPT}
+    with process_server.client() as client:
+        assert client.post("/system/services", json=definition).status_code == 201
+
+        answer = client.post("/run/hosted", content=b'{"a": 1}')
+        refused = client.post("/run/hosted", content=b"not base64!")
+
+    assert answer.status_code == 200, answer.text
+    assert base64.b64decode(answer.text) == b"done\n"
+    assert refused.status_code == 400
+    assert "'!' is not base64" in refused.json()["detail"]
+    work = process_server.data_dir / "run"
+    deadline = time.monotonic() + 5  # the answer's directory goes once the answer is sent
+    while [p for p in work.rglob("*") if p.is_file()] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [p for p in work.rglob("*") if p.is_file()] == []
