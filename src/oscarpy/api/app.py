@@ -12,6 +12,7 @@ from oscarpy.api.slashes import StripTrailingSlash
 from oscarpy.config import Settings
 from oscarpy.credentials import AdminCredentials
 from oscarpy.db import Database
+from oscarpy.web.router import mount_dashboard
 
 
 def create_app(settings: Settings, database: Database, admin: AdminCredentials) -> FastAPI:
@@ -35,6 +36,7 @@ def create_app(settings: Settings, database: Database, admin: AdminCredentials) 
     app.include_router(jobs.router)
     app.include_router(logs.router)
     app.include_router(run.router)
+    mount_dashboard(app, admin)
     install_error_handlers(app)
     jobs.install_engine_errors(app)
     run.install_run_errors(app)

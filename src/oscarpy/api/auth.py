@@ -3,6 +3,10 @@
 Every `/system/*` route takes the admin's HTTP Basic credentials. A service's own routes
 (`/job/{service}`, `/run/{service}`) also take `Authorization: Bearer <that service's token>`;
 a token opens its own service only.
+
+The dashboard's browser-side script calls the same routes with its session instead: the signed
+session cookie plus the session's CSRF token in `X-CSRF-Token` count as the admin's
+credentials (`is_admin`, the one place that decides). The cookie alone never does.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from fastapi.security import HTTPBasic, HTTPBearer
 
 from oscarpy.credentials import AdminCredentials
 from oscarpy.services.model import is_service_name
+from oscarpy.web.session import session_from_api_request
 
 BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="oscar"'}
 SERVICE_CHALLENGE = {"WWW-Authenticate": 'Basic realm="oscar", Bearer realm="oscar"'}
@@ -75,9 +80,10 @@ def parse_bearer(header: str) -> str | None:
 
 
 def is_admin(request: Request, admin: AdminCredentials) -> bool:
+    """The admin's Basic credentials, or a dashboard session with its CSRF header."""
     parsed = parse_basic(request.headers.get("authorization", ""))
     if parsed is None:
-        return False
+        return session_from_api_request(request) is not None
     username, password = parsed
     # Evaluate both comparisons so that timing does not tell which one failed.
     user_ok = secrets_equal(username, admin.username)

@@ -1,0 +1,147 @@
+"""The dashboard mounted at `/ui`: sign-in, the overview, and the service and storage pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from oscarpy.credentials import AdminCredentials
+from oscarpy.engine.records import JobStatus
+from oscarpy.web import activity, services, storage
+from oscarpy.web.dashboard import (
+    _HERE,
+    PREFIX,
+    Checked,
+    DashboardRoute,
+    SignedIn,
+    engine_or_none,
+    redirect,
+    registry,
+    render,
+    sessions,
+    store,
+)
+from oscarpy.web.session import SessionCodec
+
+router = APIRouter(prefix=PREFIX, route_class=DashboardRoute, include_in_schema=False)
+
+
+def mount_dashboard(app: FastAPI, admin: AdminCredentials) -> None:
+    """Serve the dashboard at `/ui` of `app`, with sessions for `admin`."""
+    app.state.sessions = SessionCodec(admin)
+    app.include_router(router)
+    app.include_router(services.router)
+    app.include_router(storage.router)
+    app.mount(f"{PREFIX}/static", StaticFiles(directory=_HERE / "static"), name="ui-static")
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path of this dashboard: never another site (an open redirect)."""
+    if target and target.startswith(f"{PREFIX}") and not target.startswith("//"):
+        return target
+    return PREFIX
+
+
+@router.get("/login")
+def login_page(request: Request, next: str = PREFIX) -> Response:
+    if sessions(request).from_request(request) is not None:
+        return redirect(request, _safe_next(next))
+    return render(request, "login.html", {"next": _safe_next(next), "username": ""})
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    form = await request.form()
+    username = str(form.get("username") or "")
+    password = str(form.get("password") or "")
+    target = _safe_next(str(form.get("next") or PREFIX))
+    codec = sessions(request)
+    if not codec.check_password(username, password):
+        context = {"next": target, "username": username, "error": "Wrong user or password."}
+        return render(request, "login.html", context, status=401)
+    _session, cookie = codec.issue()
+    response = redirect(request, target)
+    codec.set_cookie(response, cookie)
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, session: Checked) -> Response:
+    codec = sessions(request)
+    codec.revoke(session)
+    response = redirect(request, f"{PREFIX}/login", "Signed out.")
+    codec.clear_cookie(response)
+    return response
+
+
+@router.get("")
+async def overview(request: Request, _session: SignedIn, window: str = "1h") -> Response:
+    chosen = activity.WINDOWS.get(window, activity.WINDOWS["1h"])
+    context = await run_in_threadpool(_overview, request, chosen)
+    return render(request, "overview.html", context)
+
+
+def _overview(request: Request, window: activity.Window) -> dict[str, Any]:
+    service_list = registry(request).list()
+    buckets, objects = store(request).counts()
+    context: dict[str, Any] = {
+        "services_count": len(service_list),
+        "buckets_count": buckets,
+        "objects_count": objects,
+        "windows": activity.WINDOWS.values(),
+        "window": window,
+        "load": activity.host_load(),
+        "jobs": None,
+    }
+    running_engine = engine_or_none(request)
+    if running_engine is None:
+        return context
+    counts = running_engine.ledger.count_by_status()
+    context["jobs"] = {status.value: counts.get(status, 0) for status in JobStatus}
+    database = running_engine.ledger.database
+    context["slots"] = activity.finished_over_time(database, window)
+    cpu, memory = activity.reserved(service_list, activity.running_by_service(database))
+    capacity = running_engine.dispatcher.capacity
+    context["cpu"] = activity.Usage(cpu, capacity.cpu)
+    context["memory"] = activity.Usage(memory, capacity.memory)
+    context["chart"] = _chart(context["slots"])
+    return context
+
+
+def _chart(slots: list[activity.Slot]) -> dict[str, Any]:
+    """Bar geometry for the inline SVG chart (succeeded under failed, per slot) and its labels;
+    the labels are HTML beside the drawing, so that they stay legible when it stretches."""
+    width, height = 600, 200
+    peak = max((slot.succeeded + slot.failed for slot in slots), default=0)
+    scale_top = max(1, peak)
+    step = width / max(1, len(slots))
+    bars = []
+    for index, slot in enumerate(slots):
+        ok = (height - 2) * slot.succeeded / scale_top
+        bad = (height - 2) * slot.failed / scale_top
+        bars.append(
+            {
+                "x": round(index * step + step * 0.1, 2),
+                "width": round(step * 0.8, 2),
+                "ok_y": round(height - ok, 2),
+                "ok_height": round(ok, 2),
+                "bad_y": round(height - ok - bad, 2),
+                "bad_height": round(bad, 2),
+                "slot": slot,
+            }
+        )
+    daily = len(slots) > 1 and (slots[1].start - slots[0].start).total_seconds() >= 3600
+    pattern = "%d %b %H:%M" if daily else "%H:%M"
+    shown = [slots[index] for index in range(0, len(slots), max(1, len(slots) // 5))]
+    return {
+        "width": width,
+        "height": height,
+        "top": scale_top,
+        "bars": bars,
+        "labels": [slot.start.strftime(pattern) for slot in shown],
+        "total_succeeded": sum(slot.succeeded for slot in slots),
+        "total_failed": sum(slot.failed for slot in slots),
+    }

@@ -1,0 +1,361 @@
+"""Service pages: the list with live job counts, the form, FDL/JSON import, invocation, jobs
+and their logs. Every change goes through the service registry or the job engine, as the REST
+API's do."""
+
+from __future__ import annotations
+
+import base64
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from oscarpy.engine.ledger import JobView
+from oscarpy.engine.records import JobStatus
+from oscarpy.services.errors import ServiceDefinitionError, ServiceExists, ServiceNotFound
+from oscarpy.services.model import Service, is_service_name, parse_fdl, parse_service
+from oscarpy.web.dashboard import (
+    PREFIX,
+    Checked,
+    DashboardError,
+    DashboardRoute,
+    SignedIn,
+    engine,
+    engine_or_none,
+    redirect,
+    registry,
+    render,
+)
+from oscarpy.web.forms import ServiceForm
+
+router = APIRouter(prefix=PREFIX, route_class=DashboardRoute, include_in_schema=False)
+
+MAX_DEFINITION_BYTES = 1024 * 1024
+MAX_INVOCATION_BYTES = 64 * 1024 * 1024
+JOBS_SHOWN = 200
+_SOURCES = {"invocation": "request body", "sync": "request body (synchronous run)"}
+
+
+def _found(request: Request, name: str) -> Service:
+    service = registry(request).get(name) if is_service_name(name) else None
+    if service is None:
+        raise ServiceNotFound(name)
+    return service
+
+
+def _counts(request: Request, name: str) -> dict[str, int]:
+    running_engine = engine_or_none(request)
+    counts = running_engine.ledger.count_by_status(name) if running_engine else {}
+    return {status.value: counts.get(status, 0) for status in JobStatus}
+
+
+def _job_json(service: str, job: JobView) -> dict[str, Any]:
+    if job.key is not None:
+        source = f"{job.bucket}/{job.key}"
+    else:
+        source = _SOURCES.get(job.source.value, job.source.value)
+    finished = job.finished_at
+    return {
+        "id": job.id,
+        "status": job.status.value,
+        "status_label": job.status.oscar_name,
+        "input": source,
+        "created_at": job.created_at.isoformat(),
+        "started_at": job.started_at.isoformat() if job.started_at else None,
+        "finished_at": finished.isoformat() if finished else None,
+        "attempts": job.attempts,
+        "exit_code": job.exit_code,
+        "message": job.message or "",
+        "url": f"{PREFIX}/services/{service}/jobs/{job.id}",
+        "finished": job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED),
+    }
+
+
+# -- list -------------------------------------------------------------------------------------
+
+
+@router.get("/services")
+async def list_page(request: Request, _session: SignedIn) -> Response:
+    def gather() -> list[dict[str, Any]]:
+        return [
+            {"service": service, "counts": _counts(request, service.name)}
+            for service in registry(request).list()
+        ]
+
+    rows = await run_in_threadpool(gather)
+    return render(request, "services.html", {"rows": rows})
+
+
+@router.get("/data/services")
+async def list_data(request: Request, _session: SignedIn) -> Response:
+    def gather() -> dict[str, Any]:
+        names = [service.name for service in registry(request).list()]
+        return {"services": {name: _counts(request, name) for name in names}}
+
+    return _json(await run_in_threadpool(gather))
+
+
+# -- create, edit, import ---------------------------------------------------------------------
+
+
+@router.get("/services/new")
+def new_page(request: Request, _session: SignedIn) -> Response:
+    return _form_page(request, ServiceForm().with_blank_rows(), None)
+
+
+@router.post("/services/new")
+async def create(request: Request, _session: Checked) -> Response:
+    form = ServiceForm.from_submission(await request.form())
+    try:
+        service = parse_service(form.definition())
+        created = await run_in_threadpool(registry(request).create, service)
+    except (ValueError, ServiceDefinitionError) as error:
+        return _form_page(request, form, None, error=str(error), status=400)
+    except ServiceExists:
+        message = f"A service named {form.name} exists already; choose another name."
+        return _form_page(request, form, None, error=message, status=409)
+    return redirect(
+        request, f"{PREFIX}/services/{created.name}", f"Service {created.name} created."
+    )
+
+
+@router.get("/services/{name}/edit")
+async def edit_page(request: Request, name: str, _session: SignedIn) -> Response:
+    service = await run_in_threadpool(_found, request, name)
+    return _form_page(request, ServiceForm.of(service).with_blank_rows(), service)
+
+
+@router.post("/services/{name}/edit")
+async def edit(request: Request, name: str, _session: Checked) -> Response:
+    stored = await run_in_threadpool(_found, request, name)
+    form = ServiceForm.from_submission(await request.form())
+    form.name = stored.name  # the name is the service's identity; it cannot change here
+    try:
+        service = parse_service(form.definition(stored))
+        await run_in_threadpool(registry(request).update, service)
+    except (ValueError, ServiceDefinitionError) as error:
+        return _form_page(request, form, stored, error=str(error), status=400)
+    return redirect(request, f"{PREFIX}/services/{name}", f"Service {name} saved.")
+
+
+def _form_page(
+    request: Request,
+    form: ServiceForm,
+    stored: Service | None,
+    *,
+    error: str | None = None,
+    status: int = 200,
+) -> Response:
+    if not form.inputs:
+        form.inputs = ServiceForm().with_blank_rows().inputs
+    if not form.outputs:
+        form.outputs = ServiceForm().with_blank_rows().outputs
+    context = {"form": form, "stored": stored, "error": error}
+    return render(request, "service_form.html", context, status=status)
+
+
+@router.post("/services/import")
+async def import_definition(request: Request, _session: Checked) -> Response:
+    upload = (await request.form()).get("definition")
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        raise DashboardError("Choose an FDL (YAML) or JSON file to import.")
+    content = await upload.read(MAX_DEFINITION_BYTES + 1)
+    if len(content) > MAX_DEFINITION_BYTES:
+        raise DashboardError("That file is larger than 1 MiB; a service definition is not.")
+    services = await run_in_threadpool(_parse_definition, upload.filename, content)
+    created, updated = await run_in_threadpool(_apply, request, services)
+    parts = []
+    if created:
+        parts.append("created " + ", ".join(created))
+    if updated:
+        parts.append("updated " + ", ".join(updated))
+    text = f"Imported {upload.filename}: " + "; ".join(parts) + "."
+    if len(services) == 1:
+        return redirect(request, f"{PREFIX}/services/{services[0].name}", text)
+    return redirect(request, f"{PREFIX}/services", text)
+
+
+def _parse_definition(filename: str, content: bytes) -> list[Service]:
+    try:
+        text = content.decode()
+    except UnicodeDecodeError:
+        raise DashboardError(f"{filename} is not a text file.") from None
+    if filename.lower().endswith(".json") or text.lstrip().startswith(("{", "[")):
+        try:
+            data = json.loads(text)
+        except ValueError as error:
+            raise DashboardError(f"{filename} is not valid JSON: {error}") from None
+        items = data if isinstance(data, list) else [data]
+        return [parse_service(item, where=filename) for item in items]
+    # An FDL names its script files relative to itself; uploaded alone, it can only carry
+    # inline scripts, and parse_fdl says which file it could not read.
+    with tempfile.TemporaryDirectory(prefix="oscar-fdl-") as directory:
+        path = Path(directory) / Path(filename).name
+        path.write_text(text)
+        try:
+            return [service for _cluster, service in parse_fdl(path)]
+        except ServiceDefinitionError as error:
+            raise ServiceDefinitionError(str(error).replace(str(path), filename)) from None
+
+
+def _apply(request: Request, services: list[Service]) -> tuple[list[str], list[str]]:
+    created: list[str] = []
+    updated: list[str] = []
+    for service in services:
+        if registry(request).get(service.name) is None:
+            registry(request).create(service)
+            created.append(service.name)
+        else:
+            registry(request).update(service)
+            updated.append(service.name)
+    return created, updated
+
+
+# -- one service ------------------------------------------------------------------------------
+
+
+@router.get("/services/{name}")
+async def service_page(request: Request, name: str, _session: SignedIn) -> Response:
+    def gather() -> dict[str, Any]:
+        service = _found(request, name)
+        running_engine = engine_or_none(request)
+        jobs: list[dict[str, Any]] = []
+        total = 0
+        if running_engine is not None:
+            views, total = running_engine.jobs(name, 0, JOBS_SHOWN)
+            jobs = [_job_json(name, view) for view in views]
+        return {
+            "service": service,
+            "counts": _counts(request, name),
+            "jobs": jobs,
+            "total": total,
+            "shown": JOBS_SHOWN,
+        }
+
+    return render(request, "service.html", await run_in_threadpool(gather))
+
+
+@router.get("/data/services/{name}/jobs")
+async def jobs_data(request: Request, name: str, _session: SignedIn) -> Response:
+    def gather() -> dict[str, Any]:
+        views, total = engine(request).jobs(name, 0, JOBS_SHOWN)
+        return {
+            "jobs": [_job_json(name, view) for view in views],
+            "total": total,
+            "counts": _counts(request, name),
+        }
+
+    return _json(await run_in_threadpool(gather))
+
+
+@router.get("/services/{name}/delete")
+async def delete_page(request: Request, name: str, _session: SignedIn) -> Response:
+    service = await run_in_threadpool(_found, request, name)
+    buckets = sorted({path.bucket for path in service.embedded_paths()})
+    return render(request, "service_delete.html", {"service": service, "buckets": buckets})
+
+
+@router.post("/services/{name}/delete")
+async def delete(request: Request, name: str, _session: Checked) -> Response:
+    form = await request.form()
+    delete_buckets = form.get("delete_buckets") == "on"
+    await run_in_threadpool(_found, request, name)
+    await run_in_threadpool(registry(request).delete, name, delete_buckets)
+    text = f"Service {name} deleted" + (" with its buckets." if delete_buckets else ".")
+    return redirect(request, f"{PREFIX}/services", text)
+
+
+@router.post("/services/{name}/invoke")
+async def invoke(request: Request, name: str, _session: Checked) -> Response:
+    """An asynchronous invocation (`/job`): the text or file becomes the job's input."""
+    form = await request.form()
+    upload = form.get("file")
+    if isinstance(upload, UploadFile) and upload.filename:
+        content = await upload.read(MAX_INVOCATION_BYTES + 1)
+    else:
+        text = form.get("text")
+        content = (text if isinstance(text, str) else "").replace("\r\n", "\n").encode()
+    if len(content) > MAX_INVOCATION_BYTES:
+        raise DashboardError("The input is larger than 64 MiB; upload it to storage instead.")
+    running_engine = engine(request)
+    # The engine base64-decodes a body that is not JSON (OSCAR's rule); encoding it here keeps
+    # exactly the bytes given, whatever they look like.
+    job_id = await run_in_threadpool(running_engine.submit, name, base64.b64encode(content))
+    return redirect(request, f"{PREFIX}/services/{name}", f"Job {job_id} queued for {name}.")
+
+
+# -- jobs -------------------------------------------------------------------------------------
+
+
+@router.get("/services/{name}/jobs/{job_id}")
+async def job_page(request: Request, name: str, job_id: str, _session: SignedIn) -> Response:
+    def gather() -> dict[str, Any]:
+        running_engine = engine(request)
+        view = running_engine.job(name, job_id)
+        return {
+            "service_name": name,
+            "job": _job_json(name, view),
+            "view": view,
+            "log": running_engine.job_log(name, job_id),
+            "attempts": running_engine.ledger.attempts(job_id),
+        }
+
+    return render(request, "job.html", await run_in_threadpool(gather))
+
+
+@router.get("/data/services/{name}/jobs/{job_id}")
+async def job_data(
+    request: Request,
+    name: str,
+    job_id: str,
+    _session: SignedIn,
+    offset: int = 0,
+) -> Response:
+    """The job and its log from character `offset` on, for following a running job."""
+
+    def gather() -> dict[str, Any]:
+        running_engine = engine(request)
+        view = running_engine.job(name, job_id)
+        log = running_engine.job_log(name, job_id)
+        start = offset if 0 <= offset <= len(log) else 0
+        return {
+            "job": _job_json(name, view),
+            "log": log[start:],
+            "offset": len(log),
+            "reset": start != offset,
+        }
+
+    return _json(await run_in_threadpool(gather))
+
+
+@router.post("/services/{name}/jobs/{job_id}/retry")
+async def retry(request: Request, name: str, job_id: str, _session: Checked) -> Response:
+    await run_in_threadpool(engine(request).retry, name, job_id)
+    return redirect(request, f"{PREFIX}/services/{name}/jobs/{job_id}", "The job runs again.")
+
+
+@router.post("/services/{name}/jobs/{job_id}/delete")
+async def delete_job(request: Request, name: str, job_id: str, _session: Checked) -> Response:
+    await run_in_threadpool(engine(request).delete_job, name, job_id)
+    return redirect(request, f"{PREFIX}/services/{name}", f"Job {job_id} deleted.")
+
+
+@router.post("/services/{name}/jobs/delete-succeeded")
+async def delete_succeeded(request: Request, name: str, _session: Checked) -> Response:
+    removed = await run_in_threadpool(engine(request).delete_jobs, name)
+    plural = "" if removed == 1 else "s"
+    return redirect(
+        request, f"{PREFIX}/services/{name}", f"{removed} succeeded job{plural} deleted."
+    )
+
+
+def _json(data: dict[str, Any]) -> Response:
+    return Response(
+        json.dumps(data),
+        media_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )

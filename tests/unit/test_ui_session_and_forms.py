@@ -1,0 +1,120 @@
+"""The dashboard's session codec and its service form, without a server."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from starlette.datastructures import FormData
+
+from oscarpy.credentials import AdminCredentials
+from oscarpy.services.model import parse_service
+from oscarpy.web.forms import ServiceForm
+from oscarpy.web.session import SessionCodec
+
+ADMIN = AdminCredentials("oscar", "first-password", generated=False)
+
+
+def test_a_session_reads_back_until_revoked() -> None:
+    codec = SessionCodec(ADMIN)
+    session, cookie = codec.issue()
+    assert codec.read(cookie) == session
+    assert codec.csrf_ok(session, session.csrf_token)
+    assert not codec.csrf_ok(session, "") and not codec.csrf_ok(session, None)
+    codec.revoke(session)
+    assert codec.read(cookie) is None
+
+
+def test_a_changed_password_or_an_expired_session_signs_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _session, cookie = SessionCodec(ADMIN).issue()
+    changed = AdminCredentials("oscar", "second-password", generated=False)
+    assert SessionCodec(changed).read(cookie) is None
+
+    codec = SessionCodec(ADMIN)
+    _session, cookie = codec.issue()
+    later = time.time() + 13 * 3600
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert codec.read(cookie) is None
+
+
+def test_the_password_check_wants_both_user_and_password() -> None:
+    codec = SessionCodec(ADMIN)
+    assert codec.check_password("oscar", "first-password")
+    assert not codec.check_password("oscar", "first-passwor")
+    assert not codec.check_password("root", "first-password")
+
+
+def _submitted(**fields: str | list[str]) -> FormData:
+    items: list[tuple[str, str]] = []
+    for name, value in fields.items():
+        for each in [value] if isinstance(value, str) else value:
+            items.append((name, each))
+    return FormData(items)
+
+
+def test_the_form_becomes_a_valid_definition() -> None:
+    form = ServiceForm.from_submission(
+        _submitted(
+            name="grey",
+            image="busybox",
+            script="echo hi\r\n",
+            cpu="0.5",
+            memory="128Mi",
+            variables="A=1\n# a comment\n\nB = two=2\n",
+            secrets="TOKEN=s3cr3t\n",
+            input_path=["grey/in", ""],
+            input_prefix=["img_, pic_", ""],
+            input_suffix=[".png", ""],
+            input_provider=["minio.default", "minio.default"],
+            output_path=["grey/out"],
+            output_prefix=[""],
+            output_suffix=[""],
+            output_provider=["minio.default"],
+            max_concurrency="2",
+            timeout="30",
+            retries="1",
+        )
+    )
+    service = parse_service(form.definition())
+    assert service.script == "echo hi\n"
+    assert service.environment.variables == {"A": "1", "B": " two=2"}
+    assert service.environment.secrets == {"TOKEN": "s3cr3t"}
+    assert [path.path for path in service.input] == ["grey/in"]
+    assert service.input[0].prefix == ["img_", "pic_"] and service.input[0].suffix == [".png"]
+    assert (service.max_concurrency, service.timeout, service.retries) == (2, 30.0, 1)
+
+
+def test_editing_keeps_what_the_form_does_not_show_and_hides_secret_values() -> None:
+    stored = parse_service(
+        {
+            "name": "grey",
+            "image": "busybox",
+            "script": "echo",
+            "labels": {"team": "imaging"},
+            "environment": {"secrets": {"TOKEN": "s3cr3t"}},
+        }
+    )
+    form = ServiceForm.of(stored)
+    assert "s3cr3t" not in form.secrets and form.secrets == "TOKEN=\n"
+    form.memory = "1Gi"
+    edited = parse_service(form.definition(stored))
+    assert edited.labels == {"team": "imaging"}
+    assert edited.memory == "1Gi"
+    assert edited.environment.secrets == {"TOKEN": ""}  # blank: the registry keeps the stored
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("variables", "no equals sign", "environment variables, line 1: write NAME=value"),
+        ("max_concurrency", "many", "max concurrency: 'many' is not a whole number"),
+        ("timeout", "soon", "timeout: 'soon' is not a number"),
+    ],
+)
+def test_a_malformed_field_is_named(field: str, value: str, message: str) -> None:
+    form = ServiceForm(name="grey", image="busybox", script="echo")
+    setattr(form, field, value)
+    with pytest.raises(ValueError, match=message):
+        form.definition()
