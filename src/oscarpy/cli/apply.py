@@ -1,0 +1,109 @@
+"""`oscar apply FDL` and `oscar delete FDL`: services from an oscar-cli FDL file.
+
+The FDL is parsed and validated here, with the server's own parser, so that a mistake is
+reported with file and field before anything is sent; each service then goes to the cluster
+its entry names (or the one given with -c).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from oscarpy.cli.context import CLUSTER_OPTION, load_cluster_config
+from oscarpy.cli.errors import NotFound, UsageError
+from oscarpy.cli.output import success
+
+if TYPE_CHECKING:
+    from oscarpy.cli.clusters import Cluster, ClusterConfig
+
+FDL_ARGUMENT = typer.Argument(..., metavar="FDL", help="An FDL file (oscar-cli's YAML format).")
+
+
+def read_fdl(path: Path, name: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """(cluster id, service JSON) of each service in the file; `name` renames a lone one."""
+    from oscarpy.services.model import ServiceDefinitionError, parse_fdl
+
+    try:
+        entries = parse_fdl(path)
+    except ServiceDefinitionError as error:
+        raise UsageError(str(error)) from None
+    if name is not None and len(entries) != 1:
+        raise UsageError(f"-n renames one service, but {path} defines {len(entries)}")
+    definitions = []
+    for cluster_id, service in entries:
+        definition = service.to_json()
+        if name is not None:
+            definition["name"] = name
+        definitions.append((cluster_id, definition))
+    return definitions
+
+
+def target_cluster(
+    config: ClusterConfig, fdl_cluster_id: str, override: str | None
+) -> tuple[str, Cluster]:
+    """-c wins; else the FDL's cluster id if configured; else the default (or local) one."""
+    if override is not None:
+        return config.resolve(override)
+    if fdl_cluster_id in config.clusters:
+        return config.resolve(fdl_cluster_id)
+    return config.resolve(None)
+
+
+def apply(
+    fdl: Path = FDL_ARGUMENT,
+    cluster: str | None = CLUSTER_OPTION,
+    name: str | None = typer.Option(
+        None, "--name", "-n", help="Deploy the FDL's only service under this name."
+    ),
+) -> None:
+    """Create the services of an FDL file, or update those that exist."""
+    from oscarpy.cli.client import OscarClient
+
+    definitions = read_fdl(fdl, name)
+    config = load_cluster_config()
+    for fdl_cluster_id, definition in definitions:
+        cluster_id, target = target_cluster(config, fdl_cluster_id, cluster)
+        service_name = str(definition["name"])
+        with OscarClient(target, cluster_id) as client:
+            if client.service_exists(service_name):
+                client.update_service(definition)
+                verb = "updated"
+            else:
+                client.create_service(definition)
+                verb = "created"
+        success(f"service {service_name!r} {verb} in cluster {cluster_id!r}")
+
+
+def delete(
+    fdl: Path = FDL_ARGUMENT,
+    cluster: str | None = CLUSTER_OPTION,
+) -> None:
+    """Delete the services an FDL file defines (their buckets and files are kept)."""
+    from oscarpy.cli.client import OscarClient
+
+    definitions = read_fdl(fdl)
+    config = load_cluster_config()
+    missing: list[str] = []
+    for fdl_cluster_id, definition in definitions:
+        cluster_id, target = target_cluster(config, fdl_cluster_id, cluster)
+        service_name = str(definition["name"])
+        with OscarClient(target, cluster_id) as client:
+            try:
+                client.delete_service(service_name)
+            except NotFound:
+                missing.append(f"{service_name!r} (cluster {cluster_id!r})")
+                continue
+        success(f"service {service_name!r} deleted from cluster {cluster_id!r}")
+    if missing:
+        raise NotFound(f"no such service: {', '.join(missing)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("apply")(apply)
+    app.command("delete")(delete)
+
+
+__all__ = ["apply", "delete", "read_fdl", "register"]

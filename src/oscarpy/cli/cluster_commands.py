@@ -1,0 +1,129 @@
+"""`oscar cluster …`: the clusters this client knows, as oscar-cli's `cluster` commands."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from oscarpy.cli.context import CLUSTER_OPTION, connect, load_cluster_config
+from oscarpy.cli.errors import UsageError
+from oscarpy.cli.output import OUTPUT_OPTION, OutputFormat, print_mapping, print_records, success
+
+cluster_app = typer.Typer(
+    name="cluster",
+    help="Add, list and choose OSCAR clusters.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+
+@cluster_app.command("add")
+def add(
+    cluster_id: str = typer.Argument(..., metavar="ID", help="A name for the cluster."),
+    endpoint: str = typer.Argument(..., help="Its REST API, e.g. https://oscar.example.org."),
+    username: str = typer.Argument(..., metavar="USER"),
+    password: str | None = typer.Argument(
+        None, help="Omit it and use --password-stdin to keep it out of the shell history."
+    ),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the password from standard input."
+    ),
+    disable_ssl: bool = typer.Option(
+        False, "--disable-ssl", help="Do not verify the server's TLS certificate."
+    ),
+) -> None:
+    """Add a cluster (or replace one with the same ID); the first one becomes the default."""
+    from oscarpy.cli.clusters import Cluster
+
+    if password is not None and password_stdin:
+        raise UsageError("give the password as an argument or with --password-stdin, not both")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif password is None:
+        if not sys.stdin.isatty():
+            raise UsageError("no password: pass PASSWORD or --password-stdin")
+        password = typer.prompt("Password", hide_input=True)
+    if not password:
+        raise UsageError("the password is empty")
+    if not endpoint.startswith(("http://", "https://")):
+        raise UsageError(f"endpoint {endpoint!r} must start with http:// or https://")
+    config = load_cluster_config()
+    config.add(
+        cluster_id,
+        Cluster(
+            endpoint=endpoint.rstrip("/"),
+            auth_user=username,
+            auth_password=password,
+            ssl_verify=not disable_ssl,
+        ),
+    )
+    config.save()
+    marker = " (default)" if config.default == cluster_id else ""
+    success(f"cluster {cluster_id!r} added{marker} to {config.path}")
+
+
+@cluster_app.command("default")
+def default(
+    set_id: str | None = typer.Option(None, "--set", "-s", metavar="ID", help="Make it default."),
+) -> None:
+    """Print the default cluster, or set it with -s ID."""
+    config = load_cluster_config()
+    if set_id is None:
+        if config.default is None:
+            raise UsageError("no default cluster set: use `oscar cluster default -s ID`")
+        typer.echo(config.default)
+        return
+    config.set_default(set_id)
+    config.save()
+    success(f"default cluster is now {set_id!r}")
+
+
+@cluster_app.command("info")
+def info(
+    cluster: str | None = CLUSTER_OPTION,
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """Ask the cluster for its version and backend (checks endpoint and credentials)."""
+    with connect(cluster) as client:
+        details = client.info()
+        print_mapping(
+            {"cluster": client.cluster_id, "endpoint": client.cluster.endpoint, **details}, output
+        )
+
+
+@cluster_app.command("list")
+def list_clusters(output: OutputFormat = OUTPUT_OPTION) -> None:
+    """List the configured clusters (passwords are never printed)."""
+    config = load_cluster_config()
+    records = [
+        {
+            "id": cluster_id,
+            "endpoint": cluster.endpoint,
+            "user": cluster.auth_user,
+            "ssl_verify": cluster.ssl_verify,
+            "default": cluster_id == config.default,
+        }
+        for cluster_id, cluster in sorted(config.clusters.items())
+    ]
+    print_records(
+        records,
+        [
+            ("id", "ID"),
+            ("endpoint", "ENDPOINT"),
+            ("user", "USER"),
+            ("ssl_verify", "SSL"),
+            ("default", "DEFAULT"),
+        ],
+        output,
+        empty=f"no clusters configured in {config.path}; add one with `oscar cluster add`",
+    )
+
+
+@cluster_app.command("remove")
+def remove(cluster_id: str = typer.Argument(..., metavar="ID")) -> None:
+    """Forget a cluster."""
+    config = load_cluster_config()
+    config.remove(cluster_id)
+    config.save()
+    success(f"cluster {cluster_id!r} removed")
