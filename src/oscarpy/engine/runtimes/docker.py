@@ -97,8 +97,8 @@ class DockerExecution:
         try:
             self._container.reload()
             oom = bool(self._container.attrs.get("State", {}).get("OOMKilled", False))
-        except docker.errors.DockerException:
-            oom = False
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
+            oom = False  # the daemon went away after the exit: the exit code stands
         return result_from_exit(exit_code, oom=oom)
 
     def _stream_output(self, on_output: OutputSink, follow_from: float | None) -> None:
