@@ -8,6 +8,7 @@ format with its proper status. Operations we do not implement answer 501 `NotImp
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import uuid
@@ -169,11 +170,15 @@ class S3App:
             response = self._error(error, method, path, request_id)
         except StorageError as error:
             response = self._error(from_store_error(error), method, path, request_id)
-        except Exception:
-            log.exception("S3 %s %s failed", method, path)
-            failure = S3Error(
-                "InternalError", "We encountered an internal error. Please try again."
-            )
+        except Exception as error:
+            if is_disk_full(error):
+                log.warning("S3 %s %s: the data directory is full (%s)", method, path, error)
+                failure = S3Error("InsufficientStorage", "the server's data directory is full")
+            else:
+                log.exception("S3 %s %s failed", method, path)
+                failure = S3Error(
+                    "InternalError", "We encountered an internal error. Please try again."
+                )
             response = self._error(failure, method, path, request_id)
         response.headers["x-amz-request-id"] = request_id
         await response(scope, receive, send)
@@ -212,6 +217,21 @@ class S3App:
         return Response(
             body, status_code=error.status, headers=headers, media_type="application/xml"
         )
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether `error` (or what it wraps, e.g. a state DB error) says the disk is full: the
+    client gets 507 `InsufficientStorage`, which it may retry later, not a 500."""
+    seen: BaseException | None = error
+    for _ in range(10):  # a chain is short; the bound guards against a cyclic one
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "database or disk is full" in str(seen):  # SQLite's SQLITE_FULL
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _is_ip(host: str) -> bool:
