@@ -1,6 +1,7 @@
 """A private Docker Engine for tests that stop the daemon: the shared one is used by everybody
-else's tests, so it is never stopped. This one has its own socket, data, exec root and pid file,
-no bridge and no iptables rules, and holds only the test image, loaded from the shared daemon."""
+else's tests, so it is never stopped. This one has its own socket, data, exec root, pid file and
+network namespace, no bridge and no iptables rules, and holds only the test image, loaded from
+the shared daemon."""
 
 from __future__ import annotations
 
@@ -24,7 +25,11 @@ class PrivateDocker:
         return f"unix://{self.socket}"
 
     def start(self, timeout: float = 60) -> None:
+        # Its own network namespace: a dockerd started with --bridge=none deletes the host's
+        # `docker0` interface (moby's removeDefaultBridgeInterface), which would cut the shared
+        # daemon's containers off their network.
         command = [
+            "unshare", "--net",
             "dockerd",
             "--host", self.host,
             "--data-root", str(self.root / "data"),
@@ -79,4 +84,4 @@ class PrivateDocker:
 
 
 def dockerd_available() -> bool:
-    return shutil.which("dockerd") is not None
+    return shutil.which("dockerd") is not None and shutil.which("unshare") is not None

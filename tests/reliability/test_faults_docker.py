@@ -30,12 +30,15 @@ def private_docker(docker_client: object) -> Iterator[PrivateDocker]:
     require_service(dockerd_available(), "no dockerd binary to start a private daemon")
     # A short path: the daemon's sockets must fit in a unix socket name.
     daemon = PrivateDocker(Path(tempfile.mkdtemp(prefix="oscar-dockerd-")))
+    host_bridge = Path("/sys/class/net/docker0")
+    had_bridge = host_bridge.exists()
     try:
         daemon.start()
         daemon.load_test_image()
         yield daemon
     finally:
         daemon.remove()
+    assert host_bridge.exists() == had_bridge, "the private dockerd touched the host's docker0"
 
 
 def _jobs(server: Any) -> dict[str, dict[str, Any]]:
