@@ -62,6 +62,17 @@ class Uploader(threading.Thread):
                     time.sleep(0.2)
 
 
+def _wait_for_a_running_job(server: RunningServer, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with server.client() as client:
+            jobs = client.get("/system/logs/crash", params={"limit": 1000}).json()["jobs"]
+        if any(job["status"] == "Running" for job in jobs.values()):
+            return
+        time.sleep(0.05)
+    raise AssertionError("no job ever ran")
+
+
 def test_three_kill_9_during_a_batch_lose_nothing_and_run_nothing_twice(
     tmp_path: Path, docker_client: Any
 ) -> None:
@@ -95,7 +106,9 @@ def test_three_kill_9_during_a_batch_lose_nothing_and_run_nothing_twice(
         uploader = Uploader(server)
         uploader.start()
         for _ in range(KILLS):
-            moment = chance.uniform(1.0, 5.0)
+            # A random moment while jobs run: once one is running, 0-2 s later.
+            _wait_for_a_running_job(server)
+            moment = chance.uniform(0.0, 2.0)
             time.sleep(moment)
             moments.append(round(moment, 2))
             server.kill()
@@ -146,8 +159,11 @@ def test_three_kill_9_during_a_batch_lose_nothing_and_run_nothing_twice(
         all=True, filters={"label": f"oscar.instance={instance}"}
     )
     assert leftovers == []
+    taken_over = server.log().count("taking over job")
+    assert taken_over > 0  # the restarts did find jobs the killed processes were running
     print(
         f"kill -9 x{KILLS} (seed {seed}, after {moments} s): {FILES} files, "
-        f"{uploader.refused} refused upload tries retried, {rerun} jobs re-run, "
+        f"{uploader.refused} refused upload tries retried, {taken_over} running jobs taken "
+        f"over, {rerun} jobs re-run, "
         f"0 lost, 0 duplicated, {elapsed:.1f} s"
     )
