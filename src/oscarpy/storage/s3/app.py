@@ -8,7 +8,6 @@ format with its proper status. Operations we do not implement answer 501 `NotImp
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 import logging
 import uuid
@@ -21,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from oscarpy.config import Settings
 from oscarpy.credentials import AdminCredentials
-from oscarpy.storage.errors import StorageError
+from oscarpy.storage.errors import StorageError, is_disk_full
 from oscarpy.storage.s3 import buckets, multipart, objects
 from oscarpy.storage.s3.call import S3Call
 from oscarpy.storage.s3.errors import S3Error, from_store_error, not_implemented
@@ -217,21 +216,6 @@ class S3App:
         return Response(
             body, status_code=error.status, headers=headers, media_type="application/xml"
         )
-
-
-def is_disk_full(error: BaseException) -> bool:
-    """Whether `error` (or what it wraps, e.g. a state DB error) says the disk is full: the
-    client gets 507 `InsufficientStorage`, which it may retry later, not a 500."""
-    seen: BaseException | None = error
-    for _ in range(10):  # a chain is short; the bound guards against a cyclic one
-        if seen is None:
-            break
-        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if "database or disk is full" in str(seen):  # SQLite's SQLITE_FULL
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def _is_ip(host: str) -> bool:
