@@ -1,6 +1,6 @@
 """A data directory that fills up (a 64 MiB tmpfs): uploads are refused with 507
-`InsufficientStorage`, no acknowledged object is lost, reads keep working, and uploads work
-again once space is freed (and after a restart)."""
+`InsufficientStorage` (`/job` and `/run` bodies with a 507 too), no acknowledged object is lost,
+reads keep working, and uploads work again once space is freed (and after a restart)."""
 
 from __future__ import annotations
 
@@ -70,6 +70,9 @@ def test_a_full_disk_refuses_uploads_with_507_and_loses_nothing(small_disk: Path
     try:
         s3 = _s3(server)
         s3.create_bucket(Bucket="full")
+        with server.client() as client:
+            sink = {"name": "sink", "image": "unused", "script": 'cat "$INPUT_FILE_PATH"\n'}
+            assert client.post("/system/services", json=sink).status_code == 201
         for index in range(64 * 1024 * 1024 // CHUNK + 5):
             body = _content(index)
             try:
@@ -90,6 +93,15 @@ def test_a_full_disk_refuses_uploads_with_507_and_loses_nothing(small_disk: Path
                 Bucket="full", Key="multi", UploadId=upload, PartNumber=1, Body=_content(999)
             )
         assert part_error.value.response["Error"]["Code"] == "InsufficientStorage"
+
+        # The REST API's writes say the same (a fresh connection each: the server closes one
+        # whose request failed).
+        for route in ("/job/sink", "/run/sink"):
+            answer = httpx.post(
+                f"{server.url}{route}", content=_content(1000), auth=server.auth, timeout=30
+            )
+            assert answer.status_code == 507, (route, answer.text)
+            assert "full" in answer.json()["detail"]
 
         # Reads keep working while the disk is full.
         for key, body in acknowledged.items():
