@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from oscarpy.api.schemas import ErrorBody
@@ -18,6 +19,7 @@ from oscarpy.services.errors import (
     ServiceExists,
     ServiceNotFound,
 )
+from oscarpy.storage.errors import is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,9 @@ def _documented_methods(document: dict[str, Any], path: str) -> list[str]:
 
 
 async def _unexpected(_request: Request, error: Exception) -> JSONResponse:
+    if is_disk_full(error):
+        log.warning("cannot answer a request, the data directory is full: %s", error)
+        return JSONResponse({"detail": "the server's data directory is full"}, 507)
     log.error("unexpected error answering a request", exc_info=error)
     return JSONResponse({"detail": "internal error; the server log has the details"}, 500)
 
@@ -90,3 +95,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(Exception, _unexpected)
+    # The errors a full disk raises, answered by the same function but registered by class: a
+    # handler of `Exception` answers and then re-raises (the connection is dropped and the
+    # traceback logged), while a class handler just answers the 507.
+    app.add_exception_handler(OSError, _unexpected)
+    app.add_exception_handler(OperationalError, _unexpected)

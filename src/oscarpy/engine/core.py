@@ -182,7 +182,9 @@ class Engine:
         """Adopt or re-run running jobs whose owner is gone; returns the adopted job ids.
 
         Run at start, then every lease period (for the jobs of another server sharing the
-        state DB that stopped renewing its leases)."""
+        state DB that stopped renewing its leases). Also retries the removal of containers that
+        could not be removed when their job ended."""
+        self.supervisor.retry_removals()
         adopted: set[str] = set()
         for claim in self.ledger.take_over_orphans():
             execution: Execution | None = None

@@ -66,6 +66,10 @@ class Supervisor:
         self.runtime = runtime
         self.reporter = reporter
         self.work_root = work_root
+        #: Executions whose removal failed (the engine was unreachable, or a container did not
+        #: die in time): retried by `retry_removals`, so none is left until the next restart.
+        self._unremoved: list[Execution] = []
+        self._unremoved_lock = threading.Lock()
 
     def work_dir(self, job_id: str, attempt: int) -> Path:
         """One per attempt: a retry may start while the previous attempt is still cleaned up."""
@@ -236,8 +240,29 @@ class Supervisor:
             if execution is not None:
                 execution.remove()
         except InfrastructureError as error:
-            log.warning("could not remove execution %s: %s", execution and execution.id, error)
+            log.warning(
+                "could not remove execution %s (retried later): %s",
+                execution and execution.id,
+                error,
+            )
+            if execution is not None:
+                with self._unremoved_lock:
+                    self._unremoved.append(execution)
         shutil.rmtree(work_dir, ignore_errors=True)
+
+    def retry_removals(self) -> int:
+        """Try again to remove the executions whose removal failed; returns how many remain."""
+        with self._unremoved_lock:
+            pending, self._unremoved = self._unremoved, []
+        remaining = []
+        for execution in pending:
+            try:
+                execution.remove()
+            except InfrastructureError:
+                remaining.append(execution)
+        with self._unremoved_lock:
+            self._unremoved.extend(remaining)
+            return len(self._unremoved)
 
 
 def contract_environment(spec: JobSpec, mount: PurePosixPath) -> dict[str, str]:

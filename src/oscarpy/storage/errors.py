@@ -6,6 +6,8 @@ callers (the services registry, the job engine) catch the classes they care abou
 
 from __future__ import annotations
 
+import errno
+
 from oscarpy.storage.provider import ObjectNotFound, StorageError
 
 __all__ = [
@@ -18,6 +20,7 @@ __all__ = [
     "ObjectNotFound",
     "PartTooSmall",
     "StorageError",
+    "is_disk_full",
     "UploadNotFound",
 ]
 
@@ -52,3 +55,18 @@ class InvalidPartOrder(StorageError):
 
 class PartTooSmall(StorageError):
     """A part other than the last is smaller than the 5 MiB S3 minimum."""
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether `error` (or what it wraps, e.g. a state DB error) says the disk is full: the
+    client gets 507 `InsufficientStorage`, which it may retry later, not a 500."""
+    seen: BaseException | None = error
+    for _ in range(10):  # a chain is short; the bound guards against a cyclic one
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "database or disk is full" in str(seen):  # SQLite's SQLITE_FULL
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

@@ -112,8 +112,8 @@ class DockerExecution:
                 time.sleep(_OOM_RECHECK_INTERVAL)
             try:
                 self._container.reload()
-            except docker.errors.DockerException:
-                return False
+            except (docker.errors.DockerException, requests.exceptions.RequestException):
+                return False  # the daemon went away after the exit: the exit code stands
             if self._container.attrs.get("State", {}).get("OOMKilled", False):
                 return True
         return False

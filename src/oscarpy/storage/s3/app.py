@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from oscarpy.config import Settings
 from oscarpy.credentials import AdminCredentials
-from oscarpy.storage.errors import StorageError
+from oscarpy.storage.errors import StorageError, is_disk_full
 from oscarpy.storage.s3 import buckets, multipart, objects
 from oscarpy.storage.s3.call import S3Call
 from oscarpy.storage.s3.errors import S3Error, from_store_error, not_implemented
@@ -169,11 +169,15 @@ class S3App:
             response = self._error(error, method, path, request_id)
         except StorageError as error:
             response = self._error(from_store_error(error), method, path, request_id)
-        except Exception:
-            log.exception("S3 %s %s failed", method, path)
-            failure = S3Error(
-                "InternalError", "We encountered an internal error. Please try again."
-            )
+        except Exception as error:
+            if is_disk_full(error):
+                log.warning("S3 %s %s: the data directory is full (%s)", method, path, error)
+                failure = S3Error("InsufficientStorage", "the server's data directory is full")
+            else:
+                log.exception("S3 %s %s failed", method, path)
+                failure = S3Error(
+                    "InternalError", "We encountered an internal error. Please try again."
+                )
             response = self._error(failure, method, path, request_id)
         response.headers["x-amz-request-id"] = request_id
         await response(scope, receive, send)

@@ -15,6 +15,7 @@ STATUS: dict[str, int] = {
     "BucketNotEmpty": 409,
     "EntityTooSmall": 400,
     "IncompleteBody": 400,
+    "InsufficientStorage": 507,
     "InternalError": 500,
     "InvalidAccessKeyId": 403,
     "InvalidArgument": 400,

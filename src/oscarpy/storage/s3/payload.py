@@ -13,7 +13,6 @@ import asyncio
 import base64
 import binascii
 import hashlib
-import hmac
 import re
 import zlib
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -33,6 +32,7 @@ from oscarpy.storage.s3.sigv4 import (
     Authorization,
     chunk_string_to_sign,
     sign,
+    signatures_equal,
     trailer_string_to_sign,
 )
 
@@ -223,7 +223,7 @@ class ChunkedDecoder:
         expected = sign(
             self._auth.signing_key, chunk_string_to_sign(self._auth, self._previous, digest)
         )
-        if not hmac.compare_digest(expected, self._chunk_signature):
+        if not signatures_equal(expected, self._chunk_signature):
             raise S3Error("SignatureDoesNotMatch", "a chunk signature does not match")
         self._previous = expected
 
@@ -243,7 +243,7 @@ class ChunkedDecoder:
                 self._auth.signing_key,
                 trailer_string_to_sign(self._auth, self._previous, canonical),
             )
-            if not hmac.compare_digest(expected, signature):
+            if not signatures_equal(expected, signature):
                 raise S3Error("SignatureDoesNotMatch", "the trailer signature does not match")
         self._state = "done"
 

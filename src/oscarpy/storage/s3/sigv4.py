@@ -61,6 +61,15 @@ def sign(key: bytes, string_to_sign: str) -> str:
     return hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
 
 
+def signatures_equal(expected: str, given: str) -> bool:
+    """Constant-time comparison of a computed signature with one a client sent.
+
+    `hmac.compare_digest` refuses str with non-ASCII characters (a TypeError, so a 500), and a
+    client may send anything: compare the UTF-8 bytes instead.
+    """
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogatepass"))
+
+
 def uri_encode(value: str, *, keep_slash: bool = False) -> str:
     return quote(value, safe="-_.~/" if keep_slash else "-_.~")
 
@@ -261,7 +270,7 @@ class Verifier:
             string_to_sign = "\n".join(
                 [ALGORITHM, amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
             )
-            if hmac.compare_digest(sign(key, string_to_sign), signature):
+            if signatures_equal(sign(key, string_to_sign), signature):
                 return Authorization(
                     access_key, amz_date, scope, key, signature, payload_hash, presigned
                 )

@@ -1,0 +1,87 @@
+"""A private Docker Engine for tests that stop the daemon: the shared one is used by everybody
+else's tests, so it is never stopped. This one has its own socket, data, exec root, pid file and
+network namespace, no bridge and no iptables rules, and holds only the test image, loaded from
+the shared daemon."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+IMAGE = "oscar-test/busybox:latest"
+
+
+class PrivateDocker:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.socket = root / "docker.sock"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.socket}"
+
+    def start(self, timeout: float = 60) -> None:
+        # Its own network namespace: a dockerd started with --bridge=none deletes the host's
+        # `docker0` interface (moby's removeDefaultBridgeInterface), which would cut the shared
+        # daemon's containers off their network.
+        command = [
+            "unshare", "--net",
+            "dockerd",
+            "--host", self.host,
+            "--data-root", str(self.root / "data"),
+            "--exec-root", str(self.root / "exec"),
+            "--pidfile", str(self.root / "docker.pid"),
+            "--bridge=none", "--iptables=false", "--ip6tables=false",
+        ]  # fmt: skip
+        log = (self.root / "dockerd.log").open("ab")
+        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.starts += 1
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"dockerd exited:\n{self.log()[-3000:]}")
+            if self.docker("version", check=False).returncode == 0:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"dockerd did not answer in {timeout} s:\n{self.log()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["docker", "-H", self.host, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=check,
+        )
+
+    def load_test_image(self) -> None:
+        saved = subprocess.run(["docker", "save", IMAGE], capture_output=True, check=True)
+        subprocess.run(
+            ["docker", "-H", self.host, "load"], input=saved.stdout, capture_output=True, check=True
+        )
+
+    def log(self) -> str:
+        path = self.root / "dockerd.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def dockerd_available() -> bool:
+    return shutil.which("dockerd") is not None and shutil.which("unshare") is not None
