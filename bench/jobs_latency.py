@@ -24,7 +24,6 @@ from bench.jobs_support import (
     describe,
     docker_run,
     percentile,
-    s3_client,
     server,
 )
 
@@ -58,7 +57,7 @@ def measure(uploads: int, root: Path) -> tuple[list[float], list[float]]:
                 "output": [{"path": "latency/out"}],
             },
         )
-        s3 = s3_client(running)
+        s3 = running.s3_client()
         bare_once(arguments)  # warm-up of both
         s3.put_object(Bucket="latency", Key="in/warm-up", Body=b"x")
         _wait_for(s3, "out/started")

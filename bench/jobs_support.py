@@ -14,8 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.server import RunningServer, start_server  # noqa: E402
@@ -30,16 +28,6 @@ def boot_clock() -> float:
 
 def server(data_dir: Path, **env: str) -> RunningServer:
     return start_server(data_dir, env={"OSCAR_LOG_LEVEL": "WARNING", **env})
-
-
-def s3_client(running: RunningServer) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=running.s3_url,
-        aws_access_key_id=running.username,
-        aws_secret_access_key=running.password,
-        region_name="us-east-1",
-    )
 
 
 def create_service(running: RunningServer, definition: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from tests.support.server import RunningServer
 
-from bench.jobs_support import IMAGE, create_service, docker_run, s3_client, server, succeeded_jobs
+from bench.jobs_support import IMAGE, create_service, docker_run, server, succeeded_jobs
 
 COPY = 'cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/"\n'
 PAYLOAD = b"x" * 1024
@@ -90,7 +90,7 @@ def main() -> None:
                     "output": [{"path": "throughput/out"}],
                 },
             )
-            s3 = s3_client(running)
+            s3 = running.s3_client()
             bare_seconds = ours_seconds = 0.0
             for round_number in range(options.rounds):
                 first = round_number * per_round

@@ -7,7 +7,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import boto3
 import pytest
 
 from tests.support.server import RunningServer, start_server
@@ -16,16 +15,6 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 FILES = 100
 SCRIPT = 'sleep 1\ncp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/$(basename "$INPUT_FILE_PATH").out"\n'
-
-
-def _s3(server: RunningServer) -> object:
-    return boto3.client(
-        "s3",
-        endpoint_url=server.s3_url,
-        aws_access_key_id=server.username,
-        aws_secret_access_key=server.password,
-        region_name="us-east-1",
-    )
 
 
 def _jobs(server: RunningServer, service: str) -> dict[str, dict[str, object]]:
@@ -57,7 +46,7 @@ def test_kill_9_while_jobs_run_loses_nothing_and_runs_nothing_twice(
                 },
             )
             assert created.status_code == 201, created.text
-        s3 = _s3(server)
+        s3 = server.s3_client()
         with ThreadPoolExecutor(8) as pool:
             list(
                 pool.map(
@@ -89,7 +78,7 @@ def test_kill_9_while_jobs_run_loses_nothing_and_runs_nothing_twice(
         jobs = _jobs(server, "crash")
         assert len(jobs) == FILES
         assert {job["status"] for job in jobs.values()} == {"Succeeded"}
-        s3 = _s3(server)
+        s3 = server.s3_client()
         for index in range(FILES):
             body = s3.get_object(Bucket="crash", Key=f"out/{index:03}.txt.out")  # type: ignore[attr-defined]
             assert body["Body"].read() == f"file {index}\n".encode()

@@ -9,16 +9,13 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import boto3
 import httpx
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests.conftest import require_service
-from tests.support.server import RunningServer, start_server
+from tests.support.server import start_server
 
 pytestmark = [pytest.mark.slow]
 
@@ -44,17 +41,6 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
-def _s3(server: RunningServer) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=server.s3_url,
-        aws_access_key_id=server.username,
-        aws_secret_access_key=server.password,
-        region_name="us-east-1",
-        config=Config(retries={"max_attempts": 1}),
-    )
-
-
 def _content(index: int) -> bytes:
     seed = hashlib.sha256(str(index).encode()).digest()
     return seed * (CHUNK // len(seed))
@@ -68,7 +54,7 @@ def test_a_full_disk_refuses_uploads_with_507_and_loses_nothing(small_disk: Path
     acknowledged: dict[str, bytes] = {}
     refusals: list[tuple[int, str]] = []
     try:
-        s3 = _s3(server)
+        s3 = server.s3_client(retries={"max_attempts": 1})
         s3.create_bucket(Bucket="full")
         with server.client() as client:
             sink = {"name": "sink", "image": "unused", "script": 'cat "$INPUT_FILE_PATH"\n'}
@@ -122,7 +108,7 @@ def test_a_full_disk_refuses_uploads_with_507_and_loses_nothing(small_disk: Path
 
     server = start_server(small_disk, env=env)
     try:
-        s3 = _s3(server)
+        s3 = server.s3_client(retries={"max_attempts": 1})
         for key, body in acknowledged.items():
             assert s3.get_object(Bucket="full", Key=key)["Body"].read() == body
     finally:

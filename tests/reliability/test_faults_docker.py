@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from tests.conftest import require_service
@@ -79,13 +78,7 @@ def test_a_docker_outage_mid_batch_delays_jobs_but_loses_none(
                 },
             )
             assert created.status_code == 201, created.text
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=server.s3_url,
-            aws_access_key_id=server.username,
-            aws_secret_access_key=server.password,
-            region_name="us-east-1",
-        )
+        s3 = server.s3_client()
         for index in range(FILES):
             s3.put_object(Bucket="outage", Key=f"in/{index:02}.txt", Body=f"f{index}\n".encode())
         deadline = time.monotonic() + 60

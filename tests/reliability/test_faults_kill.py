@@ -12,9 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tests.support.server import RunningServer, free_port, start_server
@@ -25,17 +23,6 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 FILES = int(os.environ.get("OSCAR_TEST_KILL_FILES", "300"))
 KILLS = 3
 SCRIPT = 'cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/$(basename "$INPUT_FILE_PATH").out"\n'
-
-
-def _s3(server: RunningServer) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=server.s3_url,
-        aws_access_key_id=server.username,
-        aws_secret_access_key=server.password,
-        region_name="us-east-1",
-        config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10),
-    )
 
 
 class Uploader(threading.Thread):
@@ -52,7 +39,9 @@ class Uploader(threading.Thread):
         for index in range(FILES):
             while True:
                 try:
-                    _s3(self.server).put_object(
+                    self.server.s3_client(
+                        retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10
+                    ).put_object(
                         Bucket="crash", Key=f"in/{index:03}.txt", Body=f"file {index}\n".encode()
                     )
                     self.acknowledged.append(index)
@@ -128,7 +117,7 @@ def test_three_kill_9_during_a_batch_lose_nothing_and_run_nothing_twice(
             time.sleep(0.3)
         statuses = [job["status"] for job in jobs.values()]
         assert len(jobs) == FILES and set(statuses) == {"Succeeded"}, sorted(statuses)
-        s3 = _s3(server)
+        s3 = server.s3_client(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10)
         for index in range(FILES):
             body = s3.get_object(Bucket="crash", Key=f"out/{index:03}.txt.out")["Body"].read()
             assert body == f"file {index}\n".encode()

@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -50,6 +51,20 @@ class RunningServer:
 
     def client(self, **options: object) -> httpx.Client:
         return httpx.Client(base_url=self.url, auth=self.auth, timeout=30, **options)  # type: ignore[arg-type]
+
+    def s3_client(self, **config: Any) -> Any:
+        """A boto3 S3 client signed with the admin's keys; `config` goes to botocore's Config."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.s3_url,
+            aws_access_key_id=self.username,
+            aws_secret_access_key=self.password,
+            region_name="us-east-1",
+            config=Config(**config) if config else None,
+        )
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
