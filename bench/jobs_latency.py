@@ -20,7 +20,6 @@ from bench.jobs_support import (
     IMAGE,
     READ_UPTIME,
     boot_clock,
-    create_service,
     describe,
     docker_run,
     percentile,
@@ -45,8 +44,7 @@ def measure(uploads: int, root: Path) -> tuple[list[float], list[float]]:
     (root / "bare").mkdir(parents=True)
     running = server(root / "data")
     try:
-        create_service(
-            running,
+        running.create_service(
             {
                 "name": "latency",
                 "image": IMAGE,

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -28,12 +27,6 @@ def boot_clock() -> float:
 
 def server(data_dir: Path, **env: str) -> RunningServer:
     return start_server(data_dir, env={"OSCAR_LOG_LEVEL": "WARNING", **env})
-
-
-def create_service(running: RunningServer, definition: dict[str, Any]) -> None:
-    with running.client() as client:
-        answer = client.post("/system/services", json=definition)
-        answer.raise_for_status()
 
 
 def succeeded_jobs(running: RunningServer, service: str) -> int:

@@ -21,7 +21,7 @@ from typing import Any
 
 from tests.support.server import RunningServer
 
-from bench.jobs_support import IMAGE, create_service, docker_run, server, succeeded_jobs
+from bench.jobs_support import IMAGE, docker_run, server, succeeded_jobs
 
 COPY = 'cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/"\n'
 PAYLOAD = b"x" * 1024
@@ -77,8 +77,7 @@ def main() -> None:
         root = Path(temporary)
         running = server(root / "data")
         try:
-            create_service(
-                running,
+            running.create_service(
                 {
                     "name": "throughput",
                     "image": IMAGE,

@@ -32,20 +32,17 @@ def test_kill_9_while_jobs_run_loses_nothing_and_runs_nothing_twice(
     env = {"OSCAR_JOB_RETRY_BACKOFF": "0.05", "OSCAR_JOB_CPU": "2"}
     server = start_server(data, env=env)
     try:
-        with server.client() as client:
-            created = client.post(
-                "/system/services",
-                json={
-                    "name": "crash",
-                    "image": "oscar-test/busybox:latest",
-                    "script": SCRIPT,
-                    "cpu": "0.1",
-                    "memory": "16Mi",
-                    "input": [{"path": "crash/in"}],
-                    "output": [{"path": "crash/out"}],
-                },
-            )
-            assert created.status_code == 201, created.text
+        server.create_service(
+            {
+                "name": "crash",
+                "image": "oscar-test/busybox:latest",
+                "script": SCRIPT,
+                "cpu": "0.1",
+                "memory": "16Mi",
+                "input": [{"path": "crash/in"}],
+                "output": [{"path": "crash/out"}],
+            }
+        )
         s3 = server.s3_client()
         with ThreadPoolExecutor(8) as pool:
             list(

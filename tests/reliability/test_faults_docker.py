@@ -64,20 +64,17 @@ def test_a_docker_outage_mid_batch_delays_jobs_but_loses_none(
     }
     server = start_server(tmp_path / "data", env=env)
     try:
-        with server.client() as client:
-            created = client.post(
-                "/system/services",
-                json={
-                    "name": "outage",
-                    "image": "oscar-test/busybox:latest",
-                    "script": SCRIPT,
-                    "cpu": "0.2",
-                    "memory": "16Mi",
-                    "input": [{"path": "outage/in"}],
-                    "output": [{"path": "outage/out"}],
-                },
-            )
-            assert created.status_code == 201, created.text
+        server.create_service(
+            {
+                "name": "outage",
+                "image": "oscar-test/busybox:latest",
+                "script": SCRIPT,
+                "cpu": "0.2",
+                "memory": "16Mi",
+                "input": [{"path": "outage/in"}],
+                "output": [{"path": "outage/out"}],
+            }
+        )
         s3 = server.s3_client()
         for index in range(FILES):
             s3.put_object(Bucket="outage", Key=f"in/{index:02}.txt", Body=f"f{index}\n".encode())

@@ -78,20 +78,17 @@ def test_three_kill_9_during_a_batch_lose_nothing_and_run_nothing_twice(
     started = time.monotonic()
     moments = []
     try:
-        with server.client() as client:
-            created = client.post(
-                "/system/services",
-                json={
-                    "name": "crash",
-                    "image": "oscar-test/busybox:latest",
-                    "script": SCRIPT,
-                    "cpu": "0.1",
-                    "memory": "16Mi",
-                    "input": [{"path": "crash/in"}],
-                    "output": [{"path": "crash/out"}],
-                },
-            )
-            assert created.status_code == 201, created.text
+        server.create_service(
+            {
+                "name": "crash",
+                "image": "oscar-test/busybox:latest",
+                "script": SCRIPT,
+                "cpu": "0.1",
+                "memory": "16Mi",
+                "input": [{"path": "crash/in"}],
+                "output": [{"path": "crash/out"}],
+            }
+        )
         uploader = Uploader(server)
         uploader.start()
         for _ in range(KILLS):

@@ -52,6 +52,14 @@ class RunningServer:
     def client(self, **options: object) -> httpx.Client:
         return httpx.Client(base_url=self.url, auth=self.auth, timeout=30, **options)  # type: ignore[arg-type]
 
+    def create_service(self, definition: dict[str, Any]) -> dict[str, Any]:
+        """Register a service through the REST API; anything but 201 fails with the answer."""
+        with self.client() as client:
+            created = client.post("/system/services", json=definition)
+        assert created.status_code == 201, created.text
+        answer: dict[str, Any] = created.json()
+        return answer
+
     def s3_client(self, **config: Any) -> Any:
         """A boto3 S3 client signed with the admin's keys; `config` goes to botocore's Config."""
         import boto3
