@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from oscarpy.cli import exit_codes
-from tests.support.cli import TEST_IMAGE, run_cli, write_fdl
+from tests.support.cli import TEST_IMAGE, add_cluster, run_cli, write_fdl
 from tests.support.server import RunningServer, start_server
 
 SCRIPT = '#!/bin/sh\necho processed "$INPUT_FILE_PATH"\n'
@@ -28,17 +28,7 @@ def home(tmp_path: Path, server: RunningServer) -> Path:
     """A user whose only (default) cluster is the test server."""
     path = tmp_path / "home"
     path.mkdir()
-    added = run_cli(
-        path,
-        "cluster",
-        "add",
-        "test",
-        server.url,
-        "oscar",
-        "--password-stdin",
-        input=server.password,
-    )
-    assert added.returncode == 0, added.stderr
+    add_cluster(path, server)
     return path
 
 

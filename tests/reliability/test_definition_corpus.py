@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import TEST_IMAGE, run_cli
+from tests.support.cli import TEST_IMAGE, add_cluster, run_cli
 from tests.support.server import RunningServer, start_server
 
 
@@ -117,17 +117,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory, server: RunningServer) -> Path:
     path = tmp_path_factory.mktemp("corpus-home")
-    added = run_cli(
-        path,
-        "cluster",
-        "add",
-        "test",
-        server.url,
-        "oscar",
-        "--password-stdin",
-        input=server.password,
-    )
-    assert added.returncode == 0, added.stderr
+    add_cluster(path, server)
     return path
 
 

@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from tests.support.server import OSCAR
+from tests.support.server import OSCAR, RunningServer
 
 
 def cli_environment(home: Path, **extra: str) -> dict[str, str]:
@@ -73,3 +73,18 @@ def copy_example(example: Path, destination: Path) -> Path:
     for fdl in destination.glob("*.yaml"):
         fdl.write_text(re.sub(r"image: \S+", f"image: {TEST_IMAGE}", fdl.read_text()))
     return destination
+
+
+def add_cluster(home: Path, server: RunningServer, cluster_id: str = "test") -> None:
+    """Make `server` the default cluster of the user whose HOME is `home`, as a user would."""
+    added = run_cli(
+        home,
+        "cluster",
+        "add",
+        cluster_id,
+        server.url,
+        server.username,
+        "--password-stdin",
+        input=server.password,
+    )
+    assert added.returncode == 0, added.stderr
