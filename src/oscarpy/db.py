@@ -68,7 +68,9 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = normalise_url(url)
         self.dialect = make_url(self.url).get_backend_name()
-        options: dict[str, Any] = {"pool_pre_ping": True}
+        # A pre-ping finds server connections a restart or idle timeout closed; a SQLite file
+        # has no server to lose, and the ping would cost a round trip per session.
+        options: dict[str, Any] = {"pool_pre_ping": self.dialect != "sqlite"}
         if self.dialect == "sqlite":
             options["connect_args"] = {"check_same_thread": False, "timeout": 30}
         self.engine: Engine = create_engine(self.url, **options)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 
 from sqlalchemy.orm import Session
@@ -26,6 +27,11 @@ log = logging.getLogger(__name__)
 CURSOR = "object_events"
 _BATCH = 500
 _POLL_SECONDS = 2.0
+_MIN_BATCH_SECONDS = 0.05
+"""Least time between two batches. The store wakes the intake after every commit; during a
+burst of uploads this gathers the events of many commits into one transaction instead of one
+transaction (and one turn on the state DB's write lock) per upload. A lone upload is not
+delayed: the pause only follows a batch that has just run."""
 _PRUNE_EVERY = 1000
 """Events the intake has consumed are deleted in batches of about this many (it is their only
 consumer); the store keeps the objects, the ledger keeps the jobs."""
@@ -86,7 +92,12 @@ class Intake:
             self._thread.join(10)
 
     def _loop(self) -> None:
+        last_batch = 0.0
         while not self._stopping.is_set():
+            pause = last_batch + _MIN_BATCH_SECONDS - time.monotonic()
+            if pause > 0:
+                self._stopping.wait(pause)
+            last_batch = time.monotonic()
             self._wake.clear()
             try:
                 while self.process_batch() and not self._stopping.is_set():
