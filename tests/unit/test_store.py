@@ -266,6 +266,38 @@ def test_concurrent_writers_of_one_key_leave_one_blob(store: ObjectStore, tmp_pa
     assert len(blob_files(store)) == 5  # "same" once, each "own-N" once: no orphans
 
 
+def test_a_batched_write_reads_back_as_one_made_through_a_session(
+    store: ObjectStore, tmp_path: Path
+) -> None:
+    """On SQLite object writes are group-committed on the driver's own connection, on
+    PostgreSQL through SQLAlchemy; either way what SQLAlchemy reads back (JSON metadata, the
+    time zone, the event row) is exactly what the write returned."""
+    store.create_bucket("paths")
+    source = write(tmp_path / "source", "données".encode())
+    settings = {
+        "content_type": "text/plain; charset=utf-8",
+        "metadata": {"owner": "ana", "note": "élan ✓"},
+        "headers": {"Cache-Control": "no-cache"},
+    }
+    grouped = store.commit_object("paths", "grouped", store.blobs.writer().finish(), **settings)
+    writer = store.writer()
+    writer.write(source.read_bytes())
+    replaced = store.commit_object("paths", "grouped", writer.finish(), **settings)
+    found = store.head("paths", "grouped")
+    assert found == replaced
+    assert found is not None and found.last_modified.tzinfo is not None
+    assert (found.metadata, found.headers) == (settings["metadata"], settings["headers"])
+    events = store.events_after(0)
+    assert [(event.key, event.size, event.etag) for event in events] == [
+        ("grouped", 0, grouped.etag),
+        ("grouped", len("données".encode()), replaced.etag),
+    ]
+    assert blob_files(store) == {found.blob_id}  # the replaced empty blob is gone
+    with pytest.raises(BucketNotFound):
+        store.commit_object("nowhere", "x", store.blobs.writer().finish())
+    assert blob_files(store) == {found.blob_id}
+
+
 def test_recover_removes_half_written_and_unreferenced_blobs(
     store: ObjectStore, tmp_path: Path
 ) -> None:

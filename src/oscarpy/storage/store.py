@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,8 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, text, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -43,6 +43,7 @@ from oscarpy.storage.errors import (
 )
 from oscarpy.storage.events import EventKind, ObjectEvent, fetch_events
 from oscarpy.storage.provider import ObjectInfo
+from oscarpy.storage.rows import DriverStatements, SessionRows, write_object_row
 from oscarpy.storage.tables import BucketRow, ObjectRow, PartRow, UploadRow
 
 log = logging.getLogger(__name__)
@@ -55,33 +56,6 @@ _IP_ADDRESS = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 _PAGE = 1000
 _BACKGROUND_REMOVAL_BYTES = 16 * 1024 * 1024
 _remover = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-removal")
-_OBJECTS = cast(Table, ObjectRow.__table__)
-_EVENTS = cast(Table, ObjectEvent.__table__)
-_BUCKET_EXISTS = select(BucketRow.name).where(BucketRow.name == bindparam("name"))
-# Statements built once and executed with parameters: building them per write costs more
-# than running them.
-_OBJECT_COLUMNS = (
-    "blob_id",
-    "size",
-    "etag",
-    "content_type",
-    "user_metadata",
-    "headers",
-    "last_modified",
-)
-_PREVIOUS_BLOB = select(_OBJECTS.c.blob_id).where(
-    (_OBJECTS.c.bucket == bindparam("match_bucket")) & (_OBJECTS.c.key == bindparam("match_key"))
-)
-_INSERT_OBJECT = insert(_OBJECTS)
-_UPDATE_OBJECT = (
-    update(_OBJECTS)
-    .where(
-        (_OBJECTS.c.bucket == bindparam("match_bucket"))
-        & (_OBJECTS.c.key == bindparam("match_key"))
-    )
-    .values({name: bindparam(name) for name in _OBJECT_COLUMNS})
-)
-_INSERT_EVENT = insert(_EVENTS)
 
 
 @dataclass(frozen=True)
@@ -201,6 +175,7 @@ class ObjectStore:
         self._write_lock = threading.Lock() if database.dialect == "sqlite" else None
         self._queue: list[_PendingWrite] = []
         self._queue_lock = threading.Lock()
+        self._driver_statements: DriverStatements | None = None
 
     # -- maintenance -----------------------------------------------------------------------
 
@@ -658,18 +633,10 @@ class ObjectStore:
                 {"name": f"{bucket}/{key}"},
             )
 
-    def _order_events(self, connection: Connection | Session) -> None:
-        """On PostgreSQL, make event ids commit in ascending order, so that a consumer reading
-        "every id above my cursor" never skips an event committed late with a lower id: the
-        transactions that record events take one lock, held until they commit (SQLite already
-        runs one writer at a time)."""
-        if self.database.dialect == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(7368021)"))
-
     def _record(
         self, session: Session, kind: EventKind, bucket: str, key: str, size: int, etag: str
     ) -> None:
-        self._order_events(session)
+        SessionRows(session.connection()).order_events()
         session.add(
             ObjectEvent(
                 kind=kind, bucket=bucket, key=key, size=size, etag=etag, occurred_at=utcnow()
@@ -729,7 +696,9 @@ class ObjectStore:
                         freed.extend(self._end_upload(session, ending_upload))
                     self._lock_key(session, bucket, key)
                     freed.extend(
-                        self._write_row(session.connection(), details, values, record_event)
+                        write_object_row(
+                            SessionRows(session.connection()), bucket, key, values, record_event
+                        )
                     )
         except BaseException:
             self.blobs.remove(blob.blob_id)
@@ -738,43 +707,6 @@ class ObjectStore:
         if record_event:
             self._notify()
         return details
-
-    def _write_row(
-        self,
-        connection: Connection,
-        details: ObjectDetails,
-        values: dict[str, Any],
-        record_event: bool,
-    ) -> list[str]:
-        """Insert or replace one object row (and its event); returns the blob it replaced.
-
-        Core statements rather than ORM objects: this is the serialised section of every
-        write, so its Python overhead bounds the PUT rate of small objects.
-        """
-        if connection.execute(_BUCKET_EXISTS, {"name": details.bucket}).first() is None:
-            raise BucketNotFound(f"bucket {details.bucket!r} does not exist")
-        match = {"match_bucket": details.bucket, "match_key": details.key}
-        previous = connection.execute(_PREVIOUS_BLOB, match).scalar()
-        if previous is None:
-            connection.execute(
-                _INSERT_OBJECT, {"bucket": details.bucket, "key": details.key, **values}
-            )
-        else:
-            connection.execute(_UPDATE_OBJECT, {**match, **values})
-        if record_event:
-            self._order_events(connection)
-            connection.execute(
-                _INSERT_EVENT,
-                {
-                    "kind": "created",
-                    "bucket": details.bucket,
-                    "key": details.key,
-                    "size": details.size,
-                    "etag": details.etag,
-                    "occurred_at": details.last_modified,
-                },
-            )
-        return [] if previous is None else [previous]
 
     def _commit_grouped(self, pending: _PendingWrite) -> list[str]:
         """Group commit on SQLite: whichever writer holds the write lock commits every write
@@ -793,24 +725,39 @@ class ObjectStore:
         return pending.freed
 
     def _commit_batch(self, batch: list[_PendingWrite]) -> None:
+        """One transaction on the SQLite driver's own connection (see `storage.rows`)."""
+        if self._driver_statements is None:
+            self._driver_statements = DriverStatements(self.database.engine.dialect)
+        connection = self.database.engine.raw_connection()
         try:
-            with self.database.session() as session:
-                session.execute(text("BEGIN IMMEDIATE"))
-                connection = session.connection()
+            driver = cast(sqlite3.Connection, connection.driver_connection)
+            cursor = driver.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                rows = self._driver_statements.rows(cursor)
                 for pending in batch:
                     try:
                         # Only the bucket check raises StorageError, before anything is written.
-                        pending.freed = self._write_row(
-                            connection, pending.details, pending.values, pending.record_event
+                        pending.freed = write_object_row(
+                            rows,
+                            pending.details.bucket,
+                            pending.details.key,
+                            pending.values,
+                            pending.record_event,
                         )
                     except StorageError as error:
                         pending.error = error
+                driver.commit()
+            except BaseException:
+                driver.rollback()
+                raise
         except Exception as error:
             for pending in batch:
                 pending.freed = []
                 if pending.error is None:
                     pending.error = StorageError(f"cannot commit the object: {error}")
         finally:
+            connection.close()
             for pending in batch:
                 pending.done = True
 
