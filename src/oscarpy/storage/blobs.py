@@ -98,9 +98,7 @@ class BlobWriter:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
-            final = self._blobs.path(self.blob_id)
-            final.parent.mkdir(exist_ok=True)
-            os.rename(self.temporary, final)
+            os.rename(self.temporary, self._blobs.final_path(self.blob_id))
         except BaseException:
             self.abort()
             raise
@@ -119,10 +117,21 @@ class Blobs:
         self.root = root
         self.incoming = root / "incoming"
         self.incoming.mkdir(parents=True, exist_ok=True)
+        #: Shard directories known to exist (they are never removed), so that a small write
+        #: does not pay a `mkdir` system call to learn it again.
+        self._shards: set[str] = set()
 
     def path(self, blob_id: str) -> Path:
         # Ids are generated hex strings, so this never leaves the root whatever a key holds.
         return self.root / blob_id[:2] / blob_id
+
+    def final_path(self, blob_id: str) -> Path:
+        """Where a finished blob goes, its shard directory created if needed."""
+        path = self.path(blob_id)
+        if blob_id[:2] not in self._shards:
+            path.parent.mkdir(exist_ok=True)
+            self._shards.add(blob_id[:2])
+        return path
 
     def writer(self, *, sha256: bool = False) -> BlobWriter:
         return BlobWriter(self, sha256=sha256)
