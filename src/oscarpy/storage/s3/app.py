@@ -24,6 +24,7 @@ from oscarpy.storage.errors import StorageError, is_disk_full
 from oscarpy.storage.s3 import buckets, multipart, objects
 from oscarpy.storage.s3.call import S3Call
 from oscarpy.storage.s3.errors import S3Error, from_store_error, not_implemented
+from oscarpy.storage.s3.payload import InlineWrites
 from oscarpy.storage.s3.sigv4 import Credentials, Verifier
 from oscarpy.storage.store import ObjectStore
 
@@ -137,6 +138,7 @@ class S3App:
         self.owner = admin.username
         self.region = settings.region
         self.verifier = Verifier(Credentials(admin.username, admin.password))
+        self.inline_writes = InlineWrites()
         endpoint_host = urlsplit(settings.s3_endpoint()).hostname or ""
         self.domains = {"localhost"}
         if endpoint_host and not _is_ip(endpoint_host):
@@ -201,6 +203,7 @@ class S3App:
             key=key,
             query=query,
             headers={name: values[0] for name, values in headers.items()},
+            inline_writes=self.inline_writes,
         )
         return await handler(call)
 

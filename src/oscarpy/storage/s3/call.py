@@ -11,6 +11,7 @@ from starlette.requests import Request
 
 from oscarpy.storage.errors import StorageError
 from oscarpy.storage.s3.errors import S3Error, from_store_error
+from oscarpy.storage.s3.payload import InlineWrites
 from oscarpy.storage.s3.sigv4 import Authorization
 from oscarpy.storage.store import ObjectStore
 
@@ -30,6 +31,8 @@ class S3Call:
     query: dict[str, str]
     headers: dict[str, str]
     """Lower-case header names, first value."""
+    inline_writes: InlineWrites | None = None
+    """Shared by the requests of one event loop."""
 
     def require_bucket(self) -> str:
         if not self.bucket:

@@ -68,6 +68,7 @@ async def upload_part(call: S3Call) -> Response:
         call.auth,
         lambda sha256: call.store.writer(sha256=sha256),
         commit,
+        call.inline_writes,
     )
     return Response(status_code=200, headers={"ETag": f'"{etag}"'})
 

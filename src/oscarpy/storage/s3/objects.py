@@ -188,6 +188,7 @@ async def put_object(call: S3Call) -> Response:
         call.auth,
         lambda sha256: call.store.writer(sha256=sha256),
         commit,
+        call.inline_writes,
     )
     return Response(status_code=200, headers={"ETag": f'"{found.etag}"'})
 

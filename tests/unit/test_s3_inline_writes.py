@@ -1,0 +1,41 @@
+"""When a small PUT's write and commit may run on the S3 event loop, and when they must not."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from oscarpy.storage.s3.payload import InlineWrites
+
+
+@pytest.fixture
+def inline(monkeypatch: pytest.MonkeyPatch) -> InlineWrites:
+    monkeypatch.setattr(InlineWrites, "PAUSE_SECONDS", 0.05)
+    return InlineWrites()
+
+
+def test_fast_writes_stay_inline(inline: InlineWrites) -> None:
+    for _ in range(100):
+        assert inline.allowed()
+        inline.record(0.0004)
+
+
+def test_one_slow_write_among_fast_ones_does_not_pause(inline: InlineWrites) -> None:
+    for _ in range(20):
+        inline.record(0.0004)
+    inline.record(0.006)
+    assert inline.allowed()
+
+
+def test_slow_writes_pause_inline_work_then_one_probe_decides(inline: InlineWrites) -> None:
+    for _ in range(3):
+        inline.record(0.02)  # a saturated disk: the event loop must not wait for it
+    assert not inline.allowed()
+    time.sleep(0.06)
+    assert inline.allowed()
+    inline.record(0.02)  # the probe is slow too: pause again at once
+    assert not inline.allowed()
+    time.sleep(0.06)
+    inline.record(0.0004)  # the disk is back
+    assert inline.allowed()
