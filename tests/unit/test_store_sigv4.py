@@ -96,3 +96,23 @@ def test_header_errors_have_their_s3_codes() -> None:
     with pytest.raises(S3Error) as raised:
         verify(anonymous)
     assert (raised.value.code, raised.value.status) == ("AccessDenied", 403)
+
+
+@pytest.mark.parametrize(
+    "amz_date",
+    [
+        "",
+        "2013-05-24T00:00:00Z",
+        "20130524T000000",
+        "20130524T000000Z\n",
+        "20131324T000000Z",
+        "20130524T250000Z",
+        "２０１３0524T000000Z",
+        "Fri, 24 May 2013 00:00:00 GMT",
+    ],
+)
+def test_a_malformed_request_date_is_access_denied(amz_date: str) -> None:
+    with pytest.raises(S3Error) as raised:
+        verify({**HEADERS, "x-amz-date": [amz_date]})
+    assert (raised.value.code, raised.value.status) == ("AccessDenied", 403)
+    assert "X-Amz-Date" in raised.value.message

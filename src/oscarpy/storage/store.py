@@ -316,9 +316,9 @@ class ObjectStore:
         self, bucket: str, key: str, data: bytes, content_type: str | None = None
     ) -> ObjectDetails:
         validate_key(key)
-        writer = self.blobs.writer()
-        writer.write(data)
-        return self.commit_object(bucket, key, writer.finish(), content_type=content_type)
+        return self.commit_object(
+            bucket, key, self.blobs.write_whole(data), content_type=content_type
+        )
 
     def commit_object(
         self,

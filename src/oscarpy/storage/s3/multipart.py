@@ -66,7 +66,7 @@ async def upload_part(call: S3Call) -> Response:
         call.request.stream(),
         plan,
         call.auth,
-        lambda sha256: call.store.writer(sha256=sha256),
+        call.store.blobs,
         commit,
         call.inline_writes,
     )

@@ -22,7 +22,7 @@ from typing import Protocol, TypeVar
 
 from anyio import to_thread
 
-from oscarpy.storage.blobs import BlobWriter, RunningHash, WrittenBlob
+from oscarpy.storage.blobs import Blobs, RunningHash, WrittenBlob
 from oscarpy.storage.s3.errors import S3Error
 from oscarpy.storage.s3.sigv4 import (
     EMPTY_SHA256,
@@ -376,7 +376,7 @@ async def receive_body(
     stream: AsyncIterator[bytes],
     plan: PayloadPlan,
     auth: Authorization,
-    new_writer: Callable[[bool], BlobWriter],
+    blobs: Blobs,
     commit: Callable[[WrittenBlob], T],
     inline: InlineWrites | None = None,
 ) -> T:
@@ -385,8 +385,8 @@ async def receive_body(
     stays only if every check passes and `commit` succeeds; `commit` itself removes the blob
     if it fails (as `ObjectStore.commit_object` does)."""
     if plan.small:
-        return await _receive_small(stream, plan, auth, new_writer, commit, inline)
-    writer = new_writer(plan.sha256 is not None)
+        return await _receive_small(stream, plan, auth, blobs, commit, inline)
+    writer = blobs.writer(sha256=plan.sha256 is not None)
     try:
         await _receive(stream, plan, auth, writer)
     except BaseException:
@@ -432,7 +432,7 @@ async def _receive_small(
     stream: AsyncIterator[bytes],
     plan: PayloadPlan,
     auth: Authorization,
-    new_writer: Callable[[bool], BlobWriter],
+    blobs: Blobs,
     commit: Callable[[WrittenBlob], T],
     inline: InlineWrites | None,
 ) -> T:
@@ -444,13 +444,7 @@ async def _receive_small(
     data = bytes(received.data)
 
     def write_and_commit() -> T:
-        writer = new_writer(False)  # the SHA-256 was checked on receipt
-        try:
-            writer.write(data)
-        except BaseException:
-            writer.abort()
-            raise
-        return commit(writer.finish())
+        return commit(blobs.write_whole(data))
 
     if inline is None or not inline.allowed():
         return await to_thread.run_sync(write_and_commit)
