@@ -28,14 +28,28 @@ def test_one_slow_write_among_fast_ones_does_not_pause(inline: InlineWrites) -> 
     assert inline.allowed()
 
 
-def test_slow_writes_pause_inline_work_then_one_probe_decides(inline: InlineWrites) -> None:
+def test_slow_writes_pause_inline_work_and_it_resumes_when_the_disk_is_back(
+    inline: InlineWrites,
+) -> None:
     for _ in range(3):
         inline.record(0.02)  # a saturated disk: the event loop must not wait for it
     assert not inline.allowed()
     time.sleep(0.06)
     assert inline.allowed()
-    inline.record(0.02)  # the probe is slow too: pause again at once
+    inline.record(0.02)  # still saturated: pause again at once
     assert not inline.allowed()
     time.sleep(0.06)
-    inline.record(0.0004)  # the disk is back
-    assert inline.allowed()
+    inline.record(0.003)  # meets the last thread writes on the disk: no new pause
+    for _ in range(10):
+        assert inline.allowed()
+        inline.record(0.0004)  # the disk is back
+
+
+def test_a_disk_slowed_down_moderately_pauses_after_a_few_writes(inline: InlineWrites) -> None:
+    for _ in range(20):
+        inline.record(0.0004)
+    slow_writes = 0
+    while inline.allowed():
+        inline.record(0.004)
+        slow_writes += 1
+    assert 2 <= slow_writes <= 10

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import logging
 import re
 import time
 import zlib
@@ -38,6 +39,7 @@ from oscarpy.storage.s3.sigv4 import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger("oscarpy.s3")
 FLUSH_BYTES = 1024 * 1024
 #: A body this small is written from the event loop: a thread hop would cost more.
 INLINE_BYTES = 64 * 1024
@@ -405,7 +407,7 @@ class InlineWrites:
     of small PUTs run at about 1.3 times the rate. But the event loop also serves every other
     request, so the work stays inline only while it is cheap: when its moving average passes
     `LIMIT_SECONDS` (a slow or saturated disk, a remote state DB), writes go to worker threads
-    for `PAUSE_SECONDS`, and then one write probes again.
+    for `PAUSE_SECONDS`, and then inline writes are tried again.
     """
 
     LIMIT_SECONDS = 0.002
@@ -422,10 +424,17 @@ class InlineWrites:
     def record(self, seconds: float) -> None:
         self.average += self._WEIGHT * (seconds - self.average)
         if self.average > self.LIMIT_SECONDS:
+            log.debug(
+                "small writes averaged %.1f ms on the event loop; worker threads take them "
+                "for %.0f s",
+                self.average * 1000,
+                self.PAUSE_SECONDS,
+            )
             self._paused_until = time.monotonic() + self.PAUSE_SECONDS
-            # The probe after the pause weighs against the limit, not against a history of
-            # fast writes, so that one slow probe pauses again.
-            self.average = self.LIMIT_SECONDS
+            # Writes after the pause start from half the limit, not from a history of fast
+            # ones: a very slow one pauses again at once, while the first few, which still
+            # meet the thread writes of the pause on the disk, do not.
+            self.average = self.LIMIT_SECONDS / 2
 
 
 async def _receive_small(
