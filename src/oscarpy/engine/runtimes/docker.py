@@ -9,6 +9,7 @@ so that a restarted server finds and adopts its own containers and never touches
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from pathlib import Path, PurePosixPath
@@ -67,7 +68,7 @@ class DockerExecution:
 
     `output` is the container's attached output stream, opened before it started: attached
     output holds the container back when the reader falls behind, so a flood cannot outrun the
-    reader, and nothing is lost to log rotation. An adopted container has none and
+    supervisor's count, and nothing is lost to log rotation. An adopted container has none and
     is followed through its logs.
     """
 
@@ -160,6 +161,13 @@ class DockerExecution:
         except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
             raise RuntimeUnavailable(f"cannot kill container {self.id[:12]}: {error}") from error
 
+    def writable_layer(self) -> Path | None:
+        data = self._container.attrs.get("GraphDriver", {}).get("Data") or {}
+        upper = data.get("UpperDir")
+        if not upper or not os.access(upper, os.R_OK | os.X_OK):
+            return None  # another storage driver, a remote daemon, or not root on this host
+        return Path(upper)
+
     def remove(self) -> None:
         if self._output is not None:
             _close_stream(self._output)
@@ -194,8 +202,8 @@ def _close_stream(stream: Any) -> None:
 
 def restricted_options(limits: Limits) -> dict[str, Any]:
     """Container options every container of ours gets, job or warm: no privileges, only the
-    capabilities a shell script commonly needs, no privilege gain, the service's limits, and a
-    cap on what dockerd keeps of the output."""
+    capabilities a shell script commonly needs, no privilege gain, the service's limits, a cap
+    on each file's size and on what dockerd keeps of the output."""
     options: dict[str, Any] = {
         "privileged": False,
         "cap_drop": ["ALL"],
@@ -206,6 +214,12 @@ def restricted_options(limits: Limits) -> dict[str, Any]:
             type="json-file", config={"max-size": LOG_FILE_MAX_SIZE, "max-file": LOG_FILE_COUNT}
         ),
     }
+    if limits.disk_bytes:
+        # No single file larger than the disk limit: a write past it fails (SIGXFSZ/EFBIG)
+        # instead of filling the disk between two of the supervisor's checks.
+        options["ulimits"] = [
+            docker.types.Ulimit(name="fsize", soft=limits.disk_bytes, hard=limits.disk_bytes)
+        ]
     if limits.cpu_cores:
         options["nano_cpus"] = int(limits.cpu_cores * 1e9)
     if limits.memory_bytes:
