@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -113,6 +114,38 @@ def test_docker_shows_where_a_container_writes_outside_its_work_directory(
         assert layer is not None and (layer / "scratch.txt").read_text() == "hidden\n"
     finally:
         execution.remove()
+        runtime.close()
+
+
+def test_docker_lists_its_containers_while_one_is_being_removed(
+    tmp_path: Path, docker_client: Any
+) -> None:
+    """A job ending while the engine lists containers (the sweep at start) must not make the
+    listing fail: that left a finished job's container behind after a kill -9."""
+    runtime = DockerRuntime(f"test-{uuid.uuid4().hex[:8]}")
+    executions = []
+    for job in ("vanishing", "staying"):
+        work = tmp_path / job
+        work.mkdir()
+        (work / "script.sh").write_text("true\n")
+        spec = RunSpec(job, "contract", 1, IMAGE, work, "script.sh", limits=CONTRACT_LIMITS)
+        executions.append(runtime.start(spec))
+    vanishing = executions[0].id
+    api = runtime._client.api
+    inspect = api.inspect_container
+
+    def removed_first(container: str) -> Any:
+        if container == vanishing:
+            docker_client.api.remove_container(container, force=True)
+        return inspect(container)
+
+    api.inspect_container = removed_first
+    try:
+        assert runtime.job_ids() == {"staying"}
+    finally:
+        api.inspect_container = inspect
+        for execution in executions:
+            execution.remove()
         runtime.close()
 
 

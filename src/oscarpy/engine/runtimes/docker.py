@@ -353,7 +353,12 @@ class DockerRuntime:
         if attempt is not None:
             labels.append(f"{LABEL_ATTEMPT}={attempt}")
         try:
-            return list(self._client.containers.list(all=True, filters={"label": labels}))
+            # A container removed between the listing and its inspection (a job ending
+            # meanwhile) is left out, not a failure of the whole listing.
+            found = self._client.containers.list(
+                all=True, filters={"label": labels}, ignore_removed=True
+            )
+            return list(found)
         except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
             raise RuntimeUnavailable(f"cannot list containers: {error}") from error
 
