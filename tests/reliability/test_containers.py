@@ -31,7 +31,9 @@ if mknod /tmp/device c 1 3 2>/dev/null; then echo "MKNOD ALLOWED"; fi
 if mount -t tmpfs none /mnt 2>/dev/null; then echo "MOUNT ALLOWED"; fi
 if ip link add dummy0 type dummy 2>/dev/null; then echo "NETADMIN ALLOWED"; fi
 echo checked > "$TMP_OUTPUT_DIR/done.txt"
-sleep 2
+# Runs until the test has inspected the container (at most 30 s).
+i=0
+while [ ! -e "$TMPDIR/inspected" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
 """
 
 
@@ -72,6 +74,9 @@ def test_a_job_runs_without_privileges_or_the_docker_socket(
         lambda: platform.docker_containers_of(name), 30, "the job's container"
     )[0]
     host_config = docker_client.api.inspect_container(container_id)["HostConfig"]
+    (running,) = platform.jobs(name)
+    work_dir = platform.engine.supervisor.work_dir(running.id, 1)
+    (work_dir / "tmp" / "inspected").touch()
     (job,) = platform.finished_jobs(name)
     log = platform.engine.ledger.read_log(job.id)
     assert job.status is JobStatus.SUCCEEDED, log

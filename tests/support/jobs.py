@@ -113,7 +113,9 @@ class Harness:
         client = docker.from_env()
         try:
             found = client.containers.list(
-                all=True, filters={"label": [label, f"oscar.instance={self.engine.instance}"]}
+                all=True,
+                filters={"label": [label, f"oscar.instance={self.engine.instance}"]},
+                ignore_removed=True,  # a job that ends meanwhile
             )
             return [container.id for container in found]
         finally:
