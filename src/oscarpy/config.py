@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 RuntimeName = Literal["docker", "process"]
@@ -64,6 +64,17 @@ class Settings(BaseSettings):
     job_log_limit: int = Field(
         10 * 1024 * 1024, ge=1024, description="Bytes of log kept per job; the rest is cut."
     )
+    job_log_flood_limit: int = Field(
+        100 * 1024 * 1024,
+        ge=1024,
+        description="Bytes a job may print; past them it is killed and fails (reason log_flood).",
+    )
+    job_disk_limit: int = Field(
+        10 * 1024**3,
+        ge=1024 * 1024,
+        description="Bytes a job may write (work directory and container filesystem, each file "
+        "at most this size); past them it is killed and fails (reason disk).",
+    )
     job_retry_limit: int = Field(
         3, ge=0, description="Retries of a job after infrastructure failures (image, daemon, OOM)."
     )
@@ -101,6 +112,17 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_data_dir(cls, value: Path) -> Path:
         return value.expanduser().absolute()
+
+    @field_validator("job_log_flood_limit", mode="after")
+    @classmethod
+    def _flood_beyond_kept_log(cls, value: int, info: ValidationInfo) -> int:
+        kept = info.data.get("job_log_limit")
+        if kept is not None and value < kept:
+            raise ValueError(
+                f"{value} is below job_log_limit ({kept}): a job is killed only for printing "
+                "more than the log it keeps"
+            )
+        return value
 
     @property
     def state_database_url(self) -> str:

@@ -20,15 +20,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory, docker_client: object) ->
 
 
 def _one_job(platform: Harness, script: str, **fields: object) -> tuple[str, str]:
-    bucket = unique("fail")
-    service = platform.service(
-        script=script,
-        input=[{"path": f"{bucket}/in"}],
-        output=[{"path": f"{bucket}/out"}],
-        **fields,
-    )
+    name, bucket = platform.in_out_service(script, "fail", **fields)
     platform.put(bucket, "in/a.txt", b"data\n")
-    return service.name, bucket
+    return name, bucket
 
 
 def test_a_non_zero_exit_fails_the_job_and_uploads_nothing(platform: Harness) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +16,8 @@ from oscarpy.engine.runtimes.base import EndReason, Limits, RunResult, RunSpec, 
 from oscarpy.engine.runtimes.docker import DockerRuntime
 from oscarpy.engine.runtimes.process import ProcessRuntime
 from tests.support.jobs import IMAGE
+
+CONTRACT_LIMITS = Limits(cpu_cores=0.5, memory_bytes=64 * 2**20)
 
 
 @pytest.fixture(params=["docker", "process"])
@@ -28,7 +32,11 @@ def runtime(request: pytest.FixtureRequest) -> Iterator[Runtime]:
 
 
 def run(
-    runtime: Runtime, work: Path, script: str, timeout: float | None = None
+    runtime: Runtime,
+    work: Path,
+    script: str,
+    timeout: float | None = None,
+    limits: Limits = CONTRACT_LIMITS,
 ) -> tuple[RunResult, bytes]:
     work.mkdir(exist_ok=True)
     (work / "script.sh").write_text(script)
@@ -40,7 +48,7 @@ def run(
         work_dir=work,
         script="script.sh",
         environment={"GREETING": "hello"},
-        limits=Limits(cpu_cores=0.5, memory_bytes=64 * 2**20),
+        limits=limits,
     )
     runtime.prepare(IMAGE)
     execution = runtime.start(spec)
@@ -76,6 +84,69 @@ def test_a_timeout_kills_the_script(runtime: Runtime, tmp_path: Path) -> None:
     assert result.reason is EndReason.TIMEOUT
     assert time.monotonic() - started < 10
     assert b"begin" in output
+
+
+def test_no_file_grows_past_the_disk_limit(runtime: Runtime, tmp_path: Path) -> None:
+    limits = replace(CONTRACT_LIMITS, disk_bytes=2**20)
+    mount = runtime.work_path(tmp_path / "w")
+    script = f'head -c 3000000 /dev/zero > {mount}/big\necho "head: $?"\n'
+
+    result, output = run(runtime, tmp_path / "w", script, limits=limits)
+
+    assert result.succeeded  # the script goes on: the guard, not the runtime, ends it
+    assert b"head: 153" in output  # 128 + SIGXFSZ
+    assert (tmp_path / "w" / "big").stat().st_size == 2**20
+
+
+def test_docker_shows_where_a_container_writes_outside_its_work_directory(
+    tmp_path: Path, docker_client: object
+) -> None:
+    runtime = DockerRuntime(f"test-{uuid.uuid4().hex[:8]}")
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "script.sh").write_text("echo hidden > /scratch.txt\n")
+    spec = RunSpec("layer", "contract", 1, IMAGE, work, "script.sh", limits=CONTRACT_LIMITS)
+    execution = runtime.start(spec)
+    try:
+        assert execution.wait(30, lambda chunk: None).succeeded
+        layer = execution.writable_layer()
+        # Where the supervisor measures it (the server runs as root on the Docker host here).
+        assert layer is not None and (layer / "scratch.txt").read_text() == "hidden\n"
+    finally:
+        execution.remove()
+        runtime.close()
+
+
+def test_docker_lists_its_containers_while_one_is_being_removed(
+    tmp_path: Path, docker_client: Any
+) -> None:
+    """A job ending while the engine lists containers (the sweep at start) must not make the
+    listing fail: that left a finished job's container behind after a kill -9."""
+    runtime = DockerRuntime(f"test-{uuid.uuid4().hex[:8]}")
+    executions = []
+    for job in ("vanishing", "staying"):
+        work = tmp_path / job
+        work.mkdir()
+        (work / "script.sh").write_text("true\n")
+        spec = RunSpec(job, "contract", 1, IMAGE, work, "script.sh", limits=CONTRACT_LIMITS)
+        executions.append(runtime.start(spec))
+    vanishing = executions[0].id
+    api = runtime._client.api
+    inspect = api.inspect_container
+
+    def removed_first(container: str) -> Any:
+        if container == vanishing:
+            docker_client.api.remove_container(container, force=True)
+        return inspect(container)
+
+    api.inspect_container = removed_first
+    try:
+        assert runtime.job_ids() == {"staying"}
+    finally:
+        api.inspect_container = inspect
+        for execution in executions:
+            execution.remove()
+        runtime.close()
 
 
 def test_docker_refuses_a_missing_image_clearly(docker_client: object) -> None:

@@ -27,6 +27,7 @@ pytestmark = pytest.mark.usefixtures("docker_client")
 IMAGE = "oscar-test/busybox:latest"
 BODY_LIMIT = 1024 * 1024
 IDLE_SECONDS = 2
+DISK_LIMIT = 8 * 1024 * 1024
 
 COWSAY = r"""#!/bin/sh
 message=$(sed -n 's/.*"message" *: *"\([^"]*\)".*/\1/p' "$INPUT_FILE_PATH")
@@ -43,6 +44,8 @@ case "$(head -c 16 "$INPUT_FILE_PATH")" in
   fail*) echo "about to fail"; exit 3 ;;
   copy*) cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/copy.bin" ;;
   big*) yes 0123456789abcdef | head -c 3000000 > "$TMP_OUTPUT_DIR/big.txt" ;;
+  huge*) head -c 20000000 /dev/zero > "$TMPDIR/huge"
+         echo "head: $? size: $(wc -c < "$TMPDIR/huge")" ;;
   leave*) echo secret > "$TMPDIR/left-behind"; echo secret > left-in-work-dir
           ls /oscar-run/*/ ;;
   look*) ls -A "$TMPDIR"; ls /oscar-run ;;
@@ -73,6 +76,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, docker_client: Any) -> Iter
         env={
             "OSCAR_RUN_BODY_LIMIT": str(BODY_LIMIT),
             "OSCAR_RUN_IDLE_SECONDS": str(IDLE_SECONDS),
+            "OSCAR_JOB_DISK_LIMIT": str(DISK_LIMIT),
         },
     )
     yield running
@@ -211,6 +215,20 @@ def test_a_large_answer_is_streamed_as_one_valid_base64_text(server: RunningServ
     content = base64.b64decode(response.content, validate=True)
     assert len(content) == 3000000
     assert content == (b"0123456789abcdef\n" * 176471)[:3000000]
+
+
+def test_no_file_of_a_request_grows_past_the_disk_limit(
+    server: RunningServer, docker_client: Any
+) -> None:
+    create_service(server, "capped", TOOL, synchronous={"min_scale": 1})
+
+    response = run(server, "capped", b64("huge"))
+
+    assert response.status_code == 200, response.text[:2000]
+    assert f"head: 153 size: {DISK_LIMIT}" in response.text  # 128 + SIGXFSZ
+    for warm in warm_containers(docker_client, server, "capped"):
+        host_config = docker_client.api.inspect_container(warm.id)["HostConfig"]
+        assert {"Name": "fsize", "Soft": DISK_LIMIT, "Hard": DISK_LIMIT} in host_config["Ulimits"]
 
 
 def test_invalid_base64_body_is_refused_with_400(server: RunningServer) -> None:

@@ -11,11 +11,9 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
 from tests.support.server import RunningServer, start_server
+from tests.support.sigv4 import signed_headers
 
 PASSWORD = "access-control-password-1"
 SCRIPT = "echo hello\n"
@@ -144,18 +142,6 @@ def test_every_rest_route_needs_the_right_credentials(installation: Installation
 # --- S3 ----------------------------------------------------------------------------------
 
 
-def _signed(
-    method: str,
-    url: str,
-    body: bytes,
-    access_key: str,
-    secret_key: str,
-) -> dict[str, str]:
-    request = AWSRequest(method=method, url=url, data=body)
-    S3SigV4Auth(Credentials(access_key, secret_key), "s3", "us-east-1").add_auth(request)
-    return dict(request.headers.items())
-
-
 def _tampered(headers: dict[str, str]) -> dict[str, str]:
     signature_at = headers["Authorization"].rindex("Signature=") + len("Signature=")
     original = headers["Authorization"]
@@ -184,17 +170,19 @@ def test_every_s3_operation_needs_the_right_signature(installation: Installation
     with httpx.Client(base_url=server.s3_url, timeout=30) as client:
 
         def state() -> tuple[int, bytes]:
-            right = _signed("GET", f"{server.s3_url}/", b"", server.username, PASSWORD)
+            right = signed_headers("GET", f"{server.s3_url}/", server.username, PASSWORD)
             listing = client.get("/", headers=right)
             return listing.status_code, listing.content
 
         for operation, method, target, body, success in S3_OPERATIONS:
             url = f"{server.s3_url}{target}"
-            right = _signed(method, url, body, server.username, PASSWORD)
+            right = signed_headers(method, url, server.username, PASSWORD, body)
             attempts = {
                 "no credentials": {},
-                "wrong password": _signed(method, url, body, server.username, "wrong-password"),
-                "wrong access key": _signed(method, url, body, "intruder", PASSWORD),
+                "wrong password": signed_headers(
+                    method, url, server.username, "wrong-password", body
+                ),
+                "wrong access key": signed_headers(method, url, "intruder", PASSWORD, body),
                 "wrong signature": _tampered(right),
                 "another service's token": {"Authorization": "Bearer " + installation.other_token},
                 "admin basic on S3": {"Authorization": _basic(server.username, PASSWORD)},
@@ -207,7 +195,7 @@ def test_every_s3_operation_needs_the_right_signature(installation: Installation
                 assert PASSWORD not in answer.text
             assert state() == before, f"a refused {operation} changed the store"
             if method == "PUT" and target.count("/") > 1:
-                head = _signed("HEAD", url, b"", server.username, PASSWORD)
+                head = signed_headers("HEAD", url, server.username, PASSWORD)
                 assert client.head(target, headers=head).status_code == 404
             answer = client.request(method, target, headers=right, content=body)
             assert answer.status_code == success, (operation, answer.text)

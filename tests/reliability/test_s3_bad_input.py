@@ -14,12 +14,10 @@ from xml.etree import ElementTree
 
 import httpx
 import pytest
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support import sigv4
 from tests.support.server import RunningServer, start_server
 
 PASSWORD = "bad-input-password-7"
@@ -74,17 +72,6 @@ def _files_outside(server: RunningServer) -> set[Path]:
     }
 
 
-class _Signer(S3SigV4Auth):  # type: ignore[misc]
-    """botocore's signer, with the payload hash we choose (UNSIGNED-PAYLOAD, STREAMING-...)."""
-
-    content_sha256: str | None = None
-
-    def payload(self, request: AWSRequest) -> str:
-        if self.content_sha256 is not None:
-            return self.content_sha256
-        return str(super().payload(request))
-
-
 def signed_headers(
     server: RunningServer,
     method: str,
@@ -94,13 +81,15 @@ def signed_headers(
     content_sha256: str | None = None,
 ) -> dict[str, str]:
     """SigV4 headers for a request, signed over `target` exactly as it will be sent."""
-    request = AWSRequest(method=method, url=f"{server.s3_url}{target}", data=body)
-    for name, value in (headers or {}).items():
-        request.headers[name] = value
-    signer = _Signer(Credentials(server.username, PASSWORD), "s3", "us-east-1")
-    signer.content_sha256 = content_sha256
-    signer.add_auth(request)
-    return dict(request.headers.items())
+    return sigv4.signed_headers(
+        method,
+        f"{server.s3_url}{target}",
+        server.username,
+        PASSWORD,
+        body,
+        headers,
+        content_sha256,
+    )
 
 
 def raw(

@@ -58,6 +58,18 @@ class Harness:
         fields.setdefault("cpu", "0.25")
         return self.registry.create(parse_service(fields))
 
+    def in_out_service(self, script: str, prefix: str = "io", **fields: Any) -> tuple[str, str]:
+        """A service of `script` reading `<bucket>/in` and writing `<bucket>/out` of a bucket of
+        its own: (service name, bucket)."""
+        bucket = unique(prefix)
+        service = self.service(
+            script=script,
+            input=[{"path": f"{bucket}/in"}],
+            output=[{"path": f"{bucket}/out"}],
+            **fields,
+        )
+        return service.name, bucket
+
     def put(self, bucket: str, key: str, data: bytes) -> str:
         self.store.ensure_bucket(bucket)
         return self.store.put_bytes(bucket, key, data).etag
@@ -101,7 +113,9 @@ class Harness:
         client = docker.from_env()
         try:
             found = client.containers.list(
-                all=True, filters={"label": [label, f"oscar.instance={self.engine.instance}"]}
+                all=True,
+                filters={"label": [label, f"oscar.instance={self.engine.instance}"]},
+                ignore_removed=True,  # a job that ends meanwhile
             )
             return [container.id for container in found]
         finally:
@@ -183,3 +197,31 @@ def _remove_containers(instance: str) -> list[str]:
         container.remove(force=True)
     client.close()
     return names
+
+
+class HealthProbe:
+    """Calls `/health` in a loop on a thread and records the slowest answer."""
+
+    def __init__(self, platform: Harness) -> None:
+        self.platform = platform
+        self.slowest = 0.0
+        self.calls = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            answer = self.platform.client.get("/health")
+            assert answer.text == "Ok"
+            self.slowest = max(self.slowest, time.monotonic() - started)
+            self.calls += 1
+            time.sleep(0.1)
+
+    def __enter__(self) -> HealthProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(10)

@@ -78,3 +78,21 @@ def test_postgres_urls_select_the_psycopg_driver() -> None:
     assert normalise_url("postgres://u:p@h/db") == "postgresql+psycopg://u:p@h/db"
     assert normalise_url("postgresql://u:p@h/db") == "postgresql+psycopg://u:p@h/db"
     assert normalise_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_job_limits_default_to_10_gib_written_and_100_mib_printed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = Settings()
+    assert settings.job_disk_limit == 10 * 1024**3
+    assert settings.job_log_flood_limit == 100 * 1024**2
+    monkeypatch.setenv("OSCAR_JOB_DISK_LIMIT", str(64 * 1024**2))
+    monkeypatch.setenv("OSCAR_JOB_LOG_FLOOD_LIMIT", str(32 * 1024**2))
+    assert (Settings().job_disk_limit, Settings().job_log_flood_limit) == (64 * 2**20, 32 * 2**20)
+
+
+def test_the_log_flood_limit_cannot_be_below_the_kept_log() -> None:
+    with pytest.raises(
+        ValidationError, match=r"job_log_flood_limit\n.*1048576 is below job_log_limit \(2097152\)"
+    ):
+        Settings(job_log_limit=2 * 1024**2, job_log_flood_limit=1024**2)

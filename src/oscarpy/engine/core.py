@@ -28,7 +28,7 @@ from oscarpy.engine.events import event_time, parse_object_event, storage_event
 from oscarpy.engine.intake import Intake, path_contains
 from oscarpy.engine.ledger import Claim, JobView, Ledger, NewJob
 from oscarpy.engine.logstream import LogLine
-from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
+from oscarpy.engine.outcomes import LIMIT_REASONS, AttemptOutcome, OutcomeKind
 from oscarpy.engine.providers import Providers
 from oscarpy.engine.records import JobSource, JobStatus
 from oscarpy.engine.retries import RetryPolicy
@@ -293,6 +293,16 @@ class Engine:
         else:
             self.supervisor.run(spec, lookup, cancelled=cancelled)
 
+    def limits(self, service: Service) -> Limits:
+        """What one job of `service` may use: its own cpu and memory, the platform's disk and
+        log flood limits."""
+        return Limits(
+            cpu_cores=service.cpu_cores,
+            memory_bytes=service.memory_bytes,
+            disk_bytes=self.settings.job_disk_limit,
+            output_bytes=self.settings.job_log_flood_limit,
+        )
+
     def job_spec(self, service: Service, job: JobView, attempt: int) -> JobSpec:
         stored = None
         if job.bucket is not None and job.key is not None:
@@ -311,7 +321,7 @@ class Engine:
             event_time=event_time(job.created_at),
             environment=environment,
             token=service.token,
-            limits=Limits(cpu_cores=service.cpu_cores, memory_bytes=service.memory_bytes),
+            limits=self.limits(service),
             timeout=service.timeout,
             outputs=tuple(
                 StorageTarget(
@@ -340,6 +350,8 @@ class Engine:
         job = self.ledger.get(job_id) if outcome.kind is OutcomeKind.SCRIPT_FAILED else None
         service = self._service(job.service) if job is not None else None
         retries = service.retries if service is not None else 0
+        if outcome.reason in LIMIT_REASONS:
+            retries = 0  # a script that wrote or printed too much would do it again
         status = self.ledger.finish(job_id, attempt, outcome, script_retries=retries)
         if status is not None:
             log.info("job %s: %s (%s)", job_id, status.oscar_name, outcome.message)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from oscarpy.engine.runtimes.base import EndReason
+
 
 class OutcomeKind(StrEnum):
     SUCCEEDED = "succeeded"
@@ -14,13 +16,18 @@ class OutcomeKind(StrEnum):
     """The platform's: daemon errors, missing image, staging, OOM kill. Retried with backoff."""
 
 
+LIMIT_REASONS = frozenset({EndReason.DISK.value, EndReason.LOG_FLOOD.value})
+"""A script killed for these ends its job, even if the service asks for `retries`: run again, it
+would write or print just as much."""
+
+
 @dataclass(frozen=True)
 class AttemptOutcome:
     kind: OutcomeKind
     message: str
     reason: str | None = None
-    """`exit`, `signal`, `timeout`, `oom`, `image`, `staging`, `runtime`, `container`,
-    `abandoned`… ; `None` on success."""
+    """`exit`, `signal`, `timeout`, `oom`, `disk`, `log_flood`, `image`, `staging`, `runtime`,
+    `container`, `abandoned`… ; `None` on success."""
     exit_code: int | None = None
 
     @classmethod

@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from oscarpy.engine.errors import InfrastructureError, StagingError
+from oscarpy.engine.limits import Guard, disk_usage
 from oscarpy.engine.logstream import LogLine, LogStream
 from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
 from oscarpy.engine.runtimes.base import EndReason, Execution, RunResult, RunSpec, Runtime
@@ -30,7 +31,9 @@ EVENT_FILE = "event.json"
 BODY_FILE = "event_file"
 MAX_EVENT_IN_ENVIRONMENT = 64 * 1024
 """Larger events reach the script only as the file `EVENT_FILE_PATH` (environment cap)."""
-_TICK_SECONDS = 0.5
+_TICK_SECONDS = 0.1
+"""How often a running job's disk use is checked (if cheap enough, `limits.DISK_CHECK_SHARE`)
+and its log flushed (if due, every 0.5 s)."""
 
 
 class JobReporter(Protocol):
@@ -96,11 +99,12 @@ class Supervisor:
         stream = LogStream(lambda lines: self.reporter.log(spec.job_id, lines))
         work_dir = self.work_dir(spec.job_id, spec.attempt)
         execution: Execution | None = adopt
-        ticker = _Ticker(stream)
+        ticker = _Ticker(stream.flush_if_due)
         try:
             if execution is None:
                 stream.note(f"attempt {spec.attempt} of job {spec.job_id} ({self.runtime.name})")
                 self._stage_in(spec, work_dir, providers)
+                staged = staged_bytes(work_dir)
                 self.runtime.prepare(spec.image)
                 if cancelled.is_set():
                     raise _Cancelled
@@ -109,14 +113,23 @@ class Supervisor:
                 if cancelled.is_set():  # asked while the container was being created
                     execution.kill()
             else:
+                staged = staged_bytes(work_dir)
                 stream.note(f"adopted execution {execution.id[:12]} after a restart")
-            ticker.start()
+            layer = execution.writable_layer()
+            guard = Guard(
+                execution.kill,
+                spec.limits,
+                [work_dir] if layer is None else [work_dir, layer],
+                staged,
+            )
+            ticker.start(guard.check)
             result = execution.wait(
                 self._remaining(spec, attempt_started if adopt else None),
-                stream.feed,
+                guard.counting(stream.feed),
                 follow_from=follow_from if adopt else None,
             )
             ticker.stop()
+            result = guard.verdict(result)
             stream.flush(final=True)
             if cancelled.is_set():
                 outcome = AttemptOutcome(OutcomeKind.SCRIPT_FAILED, "cancelled", "cancelled")
@@ -178,12 +191,13 @@ class Supervisor:
     def _stage_in(self, spec: JobSpec, work_dir: Path, providers: ProviderLookup) -> None:
         if work_dir.exists():
             shutil.rmtree(work_dir, ignore_errors=True)  # left by an interrupted attempt
-        input_dir, output_dir = work_dir / "input", work_dir / "output"
+        input_dir = work_dir / "input"
         try:
             input_dir.mkdir(parents=True)
-            output_dir.mkdir()
-            # An image may run as a non-root user: let it write its outputs.
-            os.chmod(output_dir, 0o777)
+            for writable in (work_dir / "output", work_dir / "tmp"):
+                writable.mkdir()
+                # An image may run as a non-root user: let it write its outputs and temporaries.
+                os.chmod(writable, 0o1777)
             (work_dir / SCRIPT_FILE).write_text(spec.script)
             (work_dir / EVENT_FILE).write_text(spec.event)
             if spec.input is not None:
@@ -279,6 +293,9 @@ def contract_environment(spec: JobSpec, mount: PurePosixPath) -> dict[str, str]:
             "TMP_INPUT_DIR": str(mount / "input"),
             "TMP_OUTPUT_DIR": str(mount / "output"),
             "EVENT_FILE_PATH": str(mount / EVENT_FILE),
+            # Temporary files land in the work directory: watched for the disk limit, and
+            # deleted with it.
+            "TMPDIR": str(mount / "tmp"),
             "JOB_UUID": spec.job_id,
             "OSCAR_SERVICE_NAME": spec.service,
             "OSCAR_SERVICE_TOKEN": spec.token,
@@ -290,6 +307,12 @@ def contract_environment(spec: JobSpec, mount: PurePosixPath) -> dict[str, str]:
         environment["STORAGE_OBJECT_KEY"] = spec.input.key
         environment["EVENT_TIME"] = spec.event_time
     return environment
+
+
+def staged_bytes(work_dir: Path) -> int:
+    """What the platform put in the work directory (script, event, input): the disk limit
+    counts only what the script adds."""
+    return disk_usage([work_dir / SCRIPT_FILE, work_dir / EVENT_FILE, work_dir / "input"])
 
 
 def output_files(output_dir: Path, stream: LogStream) -> Iterator[str]:
@@ -317,14 +340,16 @@ class _Cancelled(Exception):
 
 
 class _Ticker:
-    """Flushes the log stream while the script is silent, so a running job's log stays fresh."""
+    """Runs small periodic tasks while the script runs: flushing the log stream while the script
+    is silent (so a running job's log stays fresh) and checking the disk limit."""
 
-    def __init__(self, stream: LogStream) -> None:
-        self._stream = stream
+    def __init__(self, *tasks: Callable[[], None]) -> None:
+        self._tasks = list(tasks)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="log-ticker", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="job-ticker", daemon=True)
 
-    def start(self) -> None:
+    def start(self, *more: Callable[[], None]) -> None:
+        self._tasks.extend(more)
         self._thread.start()
 
     def stop(self) -> None:
@@ -332,4 +357,8 @@ class _Ticker:
 
     def _run(self) -> None:
         while not self._stop.wait(_TICK_SECONDS):
-            self._stream.flush_if_due()
+            for task in self._tasks:
+                try:
+                    task()
+                except Exception:  # one failing task must not stop the others
+                    log.exception("job ticker task %r failed", task)

@@ -27,6 +27,11 @@ class Limits:
     cpu_cores: float | None = None
     memory_bytes: int | None = None
     pids: int = DEFAULT_PIDS_LIMIT
+    disk_bytes: int | None = None
+    """What the script may write: the runtime caps every file at this size (RLIMIT_FSIZE), and
+    the supervisor kills the execution once its files add up to it (`engine.limits`)."""
+    output_bytes: int | None = None
+    """What the script may print before the supervisor kills it (a log flood)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,10 @@ class EndReason(StrEnum):
     SIGNAL = "signal"
     TIMEOUT = "timeout"
     OOM = "oom"
+    DISK = "disk"
+    """Its files reached `Limits.disk_bytes`."""
+    LOG_FLOOD = "log_flood"
+    """It printed more than `Limits.output_bytes`."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,11 @@ class Execution(Protocol):
         ...
 
     def kill(self) -> None: ...
+
+    def writable_layer(self) -> Path | None:
+        """Where, on this host, the script's writes outside the work directory land (a
+        container's own filesystem layer), if this host can read it; watched for the disk limit."""
+        ...
 
     def remove(self) -> None:
         """Delete every trace of the execution (the container); idempotent."""

@@ -9,6 +9,7 @@ so that a restarted server finds and adopts its own containers and never touches
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from pathlib import Path, PurePosixPath
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import docker
 import docker.errors
+import docker.types
 import requests.exceptions
 
 from oscarpy.engine.errors import ContainerError, ImageUnavailable, RuntimeUnavailable
@@ -45,6 +47,11 @@ KEPT_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETUID", "SET
 _API_TIMEOUT = 120
 _POOL_SIZE = 64
 _LOG_DRAIN_SECONDS = 10
+#: What dockerd keeps of a container's output on its own disk (json-file, rotated): the job log
+#: is read from the attached stream, the file only serves adoption after a restart, and a log
+#: flood must not fill the disk under /var/lib/docker.
+LOG_FILE_MAX_SIZE = "10m"
+LOG_FILE_COUNT = "3"
 _IMAGE_CHECK_SECONDS = 30.0
 _SIGKILL_EXIT = 137
 _OOM_RECHECKS = 10
@@ -57,11 +64,18 @@ def _explain(error: BaseException) -> str:
 
 
 class DockerExecution:
-    """One container of one job attempt."""
+    """One container of one job attempt.
 
-    def __init__(self, client: Any, container: Any) -> None:
+    `output` is the container's attached output stream, opened before it started: attached
+    output holds the container back when the reader falls behind, so a flood cannot outrun the
+    supervisor's count, and nothing is lost to log rotation. An adopted container has none and
+    is followed through its logs.
+    """
+
+    def __init__(self, client: Any, container: Any, output: Any | None = None) -> None:
         self._client = client
         self._container = container
+        self._output = output
 
     @property
     def id(self) -> str:
@@ -119,13 +133,21 @@ class DockerExecution:
         return False
 
     def _stream_output(self, on_output: OutputSink, follow_from: float | None) -> None:
-        options: dict[str, Any] = {"stream": True, "follow": True}
-        if follow_from is not None:
-            options["since"] = float(follow_from)
         try:
-            for chunk in self._container.logs(**options):
+            if self._output is not None:
+                chunks = self._output
+            else:
+                options: dict[str, Any] = {"stream": True, "follow": True}
+                if follow_from is not None:
+                    options["since"] = float(follow_from)
+                chunks = self._container.logs(**options)
+            for chunk in chunks:
                 on_output(chunk)
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
+        except (
+            docker.errors.DockerException,
+            requests.exceptions.RequestException,
+            OSError,
+        ) as error:
             log.warning("stopped reading the output of %s: %s", self.id[:12], error)
 
     def kill(self) -> None:
@@ -139,7 +161,16 @@ class DockerExecution:
         except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
             raise RuntimeUnavailable(f"cannot kill container {self.id[:12]}: {error}") from error
 
+    def writable_layer(self) -> Path | None:
+        data = self._container.attrs.get("GraphDriver", {}).get("Data") or {}
+        upper = data.get("UpperDir")
+        if not upper or not os.access(upper, os.R_OK | os.X_OK):
+            return None  # another storage driver, a remote daemon, or not root on this host
+        return Path(upper)
+
     def remove(self) -> None:
+        if self._output is not None:
+            _close_stream(self._output)
         try:
             self._container.remove(force=True)
         except docker.errors.NotFound:
@@ -154,16 +185,41 @@ class DockerExecution:
             raise RuntimeUnavailable(f"cannot remove container {self.id[:12]}: {error}") from error
 
 
+def _close_stream(stream: Any) -> None:
+    """Close an attached output stream, waking a reader blocked on it.
+
+    docker-py's `CancellableStream.close` shuts the socket down, but the socket file of its
+    HTTP response keeps the descriptor open until a garbage collection: close that too.
+    """
+    try:
+        stream.close()
+    except (docker.errors.DockerException, OSError) as error:
+        log.debug("closing an output stream: %s", error)
+    response = getattr(stream, "_response", None)
+    if response is not None:
+        response.close()
+
+
 def restricted_options(limits: Limits) -> dict[str, Any]:
     """Container options every container of ours gets, job or warm: no privileges, only the
-    capabilities a shell script commonly needs, no privilege gain, and the service's limits."""
+    capabilities a shell script commonly needs, no privilege gain, the service's limits, a cap
+    on each file's size and on what dockerd keeps of the output."""
     options: dict[str, Any] = {
         "privileged": False,
         "cap_drop": ["ALL"],
         "cap_add": KEPT_CAPABILITIES,
         "security_opt": ["no-new-privileges"],
         "pids_limit": limits.pids,
+        "log_config": docker.types.LogConfig(
+            type="json-file", config={"max-size": LOG_FILE_MAX_SIZE, "max-file": LOG_FILE_COUNT}
+        ),
     }
+    if limits.disk_bytes:
+        # No single file larger than the disk limit: a write past it fails (SIGXFSZ/EFBIG)
+        # instead of filling the disk between two of the supervisor's checks.
+        options["ulimits"] = [
+            docker.types.Ulimit(name="fsize", soft=limits.disk_bytes, hard=limits.disk_bytes)
+        ]
     if limits.cpu_cores:
         options["nano_cpus"] = int(limits.cpu_cores * 1e9)
     if limits.memory_bytes:
@@ -268,7 +324,13 @@ class DockerRuntime:
             raise RuntimeUnavailable(
                 f"Docker Engine error creating a container: {error}"
             ) from error
-        execution = DockerExecution(self._client, container)
+        try:
+            # Attached before it starts, so that no output is missed.
+            output = container.attach(stdout=True, stderr=True, stream=True, logs=False)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
+            DockerExecution(self._client, container).remove()
+            raise RuntimeUnavailable(f"cannot attach to the container: {error}") from error
+        execution = DockerExecution(self._client, container, output)
         try:
             container.start()
         except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
@@ -291,7 +353,12 @@ class DockerRuntime:
         if attempt is not None:
             labels.append(f"{LABEL_ATTEMPT}={attempt}")
         try:
-            return list(self._client.containers.list(all=True, filters={"label": labels}))
+            # A container removed between the listing and its inspection (a job ending
+            # meanwhile) is left out, not a failure of the whole listing.
+            found = self._client.containers.list(
+                all=True, filters={"label": labels}, ignore_removed=True
+            )
+            return list(found)
         except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
             raise RuntimeUnavailable(f"cannot list containers: {error}") from error
 

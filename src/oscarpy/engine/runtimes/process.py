@@ -3,15 +3,19 @@
 For machines without a container engine and for development only: there is no image, no
 isolation and no memory or CPU limit, so `oscar serve --runtime process` warns at start. A
 script still gets the job contract's environment and its own process group, which is killed
-at the timeout. Executions cannot be adopted after a restart; their jobs are re-run.
+at the timeout, and the disk limit caps each file it writes. Executions cannot be adopted after a
+restart; their jobs are re-run.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import resource
 import signal
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -33,6 +37,15 @@ WARNING = (
 )
 _READ_SIZE = 65536
 _INHERITED = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR")
+
+
+def _file_size_cap(disk_bytes: int | None) -> Callable[[], None] | None:
+    """Run in the child before `exec`: no file it writes may grow past the disk limit (the one
+    limit this runtime can set; `subprocess` restores SIGXFSZ, which Python ignores, so an
+    oversized write kills the writer as it would in a container)."""
+    if not disk_bytes:
+        return None
+    return functools.partial(resource.setrlimit, resource.RLIMIT_FSIZE, (disk_bytes, disk_bytes))
 
 
 class ProcessExecution:
@@ -74,6 +87,9 @@ class ProcessExecution:
         except ProcessLookupError:
             pass
 
+    def writable_layer(self) -> Path | None:
+        return None  # a host process writes to the host: only its work directory is watched
+
     def remove(self) -> None:
         if self._process.poll() is None:
             self.kill()
@@ -109,6 +125,7 @@ class ProcessRuntime:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_file_size_cap(spec.limits.disk_bytes),
             )
         except OSError as error:
             raise ContainerError(f"cannot start /bin/sh: {error}") from error

@@ -42,6 +42,11 @@ class Member:
     last_used: float = field(default_factory=time.monotonic)
 
 
+def service_limits(service: Service) -> Limits:
+    """The service's own cpu and memory; the engine adds the platform's (`Engine.limits`)."""
+    return Limits(cpu_cores=service.cpu_cores, memory_bytes=service.memory_bytes)
+
+
 def size_limit(service: Service, capacity: Capacity) -> int:
     """`max_scale`, or with 0 how many containers of the service the host holds."""
     if service.synchronous.max_scale:
@@ -63,9 +68,11 @@ class ServicePool:
         capacity: Capacity,
         create: Callable[[WarmSpec], WarmContainer],
         discard: Callable[[WarmContainer], None],
+        limits: Callable[[Service], Limits] = service_limits,
     ) -> None:
         self._create = create
         self._discard = discard
+        self._limits = limits
         self._capacity = capacity
         self._condition = threading.Condition()
         self._idle: list[Member] = []
@@ -80,11 +87,7 @@ class ServicePool:
     @property
     def spec(self) -> WarmSpec:
         service = self.service
-        return WarmSpec(
-            service.name,
-            service.image,
-            Limits(cpu_cores=service.cpu_cores, memory_bytes=service.memory_bytes),
-        )
+        return WarmSpec(service.name, service.image, self._limits(service))
 
     def size(self) -> int:
         with self._condition:
@@ -245,8 +248,10 @@ class WarmPools:
         *,
         idle_seconds: float,
         on_tick: Callable[[], None] | None = None,
+        limits: Callable[[Service], Limits] = service_limits,
     ) -> None:
         self.runtime = runtime
+        self._limits = limits
         self.root = root
         self.capacity = capacity
         self.idle_seconds = idle_seconds
@@ -286,7 +291,9 @@ class WarmPools:
         with self._lock:
             pool = self._pools.get(service.name)
             if pool is None:
-                pool = ServicePool(service, self.capacity, self._create, self._discard)
+                pool = ServicePool(
+                    service, self.capacity, self._create, self._discard, self._limits
+                )
                 self._pools[service.name] = pool
                 self._wake.set()
             return pool

@@ -114,6 +114,7 @@ class SyncRunner:
             engine.registry.list,
             idle_seconds=settings.run_idle_seconds,
             on_tick=self._upkeep,
+            limits=engine.limits,
         )
         engine.registry.add_listener(self.pools.on_service_change)
 
@@ -224,7 +225,6 @@ class SyncRunner:
             try:
                 self._prepare(work_dir, spec.script, spec.event, staged)
                 environment = contract_environment(spec, member.container.path_of(work_dir))
-                environment["TMPDIR"] = str(member.container.path_of(work_dir / "tmp"))
                 stream.note(f"run {spec.job_id} in warm container {member.container.id[:12]}")
                 remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
                 try:
