@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -179,11 +179,9 @@ class Ledger:
 
     @contextmanager
     def writing(self) -> Iterator[Session]:
-        """A write transaction; on SQLite it takes the write lock at once (BEGIN IMMEDIATE),
-        so a read-then-write never fails on a snapshot another writer made stale."""
-        with self.database.session() as session:
-            if self.database.dialect == "sqlite":
-                session.execute(text("BEGIN IMMEDIATE"))
+        """A write transaction holding the write lock from its start (`Database.writing`), so
+        a read-then-write never fails on a snapshot another writer made stale."""
+        with self.database.writing() as session:
             yield session
 
     # -- creating -------------------------------------------------------------------------

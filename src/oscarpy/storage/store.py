@@ -17,7 +17,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -170,9 +170,8 @@ class ObjectStore:
         self.blobs = Blobs(data_dir / "blobs")
         self._listeners: list[Callable[[], None]] = []
         self._listeners_lock = threading.Lock()
-        # SQLite has one writer at a time; queueing our own writers on a lock is fair and
-        # immediate, where SQLite's busy handler would make each waiter sleep and poll.
-        self._write_lock = threading.Lock() if database.dialect == "sqlite" else None
+        # The process's SQLite write lock (None on PostgreSQL), held by group commits.
+        self._write_lock = database.write_lock
         self._queue: list[_PendingWrite] = []
         self._queue_lock = threading.Lock()
         self._driver_statements: DriverStatements | None = None
@@ -611,18 +610,9 @@ class ObjectStore:
 
     # -- internals -------------------------------------------------------------------------
 
-    @contextmanager
-    def _writing(self) -> Iterator[Session]:
-        """A write transaction. On SQLite it takes the write lock at once (BEGIN IMMEDIATE), so
-        what it reads stays true until it commits and concurrent writers queue instead of
-        failing on a stale snapshot."""
-        if self._write_lock is None:
-            with self.database.session() as session:
-                yield session
-            return
-        with self._write_lock, self.database.session() as session:
-            session.execute(text("BEGIN IMMEDIATE"))
-            yield session
+    def _writing(self) -> AbstractContextManager[Session]:
+        """A write transaction holding the write lock from its start (`Database.writing`)."""
+        return self.database.writing()
 
     def _lock_key(self, session: Session, bucket: str, key: str) -> None:
         """Serialise writers of one key on PostgreSQL (SQLite already serialises all writers),
