@@ -8,6 +8,9 @@ import pytest
 
 from oscarpy.storage.s3.payload import InlineWrites
 
+LIMIT = InlineWrites.LIMIT_SECONDS
+FAST = 0.0004  # a 1 KiB write + fsync + commit on a local disk
+
 
 @pytest.fixture
 def inline(monkeypatch: pytest.MonkeyPatch) -> InlineWrites:
@@ -18,13 +21,13 @@ def inline(monkeypatch: pytest.MonkeyPatch) -> InlineWrites:
 def test_fast_writes_stay_inline(inline: InlineWrites) -> None:
     for _ in range(100):
         assert inline.allowed()
-        inline.record(0.0004)
+        inline.record(FAST)
 
 
 def test_one_slow_write_among_fast_ones_does_not_pause(inline: InlineWrites) -> None:
     for _ in range(20):
-        inline.record(0.0004)
-    inline.record(0.006)
+        inline.record(FAST)
+    inline.record(3 * LIMIT)
     assert inline.allowed()
 
 
@@ -32,24 +35,24 @@ def test_slow_writes_pause_inline_work_and_it_resumes_when_the_disk_is_back(
     inline: InlineWrites,
 ) -> None:
     for _ in range(3):
-        inline.record(0.02)  # a saturated disk: the event loop must not wait for it
+        inline.record(5 * LIMIT)  # a saturated disk: the event loop must not wait for it
     assert not inline.allowed()
     time.sleep(0.06)
     assert inline.allowed()
-    inline.record(0.02)  # still saturated: pause again at once
+    inline.record(5 * LIMIT)  # still saturated: pause again at once
     assert not inline.allowed()
     time.sleep(0.06)
-    inline.record(0.003)  # meets the last thread writes on the disk: no new pause
+    inline.record(1.5 * LIMIT)  # meets the last thread writes on the disk: no new pause
     for _ in range(10):
         assert inline.allowed()
-        inline.record(0.0004)  # the disk is back
+        inline.record(FAST)  # the disk is back
 
 
 def test_a_disk_slowed_down_moderately_pauses_after_a_few_writes(inline: InlineWrites) -> None:
     for _ in range(20):
-        inline.record(0.0004)
+        inline.record(FAST)
     slow_writes = 0
     while inline.allowed():
-        inline.record(0.004)
+        inline.record(2 * LIMIT)
         slow_writes += 1
     assert 2 <= slow_writes <= 10
