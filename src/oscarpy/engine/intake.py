@@ -121,7 +121,10 @@ class Intake:
             if events:
                 cursor.position = events[-1].id
                 if cursor.position - self._pruned >= _PRUNE_EVERY:
-                    prune_events(session, cursor.position)
+                    # The newest consumed event stays: SQLite numbers a new row one above the
+                    # largest id in the table, so an emptied table would number events from 1
+                    # again, below the cursor, and the intake would never see them.
+                    prune_events(session, cursor.position - 1)
                     self._pruned = cursor.position
         if created:
             log.debug("intake: %d job(s) from %d event(s)", created, len(events))

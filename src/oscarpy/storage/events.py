@@ -40,6 +40,9 @@ def fetch_events(session: Session, after_id: int, limit: int) -> list[ObjectEven
 
 
 def prune_events(session: Session, up_to_id: int) -> int:
-    """Delete the events with an id up to and including `up_to_id`; returns how many."""
+    """Delete the events with an id up to and including `up_to_id`; returns how many.
+
+    Keep at least the newest event: on SQLite, ids are reused from 1 once the table is empty.
+    """
     result = session.execute(delete(ObjectEvent).where(ObjectEvent.id <= up_to_id))
     return int(result.rowcount)  # type: ignore[attr-defined]
