@@ -27,11 +27,15 @@ log = logging.getLogger(__name__)
 CURSOR = "object_events"
 _BATCH = 500
 _POLL_SECONDS = 2.0
-_MIN_BATCH_SECONDS = 0.05
-"""Least time between two batches. The store wakes the intake after every commit; during a
-burst of uploads this gathers the events of many commits into one transaction instead of one
-transaction (and one turn on the state DB's write lock) per upload. A lone upload is not
-delayed: the pause only follows a batch that has just run."""
+_BURST_EVENTS_PER_SECOND = 100.0
+_BURST_PAUSE_SECONDS = 0.05
+"""The store wakes the intake after every commit. While events arrive faster than
+`_BURST_EVENTS_PER_SECOND` (a moving average), uploads are coming in a burst: batches then
+start at least `_BURST_PAUSE_SECONDS` apart, so that the events of many commits share one
+transaction instead of one transaction (and one turn on the state DB's write lock) each.
+Uploads at a human or pipeline pace, such as the steps of a chain of services, are taken at
+once."""
+_RATE_WEIGHT = 0.3
 _PRUNE_EVERY = 1000
 """Events the intake has consumed are deleted in batches of about this many (it is their only
 consumer); the store keeps the objects, the ledger keeps the jobs."""
@@ -92,18 +96,28 @@ class Intake:
             self._thread.join(10)
 
     def _loop(self) -> None:
-        last_batch = 0.0
+        rate = 0.0
+        previous = time.monotonic()
         while not self._stopping.is_set():
-            pause = last_batch + _MIN_BATCH_SECONDS - time.monotonic()
-            if pause > 0:
-                self._stopping.wait(pause)
-            last_batch = time.monotonic()
+            if rate > _BURST_EVENTS_PER_SECOND:
+                pause = previous + _BURST_PAUSE_SECONDS - time.monotonic()
+                if pause > 0:
+                    self._stopping.wait(pause)
+            started = time.monotonic()
             self._wake.clear()
+            read = 0
             try:
-                while self.process_batch() and not self._stopping.is_set():
-                    pass
+                # A full batch may leave more behind; a shorter one read everything committed
+                # before it began, and later commits have set the wake event again.
+                while not self._stopping.is_set():
+                    batch = self.process_batch()
+                    read += batch
+                    if batch < _BATCH:
+                        break
             except Exception:
                 log.exception("intake failed; retrying shortly")
+            rate += _RATE_WEIGHT * (read / max(started - previous, 0.001) - rate)
+            previous = started
             self._wake.wait(_POLL_SECONDS)
 
     def process_batch(self) -> int:
