@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from oscarpy.db import Database
-from oscarpy.engine.intake import _PRUNE_EVERY, Intake
+from oscarpy.engine.intake import _PRUNE_EVERY, CURSOR, Intake
 from oscarpy.engine.ledger import Ledger
-from oscarpy.engine.records import JobStatus
+from oscarpy.engine.records import IntakeCursor, JobStatus
 from oscarpy.services.model import Service, parse_service
 from oscarpy.storage.store import ObjectStore
 
@@ -45,3 +45,28 @@ def test_uploads_after_the_consumed_events_are_pruned_still_make_jobs(
         store.put_bytes("inbox", f"up/{number}", b"x")
     assert intake.process_batch() == 3
     assert ledger.count_by_status("svc")[JobStatus.PENDING] == total + 3
+
+
+def test_events_numbered_below_the_cursor_by_an_older_version_are_read_at_start(
+    database: Database, tmp_path: Path
+) -> None:
+    """A state DB from before the prune fix: the cursor is ahead of every event id."""
+    store = ObjectStore(database, tmp_path / "data")
+    ledger = Ledger(database, log_cap=1000)
+    service: Service = parse_service(
+        {"name": "svc", "image": "busybox", "script": "true", "input": [{"path": "inbox/up"}]}
+    )
+    intake = Intake(ledger, lambda: [service], lambda: None)
+    store.create_bucket("inbox")
+    store.put_bytes("inbox", "up/first", b"x")
+    assert intake.process_batch() == 1
+    assert intake.rewind_below_reused_ids() is False  # a healthy cursor stays
+    with ledger.writing() as session:
+        cursor = session.get(IntakeCursor, CURSOR)
+        assert cursor is not None
+        cursor.position = 10_000  # as if ids had restarted from 1 after a prune
+    store.put_bytes("inbox", "up/second", b"x")
+    assert intake.process_batch() == 0  # invisible below the cursor
+    assert intake.rewind_below_reused_ids() is True
+    assert intake.process_batch() == 2  # both again; the ledger keeps one job per version
+    assert ledger.count_by_status("svc")[JobStatus.PENDING] == 2

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from oscarpy.engine.events import storage_event
@@ -86,8 +87,32 @@ class Intake:
         self._wake.set()
 
     def start(self) -> None:
+        self.rewind_below_reused_ids()
         self._thread = threading.Thread(target=self._loop, name="intake", daemon=True)
         self._thread.start()
+
+    def rewind_below_reused_ids(self) -> bool:
+        """Read events from the start again if the newest one is below the cursor.
+
+        That happens only to a state DB written before pruning kept the newest consumed event:
+        SQLite numbered events from 1 again once the table was empty, below the cursor, and
+        the intake never saw them. Re-reading is safe: the ledger makes one job per object
+        version. Returns whether it rewound.
+        """
+        with self.ledger.writing() as session:
+            cursor = session.get(IntakeCursor, CURSOR, with_for_update=True)
+            if cursor is None or cursor.position == 0:
+                return False
+            newest = session.scalar(select(func.max(ObjectEvent.id)))
+            if newest is not None and newest >= cursor.position:
+                return False
+            log.warning(
+                "object events are numbered below the intake's cursor (%s); reading them all",
+                cursor.position,
+            )
+            cursor.position = 0
+            self._pruned = 0
+            return True
 
     def stop(self) -> None:
         self._stopping.set()
