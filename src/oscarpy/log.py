@@ -15,19 +15,23 @@ MASK = "********"
 _MIN_SECRET_LENGTH = 4
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
+_longest_first: tuple[str, ...] = ()
+"""The secrets, longest first so that one containing another is masked whole; rebuilt when one
+is registered (rarely), read without a lock by `redact` (for every log line)."""
 
 
 def register_secret(value: str | None) -> None:
     """Mask `value` in every log line from now on (values too short to matter are ignored)."""
+    global _longest_first
     if value and len(value) >= _MIN_SECRET_LENGTH:
         with _secrets_lock:
-            _secrets.add(value)
+            if value not in _secrets:
+                _secrets.add(value)
+                _longest_first = tuple(sorted(_secrets, key=len, reverse=True))
 
 
 def redact(text: str) -> str:
-    with _secrets_lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
+    for secret in _longest_first:
         if secret in text:
             text = text.replace(secret, MASK)
     return text

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from oscarpy.log import MASK, configure_logging, register_secret
+from oscarpy.log import MASK, configure_logging, redact, register_secret
 
 
 @pytest.fixture(autouse=True)
@@ -43,3 +43,10 @@ def test_each_event_is_one_line_with_time_level_and_source(
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1
     assert "INFO" in lines[0] and "oscarpy.test: started" in lines[0]
+
+
+def test_a_secret_containing_another_is_masked_whole() -> None:
+
+    register_secret("abcd-token")
+    register_secret("prefix-abcd-token-suffix")  # registered later, and longer
+    assert redact("x prefix-abcd-token-suffix y abcd-token") == f"x {MASK} y {MASK}"
