@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import boto3
 import httpx
 import pytest
 
@@ -67,13 +66,7 @@ def test_secrets_stay_out_of_logs_errors_and_responses(
             bad_provider["storage_providers"] = {"minio": {"ext": {"secret_key": ENV_SECRET}}}
             refused_provider = client.post("/system/services", json=bad_provider)
 
-            s3 = boto3.client(
-                "s3",
-                endpoint_url=server.s3_url,
-                aws_access_key_id=server.username,
-                aws_secret_access_key=PASSWORD,
-                region_name="us-east-1",
-            )
+            s3 = server.s3_client()
             s3.put_object(Bucket="secretive", Key="in/a.txt", Body=b"data\n")
             deadline = time.monotonic() + 60
             jobs: dict[str, dict[str, object]] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from oscarpy.db import Database
 from oscarpy.engine.intake import _PRUNE_EVERY, CURSOR, Intake
 from oscarpy.engine.ledger import Ledger
 from oscarpy.engine.records import IntakeCursor, JobStatus
-from oscarpy.services.model import Service, parse_service
+from oscarpy.services.model import parse_service
 from oscarpy.storage.store import ObjectStore
 
 
@@ -23,18 +24,32 @@ def database(database_url: str) -> Iterator[Database]:
     database.close()
 
 
+@dataclass
+class Flow:
+    """A store whose uploads under `inbox/up/` are meant for the service `svc`, and its intake."""
+
+    store: ObjectStore
+    ledger: Ledger
+    intake: Intake
+
+
+@pytest.fixture
+def flow(database: Database, tmp_path: Path) -> Flow:
+    store = ObjectStore(database, tmp_path / "data")
+    store.create_bucket("inbox")
+    ledger = Ledger(database, log_cap=1000)
+    service = parse_service(
+        {"name": "svc", "image": "busybox", "script": "true", "input": [{"path": "inbox/up"}]}
+    )
+    return Flow(store, ledger, Intake(ledger, lambda: [service], lambda: None))
+
+
 def test_uploads_after_the_consumed_events_are_pruned_still_make_jobs(
-    database: Database, tmp_path: Path
+    flow: Flow,
 ) -> None:
     """Consumed events are deleted every `_PRUNE_EVERY`; the uploads after that must still be
     seen (SQLite once numbered them from 1 again, below the intake's cursor, and lost them)."""
-    store = ObjectStore(database, tmp_path / "data")
-    ledger = Ledger(database, log_cap=1000)
-    service: Service = parse_service(
-        {"name": "svc", "image": "busybox", "script": "true", "input": [{"path": "inbox/up"}]}
-    )
-    intake = Intake(ledger, lambda: [service], lambda: None)
-    store.create_bucket("inbox")
+    store, ledger, intake = flow.store, flow.ledger, flow.intake
     total = _PRUNE_EVERY  # all consumed when the prune comes
     for number in range(total):
         store.put_bytes("inbox", f"up/{number}", b"x")
@@ -48,16 +63,10 @@ def test_uploads_after_the_consumed_events_are_pruned_still_make_jobs(
 
 
 def test_events_numbered_below_the_cursor_by_an_older_version_are_read_at_start(
-    database: Database, tmp_path: Path
+    flow: Flow,
 ) -> None:
     """A state DB from before the prune fix: the cursor is ahead of every event id."""
-    store = ObjectStore(database, tmp_path / "data")
-    ledger = Ledger(database, log_cap=1000)
-    service: Service = parse_service(
-        {"name": "svc", "image": "busybox", "script": "true", "input": [{"path": "inbox/up"}]}
-    )
-    intake = Intake(ledger, lambda: [service], lambda: None)
-    store.create_bucket("inbox")
+    store, ledger, intake = flow.store, flow.ledger, flow.intake
     store.put_bytes("inbox", "up/first", b"x")
     assert intake.process_batch() == 1
     assert intake.rewind_below_reused_ids() is False  # a healthy cursor stays
