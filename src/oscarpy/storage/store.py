@@ -17,7 +17,6 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -170,8 +169,6 @@ class ObjectStore:
         self.blobs = Blobs(data_dir / "blobs")
         self._listeners: list[Callable[[], None]] = []
         self._listeners_lock = threading.Lock()
-        # The process's SQLite write lock (None on PostgreSQL), held by group commits.
-        self._write_lock = database.write_lock
         self._queue: list[_PendingWrite] = []
         self._queue_lock = threading.Lock()
         self._driver_statements: DriverStatements | None = None
@@ -219,7 +216,7 @@ class ObjectStore:
         """Create the bucket; False if it already existed."""
         validate_bucket_name(name)
         try:
-            with self._writing() as session:
+            with self.database.writing() as session:
                 if session.get(BucketRow, name) is not None:
                     return False
                 session.add(BucketRow(name=name, created_at=utcnow()))
@@ -249,7 +246,7 @@ class ObjectStore:
         """
         freed: list[str] = []
         recorded = False
-        with self._writing() as session:
+        with self.database.writing() as session:
             if session.get(BucketRow, name) is None:
                 raise BucketNotFound(f"bucket {name!r} does not exist")
             holds = session.scalar(select(ObjectRow.key).where(ObjectRow.bucket == name).limit(1))
@@ -406,7 +403,7 @@ class ObjectStore:
         """Delete the objects in one transaction; returns the keys that existed."""
         freed: list[str] = []
         deleted: list[str] = []
-        with self._writing() as session:
+        with self.database.writing() as session:
             if session.get(BucketRow, bucket) is None:
                 raise BucketNotFound(f"bucket {bucket!r} does not exist")
             # All key locks first, in one order: taking one after the event lock could deadlock
@@ -473,7 +470,7 @@ class ObjectStore:
     ) -> str:
         validate_key(key)
         upload_id = uuid.uuid4().hex
-        with self._writing() as session:
+        with self.database.writing() as session:
             if session.get(BucketRow, bucket) is None:
                 raise BucketNotFound(f"bucket {bucket!r} does not exist")
             session.add(
@@ -502,7 +499,7 @@ class ObjectStore:
         """Record a written blob as one part (replacing an earlier one); returns its ETag."""
         replaced: str | None = None
         try:
-            with self._writing() as session:
+            with self.database.writing() as session:
                 upload = session.get(UploadRow, upload_id)
                 if upload is None or upload.bucket != bucket or upload.key != key:
                     raise UploadNotFound(f"upload {upload_id!r} does not exist")
@@ -601,7 +598,7 @@ class ObjectStore:
         return details
 
     def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
-        with self._writing() as session:
+        with self.database.writing() as session:
             upload = session.get(UploadRow, upload_id)
             if upload is None or upload.bucket != bucket or upload.key != key:
                 raise UploadNotFound(f"upload {upload_id!r} does not exist")
@@ -609,10 +606,6 @@ class ObjectStore:
         self._free(freed)
 
     # -- internals -------------------------------------------------------------------------
-
-    def _writing(self) -> AbstractContextManager[Session]:
-        """A write transaction holding the write lock from its start (`Database.writing`)."""
-        return self.database.writing()
 
     def _lock_key(self, session: Session, bucket: str, key: str) -> None:
         """Serialise writers of one key on PostgreSQL (SQLite already serialises all writers),
@@ -676,10 +669,10 @@ class ObjectStore:
         }
         try:
             validate_key(key)
-            if ending_upload is None and self._write_lock is not None:
+            if ending_upload is None and self.database.write_lock is not None:
                 freed.extend(self._commit_grouped(_PendingWrite(details, values, record_event)))
             else:
-                with self._writing() as session:
+                with self.database.writing() as session:
                     if ending_upload is not None:
                         if session.get(UploadRow, ending_upload) is None:
                             raise UploadNotFound(f"upload {ending_upload!r} does not exist")
@@ -702,10 +695,11 @@ class ObjectStore:
         """Group commit on SQLite: whichever writer holds the write lock commits every write
         queued so far in one transaction, so concurrent small PUTs share one commit instead of
         queueing for one each. Returns the blobs replaced by this write."""
-        assert self._write_lock is not None
+        write_lock = self.database.write_lock
+        assert write_lock is not None
         with self._queue_lock:
             self._queue.append(pending)
-        with self._write_lock:
+        with write_lock:
             if not pending.done:
                 with self._queue_lock:
                     batch, self._queue = self._queue, []
