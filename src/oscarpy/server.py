@@ -22,8 +22,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from oscarpy.api.app import create_app
-from oscarpy.config import Settings
-from oscarpy.credentials import (
+from oscarpy.auth.credentials import (
     AdminCredentials,
     CredentialsError,
     credentials_path,
@@ -31,12 +30,14 @@ from oscarpy.credentials import (
     read_credentials_file,
     record_endpoints,
 )
+from oscarpy.config import Settings
 from oscarpy.db import Database
 from oscarpy.engine import Engine, EngineError
 from oscarpy.engine.sync import SyncRunner
+from oscarpy.s3.app import create_s3_app
 from oscarpy.services.registry import ServiceRegistry
-from oscarpy.storage.s3.app import create_s3_app
 from oscarpy.storage.store import ObjectStore
+from oscarpy.web.router import mount_dashboard
 
 log = logging.getLogger("oscarpy.server")
 
@@ -137,6 +138,7 @@ class Platform:
             self.close_sockets()
             raise StartupError(str(error)) from error
         api_app = create_app(settings, self.database, self.admin)
+        mount_dashboard(api_app, self.admin)
         api_app.state.store = self.store
         api_app.state.registry = self.registry
         api_app.state.engine = self.engine

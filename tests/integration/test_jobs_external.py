@@ -13,8 +13,8 @@ import pytest
 
 from oscarpy.engine.records import JobStatus
 from oscarpy.log import redact
-from oscarpy.storage.provider import ObjectNotFound, StorageError
-from oscarpy.storage.s3provider import S3Provider
+from oscarpy.storage.providers.base import ObjectNotFound, StorageError
+from oscarpy.storage.providers.s3 import S3Provider
 from tests.support.jobs import ADMIN, Harness, running_engine, unique
 
 pytestmark = pytest.mark.docker

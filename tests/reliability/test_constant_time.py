@@ -28,8 +28,8 @@ import pytest
 from botocore.config import Config
 
 import oscarpy
+from oscarpy.auth.sessions import COOKIE_NAME, CSRF_HEADER
 from oscarpy.engine.runtimes.process import ProcessRuntime
-from oscarpy.web.session import COOKIE_NAME, CSRF_HEADER
 from tests.support.jobs import ADMIN, Harness, running_engine
 from tests.support.sigv4 import signature_of, signed_headers
 
@@ -37,7 +37,7 @@ BUCKET = "timing"
 WRONG = "wrong-secret-0123456789"
 
 #: What the spy expects to find: every module of the package that compares with compare_digest.
-SPIED = {"oscarpy.api.auth", "oscarpy.storage.s3.sigv4", "oscarpy.web.session"}
+SPIED = {"oscarpy.api.auth", "oscarpy.s3.sigv4", "oscarpy.auth.sessions"}
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,7 @@ def test_a_wrong_s3_signature_is_compared_in_constant_time(
     answer = httpx.get(url, headers=headers)
 
     assert answer.status_code == 403 and b"SignatureDoesNotMatch" in answer.content
-    assert compared(comparisons, "oscarpy.storage.s3.sigv4", signature_of(headers))
+    assert compared(comparisons, "oscarpy.s3.sigv4", signature_of(headers))
 
 
 def test_an_unknown_access_key_is_compared_in_constant_time(
@@ -162,7 +162,7 @@ def test_an_unknown_access_key_is_compared_in_constant_time(
     answer = httpx.get(url, headers=signed_headers("GET", url, "intruder", ADMIN.password))
 
     assert answer.status_code == 403 and b"InvalidAccessKeyId" in answer.content
-    assert compared(comparisons, "oscarpy.storage.s3.sigv4", "intruder")
+    assert compared(comparisons, "oscarpy.s3.sigv4", "intruder")
 
 
 def test_a_wrong_presigned_signature_is_compared_in_constant_time(
@@ -181,7 +181,7 @@ def test_a_wrong_presigned_signature_is_compared_in_constant_time(
 
     assert answer.status_code == 403 and b"SignatureDoesNotMatch" in answer.content
     signature = parse_qs(urlsplit(url).query)["X-Amz-Signature"][0]
-    assert compared(comparisons, "oscarpy.storage.s3.sigv4", signature)
+    assert compared(comparisons, "oscarpy.s3.sigv4", signature)
 
 
 def test_a_wrong_chunk_signature_is_compared_in_constant_time(
@@ -209,7 +209,7 @@ def test_a_wrong_chunk_signature_is_compared_in_constant_time(
     answer = httpx.put(url, headers=headers, content=body)
 
     assert answer.status_code == 403 and b"SignatureDoesNotMatch" in answer.content
-    assert compared(comparisons, "oscarpy.storage.s3.sigv4", chunk_signature)
+    assert compared(comparisons, "oscarpy.s3.sigv4", chunk_signature)
     assert platform.store.head(BUCKET, "chunked.txt") is None
 
 
@@ -228,7 +228,7 @@ def test_a_wrong_dashboard_password_is_compared_in_constant_time(
 
     assert answer.status_code == 401
     assert COOKIE_NAME not in answer.cookies
-    assert compared(comparisons, "oscarpy.web.session", WRONG)
+    assert compared(comparisons, "oscarpy.auth.sessions", WRONG)
 
 
 def test_a_forged_session_cookie_is_compared_in_constant_time(
@@ -246,7 +246,7 @@ def test_a_forged_session_cookie_is_compared_in_constant_time(
         answer = browser.get("/ui")
 
     assert answer.status_code == 303 and "/ui/login" in answer.headers["location"]
-    assert compared(comparisons, "oscarpy.web.session", b"\0" * 32)
+    assert compared(comparisons, "oscarpy.auth.sessions", b"\0" * 32)
 
 
 def test_a_wrong_csrf_token_is_compared_in_constant_time(
@@ -263,5 +263,5 @@ def test_a_wrong_csrf_token_is_compared_in_constant_time(
 
     assert from_script.status_code == 401
     assert from_form.status_code == 403
-    assert compared(comparisons, "oscarpy.web.session", WRONG)
-    assert compared(comparisons, "oscarpy.web.session", f"{WRONG}-form")
+    assert compared(comparisons, "oscarpy.auth.sessions", WRONG)
+    assert compared(comparisons, "oscarpy.auth.sessions", f"{WRONG}-form")

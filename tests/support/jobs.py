@@ -16,16 +16,16 @@ import httpx
 import uvicorn
 
 from oscarpy.api.app import create_app
+from oscarpy.auth.credentials import AdminCredentials
 from oscarpy.config import Settings
-from oscarpy.credentials import AdminCredentials
 from oscarpy.db import Database
 from oscarpy.engine import Engine
 from oscarpy.engine.ledger import JobView
 from oscarpy.engine.records import JobStatus
 from oscarpy.engine.runtimes.base import Runtime
+from oscarpy.s3.app import create_s3_app
 from oscarpy.services.model import Service, parse_service
 from oscarpy.services.registry import ServiceRegistry
-from oscarpy.storage.s3.app import create_s3_app
 from oscarpy.storage.store import ObjectStore
 from tests.support.server import free_port
 

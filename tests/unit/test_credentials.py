@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from oscarpy.auth.credentials import CredentialsError, load_or_create_admin
 from oscarpy.config import Settings
-from oscarpy.credentials import CredentialsError, load_or_create_admin
 
 
 def test_a_password_is_generated_once_stored_owner_only_and_reused(tmp_path: Path) -> None:

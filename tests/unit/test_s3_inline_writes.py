@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from oscarpy.storage.s3.payload import InlineWrites
+from oscarpy.s3.payload import InlineWrites
 
 LIMIT = InlineWrites.LIMIT_SECONDS
 FAST = 0.0004  # a 1 KiB write + fsync + commit on a local disk

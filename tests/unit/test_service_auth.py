@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 
 from oscarpy.api.auth import require_service_access
 from oscarpy.api.errors import install_error_handlers
-from oscarpy.credentials import AdminCredentials
+from oscarpy.auth.credentials import AdminCredentials
 from oscarpy.db import Database
 from oscarpy.services.model import parse_service
 from oscarpy.services.registry import ServiceRegistry

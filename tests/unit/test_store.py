@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from oscarpy.db import Database
-from oscarpy.storage.embedded import EmbeddedProvider
 from oscarpy.storage.errors import (
     BucketNotEmpty,
     BucketNotFound,
@@ -24,6 +23,7 @@ from oscarpy.storage.errors import (
     UploadNotFound,
 )
 from oscarpy.storage.events import prune_events
+from oscarpy.storage.providers.embedded import EmbeddedProvider
 from oscarpy.storage.store import MIN_PART_SIZE, ObjectStore, multipart_etag
 
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from oscarpy.storage.s3.errors import S3Error
-from oscarpy.storage.s3.payload import ChunkedDecoder
-from oscarpy.storage.s3.sigv4 import Credentials, Verifier
+from oscarpy.s3.errors import S3Error
+from oscarpy.s3.payload import ChunkedDecoder
+from oscarpy.s3.sigv4 import Credentials, Verifier
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 ACCESS = "AKIAIOSFODNN7EXAMPLE"

@@ -7,10 +7,10 @@ import time
 import pytest
 from starlette.datastructures import FormData
 
-from oscarpy.credentials import AdminCredentials
+from oscarpy.auth.credentials import AdminCredentials
+from oscarpy.auth.sessions import SessionCodec
 from oscarpy.services.model import parse_service
 from oscarpy.web.forms import ServiceForm
-from oscarpy.web.session import SessionCodec
 
 ADMIN = AdminCredentials("oscar", "first-password", generated=False)
 

@@ -1,4 +1,6 @@
-"""The REST API application: the OSCAR routes, their authentication and error mapping."""
+"""The REST API application: the OSCAR routes, their authentication and error mapping.
+
+The dashboard is mounted beside it by `oscarpy.server`, so that this edge imports no other."""
 
 from __future__ import annotations
 
@@ -9,10 +11,9 @@ from oscarpy import __version__
 from oscarpy.api import jobs, logs, openapi, run, services, system
 from oscarpy.api.errors import install_error_handlers
 from oscarpy.api.slashes import StripTrailingSlash
+from oscarpy.auth.credentials import AdminCredentials
 from oscarpy.config import Settings
-from oscarpy.credentials import AdminCredentials
 from oscarpy.db import Database
-from oscarpy.web.router import mount_dashboard
 
 
 def create_app(settings: Settings, database: Database, admin: AdminCredentials) -> FastAPI:
@@ -36,7 +37,6 @@ def create_app(settings: Settings, database: Database, admin: AdminCredentials) 
     app.include_router(jobs.router)
     app.include_router(logs.router)
     app.include_router(run.router)
-    mount_dashboard(app, admin)
     install_error_handlers(app)
     jobs.install_engine_errors(app)
     run.install_run_errors(app)

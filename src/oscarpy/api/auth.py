@@ -20,9 +20,9 @@ from fastapi import HTTPException, Request, Security, status
 from fastapi.params import Depends
 from fastapi.security import HTTPBasic, HTTPBearer
 
-from oscarpy.credentials import AdminCredentials
+from oscarpy.auth.credentials import AdminCredentials
+from oscarpy.auth.sessions import session_from_api_request
 from oscarpy.services.model import is_service_name
-from oscarpy.web.session import session_from_api_request
 
 BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="oscar"'}
 SERVICE_CHALLENGE = {"WWW-Authenticate": 'Basic realm="oscar", Bearer realm="oscar"'}

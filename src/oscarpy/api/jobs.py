@@ -18,7 +18,7 @@ from oscarpy.engine.core import Engine
 from oscarpy.engine.errors import EngineError, InvalidJobOperation, JobNotFound
 from oscarpy.services.errors import ServiceNotFound
 from oscarpy.services.model import is_service_name
-from oscarpy.storage.provider import StorageError
+from oscarpy.storage.providers.base import StorageError
 
 router = APIRouter(tags=["jobs"])
 

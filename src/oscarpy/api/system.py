@@ -31,8 +31,8 @@ from oscarpy.api.schemas import (
     SystemInfo,
     SystemStatus,
 )
+from oscarpy.auth.credentials import AdminCredentials
 from oscarpy.config import Settings
-from oscarpy.credentials import AdminCredentials
 from oscarpy.engine import Engine
 
 router = APIRouter(

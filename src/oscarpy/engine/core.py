@@ -39,7 +39,7 @@ from oscarpy.services import quantities
 from oscarpy.services.errors import ServiceNotFound
 from oscarpy.services.model import DEFAULT_PROVIDER, Service
 from oscarpy.services.registry import ServiceRegistry
-from oscarpy.storage.provider import StorageProvider
+from oscarpy.storage.providers.base import StorageProvider
 from oscarpy.storage.store import ObjectStore
 
 log = logging.getLogger(__name__)

@@ -12,12 +12,12 @@ import threading
 from typing import TYPE_CHECKING
 
 from oscarpy.services.model import DEFAULT_PROVIDER, Service
-from oscarpy.storage.embedded import EmbeddedProvider
-from oscarpy.storage.provider import StorageError, StorageProvider
+from oscarpy.storage.providers.base import StorageError, StorageProvider
+from oscarpy.storage.providers.embedded import EmbeddedProvider
 from oscarpy.storage.store import ObjectStore
 
 if TYPE_CHECKING:
-    from oscarpy.storage.s3provider import S3Provider
+    from oscarpy.storage.providers.s3 import S3Provider
 
 ProviderKey = tuple[str, str | None, str, str, str, bool]
 
@@ -65,7 +65,7 @@ class Providers:
             found = self._external.get(key)
             if found is None:
                 # Imported here: boto3 takes long to import and most services never need it.
-                from oscarpy.storage.s3provider import S3Provider
+                from oscarpy.storage.providers.s3 import S3Provider
 
                 found = S3Provider(
                     endpoint=endpoint or None,

@@ -22,7 +22,7 @@ from oscarpy.engine.logstream import LogLine, LogStream
 from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
 from oscarpy.engine.runtimes.base import EndReason, Execution, RunResult, RunSpec, Runtime
 from oscarpy.engine.spec import JobSpec
-from oscarpy.storage.provider import StorageError, StorageProvider
+from oscarpy.storage.providers.base import StorageError, StorageProvider
 
 log = logging.getLogger(__name__)
 

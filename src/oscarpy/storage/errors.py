@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import errno
 
-from oscarpy.storage.provider import ObjectNotFound, StorageError
+from oscarpy.storage.providers.base import ObjectNotFound, StorageError
 
 __all__ = [
     "BucketNotEmpty",

@@ -41,7 +41,7 @@ from oscarpy.storage.errors import (
     UploadNotFound,
 )
 from oscarpy.storage.events import EventKind, ObjectEvent, fetch_events
-from oscarpy.storage.provider import ObjectInfo
+from oscarpy.storage.providers.base import ObjectInfo
 from oscarpy.storage.rows import DriverStatements, SessionRows, write_object_row
 from oscarpy.storage.tables import BucketRow, ObjectRow, PartRow, UploadRow
 

@@ -23,6 +23,7 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException
 
+from oscarpy.auth.sessions import CSRF_FIELD, CSRF_HEADER, Session, SessionCodec
 from oscarpy.engine.errors import EngineError, InvalidJobOperation, JobNotFound
 from oscarpy.services.errors import (
     ServiceDefinitionError,
@@ -38,7 +39,6 @@ from oscarpy.storage.errors import (
     ObjectNotFound,
     StorageError,
 )
-from oscarpy.web.session import CSRF_FIELD, CSRF_HEADER, Session, SessionCodec
 
 if TYPE_CHECKING:
     from oscarpy.engine.core import Engine

@@ -8,7 +8,8 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from oscarpy.credentials import AdminCredentials
+from oscarpy.auth.credentials import AdminCredentials
+from oscarpy.auth.sessions import SessionCodec
 from oscarpy.engine.records import JobStatus
 from oscarpy.web import activity, services, storage
 from oscarpy.web.dashboard import (
@@ -24,7 +25,6 @@ from oscarpy.web.dashboard import (
     sessions,
     store,
 )
-from oscarpy.web.session import SessionCodec
 
 router = APIRouter(prefix=PREFIX, route_class=DashboardRoute, include_in_schema=False)
 

@@ -22,7 +22,7 @@ from starlette.datastructures import UploadFile
 from oscarpy.services.model import Service
 from oscarpy.storage.blobs import BlobWriter
 from oscarpy.storage.errors import BucketNotFound
-from oscarpy.storage.provider import ObjectInfo
+from oscarpy.storage.providers.base import ObjectInfo
 from oscarpy.storage.store import ObjectDetails, ObjectStore
 from oscarpy.web.dashboard import (
     PREFIX,

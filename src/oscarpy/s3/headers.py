@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from email.utils import formatdate, parsedate_to_datetime
 
-from oscarpy.storage.s3.errors import S3Error
+from oscarpy.s3.errors import S3Error
 from oscarpy.storage.store import DEFAULT_CONTENT_TYPE, ObjectDetails
 
 #: Standard headers stored with an object and sent back on GET/HEAD, as S3 does.

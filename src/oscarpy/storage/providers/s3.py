@@ -17,7 +17,7 @@ import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
 
 from oscarpy.log import register_secret
-from oscarpy.storage.provider import ObjectInfo, ObjectNotFound, StorageError
+from oscarpy.storage.providers.base import ObjectInfo, ObjectNotFound, StorageError
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ from typing import ParamSpec, TypeVar
 from anyio import to_thread
 from starlette.requests import Request
 
+from oscarpy.s3.errors import S3Error, from_store_error
+from oscarpy.s3.payload import InlineWrites
+from oscarpy.s3.sigv4 import Authorization
 from oscarpy.storage.errors import StorageError
-from oscarpy.storage.s3.errors import S3Error, from_store_error
-from oscarpy.storage.s3.payload import InlineWrites
-from oscarpy.storage.s3.sigv4 import Authorization
 from oscarpy.storage.store import ObjectStore
 
 P = ParamSpec("P")

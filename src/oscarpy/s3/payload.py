@@ -23,9 +23,8 @@ from typing import Protocol, TypeVar
 
 from anyio import to_thread
 
-from oscarpy.storage.blobs import Blobs, RunningHash, WrittenBlob
-from oscarpy.storage.s3.errors import S3Error
-from oscarpy.storage.s3.sigv4 import (
+from oscarpy.s3.errors import S3Error
+from oscarpy.s3.sigv4 import (
     EMPTY_SHA256,
     STREAMING_SIGNED,
     STREAMING_SIGNED_TRAILER,
@@ -37,6 +36,7 @@ from oscarpy.storage.s3.sigv4 import (
     signatures_equal,
     trailer_string_to_sign,
 )
+from oscarpy.storage.blobs import Blobs, RunningHash, WrittenBlob
 
 T = TypeVar("T")
 log = logging.getLogger("oscarpy.s3")

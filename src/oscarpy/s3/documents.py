@@ -7,7 +7,7 @@ from datetime import datetime
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
-from oscarpy.storage.s3.errors import S3Error
+from oscarpy.s3.errors import S3Error
 
 NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
 HEADER = '<?xml version="1.0" encoding="UTF-8"?>\n'

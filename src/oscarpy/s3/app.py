@@ -18,14 +18,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from oscarpy.auth.credentials import AdminCredentials
 from oscarpy.config import Settings
-from oscarpy.credentials import AdminCredentials
+from oscarpy.s3 import buckets, multipart, objects
+from oscarpy.s3.call import S3Call
+from oscarpy.s3.errors import S3Error, from_store_error, not_implemented
+from oscarpy.s3.payload import InlineWrites
+from oscarpy.s3.sigv4 import Credentials, Verifier
 from oscarpy.storage.errors import StorageError, is_disk_full
-from oscarpy.storage.s3 import buckets, multipart, objects
-from oscarpy.storage.s3.call import S3Call
-from oscarpy.storage.s3.errors import S3Error, from_store_error, not_implemented
-from oscarpy.storage.s3.payload import InlineWrites
-from oscarpy.storage.s3.sigv4 import Credentials, Verifier
 from oscarpy.storage.store import ObjectStore
 
 log = logging.getLogger("oscarpy.s3")

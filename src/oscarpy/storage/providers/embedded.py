@@ -7,7 +7,7 @@ from pathlib import Path
 
 from oscarpy.storage.blobs import copy_out
 from oscarpy.storage.errors import BucketNotFound, ObjectNotFound
-from oscarpy.storage.provider import ObjectInfo
+from oscarpy.storage.providers.base import ObjectInfo
 from oscarpy.storage.store import ObjectStore
 
 

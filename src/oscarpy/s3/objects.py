@@ -10,12 +10,12 @@ from anyio import to_thread
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from oscarpy.s3.call import S3Call
+from oscarpy.s3.documents import document, elements, iso
+from oscarpy.s3.errors import S3Error, not_implemented
+from oscarpy.s3.headers import object_headers, object_settings, parse_http_date
+from oscarpy.s3.payload import plan_payload, receive_body
 from oscarpy.storage.blobs import WrittenBlob
-from oscarpy.storage.s3.call import S3Call
-from oscarpy.storage.s3.documents import document, elements, iso
-from oscarpy.storage.s3.errors import S3Error, not_implemented
-from oscarpy.storage.s3.headers import object_headers, object_settings, parse_http_date
-from oscarpy.storage.s3.payload import plan_payload, receive_body
 from oscarpy.storage.store import ObjectDetails, validate_key
 
 READ_CHUNK = 1024 * 1024

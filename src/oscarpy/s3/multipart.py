@@ -9,10 +9,9 @@ from typing import BinaryIO
 from anyio import to_thread
 from starlette.responses import Response
 
-from oscarpy.storage.blobs import BlobWriter, WrittenBlob
-from oscarpy.storage.s3.buckets import xml_response
-from oscarpy.storage.s3.call import S3Call
-from oscarpy.storage.s3.documents import (
+from oscarpy.s3.buckets import xml_response
+from oscarpy.s3.call import S3Call
+from oscarpy.s3.documents import (
     MAX_REQUEST_DOCUMENT,
     elements,
     iso,
@@ -20,10 +19,11 @@ from oscarpy.storage.s3.documents import (
     parse,
     text_of,
 )
-from oscarpy.storage.s3.errors import S3Error
-from oscarpy.storage.s3.headers import object_settings
-from oscarpy.storage.s3.objects import copy_source, parse_range, validate_or_raise
-from oscarpy.storage.s3.payload import plan_payload, receive_body, receive_document
+from oscarpy.s3.errors import S3Error
+from oscarpy.s3.headers import object_settings
+from oscarpy.s3.objects import copy_source, parse_range, validate_or_raise
+from oscarpy.s3.payload import plan_payload, receive_body, receive_document
+from oscarpy.storage.blobs import BlobWriter, WrittenBlob
 
 MAX_PART_NUMBER = 10_000
 MAX_LISTED = 1000

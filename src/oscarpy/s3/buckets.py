@@ -10,8 +10,8 @@ from urllib.parse import quote
 
 from starlette.responses import Response
 
-from oscarpy.storage.s3.call import S3Call
-from oscarpy.storage.s3.documents import (
+from oscarpy.s3.call import S3Call
+from oscarpy.s3.documents import (
     MAX_REQUEST_DOCUMENT,
     document,
     elements,
@@ -20,9 +20,9 @@ from oscarpy.storage.s3.documents import (
     parse,
     text_of,
 )
-from oscarpy.storage.s3.errors import S3Error
-from oscarpy.storage.s3.listing import MAX_KEYS, Listing, list_entries
-from oscarpy.storage.s3.payload import plan_payload, receive_document
+from oscarpy.s3.errors import S3Error
+from oscarpy.s3.listing import MAX_KEYS, Listing, list_entries
+from oscarpy.s3.payload import plan_payload, receive_document
 from oscarpy.storage.store import ObjectDetails
 
 MAX_DELETE_KEYS = 1000

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
-from oscarpy.credentials import AdminCredentials
+from oscarpy.auth.credentials import AdminCredentials
 
 COOKIE_NAME = "oscar_session"
 CSRF_HEADER = "x-csrf-token"
