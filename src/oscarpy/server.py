@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import uvicorn
 from starlette.types import ASGIApp
 
+from oscarpy.api import metrics as api_metrics
 from oscarpy.api.app import create_app
 from oscarpy.auth.credentials import (
     AdminCredentials,
@@ -34,7 +35,9 @@ from oscarpy.config import Settings
 from oscarpy.db import Database
 from oscarpy.engine import Engine, EngineError
 from oscarpy.engine.sync import SyncRunner
+from oscarpy.observability import Observability
 from oscarpy.s3.app import create_s3_app
+from oscarpy.s3.metrics import instrument
 from oscarpy.services.registry import ServiceRegistry
 from oscarpy.storage.store import ObjectStore
 from oscarpy.web.router import mount_dashboard
@@ -137,16 +140,24 @@ class Platform:
         except EngineError as error:
             self.close_sockets()
             raise StartupError(str(error)) from error
+        self.observability = Observability(
+            settings, self.database, self.registry, self.sync.pools.counts
+        )
+        self.engine.ledger.add_finish_listener(self.observability.attempt_finished)
         api_app = create_app(settings, self.database, self.admin)
         mount_dashboard(api_app, self.admin)
+        api_metrics.install(api_app, self.observability)
         api_app.state.store = self.store
         api_app.state.registry = self.registry
         api_app.state.engine = self.engine
         api_app.state.sync = self.sync
         api_app.state.s3_endpoint = self.s3_endpoint
         self.api_app: ASGIApp = api_app
-        self.s3_app: ASGIApp = create_s3_app(self.store, self.admin, settings)
-        self.background: list[BackgroundService] = [self.engine, self.sync]
+        self.s3_app: ASGIApp = instrument(
+            create_s3_app(self.store, self.admin, settings), self.observability.metrics
+        )
+        # The history starts first and stops last, to keep what the others report on stopping.
+        self.background: list[BackgroundService] = [self.observability, self.engine, self.sync]
 
     @property
     def api_endpoint(self) -> str:

@@ -1,0 +1,135 @@
+"""The Prometheus metrics of one platform, in a private registry (never the global one).
+
+Two kinds live here. Counters and histograms of things that happen (an attempt ends, an S3 or
+`/run` request is answered) are updated by small hooks the edges and the engine call; each hook
+costs a few microseconds and does no I/O. Gauges of things that *are* (jobs by state, warm
+containers, bucket sizes, free disk) are read by collectors at scrape time, so they are right
+even after a restart: see `oscarpy.observability.collectors`.
+
+Label values stay bounded: services and buckets are names an admin created, S3 operations come
+from a fixed table, status codes and failure reasons from the code. No object key or job id is
+ever a label.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+
+from oscarpy.engine.outcomes import FinishedAttempt
+
+#: Job waits and runs: from a fast script in a warm container to a long batch job.
+JOB_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600)
+#: Request latencies: small S3 requests take a millisecond, large transfers seconds.
+REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60)
+
+
+class PlatformMetrics:
+    """Every metric `/metrics` exposes; see the module docstring."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.jobs_finished = Counter(
+            "oscar_jobs_finished",
+            "Jobs that reached a final status in this process, by service and status.",
+            ["service", "status"],
+            registry=r,
+        )
+        self.attempts = Counter(
+            "oscar_job_attempts",
+            "Attempts that ended, by service, outcome and failure reason (none on success).",
+            ["service", "outcome", "reason"],
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "oscar_job_queue_wait_seconds",
+            "Time a job waited between being ready and starting an attempt (asynchronous jobs).",
+            ["service"],
+            buckets=JOB_BUCKETS,
+            registry=r,
+        )
+        self.run_time = Histogram(
+            "oscar_job_run_seconds",
+            "Time one attempt of a job ran, by service and kind (async or sync).",
+            ["service", "kind"],
+            buckets=JOB_BUCKETS,
+            registry=r,
+        )
+        self.run_requests = Histogram(
+            "oscar_run_request_duration_seconds",
+            "Latency of POST /run/{service} as the client saw it, by service and status code.",
+            ["service", "code"],
+            buckets=REQUEST_BUCKETS,
+            registry=r,
+        )
+        self.s3_requests = Counter(
+            "oscar_s3_requests",
+            "S3 requests answered, by operation and status code.",
+            ["operation", "code"],
+            registry=r,
+        )
+        self.s3_latency = Histogram(
+            "oscar_s3_request_duration_seconds",
+            "Latency of S3 requests, by operation.",
+            ["operation"],
+            buckets=REQUEST_BUCKETS,
+            registry=r,
+        )
+        self.s3_received = Counter(
+            "oscar_s3_received_bytes",
+            "Request body bytes the S3 front-end received, by operation.",
+            ["operation"],
+            registry=r,
+        )
+        self.s3_sent = Counter(
+            "oscar_s3_sent_bytes",
+            "Response body bytes the S3 front-end sent, by operation.",
+            ["operation"],
+            registry=r,
+        )
+        # Labelled children, kept so that a hot hook skips prometheus_client's label lookup.
+        self._s3_children: dict[tuple[str, int], tuple[Counter, Histogram, Counter, Counter]] = {}
+
+    def add_collector(self, collector: Collector) -> None:
+        self.registry.register(collector)
+
+    def exposition(self) -> bytes:
+        """The text format Prometheus scrapes."""
+        return generate_latest(self.registry)
+
+    # -- hooks ----------------------------------------------------------------------------
+
+    def attempt_finished(self, attempt: FinishedAttempt) -> None:
+        service = attempt.service
+        self.attempts.labels(service, attempt.outcome, attempt.reason or "none").inc()
+        sync = attempt.source == "sync"
+        if not sync:
+            self.queue_wait.labels(service).observe(attempt.wait_seconds)
+        self.run_time.labels(service, "sync" if sync else "async").observe(attempt.run_seconds)
+        if attempt.status in ("succeeded", "failed"):
+            self.jobs_finished.labels(service, attempt.status).inc()
+
+    def run_answered(self, service: str, code: int, seconds: float) -> None:
+        self.run_requests.labels(service, str(code)).observe(seconds)
+
+    def s3_answered(
+        self, operation: str, code: int, seconds: float, received: int, sent: int
+    ) -> None:
+        children = self._s3_children.get((operation, code))
+        if children is None:
+            children = (
+                self.s3_requests.labels(operation, str(code)),
+                self.s3_latency.labels(operation),
+                self.s3_received.labels(operation),
+                self.s3_sent.labels(operation),
+            )
+            self._s3_children[(operation, code)] = children
+        requests, latency, received_bytes, sent_bytes = children
+        requests.inc()
+        latency.observe(seconds)
+        if received:
+            received_bytes.inc(received)
+        if sent:
+            sent_bytes.inc(sent)
