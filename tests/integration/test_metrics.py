@@ -5,6 +5,8 @@ counter is checked against what the test did."""
 from __future__ import annotations
 
 import base64
+import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +23,7 @@ pytestmark = pytest.mark.usefixtures("docker_client")
 
 IMAGE = "oscar-test/busybox:latest"
 TOKEN = "scrape-token-0123456789"
+METRIC = re.compile(r"\boscar_[a-z0-9_]*[a-z0-9]")
 ASYNC_SCRIPT = """#!/bin/sh
 case "$(head -c 4 "$INPUT_FILE_PATH")" in
   fail) echo "failing on purpose"; exit 3 ;;
@@ -265,3 +268,34 @@ def test_metrics_off(tmp_path: Path) -> None:
         assert s3.get_object(Bucket="still-works", Key="k")["Body"].read() == b"v"
     finally:
         running.stop()
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+_SUFFIXES = ("_total", "_bucket", "_count", "_sum", "_created")
+
+
+def family_name(name: str) -> str:
+    for suffix in _SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def test_the_dashboard_and_the_docs_name_what_is_exported(server: RunningServer) -> None:
+    """Every metric the Grafana dashboard queries, and every one the docs list, is served; and
+    every served metric is documented."""
+    text = scrape(server)
+    assert "_created" not in text
+    # From the HELP lines: the parser leaves out families that have no sample yet.
+    exported = {family_name(name) for name in re.findall(r"^# HELP (\S+)", text, re.MULTILINE)}
+    dashboard = json.loads((DOCS / "grafana-dashboard.json").read_text())
+    expressions = [
+        target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])
+    ]
+    queried = {family_name(name) for expr in expressions for name in METRIC.findall(expr)}
+    assert queried and queried <= exported, queried - exported
+    documented = {
+        family_name(name) for name in METRIC.findall((DOCS / "operations.md").read_text())
+    }
+    assert exported <= documented, exported - documented
+    assert documented <= exported, documented - exported
