@@ -21,7 +21,7 @@ from oscarpy.engine.outcomes import FinishedAttempt
 
 # No `*_created` series: Prometheus' text format has no use for them, and they would double
 # the series of every labelled counter and histogram. (A process-wide switch of the client.)
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 #: Job waits and runs: from a fast script in a warm container to a long batch job.
 JOB_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600)
