@@ -13,7 +13,13 @@ ever a label.
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_left
+from collections.abc import Iterable
+from itertools import accumulate
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
@@ -68,33 +74,8 @@ class PlatformMetrics:
             buckets=REQUEST_BUCKETS,
             registry=r,
         )
-        self.s3_requests = Counter(
-            "oscar_s3_requests",
-            "S3 requests answered, by operation and status code.",
-            ["operation", "code"],
-            registry=r,
-        )
-        self.s3_latency = Histogram(
-            "oscar_s3_request_duration_seconds",
-            "Latency of S3 requests, by operation.",
-            ["operation"],
-            buckets=REQUEST_BUCKETS,
-            registry=r,
-        )
-        self.s3_received = Counter(
-            "oscar_s3_received_bytes",
-            "Request body bytes the S3 front-end received, by operation.",
-            ["operation"],
-            registry=r,
-        )
-        self.s3_sent = Counter(
-            "oscar_s3_sent_bytes",
-            "Response body bytes the S3 front-end sent, by operation.",
-            ["operation"],
-            registry=r,
-        )
-        # Labelled children, kept so that a hot hook skips prometheus_client's label lookup.
-        self._s3_children: dict[tuple[str, int], tuple[Counter, Histogram, Counter, Counter]] = {}
+        self.s3 = S3Stats(REQUEST_BUCKETS)
+        r.register(self.s3)
 
     def add_collector(self, collector: Collector) -> None:
         self.registry.register(collector)
@@ -121,19 +102,81 @@ class PlatformMetrics:
     def s3_answered(
         self, operation: str, code: int, seconds: float, received: int, sent: int
     ) -> None:
-        children = self._s3_children.get((operation, code))
-        if children is None:
-            children = (
-                self.s3_requests.labels(operation, str(code)),
-                self.s3_latency.labels(operation),
-                self.s3_received.labels(operation),
-                self.s3_sent.labels(operation),
-            )
-            self._s3_children[(operation, code)] = children
-        requests, latency, received_bytes, sent_bytes = children
-        requests.inc()
-        latency.observe(seconds)
+        self.s3.observe(operation, code, seconds, received, sent)
+
+
+class S3Stats(Collector):
+    """S3 requests by operation and status: counts, latency buckets and bytes.
+
+    Updated by the S3 middleware, which runs on the server's one event loop: plain integers
+    with no lock, about a microsecond a request, where prometheus_client's locked counters and
+    histogram cost ten times that for the five values a request changes. A scrape copies the
+    tables (atomically, under the GIL) and writes them as `oscar_s3_requests_total`,
+    `oscar_s3_request_duration_seconds`, `oscar_s3_received_bytes_total` and
+    `oscar_s3_sent_bytes_total`.
+    """
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        #: (operation, code) -> per-bucket counts (the last one above every bound), then the sum
+        self._latency: dict[tuple[str, int], list[float]] = {}
+        self._received: dict[str, int] = {}
+        self._sent: dict[str, int] = {}
+
+    def observe(self, operation: str, code: int, seconds: float, received: int, sent: int) -> None:
+        counts = self._latency.get((operation, code))
+        if counts is None:
+            counts = self._latency[(operation, code)] = [0] * (len(self.bounds) + 2)
+        counts[bisect_left(self.bounds, seconds)] += 1
+        counts[-1] += seconds
         if received:
-            received_bytes.inc(received)
+            self._received[operation] = self._received.get(operation, 0) + received
         if sent:
-            sent_bytes.inc(sent)
+            self._sent[operation] = self._sent.get(operation, 0) + sent
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families({}, {}, {})
+
+    def collect(self) -> Iterable[Metric]:
+        latency = {key: list(counts) for key, counts in list(self._latency.items())}
+        return self._families(latency, dict(self._received), dict(self._sent))
+
+    def _families(
+        self,
+        latency: dict[tuple[str, int], list[float]],
+        received: dict[str, int],
+        sent: dict[str, int],
+    ) -> list[Metric]:
+        requests = CounterMetricFamily(
+            "oscar_s3_requests",
+            "S3 requests answered, by operation and status code.",
+            labels=["operation", "code"],
+        )
+        by_operation: dict[str, list[float]] = {}
+        for (operation, code), counts in sorted(latency.items()):
+            requests.add_metric([operation, str(code)], sum(counts[:-1]))
+            total = by_operation.setdefault(operation, [0] * len(counts))
+            for index, value in enumerate(counts):
+                total[index] += value
+        durations = HistogramMetricFamily(
+            "oscar_s3_request_duration_seconds",
+            "Latency of S3 requests until the last byte of the answer, by operation.",
+            labels=["operation"],
+        )
+        for operation, counts in sorted(by_operation.items()):
+            cumulative = list(accumulate(counts[:-1]))
+            buckets = [
+                ("+Inf" if math.isinf(bound) else repr(float(bound)), count)
+                for bound, count in zip((*self.bounds, math.inf), cumulative, strict=True)
+            ]
+            durations.add_metric([operation], buckets, counts[-1])
+        families: list[Metric] = [requests, durations]
+        for name, what, table in (
+            ("oscar_s3_received_bytes", "Request body bytes the S3 front-end received", received),
+            ("oscar_s3_sent_bytes", "Response body bytes the S3 front-end sent", sent),
+        ):
+            family = CounterMetricFamily(name, f"{what}, by operation.", labels=["operation"])
+            for operation, number in sorted(table.items()):
+                family.add_metric([operation], number)
+            families.append(family)
+        return families
