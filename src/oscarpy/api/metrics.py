@@ -89,17 +89,20 @@ def parse_moment(value: str | None, name: str) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(value.strip())
-    except ValueError:
+        if moment.tzinfo is None:
+            raise HTTPException(400, f"invalid {name} timestamp {value!r}: it needs a time zone")
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # overflow: a zone pushing year 1 or 9999 out of range
         raise HTTPException(400, f"invalid {name} timestamp {value!r}: use RFC 3339") from None
-    if moment.tzinfo is None:
-        raise HTTPException(400, f"invalid {name} timestamp {value!r}: it needs a time zone")
-    return moment.astimezone(UTC)
 
 
 def time_range(start: str | None, end: str | None) -> tuple[datetime, datetime]:
     """OSCAR's range: `end` defaults to now, `start` to a day before `end`."""
     last = parse_moment(end, "end") or utcnow()
-    first = parse_moment(start, "start") or last - DEFAULT_RANGE
+    try:
+        first = parse_moment(start, "start") or last - DEFAULT_RANGE
+    except OverflowError:
+        first = datetime.min.replace(tzinfo=UTC)
     if last < first:
         raise HTTPException(400, "end must be after start")
     return first, last
@@ -253,21 +256,26 @@ class RequestObserver:
             known = status not in (401, 403, 404)
             metrics.run_answered(service if known else _UNKNOWN_SERVICE, status, seconds)
         client = scope.get("client")
-        path = scope["path"]
         self.observability.history.record_request(
             RequestRecord(
                 at=at,
                 kind=kind,
-                service=service[:255],
-                method=scope["method"],
-                path=path[:1024],
+                service=_text(service, 255),
+                method=_text(scope["method"], 16),
+                path=_text(scope["path"], 1024),
                 status=status,
                 duration=seconds,
-                client_ip=(client[0] if client else "")[:64],
-                user=caller(scope, status)[:255],
+                client_ip=_text(client[0] if client else "", 64),
+                user=_text(caller(scope, status), 255),
                 job_id=job_id,
             )
         )
+
+
+def _text(value: str, limit: int) -> str:
+    """A value from the request as a column can hold it: cut, and without NUL (which
+    PostgreSQL refuses in text, and which would then fail every write of the batch)."""
+    return value[:limit].replace("\x00", "\ufffd")
 
 
 def _job_id(headers: list[tuple[bytes, bytes]]) -> str | None:

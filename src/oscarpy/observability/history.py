@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 1.0
 PRUNE_SECONDS = 3600.0
+QUEUE_LIMIT = 100_000
+"""Records kept in memory while the state DB refuses writes; past it the oldest are dropped."""
 T = TypeVar("T")
 
 
@@ -70,8 +72,8 @@ class History:
     def __init__(self, database: Database, retention: timedelta) -> None:
         self.database = database
         self.retention = retention
-        self._requests: deque[RequestRecord] = deque()
-        self._usage: deque[UsageRecord] = deque()
+        self._requests: deque[RequestRecord] = deque(maxlen=QUEUE_LIMIT)
+        self._usage: deque[UsageRecord] = deque(maxlen=QUEUE_LIMIT)
         self._flush_lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
