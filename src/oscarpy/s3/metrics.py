@@ -32,6 +32,12 @@ UNSUPPORTED = "Unsupported"
 """Requests no operation answers (501), whatever they asked for."""
 
 
+_known: dict[tuple[str, bool, bool, bytes, bool], str] = {}
+"""Names already found, by what decides them: most requests repeat a few shapes. Cleared when
+it grows past `_KNOWN_LIMIT` (query strings carry values: prefixes, tokens)."""
+_KNOWN_LIMIT = 4096
+
+
 def operation_name(app: S3App, scope: Scope) -> str:
     method: str = scope["method"]
     raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
@@ -43,7 +49,17 @@ def operation_name(app: S3App, scope: Scope) -> str:
         elif name == b"x-amz-copy-source":
             copy = True
     bucket, key = app.address(host, unquote(raw_path))
-    query = parse_query(scope["query_string"].decode("latin-1"))
+    shape = (method, bool(bucket), bool(key), scope["query_string"], copy)
+    found = _known.get(shape)
+    if found is None:
+        if len(_known) >= _KNOWN_LIMIT:
+            _known.clear()
+        found = _known[shape] = _name(method, bucket, key, shape[3], copy)
+    return found
+
+
+def _name(method: str, bucket: str, key: str, raw_query: bytes, copy: bool) -> str:
+    query = parse_query(raw_query.decode("latin-1"))
     try:
         handler = choose(method, bucket, key, query)
     except S3Error:
