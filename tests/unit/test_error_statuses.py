@@ -25,8 +25,11 @@ from oscarpy.web.dashboard import DashboardRoute
 
 def _every_module() -> Iterator[str]:
     for module in pkgutil.walk_packages(oscarpy.__path__, "oscarpy."):
-        # Alembic's environment runs migrations when imported; it defines no exception.
-        if not module.name.startswith("oscarpy.migrations"):
+        # Alembic's environment runs migrations when imported, a `__main__` would run the CLI;
+        # neither defines an exception.
+        if not module.name.startswith("oscarpy.migrations") and not module.name.endswith(
+            "__main__"
+        ):
             yield module.name
 
 
