@@ -40,8 +40,6 @@ def create_app(settings: Settings, database: Database, admin: AdminCredentials) 
     app.include_router(metrics.router)
     app.include_router(metrics.usage_router)
     install_error_handlers(app)
-    jobs.install_engine_errors(app)
-    run.install_run_errors(app)
     openapi.document(app)
     app.add_middleware(StripTrailingSlash)
     return app
