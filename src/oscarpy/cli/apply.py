@@ -8,13 +8,13 @@ its entry names (or the one given with -c).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import typer
 
 from oscarpy.cli.context import CLUSTER_OPTION, load_cluster_config
 from oscarpy.cli.errors import NotFound, UsageError
-from oscarpy.cli.output import success
+from oscarpy.cli.output import success, warn
 
 if TYPE_CHECKING:
     from oscarpy.cli.clusters import Cluster, ClusterConfig
@@ -22,8 +22,15 @@ if TYPE_CHECKING:
 FDL_ARGUMENT = typer.Argument(..., metavar="FDL", help="An FDL file (oscar-cli's YAML format).")
 
 
-def read_fdl(path: Path, name: str | None = None) -> list[tuple[str, dict[str, Any]]]:
-    """(cluster id, service JSON) of each service in the file; `name` renames a lone one."""
+class FdlService(NamedTuple):
+    cluster_id: str
+    definition: dict[str, Any]
+    #: What the local parse dropped or flagged, located in the file.
+    warnings: list[str]
+
+
+def read_fdl(path: Path, name: str | None = None) -> list[FdlService]:
+    """Each service in the file with its cluster id; `name` renames a lone one."""
     from oscarpy.services.model import ServiceDefinitionError, parse_fdl
 
     try:
@@ -37,7 +44,7 @@ def read_fdl(path: Path, name: str | None = None) -> list[tuple[str, dict[str, A
         definition = service.to_json()
         if name is not None:
             definition["name"] = name
-        definitions.append((cluster_id, definition))
+        definitions.append(FdlService(cluster_id, definition, service.warnings))
     return definitions
 
 
@@ -64,17 +71,24 @@ def apply(
 
     definitions = read_fdl(fdl, name)
     config = load_cluster_config()
-    for fdl_cluster_id, definition in definitions:
+    for fdl_cluster_id, definition, local_warnings in definitions:
         cluster_id, target = target_cluster(config, fdl_cluster_id, cluster)
         service_name = str(definition["name"])
         with OscarClient(target, cluster_id) as client:
             if client.service_exists(service_name):
-                client.update_service(definition)
+                server_warnings = client.update_service(definition)
                 verb = "updated"
             else:
-                client.create_service(definition)
+                server_warnings = client.create_service(definition)
                 verb = "created"
         success(f"service {service_name!r} {verb} in cluster {cluster_id!r}")
+        for line in _merged(local_warnings, server_warnings):
+            warn(f"service {service_name!r}: {line}")
+
+
+def _merged(local: list[str], server: list[str]) -> list[str]:
+    """The file's warnings (located in it), then the server's that say something more."""
+    return local + [line for line in server if not any(seen.endswith(line) for seen in local)]
 
 
 def delete(
@@ -87,7 +101,7 @@ def delete(
     definitions = read_fdl(fdl)
     config = load_cluster_config()
     missing: list[str] = []
-    for fdl_cluster_id, definition in definitions:
+    for fdl_cluster_id, definition, _warnings in definitions:
         cluster_id, target = target_cluster(config, fdl_cluster_id, cluster)
         service_name = str(definition["name"])
         with OscarClient(target, cluster_id) as client:
