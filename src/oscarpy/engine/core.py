@@ -24,7 +24,13 @@ from oscarpy.config import Settings
 from oscarpy.db import Database, SystemMeta, utcnow
 from oscarpy.engine.dispatcher import Capacity, Demand, Dispatcher
 from oscarpy.engine.errors import InfrastructureError, JobNotFound
-from oscarpy.engine.events import event_time, parse_object_event, storage_event
+from oscarpy.engine.events import (
+    ObjectReference,
+    event_time,
+    parse_object_event,
+    storage_event,
+    upload_identity,
+)
 from oscarpy.engine.intake import Intake, path_contains
 from oscarpy.engine.ledger import Claim, JobView, Ledger, NewJob
 from oscarpy.engine.logstream import LogLine
@@ -92,6 +98,14 @@ def decode_body(body: bytes) -> bytes:
         return base64.b64decode(b"".join(body.split()), validate=True)
     except (binascii.Error, ValueError):
         return body
+
+
+def _event_upload(reference: ObjectReference) -> str | None:
+    """The upload a MinIO/S3 event names: its sequencer (the same in each delivery of that
+    event), else its time; an event with neither is one per ETag, as before uploads counted."""
+    if reference.sequencer is not None:
+        return upload_identity(reference.etag or "", f"sequencer:{reference.sequencer}")
+    return upload_identity(reference.etag, reference.event_time)
 
 
 def _event_text(content: bytes) -> str:
@@ -369,10 +383,13 @@ class Engine:
                 if input_path.bucket == reference.bucket:
                     provider = input_path.storage_provider
                     break
-            etag = reference.etag
-            if etag is None and self.providers.is_embedded(service, provider):
+            etag, upload = reference.etag, _event_upload(reference)
+            if self.providers.is_embedded(service, provider):
+                # The object as stored names its upload exactly as the intake does, so an
+                # event for an upload that already ran returns that job.
                 found = self.store.head(reference.bucket, reference.key)
-                etag = found.etag if found is not None else None
+                if found is not None and etag in (None, found.etag):
+                    etag, upload = found.etag, upload_identity(found.etag, found.last_modified)
             new = NewJob(
                 service=service.name,
                 source=JobSource.EVENT,
@@ -381,11 +398,15 @@ class Engine:
                 bucket=reference.bucket,
                 key=reference.key,
                 etag=etag,
+                upload=upload,
             )
             created = self.ledger.add_job(new)
             if created is None:
-                existing = self.ledger.find_job(service.name, reference.bucket, reference.key, etag)
-                if existing is not None:
+                # Only a job with an upload identity is ever refused as a duplicate.
+                existing = upload and self.ledger.find_upload(
+                    service.name, reference.bucket, reference.key, upload
+                )
+                if existing:
                     return existing
                 raise JobNotFound("the job of this event vanished; send it again")
             self.dispatcher.wake()
@@ -439,6 +460,7 @@ class Engine:
                     bucket=found.bucket,
                     key=found.key,
                     etag=found.etag,
+                    upload=upload_identity(found.etag, found.last_modified),
                 )
                 if self.ledger.add_job(new) is not None:
                     created += 1

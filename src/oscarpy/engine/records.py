@@ -75,8 +75,10 @@ class UtcDateTime(TypeDecorator[datetime]):
 class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
-        # One job per object version, however often its event arrives.
-        UniqueConstraint("service", "bucket", "key", "etag", name="uq_jobs_object_version"),
+        # One job per upload, however often its event arrives; a new upload of the same bytes
+        # is another upload (see `engine.events.upload_identity`).
+        UniqueConstraint("service", "bucket", "key", "upload", name="uq_jobs_upload"),
+        Index("ix_jobs_object", "service", "bucket", "key", "etag"),
         Index("ix_jobs_dispatch", "status", "service", "next_attempt_at"),
         Index("ix_jobs_service_created", "service", "created_at"),
     )
@@ -89,6 +91,8 @@ class Job(Base):
     bucket: Mapped[str | None] = mapped_column(String(255))
     key: Mapped[str | None] = mapped_column(String(1024))
     etag: Mapped[str | None] = mapped_column(String(128))
+    upload: Mapped[str | None] = mapped_column(String(255))
+    """Which upload of the object this job is for; `None` for invocations (never deduplicated)."""
     event: Mapped[str] = mapped_column(Text, default="")
     """The event JSON handed to the script as `EVENT` (storage jobs) or the request body's
     description (invocations)."""
