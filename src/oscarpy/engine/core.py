@@ -37,6 +37,7 @@ from oscarpy.engine.logstream import LogLine
 from oscarpy.engine.outcomes import LIMIT_REASONS, AttemptOutcome, OutcomeKind
 from oscarpy.engine.providers import Providers
 from oscarpy.engine.records import JobSource, JobStatus
+from oscarpy.engine.retention import Retention
 from oscarpy.engine.retries import RetryPolicy
 from oscarpy.engine.runtimes.base import Execution, Limits, Runtime
 from oscarpy.engine.spec import JobSpec, StorageTarget, StoredInput
@@ -160,6 +161,12 @@ class Engine:
         self.intake = Intake(
             self.ledger, self._service_list, self.dispatcher.wake, region=settings.region
         )
+        self.retention = Retention(
+            self.ledger,
+            self._service_list,
+            default_ttl=settings.job_ttl,
+            interval=settings.job_expiry_interval,
+        )
         self._services: dict[str, Service] | None = None
         self._services_lock = threading.Lock()
         self._adoptions: dict[str, tuple[Execution, float | None, float | None]] = {}
@@ -174,6 +181,7 @@ class Engine:
         self.recover()
         self.intake.start()
         self.dispatcher.start()
+        self.retention.start()
         log.info(
             "job engine started (runtime %s, capacity %.2f CPU / %d MiB)",
             self.runtime.name,
@@ -182,6 +190,7 @@ class Engine:
         )
 
     def stop(self) -> None:
+        self.retention.stop()
         self.intake.stop()
         left = self.dispatcher.stop(self.settings.job_shutdown_grace)
         if left:
@@ -443,7 +452,7 @@ class Engine:
             for found in provider.list_objects(path.bucket, path.key_prefix()):
                 if not path_contains(path, found.bucket, found.key):
                     continue
-                if self.ledger.find_job(service.name, found.bucket, found.key, found.etag):
+                if self.ledger.had_job(service.name, found.bucket, found.key, found.etag):
                     continue
                 new = NewJob(
                     service=service.name,

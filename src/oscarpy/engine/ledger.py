@@ -24,7 +24,14 @@ from sqlalchemy.orm import Session
 from oscarpy.db import Database, utcnow
 from oscarpy.engine.errors import InvalidJobOperation, JobNotFound
 from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
-from oscarpy.engine.records import Job, JobAttempt, JobLogChunk, JobSource, JobStatus
+from oscarpy.engine.records import (
+    ExpiredObject,
+    Job,
+    JobAttempt,
+    JobLogChunk,
+    JobSource,
+    JobStatus,
+)
 from oscarpy.engine.retries import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -237,6 +244,21 @@ class Ledger:
                 .where(Job.etag == etag)
                 .limit(1)
             )
+
+    def had_job(self, service: str, bucket: str, key: str, etag: str) -> bool:
+        """Whether an upload of that content has a job, or had one that expired."""
+        if self.find_job(service, bucket, key, etag) is not None:
+            return True
+        with self.database.session() as session:
+            found = session.scalar(
+                select(ExpiredObject.id).where(
+                    ExpiredObject.service == service,
+                    ExpiredObject.bucket == bucket,
+                    ExpiredObject.key == key,
+                    ExpiredObject.etag == etag,
+                )
+            )
+            return found is not None
 
     def find_upload(
         self, service: str, bucket: str | None, key: str | None, upload: str
@@ -517,13 +539,18 @@ class Ledger:
         if not job_ids:
             return []
         with self.writing() as session:
-            removed = [
-                JobView.of(job) for job in session.scalars(select(Job).where(Job.id.in_(job_ids)))
-            ]
-            session.execute(delete(JobLogChunk).where(JobLogChunk.job_id.in_(job_ids)))
-            session.execute(delete(JobAttempt).where(JobAttempt.job_id.in_(job_ids)))
-            session.execute(delete(Job).where(Job.id.in_(job_ids)))
-            return removed
+            return self.delete_in(session, job_ids)
+
+    @staticmethod
+    def delete_in(session: Session, job_ids: Sequence[str]) -> list[JobView]:
+        """`delete` in the caller's transaction."""
+        removed = [
+            JobView.of(job) for job in session.scalars(select(Job).where(Job.id.in_(job_ids)))
+        ]
+        session.execute(delete(JobLogChunk).where(JobLogChunk.job_id.in_(job_ids)))
+        session.execute(delete(JobAttempt).where(JobAttempt.job_id.in_(job_ids)))
+        session.execute(delete(Job).where(Job.id.in_(job_ids)))
+        return removed
 
     def job_ids(self, service: str, statuses: Sequence[JobStatus] | None = None) -> list[str]:
         with self.database.session() as session:

@@ -141,6 +141,22 @@ class JobLogChunk(Base):
     text: Mapped[str] = mapped_column(Text)
 
 
+class ExpiredObject(Base):
+    """An object content whose job expired (`engine.retention`): the reconcile pass still
+    knows it ran, and does not run it again."""
+
+    __tablename__ = "expired_objects"
+    __table_args__ = (
+        UniqueConstraint("service", "bucket", "key", "etag", name="uq_expired_objects"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    service: Mapped[str] = mapped_column(String(255))
+    bucket: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str] = mapped_column(String(1024))
+    etag: Mapped[str] = mapped_column(String(128))
+
+
 class IntakeCursor(Base):
     """The last object event the intake has turned into jobs, committed with those jobs."""
 

@@ -517,6 +517,12 @@ class Service(_OscarModel):
     retries: int = Field(
         0, ge=0, le=100, description="oscar-py extension: re-runs of a script that exits non-zero."
     )
+    job_ttl: int | None = Field(
+        None,
+        ge=0,
+        description="oscar-py extension: seconds a finished job and its log are kept; 0 keeps "
+        "them forever; default the server's OSCAR_JOB_TTL (30 days).",
+    )
 
     _warnings: list[str] = PrivateAttr(default_factory=list)
 
