@@ -346,6 +346,8 @@ class Engine:
             token=service.token,
             limits=self.limits(service),
             timeout=service.timeout,
+            stage_in=not service.file_stage_in,
+            base_path=service.exposed_base_path(),
             outputs=tuple(
                 StorageTarget(
                     path.storage_provider,

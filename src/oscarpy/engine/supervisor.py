@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -200,7 +201,7 @@ class Supervisor:
                 os.chmod(writable, 0o1777)
             (work_dir / SCRIPT_FILE).write_text(spec.script)
             (work_dir / EVENT_FILE).write_text(spec.event)
-            if spec.input is not None:
+            if spec.input is not None and spec.stage_in:
                 destination = input_dir / input_file_name(spec.input.key)
                 provider = providers(spec.input.provider)
                 provider.download(spec.input.bucket, spec.input.key, destination)
@@ -299,8 +300,13 @@ def contract_environment(spec: JobSpec, mount: PurePosixPath) -> dict[str, str]:
             "JOB_UUID": spec.job_id,
             "OSCAR_SERVICE_NAME": spec.service,
             "OSCAR_SERVICE_TOKEN": spec.token,
+            "OSCAR_SERVICE_BASE_PATH": spec.base_path,
+            # OSCAR sets the Kubernetes node's name: here, the host that runs the job.
+            "RESOURCE_ID": socket.gethostname(),
         }
     )
+    if spec.input is not None and not spec.stage_in:
+        del environment["INPUT_FILE_PATH"]  # nothing was downloaded, as in OSCAR
     if len(spec.event.encode()) <= MAX_EVENT_IN_ENVIRONMENT and "\x00" not in spec.event:
         environment["EVENT"] = spec.event
     if spec.input is not None:

@@ -466,7 +466,6 @@ class Service(_OscarModel):
         "enable_sgx": "no SGX device is given to jobs",
         "image_prefetch": "the image is pulled when the first job runs",
         "image_pull_secrets": "registry credentials are not used; the image must pull without",
-        "file_stage_in": "the input file is still downloaded before the script runs",
         "expose": "exposed services (long-running containers behind "
         "/system/services/<name>/exposed/) are not implemented",
         "expose_options": "exposed services are not implemented",
@@ -516,6 +515,11 @@ class Service(_OscarModel):
     )
     retries: int = Field(
         0, ge=0, le=100, description="oscar-py extension: re-runs of a script that exits non-zero."
+    )
+    file_stage_in: bool = Field(
+        False,
+        description="As in OSCAR: `true` skips the download of the input file; the script gets "
+        "the event only (EVENT, STORAGE_OBJECT_KEY) and no INPUT_FILE_PATH.",
     )
     job_ttl: int | None = Field(
         None,
@@ -634,6 +638,13 @@ class Service(_OscarModel):
                         f"{input_path.path}, so every result would trigger the service again; "
                         "write outputs to a folder outside the input folder"
                     )
+
+    def exposed_base_path(self) -> str:
+        """OSCAR's `OSCAR_SERVICE_BASE_PATH`: where an exposed service is reached, or ""."""
+        expose = self.oscar_settings.get("expose")
+        if isinstance(expose, dict) and not _is_neutral("expose", expose):
+            return f"/system/services/{self.name}/exposed"
+        return ""
 
     @property
     def cpu_cores(self) -> float:
