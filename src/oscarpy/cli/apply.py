@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import typer
 
-from oscarpy.cli.context import CLUSTER_OPTION, load_cluster_config
+from oscarpy.cli.context import CLUSTER_OPTION, aliases, load_cluster_config
 from oscarpy.cli.errors import NotFound, UsageError
 from oscarpy.cli.output import success, warn
 
@@ -48,13 +48,21 @@ def read_fdl(path: Path, name: str | None = None) -> list[FdlService]:
     return definitions
 
 
+DEFAULT_OPTION = typer.Option(
+    False,
+    "--default",
+    help="Send every service to the default cluster, whatever cluster id the FDL names.",
+)
+
+
 def target_cluster(
-    config: ClusterConfig, fdl_cluster_id: str, override: str | None
+    config: ClusterConfig, fdl_cluster_id: str, override: str | None, use_default: bool = False
 ) -> tuple[str, Cluster]:
-    """-c wins; else the FDL's cluster id if configured; else the default (or local) one."""
+    """-c wins; then --default; else the FDL's cluster id if configured; else the default (or
+    local) one."""
     if override is not None:
         return config.resolve(override)
-    if fdl_cluster_id in config.clusters:
+    if not use_default and fdl_cluster_id in config.clusters:
         return config.resolve(fdl_cluster_id)
     return config.resolve(None)
 
@@ -65,6 +73,7 @@ def apply(
     name: str | None = typer.Option(
         None, "--name", "-n", help="Deploy the FDL's only service under this name."
     ),
+    use_default: bool = DEFAULT_OPTION,
 ) -> None:
     """Create the services of an FDL file, or update those that exist."""
     from oscarpy.cli.client import OscarClient
@@ -72,7 +81,7 @@ def apply(
     definitions = read_fdl(fdl, name)
     config = load_cluster_config()
     for fdl_cluster_id, definition, local_warnings in definitions:
-        cluster_id, target = target_cluster(config, fdl_cluster_id, cluster)
+        cluster_id, target = target_cluster(config, fdl_cluster_id, cluster, use_default)
         service_name = str(definition["name"])
         with OscarClient(target, cluster_id) as client:
             if client.service_exists(service_name):
@@ -94,6 +103,7 @@ def _merged(local: list[str], server: list[str]) -> list[str]:
 def delete(
     fdl: Path = FDL_ARGUMENT,
     cluster: str | None = CLUSTER_OPTION,
+    use_default: bool = DEFAULT_OPTION,
 ) -> None:
     """Delete the services an FDL file defines (their buckets and files are kept)."""
     from oscarpy.cli.client import OscarClient
@@ -102,7 +112,7 @@ def delete(
     config = load_cluster_config()
     missing: list[str] = []
     for fdl_cluster_id, definition, _warnings in definitions:
-        cluster_id, target = target_cluster(config, fdl_cluster_id, cluster)
+        cluster_id, target = target_cluster(config, fdl_cluster_id, cluster, use_default)
         service_name = str(definition["name"])
         with OscarClient(target, cluster_id) as client:
             try:
@@ -118,6 +128,8 @@ def delete(
 def register(app: typer.Typer) -> None:
     app.command("apply")(apply)
     app.command("delete")(delete)
+    aliases(app, apply, "a")
+    aliases(app, delete, "d", "del", "remove", "rm")
 
 
 __all__ = ["apply", "delete", "read_fdl", "register"]

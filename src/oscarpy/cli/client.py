@@ -75,9 +75,13 @@ class OscarClient:
         self.cluster = cluster
         self.cluster_id = cluster_id
         bearer = not cluster.auth_user and cluster.oidc_token
+        # No user (a cluster given by --endpoint): only service tokens authenticate.
+        basic = (
+            None if bearer or not cluster.auth_user else (cluster.auth_user, cluster.auth_password)
+        )
         self._http = httpx.Client(
             base_url=cluster.endpoint,
-            auth=None if bearer else (cluster.auth_user, cluster.auth_password),
+            auth=basic,
             headers={"Authorization": f"Bearer {cluster.oidc_token}"} if bearer else None,
             verify=cluster.ssl_verify,
             timeout=DEFAULT_TIMEOUT,
