@@ -98,7 +98,8 @@ def _text_map(value: Any) -> Any:
     if value is None:
         return {}
     if isinstance(value, dict):
-        return {key: _as_text(item) for key, item in value.items()}
+        # `KEY:` with no value is YAML's null, which Go reads into a string as "".
+        return {key: "" if item is None else _as_text(item) for key, item in value.items()}
     return value
 
 
@@ -801,7 +802,7 @@ def parse_fdl(path: Path) -> list[tuple[str, Service]]:
     it spans several lines), and an optional top-level `storage_providers` shared by all services.
     """
     try:
-        document = yaml.safe_load(path.read_text())
+        document = _load_yaml(path.read_text())
     except OSError as error:
         raise ServiceDefinitionError(f"{path}: cannot read: {error.strerror or error}") from None
     except yaml.YAMLError as error:
@@ -820,6 +821,7 @@ def parse_fdl(path: Path) -> list[tuple[str, Service]]:
     shared_providers = document.get("storage_providers") or {}
     if not isinstance(shared_providers, dict):
         raise ServiceDefinitionError(f"{path}: storage_providers: expected a mapping")
+    file_warnings = _fdl_warnings(document)
     services: list[tuple[str, Service]] = []
     for index, entry in enumerate(entries):
         where = f"functions.oscar[{index}]"
@@ -837,8 +839,45 @@ def parse_fdl(path: Path) -> list[tuple[str, Service]]:
             service = parse_service(data, where=where)
         except ServiceDefinitionError as error:
             raise ServiceDefinitionError(f"{path}: {error}") from None
+        service._warnings = file_warnings + service._warnings
         services.append((str(cluster_id), service))
     return services
+
+
+def _load_yaml(text: str) -> Any:
+    """The FDL's YAML. Go's parser, which OSCAR's tools use, accepts tabs after a value (some of
+    OSCAR's own examples have them); PyYAML does not, so a file it refuses is read again with
+    trailing blanks removed (inline scripts' too, which no shell minds) before the error is
+    reported."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        stripped = re.sub(r"[ \t]+$", "", text, flags=re.MULTILINE)
+        if stripped == text:
+            raise
+        try:
+            return yaml.safe_load(stripped)
+        except yaml.YAMLError:
+            pass
+        raise
+
+
+#: An FDL's top-level keys besides `functions` and `storage_providers`, with what is lost.
+_FDL_ONLY_KEYS = {"clusters": _DELEGATION}
+
+
+def _fdl_warnings(document: dict[str, Any]) -> list[str]:
+    """Warnings for an FDL's own top-level keys, given to each of its services."""
+    warnings: list[str] = []
+    for key, value in document.items():
+        if key in ("functions", "storage_providers"):
+            continue
+        loss = _FDL_ONLY_KEYS.get(key)
+        if loss is None:
+            warnings.append(f"{key}: unknown key, ignored")
+        elif not _is_zero(value):
+            warnings.append(f"{key}: not supported by oscar-py, ignored: {loss}")
+    return warnings
 
 
 def _with_script_text(body: dict[Any, Any], fdl: Path, where: str) -> dict[str, Any]:
