@@ -34,7 +34,7 @@ from oscarpy.auth.credentials import (
 from oscarpy.config import Settings
 from oscarpy.db import Database
 from oscarpy.engine import Engine, EngineError
-from oscarpy.engine.sync import SyncRunner
+from oscarpy.engine.run import Runner
 from oscarpy.observability import Observability
 from oscarpy.s3.app import create_s3_app
 from oscarpy.s3.metrics import instrument
@@ -136,12 +136,12 @@ class Platform:
             self.close_sockets()
             raise StartupError(str(error)) from error
         try:
-            self.sync = SyncRunner(settings, self.engine)
+            self.runner = Runner(settings, self.engine)
         except EngineError as error:
             self.close_sockets()
             raise StartupError(str(error)) from error
         self.observability = Observability(
-            settings, self.database, self.registry, self.sync.pools.counts
+            settings, self.database, self.registry, self.runner.pools.counts
         )
         self.engine.ledger.add_finish_listener(self.observability.attempt_finished)
         api_app = create_app(settings, self.database, self.admin)
@@ -150,14 +150,14 @@ class Platform:
         api_app.state.store = self.store
         api_app.state.registry = self.registry
         api_app.state.engine = self.engine
-        api_app.state.sync = self.sync
+        api_app.state.runner = self.runner
         api_app.state.s3_endpoint = self.s3_endpoint
         self.api_app: ASGIApp = api_app
         self.s3_app: ASGIApp = instrument(
             create_s3_app(self.store, self.admin, settings), self.observability.metrics
         )
         # The history starts first and stops last, to keep what the others report on stopping.
-        self.background: list[BackgroundService] = [self.observability, self.engine, self.sync]
+        self.background: list[BackgroundService] = [self.observability, self.engine, self.runner]
 
     @property
     def api_endpoint(self) -> str:

@@ -24,6 +24,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from oscarpy.engine.outcomes import FinishedAttempt
+from oscarpy.engine.records import JobSource
 
 # No `*_created` series: Prometheus' text format has no use for them, and they would double
 # the series of every labelled counter and histogram. (A process-wide switch of the client.)
@@ -89,7 +90,7 @@ class PlatformMetrics:
     def attempt_finished(self, attempt: FinishedAttempt) -> None:
         service = attempt.service
         self.attempts.labels(service, attempt.outcome, attempt.reason or "none").inc()
-        sync = attempt.source == "sync"
+        sync = attempt.source == JobSource.RUN
         if not sync:
             self.queue_wait.labels(service).observe(attempt.wait_seconds)
         self.run_time.labels(service, "sync" if sync else "async").observe(attempt.run_seconds)

@@ -144,7 +144,7 @@ def timings_over_time(
         if finished is None or (index := slot_index(window, start, finished)) is None:
             continue
         runs[index].append(max((finished - started).total_seconds(), 0.0))
-        if number == 1 and source != JobSource.SYNC:
+        if number == 1 and source != JobSource.RUN:
             waits[index].append(max((started - created).total_seconds(), 0.0))
     slots = [
         TimingSlot(start + window.slot * index, percentiles(wait), percentiles(run))
