@@ -37,7 +37,7 @@ def oscar(tmp_path_factory: pytest.TempPathFactory, server: RunningServer) -> Cl
     cli = Cli(tmp_path_factory.mktemp("cli-files-home"))
     added = run_cli(cli.home, "cluster", "add", "test", server.url, "oscar", server.password)
     assert added.returncode == 0, added.stderr
-    service = {
+    service: dict[str, object] = {
         "name": "files",
         "image": TEST_IMAGE,
         "script": "script.sh",
