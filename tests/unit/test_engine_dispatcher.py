@@ -13,7 +13,7 @@ from oscarpy.db import Database
 from oscarpy.engine.dispatcher import Capacity, Demand, Dispatcher
 from oscarpy.engine.ledger import Claim, Ledger, NewJob
 from oscarpy.engine.outcomes import AttemptOutcome
-from oscarpy.engine.records import JobSource
+from oscarpy.engine.records import JobSource, JobStatus
 
 GiB = 1024**3
 
@@ -122,9 +122,17 @@ def test_a_job_larger_than_the_host_runs_alone(ledger: Ledger) -> None:
 
 def test_jobs_of_an_unknown_service_wait(ledger: Ledger) -> None:
     add(ledger, "unknown", 1)
-    dispatcher, execution = run(ledger, Capacity(1, GiB), {})
+    add(ledger, "known", 2)
+    one_at_a_time = {"known": Demand(cpu=0.1, memory=1, max_concurrency=1)}
+    dispatcher, execution = run(ledger, Capacity(1, GiB), one_at_a_time)
     try:
-        time.sleep(0.3)
-        assert execution.started == []
+        wait_until(lambda: len(execution.started) == 1)
+        execution.release.set()
+        # The second known job starts in a later round, so the round that saw both services
+        # ended: the dispatcher was alive and passed over the unknown one.
+        wait_until(lambda: len(execution.started) == 2)
+        assert execution.services() == ["known", "known"]
+        assert ledger.get("unknown-0000").status is JobStatus.PENDING
     finally:
+        execution.release.set()
         dispatcher.stop(1)
