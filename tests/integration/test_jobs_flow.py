@@ -97,7 +97,7 @@ def test_input_prefix_and_suffix_filters_and_folder_markers(platform: Harness) -
     platform.put(bucket, "in/last.jpg", b"x")
 
     jobs = platform.finished_jobs(service.name, 2)
-    assert sorted(job.key for job in jobs) == ["in/last.jpg", "in/photo.jpg"]
+    assert sorted(str(job.key) for job in jobs) == ["in/last.jpg", "in/photo.jpg"]
     assert len(platform.jobs(service.name)) == 2
 
 
