@@ -48,10 +48,11 @@ def docker_client() -> Iterator[object]:
     client.close()
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RunningServer]:
-    """A fresh `oscar serve` with its own data directory, stopped after the test."""
-    running = start_server(tmp_path / "data")
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """An `oscar serve` with its own data directory, shared by the tests of a module (starting
+    one takes seconds) and stopped after them."""
+    running = start_server(tmp_path_factory.mktemp("server") / "data")
     yield running
     running.stop()
 
