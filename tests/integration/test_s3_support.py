@@ -16,9 +16,9 @@ _clients: list[Any] = []
 
 
 @pytest.fixture(scope="module")
-def s3_server(s3_wire_server: RunningServer) -> Iterator[RunningServer]:
-    """The server the S3 client modules share; each module's clients are closed after it."""
-    yield s3_wire_server
+def s3_server(wire_server: RunningServer) -> Iterator[RunningServer]:
+    """The session's shared server; each module's clients are closed after it."""
+    yield wire_server
     _close_clients()
 
 
