@@ -337,7 +337,7 @@ def test_a_method_a_path_lacks_is_405_naming_every_method_it_has(client: httpx.C
 
 
 def test_openapi_document_describes_routes_auth_and_errors(api: InProcessServer) -> None:
-    document = api.client(authenticated=False).get("/openapi.json").json()
+    document = api.client().get("/openapi.json").json()
     schemes = document["components"]["securitySchemes"]
     assert schemes["adminBasic"] == {
         "type": "http",

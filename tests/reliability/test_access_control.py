@@ -58,7 +58,7 @@ def installation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installat
 
 def _routes(server: InProcessServer) -> list[tuple[str, str, bool]]:
     """(method, path template, whether a service's own token opens it) from /openapi.json."""
-    with server.client(authenticated=False) as client:
+    with server.client() as client:
         document = client.get("/openapi.json").json()
     routes = []
     for path, operations in document["paths"].items():
