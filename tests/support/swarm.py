@@ -215,7 +215,7 @@ def _start_node(swarm: Swarm, index: int) -> SwarmNode:
         address=f"{_SUBNET_PREFIX}.{swarm.subnet}.{10 + index}",
         root=swarm.root / name,
     )
-    (node.root / "run").mkdir(parents=True)
+    (node.root / "run" / "work").mkdir(parents=True)
     _run("ip", "netns", "add", node.netns)
     outer, inner = f"osw{swarm.subnet}h{index}", f"osw{swarm.subnet}n{index}"
     _run("ip", "link", "add", outer, "type", "veth", "peer", "name", inner)
@@ -235,16 +235,16 @@ def _start_node(swarm: Swarm, index: int) -> SwarmNode:
         f"--bip 192.168.250.1/24 --iptables=true --ip6tables=false --userland-proxy=false "
         f"--default-address-pool base=10.214.0.0/16,size=24"
     )
-    log = (node.root / "dockerd.log").open("wb")
     env = {**os.environ, "DOCKER_SERVICE_PREFER_OFFLINE_IMAGE": "1"}
     env.pop("DOCKER_HOST", None)
-    node.process = subprocess.Popen(
-        ["unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c", daemon],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
+    with (node.root / "dockerd.log").open("wb") as log:
+        node.process = subprocess.Popen(
+            ["unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c", daemon],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     return node
 
 

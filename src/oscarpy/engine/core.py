@@ -55,6 +55,10 @@ def make_runtime(name: str, instance: str) -> Runtime:
 
         log.warning(WARNING)
         return ProcessRuntime()
+    if name == "swarm":
+        from oscarpy.engine.runtimes.swarm import SwarmRuntime
+
+        return SwarmRuntime(instance)
     from oscarpy.engine.runtimes.docker import DockerRuntime
 
     return DockerRuntime(instance)
