@@ -39,6 +39,8 @@ cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/$name"
 echo "$started $ended" > "$TMP_OUTPUT_DIR/$name.times"
 """
 DYING_FILES = max(FILES // 2, 12)
+#: An image no node has, from a registry that refuses at once (no registry runs here).
+ABSENT = "127.0.0.1:9/oscar-test/absent:1"
 NODE_LINE = re.compile(r"oscar: attempt runs on node (\S+)")
 
 
@@ -69,10 +71,11 @@ def swarm() -> Iterator[Swarm]:
         cluster.stop()
 
 
-def _serve(swarm: Swarm, data: Path) -> RunningServer:
+def _serve(swarm: Swarm, data: Path, **extra: str) -> RunningServer:
     return start_server(
         data,
         env={
+            **extra,
             "DOCKER_HOST": swarm.manager.docker_host,
             "OSCAR_RUNTIME": "swarm",
             "OSCAR_SWARM_STAGING": f"{swarm.host_address}:0",
@@ -191,6 +194,45 @@ def test_jobs_spread_over_three_nodes_and_run_in_parallel(swarm: Swarm, tmp_path
     )
     assert 4 <= peak <= 6
     _no_services_left(swarm)
+
+
+def test_failures_read_as_in_local_mode(swarm: Swarm, tmp_path: Path) -> None:
+    """A script's exit code and an image no node has are reported as the docker runtime does."""
+    server = _serve(swarm, tmp_path / "data", OSCAR_JOB_RETRY_LIMIT="1")
+    try:
+        server.create_service(
+            {"name": "exits", "image": IMAGE, "script": "echo failing\nexit 3\n",
+             "input": [{"path": "exits/in"}]}
+        )  # fmt: skip
+        server.create_service(
+            {"name": "absent", "image": ABSENT, "script": "true\n",
+             "input": [{"path": "absent/in"}]}
+        )  # fmt: skip
+        s3 = server.s3_client()
+        s3.put_object(Bucket="exits", Key="in/a.txt", Body=b"a")
+        s3.put_object(Bucket="absent", Key="in/a.txt", Body=b"a")
+        exits = _finished_job(server, "exits")
+        absent = _finished_job(server, "absent")
+        with server.client() as client:
+            log = client.get(f"/system/logs/exits/{exits['id']}").text
+    finally:
+        server.stop()
+    assert (exits["status"], exits["exit_code"], exits["reason"]) == ("Failed", 3, "exit")
+    assert "failing" in log and "oscar: attempt runs on node" in log
+    assert (absent["status"], absent["reason"], absent["attempts"]) == ("Failed", "image", 2)
+    assert ABSENT in absent["message"] and "on node" in absent["message"]
+
+
+def _finished_job(server: RunningServer, service: str, timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with server.client() as client:
+            jobs = client.get(f"/system/logs/{service}").json()["jobs"]
+        for job_id, job in jobs.items():
+            if job["status"] in ("Succeeded", "Failed"):
+                return {"id": job_id, **job}
+        time.sleep(0.3)
+    raise AssertionError(f"no job of {service} finished: {jobs}")
 
 
 def test_a_worker_that_dies_mid_batch_costs_attempts_not_files(

@@ -145,6 +145,14 @@ class _Staging:
                     return
                 attempt = found[0]
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if self.headers.get("X-Oscar-Error"):
+                    attempt.result = {
+                        "error": self.headers["X-Oscar-Error"],
+                        "message": self.headers.get("X-Oscar-Message", ""),
+                    }
+                    attempt.done.set()
+                    self._empty(204)
+                    return
                 output_dir = attempt.work_dir / "output"
                 try:
                     with tarfile.open(fileobj=io.BytesIO(body)) as archive:
@@ -243,6 +251,10 @@ class SwarmExecution:
                     error = task.get("Status", {}).get("Err") or state
                     raise ContainerError(f"the task ended without a result: {error}")
         result = attempt.result or {}
+        if "error" in result:
+            where = f" on node {self.node}" if self.node else ""
+            error = ImageUnavailable if result["error"] == "image" else ContainerError
+            raise error(f"{result['message']}{where}")
         return result_from_exit(int(result.get("exit_code", -1)), oom=bool(result.get("oom")))
 
     def kill(self) -> None:
@@ -376,6 +388,9 @@ class SwarmRuntime:
                 labels={**labels, LABEL_TOKEN: token, LABEL_WORK_DIR: str(spec.work_dir)},
                 mode=docker.types.ServiceMode("replicated-job", concurrency=1, replicas=1),
                 restart_policy=docker.types.RestartPolicy(condition="none"),
+                # The agent talks only to the manager and the node's socket: no network of its
+                # own to set up (it has the node's Docker socket, so this grants nothing more).
+                networks=["host"],
                 resources=docker.types.Resources(**reservations),
                 env=[
                     f"OSCAR_STAGING_URL={self.staging_url}/a/{token}",

@@ -50,6 +50,12 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
+class DockerError(RuntimeError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 def _docker(method: str, path: str, body: Any = None, *, stream: bool = False) -> Any:
     connection = _UnixConnection(os.environ.get("OSCAR_DOCKER_SOCKET", DOCKER_SOCKET))
     payload = None if body is None else json.dumps(body).encode()
@@ -57,7 +63,8 @@ def _docker(method: str, path: str, body: Any = None, *, stream: bool = False) -
     connection.request(method, path, payload, headers)
     response = connection.getresponse()
     if response.status >= 300:
-        raise RuntimeError(f"Docker {method} {path}: {response.status} {response.read()[:500]!r}")
+        detail = response.read()[:500].decode(errors="replace").strip()
+        raise DockerError(response.status, f"Docker {method} {path}: {response.status} {detail}")
     if stream:
         return response
     data = response.read()
@@ -143,6 +150,41 @@ def directory_archive(directory: str) -> bytes:
     return buffer.getvalue()
 
 
+def _create(name: str, definition: dict[str, Any]) -> str:
+    """Create the script's container, pulling its image first if the node lacks it."""
+    try:
+        return str(_docker("POST", f"/containers/create?name={name}", definition)["Id"])
+    except DockerError as error:
+        if error.status != 404:
+            raise
+    image = urllib.parse.quote(definition["Image"], safe="")
+    try:
+        _docker("POST", f"/images/create?fromImage={image}")
+    except DockerError as error:
+        raise DockerError(
+            404, f"image {definition['Image']} is not on this node and cannot be pulled: {error}"
+        ) from error
+    return str(_docker("POST", f"/containers/create?name={name}", definition)["Id"])
+
+
+def _header_text(text: str) -> str:
+    return " ".join(text.split())[:500].encode("latin-1", "replace").decode("latin-1")
+
+
+def _report(base: str, outputs: bytes, headers: dict[str, str]) -> None:
+    """Hand the outcome to the manager, waiting out a manager restart."""
+    deadline = time.monotonic() + _RESULT_RETRY_SECONDS
+    while True:
+        try:
+            _staging(base, "PUT", "/result", outputs, headers)
+            return
+        except (OSError, RuntimeError) as error:
+            if time.monotonic() > deadline:
+                raise
+            print(f"oscar agent: cannot report the result yet: {error}", file=sys.stderr)
+            time.sleep(2)
+
+
 def main() -> int:
     marks = [("agent", time.time())]
     base = os.environ["OSCAR_STAGING_URL"].rstrip("/")
@@ -159,20 +201,23 @@ def main() -> int:
     name = urllib.parse.quote(spec["name"])
     try:
         _docker("DELETE", f"/containers/{name}?force=1")
-    except RuntimeError:
+    except DockerError:
         pass  # none left by an earlier try
-    created = _docker(
-        "POST",
-        f"/containers/create?name={name}",
-        {
-            "Image": spec["image"],
-            "Cmd": spec["command"],
-            "Env": [f"{k}={v}" for k, v in spec["environment"].items()],
-            "Labels": spec["labels"],
-            "HostConfig": host_config,
-        },
-    )
-    container = created["Id"]
+    definition = {
+        "Image": spec["image"],
+        "Cmd": spec["command"],
+        "Env": [f"{k}={v}" for k, v in spec["environment"].items()],
+        "Labels": spec["labels"],
+        "HostConfig": host_config,
+    }
+    try:
+        container = _create(name, definition)
+    except DockerError as error:
+        # Said to the manager, so that the job's attempt records why (not "task failed").
+        kind = "image" if error.status == 404 else "container"
+        shutil.rmtree(work_dir, ignore_errors=True)
+        _report(base, b"", {"X-Oscar-Error": kind, "X-Oscar-Message": _header_text(str(error))})
+        return 1
     marks.append(("created", time.time()))
 
     def stop(_signum: int, _frame: Any) -> None:
@@ -204,21 +249,11 @@ def main() -> int:
             # When each step ended (Unix times), for the manager's per-attempt breakdown.
             "X-Oscar-Timing": " ".join(f"{step}={moment:.3f}" for step, moment in marks),
         }
-        outputs = directory_archive(os.path.join(work_dir, "output"))
-        deadline = time.monotonic() + _RESULT_RETRY_SECONDS
-        while True:
-            try:
-                _staging(base, "PUT", "/result", outputs, headers)
-                break
-            except (OSError, RuntimeError) as error:
-                if time.monotonic() > deadline:
-                    raise
-                print(f"oscar agent: cannot report the result yet: {error}", file=sys.stderr)
-                time.sleep(2)
+        _report(base, directory_archive(os.path.join(work_dir, "output")), headers)
     finally:
         try:
             _docker("DELETE", f"/containers/{container}?force=1")
-        except (OSError, RuntimeError):
+        except (OSError, DockerError):
             pass
         shutil.rmtree(work_dir, ignore_errors=True)
     return 0
