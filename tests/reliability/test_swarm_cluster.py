@@ -38,7 +38,7 @@ name=$(basename "$INPUT_FILE_PATH")
 cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/$name"
 echo "$started $ended" > "$TMP_OUTPUT_DIR/$name.times"
 """
-DYING_FILES = max(FILES // 2, 12)
+DYING_FILES = max(FILES * 3 // 10, 12)
 #: An image no node has, from a registry that refuses at once (no registry runs here).
 ABSENT = "127.0.0.1:9/oscar-test/absent:1"
 NODE_LINE = re.compile(r"oscar: attempt runs on node (\S+)")

@@ -63,6 +63,10 @@ class SwarmNode:
         return f"{self.netns}"
 
     @property
+    def cgroup_parent(self) -> str:
+        return f"oscar-{self.netns}"
+
+    @property
     def socket(self) -> Path:
         return self.root / "run" / "docker.sock"
 
@@ -135,18 +139,15 @@ class Swarm:
                 os.rmdir(NODE_RUN)
 
     def _stop_node(self, node: SwarmNode) -> None:
-        if node.process is not None and node.process.poll() is None:
-            os.killpg(node.process.pid, signal.SIGTERM)
-            try:
-                node.process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(node.process.pid, signal.SIGKILL)
-                node.process.wait()
-        # What a killed daemon leaves: its containerd and the containers' shims (same session).
+        """Kill the node outright (its state is thrown away): the daemon and its containerd
+        (one process group), the shims (in its network namespace), and the containers (in its
+        own cgroup parent); then remove the namespace, the cgroups and the files."""
         if node.process is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(node.process.pid, signal.SIGKILL)
+            node.process.wait()
         self._kill_netns_processes(node.netns)
+        _remove_cgroups(node.cgroup_parent)
         _run("ip", "netns", "del", node.netns, check=False)
         # Overlay mounts were made in the daemon's private mount namespace: gone with it.
         shutil.rmtree(node.root, ignore_errors=True)
@@ -233,7 +234,8 @@ def _start_node(swarm: Swarm, index: int) -> SwarmNode:
         f"--data-root {node.root / 'data'} --exec-root {node.root / 'exec'} "
         f"--pidfile {node.root / 'dockerd.pid'} -H unix://{NODE_RUN}/docker.sock "
         f"--bip 192.168.250.1/24 --iptables=true --ip6tables=false --userland-proxy=false "
-        f"--default-address-pool base=10.214.0.0/16,size=24"
+        f"--default-address-pool base=10.214.0.0/16,size=24 "
+        f"--cgroup-parent /{node.cgroup_parent}"
     )
     env = {**os.environ, "DOCKER_SERVICE_PREFER_OFFLINE_IMAGE": "1"}
     env.pop("DOCKER_HOST", None)
@@ -246,6 +248,30 @@ def _start_node(swarm: Swarm, index: int) -> SwarmNode:
             start_new_session=True,
         )
     return node
+
+
+def _remove_cgroups(parent: str) -> None:
+    """Kill what is left in a node's containers' cgroups and remove them, in every hierarchy."""
+    tops = [top for top in Path("/sys/fs/cgroup").glob(f"*/{parent}") if top.is_dir()]
+    tops += [Path("/sys/fs/cgroup") / parent] if (Path("/sys/fs/cgroup") / parent).is_dir() else []
+    for top in tops:
+        for procs in top.rglob("cgroup.procs"):
+            for pid in procs.read_text().split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    for top in tops:
+        for directory in sorted(
+            (d for d in top.rglob("*") if d.is_dir()), key=lambda d: -len(d.parts)
+        ) + [top]:
+            while time.monotonic() < deadline:
+                try:
+                    directory.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.1)  # its processes are still exiting
 
 
 def _wait_for_daemon(node: SwarmNode) -> None:
