@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from oscarpy.engine.runtimes.swarm_image import entrypoint
-from tests.support.server import RunningServer, start_server
+from tests.support.server import RunningServer, free_port, start_server
 from tests.support.swarm import NODE_RUN, Swarm, start_swarm
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -71,14 +71,22 @@ def swarm() -> Iterator[Swarm]:
         cluster.stop()
 
 
-def _serve(swarm: Swarm, data: Path, **extra: str) -> RunningServer:
+def _serve(
+    swarm: Swarm,
+    data: Path,
+    staging_port: int = 0,
+    extra: dict[str, str] | None = None,
+    **options: Any,
+) -> RunningServer:
     return start_server(
         data,
+        **options,
         env={
-            **extra,
+            **(extra or {}),
+            "OSCAR_PASSWORD": "swarm-pw",
             "DOCKER_HOST": swarm.manager.docker_host,
             "OSCAR_RUNTIME": "swarm",
-            "OSCAR_SWARM_STAGING": f"{swarm.host_address}:0",
+            "OSCAR_SWARM_STAGING": f"{swarm.host_address}:{staging_port or free_port()}",
             "OSCAR_SWARM_AGENT_IMAGE": AGENT_IMAGE,
             "OSCAR_SWARM_NODE_WORK": f"{NODE_RUN}/work",
             "OSCAR_SWARM_NODE_SOCKET": f"{NODE_RUN}/docker.sock",
@@ -161,7 +169,8 @@ def _records(data: Path, service: str) -> dict[str, Any]:
     finally:
         database.close()
     nodes = [match for (text,) in logs for match in NODE_LINE.findall(text)]
-    return {"per_key": per_key, "attempts": attempts, "nodes": nodes}
+    adopted = sum(text.count("adopted execution") for (text,) in logs)
+    return {"per_key": per_key, "attempts": attempts, "nodes": nodes, "adopted": adopted}
 
 
 def _no_services_left(swarm: Swarm) -> None:
@@ -198,7 +207,7 @@ def test_jobs_spread_over_three_nodes_and_run_in_parallel(swarm: Swarm, tmp_path
 
 def test_failures_read_as_in_local_mode(swarm: Swarm, tmp_path: Path) -> None:
     """A script's exit code and an image no node has are reported as the docker runtime does."""
-    server = _serve(swarm, tmp_path / "data", OSCAR_JOB_RETRY_LIMIT="1")
+    server = _serve(swarm, tmp_path / "data", extra={"OSCAR_JOB_RETRY_LIMIT": "1"})
     try:
         server.create_service(
             {"name": "exits", "image": IMAGE, "script": "echo failing\nexit 3\n",
@@ -233,6 +242,33 @@ def _finished_job(server: RunningServer, service: str, timeout: float = 90) -> d
                 return {"id": job_id, **job}
         time.sleep(0.3)
     raise AssertionError(f"no job of {service} finished: {jobs}")
+
+
+def test_a_restarted_manager_adopts_the_running_tasks(swarm: Swarm, tmp_path: Path) -> None:
+    """kill -9 of `oscar serve` while tasks run on the nodes, then a restart on the same
+    addresses: the running attempts are adopted (their agents hand their results in to the new
+    process); no file is lost or processed twice."""
+    data, files = tmp_path / "data", DYING_FILES
+    fixed = {"port": free_port(), "s3_port": free_port(), "staging_port": free_port()}
+    server = _serve(swarm, data, **fixed)
+    try:
+        _upload_batch(server, "adopt", files)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not _records(data, "adopt")["nodes"]:
+            time.sleep(0.2)
+        server.kill()
+        server = _serve(swarm, data, **fixed)
+        _wait_all_succeeded(server, "adopt", files, timeout=150)
+        _outputs_are_right(server, "adopt", files)
+        adopted = server.log().count("taking over job")
+    finally:
+        server.stop()
+    records = _records(data, "adopt")
+    assert {count for _, count in records["per_key"]} == {1} and len(records["per_key"]) == files
+    succeeded = [job for job, _, outcome, _ in records["attempts"] if outcome == "succeeded"]
+    assert len(succeeded) == files and len(set(succeeded)) == files
+    assert adopted > 0 and records["adopted"] > 0  # taken over, and the running task kept
+    _no_services_left(swarm)
 
 
 def test_a_worker_that_dies_mid_batch_costs_attempts_not_files(

@@ -16,7 +16,7 @@ adopts the attempts still running.
 
 Settings (environment): `DOCKER_HOST` (the manager's Docker Engine), `OSCAR_SWARM_STAGING`
 (`host:port` the staging endpoint listens on and nodes connect to; default: this node's Swarm
-address, a free port), `OSCAR_SWARM_AGENT_IMAGE`, `OSCAR_SWARM_NODE_WORK` and
+address, port 9500), `OSCAR_SWARM_AGENT_IMAGE`, `OSCAR_SWARM_NODE_WORK` and
 `OSCAR_SWARM_NODE_SOCKET` (a directory and the Docker socket on every node). See docs/cluster.md.
 """
 
@@ -65,6 +65,9 @@ log = logging.getLogger(__name__)
 AGENT_IMAGE = f"oscar-py/supervisor:{__version__}"
 NODE_WORK = "/var/lib/oscar-py/node-work"
 NODE_SOCKET = "/var/run/docker.sock"
+STAGING_PORT = 9500
+"""Where agents report by default; it must not change across restarts of the manager, or the
+agents of adopted attempts could not hand their results in."""
 LABEL_TOKEN = "oscar.staging-token"
 LABEL_WORK_DIR = "oscar.work-dir"
 _WATCH_INTERVAL = 0.5
@@ -296,7 +299,7 @@ class SwarmRuntime:
             )
         host, _, port = os.environ.get("OSCAR_SWARM_STAGING", "").rpartition(":")
         host = host or str(swarm.get("NodeAddr", "0.0.0.0"))
-        self.staging = _Staging(host, int(port or 0))
+        self.staging = _Staging(host, int(port or STAGING_PORT))
         self.staging_url = f"http://{host}:{self.staging.port}"
         self._lock = threading.Lock()
         self._tasks: dict[str, dict[str, Any]] = {}
