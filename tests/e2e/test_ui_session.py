@@ -218,3 +218,32 @@ def test_storage_forms_work_without_the_script(
     )
     assert forced.headers["location"] == "/ui/storage"
     assert client.get("/ui/storage/plain-forms").status_code == 404
+
+
+def test_an_imported_definition_shows_what_is_dropped_or_not_honoured(
+    platform: RunningServer, signed_in: tuple[httpx.Client, str]
+) -> None:
+    client, token = signed_in
+    definition = {
+        "name": "ui-warned",
+        "image": "busybox",
+        "script": "echo",
+        "memroy": "1Gi",
+        "kserve": {"type": "inference", "storage_uri": "hf://model"},
+    }
+    imported = client.post(
+        "/ui/services/import",
+        data={"csrf_token": token},
+        files={"definition": ("warned.json", json.dumps(definition))},
+        follow_redirects=True,
+    )
+    assert imported.status_code == 200, imported.text
+    flash = re.search(r'<p class="message warning"[^>]*>([^<]+)</p>', imported.text)
+    assert flash is not None, imported.text
+    assert "memroy: unknown key, ignored" in flash.group(1)
+    assert "kserve: not supported by oscar-py" in flash.group(1)
+    # The service's page keeps showing what is stored but not honoured.
+    page = client.get("/ui/services/ui-warned").text
+    assert "Not honoured" in page and "KServe inference services need Kubernetes" in page
+    with platform.client() as api:
+        assert api.delete("/system/services/ui-warned").status_code == 204

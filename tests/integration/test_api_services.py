@@ -15,6 +15,7 @@ import pytest
 from oscarpy.db import Database
 from oscarpy.services.registry import ServiceRegistry
 from oscarpy.storage.store import ObjectStore
+from tests.support.oscar import oscar_export
 from tests.support.server import RunningServer, start_server
 
 
@@ -180,7 +181,14 @@ def test_duplicate_name_is_409_and_keeps_the_first(client: httpx.Client) -> None
     ("body", "detail"),
     [
         (definition("bad-memory", memory="lots"), "memory: 'lots' is not a quantity"),
-        (definition("bad-key", memroy="1Gi"), "unknown key(s) 'memroy'"),
+        (
+            definition(
+                "on-onedata",
+                output=[{"storage_provider": "onedata.od", "path": "space/out"}],
+                storage_providers={"onedata": {"od": {"oneprovider_host": "h", "token": "t"}}},
+            ),
+            "output[0].storage_provider: 'onedata.od': Onedata storage is not supported",
+        ),
         (definition("Bad_Name"), "name: 'Bad_Name' is not a valid service name"),
         (
             definition("looping", output=[{"path": "looping/input/out"}]),
@@ -197,6 +205,45 @@ def test_invalid_definitions_are_400_naming_the_field(
         answer = client.request(method, "/system/services", json=body)
         assert answer.status_code == 400, answer.text
         assert detail in answer.json()["detail"]
+
+
+def test_a_service_exported_from_oscar_is_accepted_unchanged_without_warnings(
+    api: RunningServer, client: httpx.Client
+) -> None:
+    exported = oscar_export(definition("exported"))
+    created = client.post("/system/services", json=exported)
+    assert created.status_code == 201, created.text
+    assert created.json()["warnings"] == []
+    shown = client.get("/system/services/exported").json()
+    assert shown["log_level"] == "NOTSET" and shown["token"] != "f" * 64
+    assert not {"namespace", "volume_status", "deployment"} & set(shown)
+    # OSCAR's own MinIO placeholder is the embedded store here: the buckets were made there.
+    assert shown["storage_providers"]["minio"] == {}
+    store = server_store(api)
+    try:
+        assert store.bucket_exists("exported")
+    finally:
+        store.database.close()
+    assert client.put("/system/services", json=exported).status_code == 204
+
+
+def test_dropped_and_unhonoured_keys_are_listed_in_the_answers_warnings(
+    client: httpx.Client,
+) -> None:
+    body = definition("warned", memroy="1Gi", kserve={"type": "inference", "storage_uri": "x"})
+    created = client.post("/system/services", json=body)
+    assert created.status_code == 201, created.text
+    warnings = created.json()["warnings"]
+    assert warnings[0] == "memroy: unknown key, ignored"
+    assert warnings[1].startswith("kserve: not supported by oscar-py, ignored: KServe")
+    shown = client.get("/system/services/warned").json()
+    assert "memroy" not in shown and shown["kserve"]["storage_uri"] == "x"
+    updated = client.put("/system/services", json={**body, "interlink_node_name": "vk"})
+    assert updated.status_code == 200, updated.text
+    assert len(updated.json()["warnings"]) == 3
+    assert updated.json()["name"] == "warned"
+    clean = definition("warned")
+    assert client.put("/system/services", json=clean).status_code == 204
 
 
 def test_a_body_that_is_not_json_is_400(client: httpx.Client) -> None:
@@ -349,7 +396,7 @@ def test_openapi_document_describes_routes_auth_and_errors(api: RunningServer) -
     services = document["paths"]["/system/services"]
     assert set(services) == {"get", "post", "put"}
     assert set(services["post"]["responses"]) == {"201", "400", "401", "409"}
-    assert set(services["put"]["responses"]) == {"204", "400", "401", "404"}
+    assert set(services["put"]["responses"]) == {"200", "204", "400", "401", "404"}
     body_schema = services["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body_schema == {"$ref": "#/components/schemas/ServiceDefinition"}
     definition_schema = document["components"]["schemas"]["ServiceDefinition"]

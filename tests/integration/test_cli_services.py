@@ -65,6 +65,25 @@ def test_apply_creates_then_updates_and_get_shows_the_definition(
     assert definition["input"][0]["path"] == "apply-me/in"
 
 
+def test_apply_prints_each_setting_that_is_dropped_or_not_honoured(
+    home: Path, tmp_path: Path
+) -> None:
+    service = _service("warned-cli", memroy="1Gi", interlink_node_name="vega-vk")
+    fdl = write_fdl(tmp_path / "fdl", [service], {"script.sh": SCRIPT})
+
+    applied = run_cli(home, "apply", str(fdl))
+
+    assert applied.returncode == 0, applied.stderr
+    lines = [line for line in applied.stderr.splitlines() if line.startswith("warning:")]
+    assert lines == [
+        "warning: service 'warned-cli': functions.oscar[0].oscar-cluster.memroy: "
+        "unknown key, ignored",
+        "warning: service 'warned-cli': functions.oscar[0].oscar-cluster.interlink_node_name: "
+        "not supported by oscar-py, ignored: interLink nodes are not used; jobs run on this "
+        "server",
+    ]
+
+
 def test_list_as_table_and_json(home: Path, tmp_path: Path) -> None:
     fdl = write_fdl(
         tmp_path / "fdl",

@@ -35,13 +35,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-import docker
-import docker.errors
 import docker.types
-import requests.exceptions
 
 from oscarpy import __version__
-from oscarpy.engine.errors import ContainerError, ImageUnavailable, RuntimeUnavailable
+from oscarpy.engine.errors import (
+    ContainerError,
+    ContainerMissing,
+    ImageUnavailable,
+    RuntimeUnavailable,
+)
 from oscarpy.engine.runtimes.base import (
     OutputSink,
     RunResult,
@@ -50,13 +52,15 @@ from oscarpy.engine.runtimes.base import (
     result_from_exit,
     timed_out,
 )
-from oscarpy.engine.runtimes.docker import (
+from oscarpy.engine.runtimes.docker import ENVIRONMENT_FILE, WORK_MOUNT, write_environment_file
+from oscarpy.engine.runtimes.docker_api import (
     LABEL_ATTEMPT,
     LABEL_INSTANCE,
     LABEL_JOB,
     LABEL_SERVICE,
-    WORK_MOUNT,
+    DockerConnection,
     restricted_options,
+    translated,
 )
 from oscarpy.engine.runtimes.swarm_agent import directory_archive
 
@@ -72,10 +76,7 @@ LABEL_TOKEN = "oscar.staging-token"
 LABEL_WORK_DIR = "oscar.work-dir"
 _WATCH_INTERVAL = 0.5
 _RESULT_GRACE_SECONDS = 10.0
-_API_TIMEOUT = 60
 _ENDED = {"complete", "failed", "rejected", "shutdown", "orphaned", "remove"}
-
-_DockerFailure = (docker.errors.DockerException, requests.exceptions.RequestException)
 
 
 @dataclass
@@ -282,16 +283,14 @@ class SwarmRuntime:
 
     name = "swarm"
 
-    def __init__(self, instance: str, client: Any | None = None) -> None:
+    def __init__(self, instance: str, connection: DockerConnection | None = None) -> None:
         self.instance = instance
         self.agent_image = os.environ.get("OSCAR_SWARM_AGENT_IMAGE", AGENT_IMAGE)
         self.node_work = os.environ.get("OSCAR_SWARM_NODE_WORK", NODE_WORK)
         self.node_socket = os.environ.get("OSCAR_SWARM_NODE_SOCKET", NODE_SOCKET)
-        try:
-            self._client = client or docker.from_env(timeout=_API_TIMEOUT, max_pool_size=64)
-            swarm = self._client.info().get("Swarm", {})
-        except _DockerFailure as error:
-            raise RuntimeUnavailable(f"no Docker Engine answers: {error}") from error
+        self.connection = connection or DockerConnection()
+        with translated("the Docker Engine does not answer"):
+            swarm = self.connection.client.info().get("Swarm", {})
         if not swarm.get("ControlAvailable"):
             raise RuntimeUnavailable(
                 "the swarm runtime needs a Swarm manager: run `docker swarm init` here (or set "
@@ -315,9 +314,10 @@ class SwarmRuntime:
         """Poll tasks and nodes for every execution at once (one pair of API calls)."""
         while not self._stop.wait(_WATCH_INTERVAL):
             try:
-                tasks = self._client.api.tasks()
-                nodes = self._client.api.nodes()
-            except _DockerFailure as error:
+                with translated("reading the swarm's tasks and nodes"):
+                    tasks = self._client.api.tasks()
+                    nodes = self._client.api.nodes()
+            except RuntimeUnavailable as error:
                 log.warning("cannot read the swarm's state: %s", error)
                 continue
             latest: dict[str, dict[str, Any]] = {}
@@ -359,6 +359,11 @@ class SwarmRuntime:
     def start(self, spec: RunSpec) -> SwarmExecution:
         token = secrets.token_urlsafe(24)
         name = f"oscar-job-{spec.job_id}-{spec.attempt}"
+        # The contract's variables (secrets among them) reach the script through a file in its
+        # work directory, as with the docker runtime: never in a service or container config.
+        shown = write_environment_file(
+            spec.work_dir / ENVIRONMENT_FILE, spec.environment, spec.user
+        )
         labels = {
             LABEL_SERVICE: spec.service,
             LABEL_JOB: spec.job_id,
@@ -370,11 +375,19 @@ class SwarmRuntime:
             spec={
                 "name": name,
                 "image": spec.image,
-                "command": ["/bin/sh", str(WORK_MOUNT / spec.script)],
-                "environment": spec.environment,
+                "command": [
+                    "/bin/sh",
+                    "-c",
+                    '. "$1" && exec /bin/sh "$2"',
+                    "sh",
+                    str(WORK_MOUNT / ENVIRONMENT_FILE),
+                    str(WORK_MOUNT / spec.script),
+                ],
+                "environment": shown,
+                "user": spec.user,
                 "labels": labels,
                 "host_config": self._client.api.create_host_config(
-                    **restricted_options(spec.limits)
+                    **restricted_options(spec.limits, network=spec.network)
                 ),
             },
         )
@@ -383,30 +396,31 @@ class SwarmRuntime:
             reservations["cpu_reservation"] = int(spec.limits.cpu_cores * 1e9)
         if spec.limits.memory_bytes:
             reservations["mem_reservation"] = spec.limits.memory_bytes
-        self._remove_named(name)
+        self.remove_service(name)  # left by a crash between its creation and the ledger
         try:
-            service = self._client.services.create(
-                self.agent_image,
-                name=name,
-                labels={**labels, LABEL_TOKEN: token, LABEL_WORK_DIR: str(spec.work_dir)},
-                mode=docker.types.ServiceMode("replicated-job", concurrency=1, replicas=1),
-                restart_policy=docker.types.RestartPolicy(condition="none"),
-                # The agent talks only to the manager and the node's socket: no network of its
-                # own to set up (it has the node's Docker socket, so this grants nothing more).
-                networks=["host"],
-                resources=docker.types.Resources(**reservations),
-                env=[
-                    f"OSCAR_STAGING_URL={self.staging_url}/a/{token}",
-                    f"OSCAR_NODE_WORK={self.node_work}",
-                ],
-                mounts=[
-                    docker.types.Mount("/var/run/docker.sock", self.node_socket, type="bind"),
-                    docker.types.Mount(self.node_work, self.node_work, type="bind"),
-                ],
-            )
-        except _DockerFailure as error:
+            with translated("cannot create the Swarm service"):
+                service = self._client.services.create(
+                    self.agent_image,
+                    name=name,
+                    labels={**labels, LABEL_TOKEN: token, LABEL_WORK_DIR: str(spec.work_dir)},
+                    mode=docker.types.ServiceMode("replicated-job", concurrency=1, replicas=1),
+                    restart_policy=docker.types.RestartPolicy(condition="none"),
+                    # The agent talks only to the manager and the node's socket: no network of its
+                    # own to set up (it has the node's Docker socket, so this grants nothing more).
+                    networks=["host"],
+                    resources=docker.types.Resources(**reservations),
+                    env=[
+                        f"OSCAR_STAGING_URL={self.staging_url}/a/{token}",
+                        f"OSCAR_NODE_WORK={self.node_work}",
+                    ],
+                    mounts=[
+                        docker.types.Mount("/var/run/docker.sock", self.node_socket, type="bind"),
+                        docker.types.Mount(self.node_work, self.node_work, type="bind"),
+                    ],
+                )
+        except (ContainerError, RuntimeUnavailable):
             self.staging.attempts.pop(token, None)
-            raise ContainerError(f"cannot create the Swarm service: {error}") from error
+            raise
         return SwarmExecution(self, str(service.id), token)
 
     def _services(self, job_id: str | None = None, attempt: int | None = None) -> list[Any]:
@@ -415,26 +429,20 @@ class SwarmRuntime:
             labels.append(f"{LABEL_JOB}={job_id}")
         if attempt is not None:
             labels.append(f"{LABEL_ATTEMPT}={attempt}")
-        try:
+        with translated("cannot list Swarm services"):
             return list(self._client.services.list(filters={"label": labels}))
-        except _DockerFailure as error:
-            raise RuntimeUnavailable(f"cannot list Swarm services: {error}") from error
 
-    def _remove_named(self, name: str) -> None:
+    def remove_service(self, service: str) -> None:
+        """Remove an attempt's service by id or name (its task's agent ends the script)."""
         try:
-            self._client.api.remove_service(name)
-        except docker.errors.NotFound:
+            with translated(f"cannot remove service {service[:40]}"):
+                self._client.api.remove_service(service)
+        except ContainerMissing:
             pass
-        except _DockerFailure as error:
-            raise ContainerError(f"cannot remove the stale service {name}: {error}") from error
 
-    def remove_service(self, service_id: str) -> None:
-        try:
-            self._client.api.remove_service(service_id)
-        except docker.errors.NotFound:
-            pass
-        except _DockerFailure as error:
-            raise RuntimeUnavailable(f"cannot remove service {service_id[:12]}: {error}") from error
+    @property
+    def _client(self) -> Any:
+        return self.connection.client
 
     def find(self, job_id: str, attempt: int) -> SwarmExecution | None:
         services = self._services(job_id, attempt)
@@ -464,7 +472,7 @@ class SwarmRuntime:
     def close(self) -> None:
         self._stop.set()
         self.staging.close()
-        self._client.close()
+        self.connection.close()
 
 
 if TYPE_CHECKING:

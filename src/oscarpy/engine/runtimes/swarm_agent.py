@@ -210,6 +210,8 @@ def main() -> int:
         "Labels": spec["labels"],
         "HostConfig": host_config,
     }
+    if spec.get("user"):
+        definition["User"] = spec["user"]
     try:
         container = _create(name, definition)
     except DockerError as error:
