@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,16 +10,14 @@ import yaml
 
 from oscarpy.cli import exit_codes
 from tests.support.cli import TEST_IMAGE, add_cluster, run_cli, write_fdl
-from tests.support.server import RunningServer, start_server
+from tests.support.server import RunningServer
 
 SCRIPT = '#!/bin/sh\necho processed "$INPUT_FILE_PATH"\n'
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start_server(tmp_path_factory.mktemp("cli-services") / "data")
-    yield running
-    running.stop()
+def server(wire_server: RunningServer) -> RunningServer:
+    return wire_server
 
 
 @pytest.fixture
