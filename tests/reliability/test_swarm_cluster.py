@@ -249,15 +249,19 @@ def test_a_restarted_manager_adopts_the_running_tasks(swarm: Swarm, tmp_path: Pa
     addresses: the running attempts are adopted (their agents hand their results in to the new
     process); no file is lost or processed twice."""
     data, files = tmp_path / "data", DYING_FILES
-    fixed = {"port": free_port(), "s3_port": free_port(), "staging_port": free_port()}
-    server = _serve(swarm, data, **fixed)
+    port, s3_port, staging_port = free_port(), free_port(), free_port()
+
+    def serve() -> RunningServer:
+        return _serve(swarm, data, staging_port, port=port, s3_port=s3_port)
+
+    server = serve()
     try:
         _upload_batch(server, "adopt", files)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not _records(data, "adopt")["nodes"]:
             time.sleep(0.2)
         server.kill()
-        server = _serve(swarm, data, **fixed)
+        server = serve()
         _wait_all_succeeded(server, "adopt", files, timeout=150)
         _outputs_are_right(server, "adopt", files)
         adopted = server.log().count("taking over job")
