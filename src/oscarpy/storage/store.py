@@ -122,6 +122,18 @@ def validate_key(key: str) -> None:
         raise InvalidObjectKey("object key holds a NUL character")
 
 
+def successor(prefix: str) -> str | None:
+    """The least string above every string that starts with `prefix` (None if there is none):
+    `prefix` with its last character incremented, dropping trailing U+10FFFF."""
+    trimmed = prefix.rstrip("\U0010ffff")
+    if not trimmed:
+        return None
+    following = ord(trimmed[-1]) + 1
+    if 0xD800 <= following <= 0xDFFF:  # surrogates are not characters of a stored key
+        following = 0xE000
+    return trimmed[:-1] + chr(following)
+
+
 def multipart_etag(part_etags: list[str]) -> str:
     """The S3 ETag of a multipart object: MD5 of the concatenated binary part MD5s, and a count."""
     digest = hashlib.md5(usedforsecurity=False)
@@ -385,15 +397,99 @@ class ObjectStore:
         """Up to `limit` objects with keys starting with `prefix` and sorting after `after`."""
         query = select(ObjectRow).where(ObjectRow.bucket == bucket)
         if prefix:
-            # A range plus an exact prefix test: LIKE would be case-insensitive on SQLite.
-            query = query.where(
-                ObjectRow.key >= prefix, func.substr(ObjectRow.key, 1, len(prefix)) == prefix
-            )
+            # Keys starting with the prefix are exactly those in [prefix, successor): one
+            # index range (LIKE would be case-insensitive on SQLite, and scan).
+            query = query.where(ObjectRow.key >= prefix)
+            end = successor(prefix)
+            if end is not None:
+                query = query.where(ObjectRow.key < end)
         if after:
             query = query.where(ObjectRow.key > after)
         with self.database.session() as session:
             rows = session.scalars(query.order_by(ObjectRow.key).limit(limit))
             return [_details(row) for row in rows]
+
+    def list_grouped(
+        self, bucket: str, *, prefix: str, delimiter: str, after: str = "", limit: int = _PAGE
+    ) -> list[ObjectDetails | str]:
+        """Up to `limit` entries after `after`, in key order, of the keys starting with
+        `prefix`: an object, or, for keys holding `delimiter` after the prefix, their common
+        prefix (up to and including the delimiter) once.
+
+        One query walks the index: after each common prefix it seeks straight past every key
+        under it (a recursive query, one index seek per entry), so a page costs the same
+        whatever the number of keys under each prefix or in the bucket.
+        """
+        beyond = successor(delimiter)
+        if not delimiter or beyond is None:
+            raise ValueError(f"cannot group by the delimiter {delimiter!r}")
+        rest = len(prefix) + 1  # where, in characters from 1, a key's part after prefix starts
+        start, skip = prefix, ""
+        if after >= prefix:
+            start, skip = after, after
+            cut = after.find(delimiter, len(prefix))
+            if after.startswith(prefix) and 0 <= cut == len(after) - len(delimiter):
+                # `after` is a common prefix we returned: resume past every key under it.
+                start = after[: -len(delimiter)] + beyond
+        end = successor(prefix) if prefix else None
+        position = "instr(substr({key}, :rest), :delimiter)"
+        if self.database.dialect == "postgresql":
+            position = "strpos(substr({key}, :rest), :delimiter)"
+        within = "AND key < :end" if end is not None else ""
+        statement = text(
+            f"""
+            WITH RECURSIVE walk(n, key) AS (
+                SELECT 0, (
+                    SELECT key FROM objects
+                    WHERE bucket = :bucket AND key >= :start AND key != :skip {within}
+                    ORDER BY key LIMIT 1
+                )
+                UNION ALL
+                SELECT walk.n + 1, (
+                    SELECT key FROM objects
+                    WHERE bucket = :bucket {within} AND key != walk.key AND key >= CASE
+                        WHEN {position.format(key="walk.key")} > 0
+                        THEN substr(
+                            walk.key, 1, :before_delimiter + {position.format(key="walk.key")}
+                        ) || :beyond
+                        ELSE walk.key
+                    END
+                    ORDER BY key LIMIT 1
+                )
+                FROM walk WHERE walk.key IS NOT NULL AND walk.n < :last
+            )
+            SELECT key FROM walk WHERE key IS NOT NULL ORDER BY n
+            """
+        )
+        parameters = {
+            "bucket": bucket,
+            "start": start,
+            "skip": skip,
+            "end": end,
+            "rest": rest,
+            "delimiter": delimiter,
+            # A common prefix ends with the delimiter: the keys under it end before the key
+            # that has `beyond` in the delimiter's place.
+            "before_delimiter": len(prefix) - 1,
+            "beyond": beyond,
+            "last": limit - 1,
+        }
+        with self.database.session() as session:
+            keys = list(session.scalars(statement, parameters))
+            # (common prefix, "") or ("", key of an object)
+            walked = []
+            for found in keys:
+                cut = found.find(delimiter, len(prefix))
+                walked.append((found[: cut + len(delimiter)], "") if cut >= 0 else ("", found))
+            objects = [found for _, found in walked if found]
+            details: dict[str, ObjectDetails] = {}
+            if objects:
+                query = select(ObjectRow).where(
+                    ObjectRow.bucket == bucket, ObjectRow.key.in_(objects)
+                )
+                details = {row.key: _details(row) for row in session.scalars(query)}
+        # An object deleted between the two queries is left out.
+        return [common or details[found] for common, found in walked if common or found in details]
 
     def delete_object(self, bucket: str, key: str) -> bool:
         """Delete the object; False if there was none."""
