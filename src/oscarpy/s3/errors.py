@@ -77,6 +77,7 @@ _STORE_ERRORS: list[tuple[type[Exception], str]] = [
     (store_errors.InvalidPart, "InvalidPart"),
     (store_errors.InvalidPartOrder, "InvalidPartOrder"),
     (store_errors.PartTooSmall, "EntityTooSmall"),
+    (store_errors.PreconditionFailed, "PreconditionFailed"),
 ]
 
 

@@ -21,7 +21,7 @@ from oscarpy.s3.documents import (
 )
 from oscarpy.s3.errors import S3Error
 from oscarpy.s3.headers import object_settings
-from oscarpy.s3.objects import copy_source, parse_range, validate_or_raise
+from oscarpy.s3.objects import copy_source, parse_range, validate_or_raise, write_condition
 from oscarpy.s3.payload import plan_payload, receive_body, receive_document
 from oscarpy.storage.blobs import BlobWriter, WrittenBlob
 
@@ -123,7 +123,10 @@ async def complete_upload(call: S3Call) -> Response:
             parts.append((int(number), etag))
         except ValueError as error:
             raise S3Error("MalformedXML", "PartNumber must be an integer") from error
-    found = await call.run(call.store.complete_upload, call.bucket, call.key, upload_id, parts)
+    condition = await write_condition(call)
+    found = await call.run(
+        call.store.complete_upload, call.bucket, call.key, upload_id, parts, condition
+    )
     location = f"{call.request.base_url}{call.bucket}/{call.key}"
     result = elements(Location=location, Bucket=call.bucket, Key=call.key, ETag=f'"{found.etag}"')
     return xml_response("CompleteMultipartUploadResult", result)

@@ -12,10 +12,12 @@ from starlette.types import Receive, Scope, Send
 
 from oscarpy.s3.call import S3Call
 from oscarpy.s3.documents import document, elements, iso
-from oscarpy.s3.errors import S3Error, not_implemented
+from oscarpy.s3.errors import S3Error, from_store_error, not_implemented
 from oscarpy.s3.headers import object_headers, object_settings, parse_http_date
 from oscarpy.s3.payload import plan_payload, receive_body
 from oscarpy.storage.blobs import WrittenBlob
+from oscarpy.storage.errors import StorageError
+from oscarpy.storage.rows import WriteCondition
 from oscarpy.storage.store import ObjectDetails, validate_key
 
 READ_CHUNK = 1024 * 1024
@@ -161,15 +163,41 @@ def check_version(call: S3Call) -> None:
         raise S3Error("NoSuchVersion", "buckets are unversioned: the only version is 'null'")
 
 
+async def write_condition(call: S3Call, *, check_now: bool = True) -> WriteCondition | None:
+    """The `If-Match` / `If-None-Match: *` of a write (PUT, copy, completion). The store checks
+    it atomically when the write commits; `check_now` checks it once before, so that a doomed
+    big upload fails before its body is received."""
+    if_match = call.headers.get("if-match")
+    if_none_match = call.headers.get("if-none-match")
+    if if_match is None and if_none_match is None:
+        return None
+    if if_none_match is not None and if_none_match.strip() != "*":
+        raise not_implemented("If-None-Match with an ETag on a write (only '*' is)")
+    condition = WriteCondition(
+        if_match=if_match.strip().strip('"') if if_match is not None else None,
+        if_none_match=if_none_match is not None,
+    )
+    if not check_now:
+        return condition
+    found = await call.run(call.store.head, call.bucket, call.key)
+    try:
+        condition.check(None if found is None else found.etag, call.key)
+    except StorageError as error:
+        raise from_store_error(error) from error
+    return condition
+
+
 async def put_object(call: S3Call) -> Response:
     validate_or_raise(call.key)
     if "x-amz-copy-source" in call.headers:
         return await copy_object(call)
     content_type, metadata, stored = object_settings(call.headers)
-    if int(call.headers.get("content-length") or 0) > READ_CHUNK:
+    big = int(call.headers.get("content-length") or 0) > READ_CHUNK
+    if big:
         # Fail before receiving a big body for a bucket that is not there.
         if not await call.run(call.store.bucket_exists, call.bucket):
             raise S3Error("NoSuchBucket", f"bucket {call.bucket!r} does not exist")
+    condition = await write_condition(call, check_now=big)
     plan = plan_payload(call.headers, call.auth)
 
     def commit(blob: WrittenBlob) -> ObjectDetails:
@@ -180,6 +208,7 @@ async def put_object(call: S3Call) -> Response:
             content_type=content_type,
             metadata=metadata,
             headers=stored,
+            condition=condition,
         )
 
     found = await receive_body(
@@ -236,8 +265,15 @@ async def copy_object(call: S3Call) -> Response:
             "PreconditionFailed", "At least one of the pre-conditions you specified did not hold"
         )
     replace = object_settings(call.headers) if directive == "REPLACE" else None
+    condition = await write_condition(call)
     found = await call.run(
-        call.store.copy_object, source_bucket, source_key, call.bucket, call.key, replace=replace
+        call.store.copy_object,
+        source_bucket,
+        source_key,
+        call.bucket,
+        call.key,
+        replace=replace,
+        condition=condition,
     )
     body = elements(LastModified=iso(found.last_modified), ETag=f'"{found.etag}"')
     return Response(document("CopyObjectResult", body), media_type="application/xml")

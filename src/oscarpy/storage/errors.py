@@ -19,6 +19,7 @@ __all__ = [
     "InvalidPartOrder",
     "ObjectNotFound",
     "PartTooSmall",
+    "PreconditionFailed",
     "StorageError",
     "is_disk_full",
     "UploadNotFound",
@@ -55,6 +56,11 @@ class InvalidPartOrder(StorageError):
 
 class PartTooSmall(StorageError):
     """A part other than the last is smaller than the 5 MiB S3 minimum."""
+
+
+class PreconditionFailed(StorageError):
+    """A conditional write's condition (If-Match, If-None-Match) did not hold when it
+    committed."""
 
 
 def is_disk_full(error: BaseException) -> bool:

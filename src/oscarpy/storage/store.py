@@ -42,7 +42,7 @@ from oscarpy.storage.errors import (
 )
 from oscarpy.storage.events import EventKind, ObjectEvent, fetch_events
 from oscarpy.storage.providers.base import ObjectInfo
-from oscarpy.storage.rows import DriverStatements, SessionRows, write_object_row
+from oscarpy.storage.rows import DriverStatements, SessionRows, WriteCondition, write_object_row
 from oscarpy.storage.tables import BucketRow, ObjectRow, PartRow, UploadRow
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,7 @@ class _PendingWrite:
     details: ObjectDetails
     values: dict[str, Any]
     record_event: bool
+    condition: WriteCondition | None = None
     done: bool = False
     error: BaseException | None = None
     freed: list[str] = field(default_factory=list)
@@ -338,8 +339,10 @@ class ObjectStore:
         content_type: str | None = None,
         metadata: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        condition: WriteCondition | None = None,
     ) -> ObjectDetails:
-        """Make a written blob the object `key` and record its "created" event, atomically.
+        """Make a written blob the object `key` and record its "created" event, atomically
+        (and only if `condition` holds when it commits).
 
         On any error the blob is removed: nothing of the write stays visible.
         """
@@ -351,6 +354,7 @@ class ObjectStore:
             content_type=content_type,
             metadata=metadata,
             headers=headers,
+            condition=condition,
         )
 
     def head(self, bucket: str, key: str) -> ObjectDetails | None:
@@ -527,6 +531,7 @@ class ObjectStore:
         key: str,
         *,
         replace: tuple[str | None, dict[str, str], dict[str, str]] | None = None,
+        condition: WriteCondition | None = None,
     ) -> ObjectDetails:
         """Copy an object; `replace` = (content type, metadata, headers) replaces the source's
         (S3's REPLACE metadata directive), else they are copied."""
@@ -552,6 +557,7 @@ class ObjectStore:
             content_type=content_type,
             metadata=metadata,
             headers=headers,
+            condition=condition,
         )
 
     # -- multipart uploads ------------------------------------------------------------------
@@ -654,7 +660,12 @@ class ObjectStore:
             return [_upload_info(row) for row in session.scalars(query)]
 
     def complete_upload(
-        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[tuple[int, str]],
+        condition: WriteCondition | None = None,
     ) -> ObjectDetails:
         """Join the named parts (number, ETag) into the object; the upload ends.
 
@@ -690,6 +701,7 @@ class ObjectStore:
             metadata=upload.metadata,
             headers=upload.headers,
             ending_upload=upload_id,
+            condition=condition,
         )
         return details
 
@@ -741,6 +753,7 @@ class ObjectStore:
         headers: dict[str, str] | None = None,
         record_event: bool = True,
         ending_upload: str | None = None,
+        condition: WriteCondition | None = None,
     ) -> ObjectDetails:
         freed: list[str] = []
         details = ObjectDetails(
@@ -766,7 +779,8 @@ class ObjectStore:
         try:
             validate_key(key)
             if ending_upload is None and self.database.write_lock is not None:
-                freed.extend(self._commit_grouped(_PendingWrite(details, values, record_event)))
+                pending = _PendingWrite(details, values, record_event, condition)
+                freed.extend(self._commit_grouped(pending))
             else:
                 with self.database.writing() as session:
                     if ending_upload is not None:
@@ -776,7 +790,12 @@ class ObjectStore:
                     self._lock_key(session, bucket, key)
                     freed.extend(
                         write_object_row(
-                            SessionRows(session.connection()), bucket, key, values, record_event
+                            SessionRows(session.connection()),
+                            bucket,
+                            key,
+                            values,
+                            record_event,
+                            condition,
                         )
                     )
         except BaseException:
@@ -817,13 +836,15 @@ class ObjectStore:
                 rows = self._driver_statements.rows(cursor)
                 for pending in batch:
                     try:
-                        # Only the bucket check raises StorageError, before anything is written.
+                        # Only the checks (bucket, condition) raise StorageError, before
+                        # anything of this write is written.
                         pending.freed = write_object_row(
                             rows,
                             pending.details.bucket,
                             pending.details.key,
                             pending.values,
                             pending.record_event,
+                            pending.condition,
                         )
                     except StorageError as error:
                         pending.error = error
