@@ -4,16 +4,22 @@ it exposes them) against a real `oscar serve`."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import os
+from email.header import decode_header, make_header
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from botocore.exceptions import ClientError
+from minio import Minio
 
 from tests.integration.test_s3_awscli import aws
 from tests.integration.test_s3_support import client, error_code, s3_server  # noqa: F401
-from tests.support.server import RunningServer
+from tests.support.server import RunningServer, start_server
 
 MiB = 1024 * 1024
 
@@ -84,3 +90,144 @@ def test_the_aws_cli_puts_with_if_none_match(
 
     with pytest.raises(AssertionError, match="PreconditionFailed"):
         aws(s3_server, tmp_path, *put, "--if-none-match", "*")
+
+
+def test_get_and_head_one_part_of_a_multipart_object(s3: Any) -> None:
+    s3.create_bucket(Bucket="parts")
+    first, second = os.urandom(5 * MiB), os.urandom(1000)
+    upload = s3.create_multipart_upload(Bucket="parts", Key="mp")["UploadId"]
+    etags = [
+        s3.upload_part(Bucket="parts", Key="mp", UploadId=upload, PartNumber=n, Body=body)["ETag"]
+        for n, body in ((1, first), (2, second))
+    ]
+    s3.complete_multipart_upload(
+        Bucket="parts",
+        Key="mp",
+        UploadId=upload,
+        MultipartUpload={
+            "Parts": [{"PartNumber": n, "ETag": e} for n, e in zip((1, 2), etags, strict=True)]
+        },
+    )
+
+    got = s3.get_object(Bucket="parts", Key="mp", PartNumber=2)
+    assert (got["Body"].read(), got["PartsCount"]) == (second, 2)
+    assert got["ContentRange"] == f"bytes {5 * MiB}-{5 * MiB + 999}/{5 * MiB + 1000}"
+    head = s3.head_object(Bucket="parts", Key="mp", PartNumber=1)
+    assert (head["ContentLength"], head["PartsCount"]) == (5 * MiB, 2)
+    assert s3.get_object(Bucket="parts", Key="mp", PartNumber=1)["Body"].read() == first
+    with pytest.raises(ClientError) as raised:
+        s3.get_object(Bucket="parts", Key="mp", PartNumber=3)
+    assert error_code(raised) == ("InvalidPartNumber", 416)
+    s3.put_object(Bucket="parts", Key="whole", Body=b"one piece")
+    assert s3.get_object(Bucket="parts", Key="whole", PartNumber=1)["Body"].read() == b"one piece"
+    with pytest.raises(ClientError) as raised:
+        s3.get_object(Bucket="parts", Key="whole", PartNumber=2)
+    assert error_code(raised) == ("InvalidPartNumber", 416)
+
+
+def test_list_buckets_in_pages(s3: Any) -> None:
+    names = [f"paged-{n}" for n in range(5)]
+    for name in names:
+        s3.create_bucket(Bucket=name)
+    seen: list[str] = []
+    arguments: dict[str, Any] = {"MaxBuckets": 2, "Prefix": "paged-"}
+    while True:
+        page = s3.list_buckets(**arguments)
+        assert len(page["Buckets"]) <= 2
+        seen += [bucket["Name"] for bucket in page["Buckets"]]
+        if "ContinuationToken" not in page:
+            break
+        arguments["ContinuationToken"] = page["ContinuationToken"]
+    assert seen == names
+    assert set(names) <= {bucket["Name"] for bucket in s3.list_buckets()["Buckets"]}
+
+
+def test_get_bucket_location_answers_the_configured_region(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "data", env={"OSCAR_REGION": "eu-central-1"})
+    try:
+        s3 = client(server)
+        s3.create_bucket(
+            Bucket="located", CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
+        )
+        assert s3.get_bucket_location(Bucket="located")["LocationConstraint"] == "eu-central-1"
+    finally:
+        server.stop()
+
+
+def test_list_objects_v1_echoes_the_prefix_as_sent_with_url_encoding(s3: Any) -> None:
+    s3.create_bucket(Bucket="echo")
+    s3.put_object(Bucket="echo", Key="line\nbreak/x y", Body=b"")
+
+    listed = s3.list_objects(Bucket="echo", Prefix="line\nbreak/", Delimiter="/")
+    listed_v2 = s3.list_objects_v2(Bucket="echo", Prefix="line\nbreak/")
+
+    assert listed["Prefix"] == listed_v2["Prefix"] == "line\nbreak/"
+    assert [entry["Key"] for entry in listed["Contents"]] == ["line\nbreak/x y"]
+
+
+def test_non_ascii_metadata_sent_as_utf8_is_stored_and_returned_as_s3_does(
+    s3: Any,
+    s3_server: RunningServer,  # noqa: F811
+) -> None:
+    """boto3 refuses non-ASCII metadata; other SDKs (Go, Java) send it as UTF-8 bytes and sign
+    those bytes, as done here with botocore's signer."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    s3.create_bucket(Bucket="unicode-meta")
+    url = f"{s3_server.s3_url}/unicode-meta/k"
+    request = AWSRequest(
+        method="PUT", url=url, data=b"body", headers={"x-amz-meta-city": "Zürich 日本"}
+    )
+    S3SigV4Auth(Credentials(s3_server.username, s3_server.password), "s3", "us-east-1").add_auth(
+        request
+    )
+    headers = [(name, value.encode()) for name, value in request.headers.items()]
+
+    answer = httpx.put(url, headers=headers, content=b"body")
+
+    assert answer.status_code == 200, answer.text
+    returned = s3.head_object(Bucket="unicode-meta", Key="k")["Metadata"]["city"]
+    assert returned.startswith("=?UTF-8?B?")  # RFC 2047, as S3 answers
+    assert str(make_header(decode_header(returned))) == "Zürich 日本"
+
+
+def test_minio_py_metadata_with_latin1_characters_round_trips(
+    s3_server: RunningServer,  # noqa: F811
+) -> None:
+    minio = Minio(
+        s3_server.s3_url.removeprefix("http://"),
+        access_key=s3_server.username,
+        secret_key=s3_server.password,
+        secure=False,
+    )
+    minio.make_bucket("minio-meta")
+    minio.put_object("minio-meta", "k", io.BytesIO(b"x"), 1, metadata={"x-amz-meta-who": "José"})
+
+    stat = minio.stat_object("minio-meta", "k")
+
+    assert str(make_header(decode_header(stat.metadata["x-amz-meta-who"]))) == "José"
+
+
+def test_upload_part_copy_with_an_invalid_range_answers_invalid_argument(s3: Any) -> None:
+    s3.create_bucket(Bucket="copy-range")
+    s3.put_object(Bucket="copy-range", Key="source", Body=b"0123456789")
+    upload = s3.create_multipart_upload(Bucket="copy-range", Key="dest")["UploadId"]
+
+    def copy(source_range: str) -> Any:
+        return s3.upload_part_copy(
+            Bucket="copy-range",
+            Key="dest",
+            UploadId=upload,
+            PartNumber=1,
+            CopySource={"Bucket": "copy-range", "Key": "source"},
+            CopySourceRange=source_range,
+        )
+
+    for wrong in ["bytes=5-2", "bytes=0-10", "bytes=-5", "bytes=5-", "5-9"]:
+        with pytest.raises(ClientError) as raised:
+            copy(wrong)
+        assert error_code(raised) == ("InvalidArgument", 400), wrong
+    copied = copy("bytes=2-5")
+    assert copied["CopyPartResult"]["ETag"] == f'"{hashlib.md5(b"2345").hexdigest()}"'

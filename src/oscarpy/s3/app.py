@@ -94,6 +94,8 @@ PARAMETERS = {
     "partNumber",
     "versionId",
     "x-id",
+    "max-buckets",
+    "bucket-region",
     *PRESIGNED_PARAMETERS,
 }
 

@@ -92,6 +92,25 @@ def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
     return start, end - start + 1
 
 
+def part_range(found: ObjectDetails, part: str) -> tuple[int, int] | None:
+    """(start, length) of part `part` of the object, as GET/HEAD `?partNumber=` selects it: a
+    part of the upload it was completed from, or part 1 of an object PUT whole."""
+    try:
+        number = int(part)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= 10_000:
+        raise S3Error(
+            "InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive"
+        )
+    sizes = found.part_sizes or (found.size,)
+    if number > len(sizes):
+        raise S3Error("InvalidPartNumber", "The requested partnumber is not satisfiable")
+    if found.size == 0:
+        return None
+    return sum(sizes[: number - 1]), sizes[number - 1]
+
+
 def _invalid_range(size: int) -> S3Error:
     error = S3Error("InvalidRange", "The requested range is not satisfiable")
     error.headers["Content-Range"] = f"bytes */{size}"
@@ -129,11 +148,6 @@ async def get_object(call: S3Call, *, head: bool = False) -> Response:
     check_version(call)
     found, handle = await call.run(call.store.open_object, call.bucket, call.key)
     try:
-        part = call.query.get("partNumber")
-        if part is not None and (part != "1" or "-" in found.etag):
-            # Part boundaries of completed uploads are not kept; part 1 of a single-part
-            # object is the whole object, as in S3.
-            raise not_implemented("GET or HEAD of one part of a multipart object")
         headers = object_headers(found, call.query)
         if check_preconditions(found, call.headers):
             handle.close()
@@ -141,7 +155,17 @@ async def get_object(call: S3Call, *, head: bool = False) -> Response:
                 status_code=304,
                 headers={"ETag": headers["ETag"], "Last-Modified": headers["Last-Modified"]},
             )
-        selected = parse_range(call.headers.get("range"), found.size)
+        part = call.query.get("partNumber")
+        if part is not None:
+            if "range" in call.headers:
+                raise S3Error(
+                    "InvalidRequest", "Cannot specify both Range header and partNumber query"
+                )
+            selected = part_range(found, part)
+            if found.part_sizes:
+                headers["x-amz-mp-parts-count"] = str(len(found.part_sizes))
+        else:
+            selected = parse_range(call.headers.get("range"), found.size)
     except BaseException:
         handle.close()
         raise

@@ -93,6 +93,6 @@ def string_to_sign(
     return "\n".join(lines)
 
 
-def signature(secret: str, string: str) -> str:
-    digest = hmac.new(secret.encode(), string.encode("utf-8", "surrogatepass"), hashlib.sha1)
+def signature(secret: str, string_to_sign: bytes) -> str:
+    digest = hmac.new(secret.encode(), string_to_sign, hashlib.sha1)
     return base64.b64encode(digest.digest()).decode()

@@ -281,7 +281,10 @@ class Verifier:
         for path in candidates:
             resource = sigv2.canonical_resource(path, raw_query)
             string = sigv2.string_to_sign(method, standard, date, amz_headers, resource)
-            if signatures_equal(sigv2.signature(self.credentials.secret_key, string), signature):
+            if any(
+                signatures_equal(sigv2.signature(self.credentials.secret_key, form), signature)
+                for form in signed_forms(string)
+            ):
                 # The payload is not signed; a hex SHA-256 a client declares is still checked.
                 declared = _first(headers, "x-amz-content-sha256").lower()
                 payload_hash = declared if _HEX_SHA256.fullmatch(declared) else UNSIGNED_PAYLOAD
@@ -399,14 +402,29 @@ class Verifier:
     ) -> Authorization:
         for path in _path_candidates(raw_path):
             canonical = "\n".join([method, path, query, headers, ";".join(signed), payload_hash])
-            string_to_sign = "\n".join(
-                [ALGORITHM, amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
-            )
-            if signatures_equal(sign(key, string_to_sign), signature):
-                return Authorization(
-                    access_key, amz_date, scope, key, signature, payload_hash, presigned
+            for form in signed_forms(canonical):
+                string_to_sign = "\n".join(
+                    [ALGORITHM, amz_date, scope, hashlib.sha256(form).hexdigest()]
                 )
+                if signatures_equal(sign(key, string_to_sign), signature):
+                    return Authorization(
+                        access_key, amz_date, scope, key, signature, payload_hash, presigned
+                    )
         raise _signature_mismatch()
+
+
+def signed_forms(text: str) -> list[bytes]:
+    """The bytes a client may have signed for `text`, whose header values were received as
+    bytes and decoded as Latin-1: the text as UTF-8 (what botocore and minio-py sign for a
+    Latin-1 value they send), and, when a value is not ASCII, the bytes as received (what
+    clients that send UTF-8 header values, such as the Go and Java SDKs, sign)."""
+    forms = [text.encode("utf-8", "surrogatepass")]
+    if not text.isascii():
+        try:
+            forms.append(text.encode("latin-1"))
+        except UnicodeEncodeError:
+            pass  # a decoded query value beyond Latin-1: only the UTF-8 form exists
+    return forms
 
 
 def _signature_mismatch() -> S3Error:

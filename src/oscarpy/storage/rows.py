@@ -34,6 +34,7 @@ OBJECT_COLUMNS = (
     "user_metadata",
     "headers",
     "last_modified",
+    "part_sizes",
 )
 _EVENT_COLUMNS = ("kind", "bucket", "key", "size", "etag", "occurred_at")
 # Statements built once and executed with parameters: building them per write costs more

@@ -24,7 +24,8 @@ from typing import Any, BinaryIO, cast
 
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.sql import ColumnElement
 
 from oscarpy.db import Database, utcnow
 from oscarpy.storage.blobs import Blobs, BlobWriter, WrittenBlob
@@ -66,6 +67,8 @@ class ObjectDetails(ObjectInfo):
     headers: dict[str, str] = field(default_factory=dict)
     last_modified: datetime = field(default_factory=utcnow)
     blob_id: str = field(default="", repr=False)
+    part_sizes: tuple[int, ...] = ()
+    """The sizes of the parts of an object completed from a multipart upload."""
 
 
 @dataclass
@@ -135,6 +138,13 @@ def successor(prefix: str) -> str | None:
     return trimmed[:-1] + chr(following)
 
 
+def starting_with(column: InstrumentedAttribute[str], prefix: str) -> list[ColumnElement[bool]]:
+    """The values of `column` that start with `prefix` are exactly those in [prefix,
+    successor): one index range (LIKE would be case-insensitive on SQLite, and scan)."""
+    end = successor(prefix)
+    return [column >= prefix] if end is None else [column >= prefix, column < end]
+
+
 def multipart_etag(part_etags: list[str]) -> str:
     """The S3 ETag of a multipart object: MD5 of the concatenated binary part MD5s, and a count."""
     digest = hashlib.md5(usedforsecurity=False)
@@ -159,6 +169,7 @@ def _details(row: ObjectRow) -> ObjectDetails:
         headers=dict(row.headers or {}),
         last_modified=_aware(row.last_modified),
         blob_id=row.blob_id,
+        part_sizes=tuple(row.part_sizes or ()),
     )
 
 
@@ -247,10 +258,20 @@ class ObjectStore:
     def list_buckets(self) -> list[str]:
         return [bucket.name for bucket in self.bucket_details()]
 
-    def bucket_details(self) -> list[BucketInfo]:
+    def bucket_details(
+        self, *, prefix: str = "", after: str = "", limit: int | None = None
+    ) -> list[BucketInfo]:
+        """Buckets by name: those starting with `prefix`, after `after`, at most `limit`."""
+        query = select(BucketRow)
+        if prefix:
+            query = query.where(*starting_with(BucketRow.name, prefix))
+        if after:
+            query = query.where(BucketRow.name > after)
+        query = query.order_by(BucketRow.name)
+        if limit is not None:
+            query = query.limit(limit)
         with self.database.session() as session:
-            rows = session.scalars(select(BucketRow).order_by(BucketRow.name))
-            return [BucketInfo(row.name, _aware(row.created_at)) for row in rows]
+            return [BucketInfo(row.name, _aware(row.created_at)) for row in session.scalars(query)]
 
     def delete_bucket(self, name: str, force: bool = False) -> None:
         """Delete an empty bucket; with `force`, its objects and uploads first.
@@ -401,12 +422,7 @@ class ObjectStore:
         """Up to `limit` objects with keys starting with `prefix` and sorting after `after`."""
         query = select(ObjectRow).where(ObjectRow.bucket == bucket)
         if prefix:
-            # Keys starting with the prefix are exactly those in [prefix, successor): one
-            # index range (LIKE would be case-insensitive on SQLite, and scan).
-            query = query.where(ObjectRow.key >= prefix)
-            end = successor(prefix)
-            if end is not None:
-                query = query.where(ObjectRow.key < end)
+            query = query.where(*starting_with(ObjectRow.key, prefix))
         if after:
             query = query.where(ObjectRow.key > after)
         with self.database.session() as session:
@@ -558,6 +574,7 @@ class ObjectStore:
             metadata=metadata,
             headers=headers,
             condition=condition,
+            part_sizes=source.part_sizes,
         )
 
     # -- multipart uploads ------------------------------------------------------------------
@@ -646,9 +663,7 @@ class ObjectStore:
     ) -> list[UploadInfo]:
         query = select(UploadRow).where(UploadRow.bucket == bucket)
         if prefix:
-            query = query.where(
-                UploadRow.key >= prefix, func.substr(UploadRow.key, 1, len(prefix)) == prefix
-            )
+            query = query.where(*starting_with(UploadRow.key, prefix))
         if key_marker:
             after_key = UploadRow.key > key_marker
             if upload_id_marker:
@@ -702,6 +717,7 @@ class ObjectStore:
             headers=upload.headers,
             ending_upload=upload_id,
             condition=condition,
+            part_sizes=tuple(row.size for row in chosen),
         )
         return details
 
@@ -754,6 +770,7 @@ class ObjectStore:
         record_event: bool = True,
         ending_upload: str | None = None,
         condition: WriteCondition | None = None,
+        part_sizes: tuple[int, ...] = (),
     ) -> ObjectDetails:
         freed: list[str] = []
         details = ObjectDetails(
@@ -766,6 +783,7 @@ class ObjectStore:
             headers=dict(headers or {}),
             last_modified=utcnow(),
             blob_id=blob.blob_id,
+            part_sizes=tuple(part_sizes),
         )
         values = {
             "blob_id": details.blob_id,
@@ -775,6 +793,7 @@ class ObjectStore:
             "user_metadata": details.metadata,
             "headers": details.headers,
             "last_modified": details.last_modified,
+            "part_sizes": list(part_sizes) or None,
         }
         try:
             validate_key(key)
