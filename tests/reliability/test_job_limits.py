@@ -41,8 +41,8 @@ WRITERS = {
         '  head -c 8388608 /dev/zero > "$TMP_OUTPUT_DIR/part$i"\n  i=$((i + 1))\ndone\n'
     ),
     "8 MiB files in the container's own filesystem": (
-        "mkdir -p /scratch\ni=0\nwhile [ $i -lt 1280 ]; do\n"
-        "  head -c 8388608 /dev/zero > /scratch/part$i\n  i=$((i + 1))\ndone\n"
+        "mkdir -p /tmp/scratch\ni=0\nwhile [ $i -lt 1280 ]; do\n"
+        "  head -c 8388608 /dev/zero > /tmp/scratch/part$i\n  i=$((i + 1))\ndone\n"
     ),
 }
 

@@ -8,12 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from oscarpy.engine.core import decode_body
+from oscarpy.engine.contract import decode_body, input_file_name
 from oscarpy.engine.events import parse_object_event, storage_event
 from oscarpy.engine.logstream import MAX_LINE, LogLine, LogStream
 from oscarpy.engine.retries import RetryPolicy
 from oscarpy.engine.runtimes.base import EndReason, result_from_exit
-from oscarpy.engine.supervisor import input_file_name
 from oscarpy.log import register_secret
 
 

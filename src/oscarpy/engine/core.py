@@ -7,9 +7,6 @@ plain `JobSpec` the supervisor runs, and implements the `JobReporter` the superv
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 import os
 import shutil
@@ -22,9 +19,10 @@ from sqlalchemy import select
 
 from oscarpy.config import Settings
 from oscarpy.db import Database, SystemMeta, utcnow
+from oscarpy.engine import contract
 from oscarpy.engine.dispatcher import Capacity, Demand, Dispatcher
 from oscarpy.engine.errors import InfrastructureError, JobNotFound
-from oscarpy.engine.events import event_time, parse_object_event, storage_event
+from oscarpy.engine.events import parse_object_event, storage_event
 from oscarpy.engine.intake import Intake, path_contains
 from oscarpy.engine.ledger import Claim, JobView, Ledger, NewJob
 from oscarpy.engine.logstream import LogLine
@@ -32,8 +30,9 @@ from oscarpy.engine.outcomes import LIMIT_REASONS, AttemptOutcome, OutcomeKind
 from oscarpy.engine.providers import Providers
 from oscarpy.engine.records import JobSource, JobStatus
 from oscarpy.engine.retries import RetryPolicy
+from oscarpy.engine.runtimes import make_runtime
 from oscarpy.engine.runtimes.base import Execution, Limits, Runtime
-from oscarpy.engine.spec import JobSpec, StorageTarget, StoredInput
+from oscarpy.engine.spec import JobSpec
 from oscarpy.engine.supervisor import Supervisor
 from oscarpy.services import quantities
 from oscarpy.services.errors import ServiceNotFound
@@ -45,19 +44,7 @@ from oscarpy.storage.store import ObjectStore
 log = logging.getLogger(__name__)
 
 INSTANCE_KEY = "engine.instance"
-MAX_EVENT_IN_LEDGER = 64 * 1024
 _CANCEL_WAIT_SECONDS = 15
-
-
-def make_runtime(name: str, instance: str) -> Runtime:
-    if name == "process":
-        from oscarpy.engine.runtimes.process import WARNING, ProcessRuntime
-
-        log.warning(WARNING)
-        return ProcessRuntime()
-    from oscarpy.engine.runtimes.docker import DockerRuntime
-
-    return DockerRuntime(instance)
 
 
 def instance_id(database: Database) -> str:
@@ -78,31 +65,6 @@ def host_capacity(settings: Settings) -> Capacity:
     else:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return Capacity(cpu=cpu, memory=memory)
-
-
-def decode_body(body: bytes) -> bytes:
-    """OSCAR's rule for a direct invocation: JSON is kept as it is, anything else is base64
-    (decoded; a body that is not valid base64 is kept as it is rather than refused)."""
-    try:
-        json.loads(body)
-        return body
-    except ValueError:
-        pass
-    try:
-        return base64.b64decode(b"".join(body.split()), validate=True)
-    except (binascii.Error, ValueError):
-        return body
-
-
-def _event_text(content: bytes) -> str:
-    """A body as the `EVENT` text: small UTF-8 text only (binary reaches the script as a file;
-    NUL can be neither in the environment nor in a PostgreSQL text column)."""
-    if len(content) > MAX_EVENT_IN_LEDGER or b"\x00" in content:
-        return ""
-    try:
-        return content.decode("utf-8")
-    except UnicodeDecodeError:
-        return ""
 
 
 class Engine:
@@ -294,46 +256,10 @@ class Engine:
             self.supervisor.run(spec, lookup, cancelled=cancelled)
 
     def limits(self, service: Service) -> Limits:
-        """What one job of `service` may use: its own cpu and memory, the platform's disk and
-        log flood limits."""
-        return Limits(
-            cpu_cores=service.cpu_cores,
-            memory_bytes=service.memory_bytes,
-            disk_bytes=self.settings.job_disk_limit,
-            output_bytes=self.settings.job_log_flood_limit,
-        )
+        return contract.limits(service, self.settings)
 
     def job_spec(self, service: Service, job: JobView, attempt: int) -> JobSpec:
-        stored = None
-        if job.bucket is not None and job.key is not None:
-            stored = StoredInput(job.provider or DEFAULT_PROVIDER, job.bucket, job.key)
-        environment = dict(service.environment.variables)
-        environment.update(service.environment.secrets)
-        return JobSpec(
-            job_id=job.id,
-            attempt=attempt,
-            service=service.name,
-            image=service.image,
-            script=service.script,
-            event=job.event,
-            input=stored,
-            body_path=Path(job.body_path) if job.body_path else None,
-            event_time=event_time(job.created_at),
-            environment=environment,
-            token=service.token,
-            limits=self.limits(service),
-            timeout=service.timeout,
-            outputs=tuple(
-                StorageTarget(
-                    path.storage_provider,
-                    path.bucket,
-                    path.folder,
-                    tuple(path.prefix),
-                    tuple(path.suffix),
-                )
-                for path in service.output
-            ),
-        )
+        return contract.job_spec(service, job, attempt, self.settings)
 
     # JobReporter, called by the supervisor
 
@@ -391,7 +317,7 @@ class Engine:
             self.dispatcher.wake()
             return created
         job_id = str(uuid.uuid4())
-        content = decode_body(body)
+        content = contract.decode_body(body)
         path = self.bodies / job_id
         self.bodies.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as handle:
@@ -401,7 +327,7 @@ class Engine:
         new = NewJob(
             service=service.name,
             source=JobSource.INVOCATION,
-            event=_event_text(content),
+            event=contract.event_text(content),
             body_path=str(path),
             job_id=job_id,
         )

@@ -417,7 +417,7 @@ class Ledger:
             job.exit_code = outcome.exit_code
             job.reason = outcome.reason
             job.message = outcome.message
-            if job.source == JobSource.SYNC:
+            if job.source == JobSource.RUN:
                 # Its client waited for this very attempt: running it again would answer no one.
                 succeeded = outcome.kind is OutcomeKind.SUCCEEDED
                 _transition(job, JobStatus.SUCCEEDED if succeeded else JobStatus.FAILED, now)

@@ -50,8 +50,10 @@ class JobSource(StrEnum):
     """`POST /job` with any other body."""
     RECONCILE = "reconcile"
     """An existing object found by a reconcile pass."""
-    SYNC = "sync"
-    """`POST /run`: run at once in a warm container while the client waits; never retried."""
+    RUN = "sync"
+    """`POST /run`: run at once in a warm container while the client waits; never retried.
+    Stored and shown as `sync`, its name before the concept was called `run` everywhere, so
+    that existing state DBs and clients keep working."""
 
 
 class UtcDateTime(TypeDecorator[datetime]):

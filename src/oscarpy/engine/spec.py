@@ -62,3 +62,6 @@ class JobSpec:
     limits: Limits = field(default_factory=Limits)
     timeout: float | None = None
     outputs: tuple[StorageTarget, ...] = ()
+    user: str | None = None
+    """Who the script runs as (`uid:gid`); `None`: the image's user."""
+    network: str = "default"

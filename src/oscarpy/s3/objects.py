@@ -252,8 +252,7 @@ def validate_or_raise(key: str) -> None:
     try:
         validate_key(key)
     except InvalidObjectKey as error:
-        code = "KeyTooLongError" if "longer" in str(error) else "InvalidArgument"
-        raise S3Error(code, str(error)) from error
+        raise from_store_error(error) from error
 
 
 def copy_source(call: S3Call) -> tuple[str, str]:

@@ -388,6 +388,22 @@ class Service(_OscarModel):
     retries: int = Field(
         0, ge=0, le=100, description="oscar-py extension: re-runs of a script that exits non-zero."
     )
+    run_as_root: bool = Field(
+        False,
+        description="oscar-py extension: run the script as root in its container, for images "
+        "that need it; by default it runs as an unprivileged user (uid 65534).",
+    )
+    network: Literal["default", "none"] = Field(
+        "default",
+        description="oscar-py extension: `none` runs the service's containers without any "
+        "network; `default` on the container engine's default network.",
+    )
+    mask_secrets: bool = Field(
+        True,
+        description="oscar-py extension: replace the service's token and secrets with "
+        "`********` in `/run` answers, as in job logs; `false` answers them as the script "
+        "wrote them.",
+    )
 
     @field_validator("name", mode="after")
     @classmethod
