@@ -231,3 +231,34 @@ def test_upload_part_copy_with_an_invalid_range_answers_invalid_argument(s3: Any
         assert error_code(raised) == ("InvalidArgument", 400), wrong
     copied = copy("bytes=2-5")
     assert copied["CopyPartResult"]["ETag"] == f'"{hashlib.md5(b"2345").hexdigest()}"'
+
+
+def test_object_lock_calls_get_s3s_answers_for_a_bucket_without_object_lock(s3: Any) -> None:
+    s3.create_bucket(Bucket="no-lock")
+    s3.put_object(Bucket="no-lock", Key="k", Body=b"x")
+
+    with pytest.raises(ClientError) as raised:
+        s3.get_object_lock_configuration(Bucket="no-lock")
+    assert error_code(raised) == ("ObjectLockConfigurationNotFoundError", 404)
+    with pytest.raises(ClientError) as raised:
+        s3.put_object_lock_configuration(
+            Bucket="no-lock", ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"}
+        )
+    assert error_code(raised) == ("InvalidBucketState", 409)
+    for call in (
+        lambda: s3.get_object_retention(Bucket="no-lock", Key="k"),
+        lambda: s3.get_object_legal_hold(Bucket="no-lock", Key="k"),
+        lambda: s3.put_object_legal_hold(Bucket="no-lock", Key="k", LegalHold={"Status": "ON"}),
+        lambda: s3.put_object_retention(
+            Bucket="no-lock",
+            Key="k",
+            Retention={"Mode": "GOVERNANCE", "RetainUntilDate": "2030-01-01T00:00:00Z"},
+        ),
+    ):
+        with pytest.raises(ClientError) as raised:
+            call()
+        assert error_code(raised) == ("InvalidRequest", 400)
+    with pytest.raises(ClientError) as raised:
+        s3.get_object_lock_configuration(Bucket="no-such-lock-bucket")
+    assert error_code(raised) == ("NoSuchBucket", 404)
+    assert s3.get_object(Bucket="no-lock", Key="k")["Body"].read() == b"x"  # connection fine

@@ -103,6 +103,33 @@ async def get_versioning(call: S3Call) -> Response:
     return xml_response("VersioningConfiguration", "")
 
 
+async def get_object_lock(call: S3Call) -> Response:
+    """No bucket has object lock: S3's answer for such a bucket."""
+    await _require_bucket(call)
+    raise S3Error(
+        "ObjectLockConfigurationNotFoundError",
+        "Object Lock configuration does not exist for this bucket",
+    )
+
+
+async def put_object_lock(call: S3Call) -> Response:
+    """Object lock needs versioning, which no bucket has: S3's answer for such a bucket."""
+    await call.body(MAX_REQUEST_DOCUMENT)
+    await _require_bucket(call)
+    raise S3Error(
+        "InvalidBucketState",
+        "Versioning must be 'Enabled' on the bucket to apply a Object Lock configuration",
+    )
+
+
+async def object_lock_setting(call: S3Call) -> Response:
+    """Get/PutObjectRetention and Get/PutObjectLegalHold: S3's answer for a bucket without
+    object lock (every bucket here)."""
+    await call.body(MAX_REQUEST_DOCUMENT)
+    await _require_bucket(call)
+    raise S3Error("InvalidRequest", "Bucket is missing Object Lock Configuration")
+
+
 async def get_acl(call: S3Call) -> Response:
     if call.key:
         if await call.run(call.store.head, call.bucket, call.key) is None:
