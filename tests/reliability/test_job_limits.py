@@ -111,7 +111,7 @@ def test_a_script_writing_10_gib_is_killed_at_the_disk_limit(
     assert re.fullmatch(
         r"killed: wrote [\d.]+ [KMG]iB to disk; the disk limit is 64 MiB "
         r"\(OSCAR_JOB_DISK_LIMIT\)",
-        job.message,
+        job.message or "",
     ), job.message
     assert elapsed < 20
     assert sampler.largest_drop < MAX_FREE_SPACE_DROP, sampler.largest_drop

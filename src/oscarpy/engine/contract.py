@@ -18,6 +18,7 @@ import base64
 import binascii
 import json
 import os
+import socket
 from pathlib import Path, PurePosixPath
 
 from oscarpy.config import Settings
@@ -163,8 +164,13 @@ def environment(spec: JobSpec, mount: PurePosixPath) -> dict[str, str]:
             "JOB_UUID": spec.job_id,
             "OSCAR_SERVICE_NAME": spec.service,
             "OSCAR_SERVICE_TOKEN": spec.token,
+            "OSCAR_SERVICE_BASE_PATH": spec.base_path,
+            # OSCAR sets the Kubernetes node's name: here, the host that runs the job.
+            "RESOURCE_ID": socket.gethostname(),
         }
     )
+    if spec.input is not None and not spec.stage_in:
+        del variables["INPUT_FILE_PATH"]  # nothing was downloaded, as in OSCAR
     if len(spec.event.encode()) <= MAX_EVENT_TEXT and "\x00" not in spec.event:
         variables["EVENT"] = spec.event
     if spec.input is not None:
@@ -229,6 +235,8 @@ def job_spec(service: Service, job: JobView, attempt: int, settings: Settings) -
         token=service.token,
         limits=limits(service, settings),
         timeout=service.timeout,
+        stage_in=not service.file_stage_in,
+        base_path=service.exposed_base_path(),
         outputs=tuple(
             StorageTarget(
                 path.storage_provider,

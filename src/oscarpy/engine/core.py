@@ -22,13 +22,19 @@ from oscarpy.db import Database, SystemMeta, utcnow
 from oscarpy.engine import contract
 from oscarpy.engine.dispatcher import Capacity, Demand, Dispatcher
 from oscarpy.engine.errors import InfrastructureError, JobNotFound
-from oscarpy.engine.events import parse_object_event, storage_event
+from oscarpy.engine.events import (
+    ObjectReference,
+    parse_object_event,
+    storage_event,
+    upload_identity,
+)
 from oscarpy.engine.intake import Intake, path_contains
 from oscarpy.engine.ledger import Claim, JobView, Ledger, NewJob
 from oscarpy.engine.logstream import LogLine
 from oscarpy.engine.outcomes import LIMIT_REASONS, AttemptOutcome, OutcomeKind
 from oscarpy.engine.providers import Providers
 from oscarpy.engine.records import JobSource, JobStatus
+from oscarpy.engine.retention import Retention
 from oscarpy.engine.retries import RetryPolicy
 from oscarpy.engine.runtimes import make_runtime
 from oscarpy.engine.runtimes.base import Execution, Limits, Runtime
@@ -65,6 +71,14 @@ def host_capacity(settings: Settings) -> Capacity:
     else:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return Capacity(cpu=cpu, memory=memory)
+
+
+def _event_upload(reference: ObjectReference) -> str | None:
+    """The upload a MinIO/S3 event names: its sequencer (the same in each delivery of that
+    event), else its time; an event with neither is one per ETag, as before uploads counted."""
+    if reference.sequencer is not None:
+        return upload_identity(reference.etag or "", f"sequencer:{reference.sequencer}")
+    return upload_identity(reference.etag, reference.event_time)
 
 
 class Engine:
@@ -108,6 +122,12 @@ class Engine:
         self.intake = Intake(
             self.ledger, self._service_list, self.dispatcher.wake, region=settings.region
         )
+        self.retention = Retention(
+            self.ledger,
+            self._service_list,
+            default_ttl=settings.job_ttl,
+            interval=settings.job_expiry_interval,
+        )
         self._services: dict[str, Service] | None = None
         self._services_lock = threading.Lock()
         self._adoptions: dict[str, tuple[Execution, float | None, float | None]] = {}
@@ -122,6 +142,7 @@ class Engine:
         self.recover()
         self.intake.start()
         self.dispatcher.start()
+        self.retention.start()
         log.info(
             "job engine started (runtime %s, capacity %.2f CPU / %d MiB)",
             self.runtime.name,
@@ -130,6 +151,7 @@ class Engine:
         )
 
     def stop(self) -> None:
+        self.retention.stop()
         self.intake.stop()
         left = self.dispatcher.stop(self.settings.job_shutdown_grace)
         if left:
@@ -295,10 +317,13 @@ class Engine:
                 if input_path.bucket == reference.bucket:
                     provider = input_path.storage_provider
                     break
-            etag = reference.etag
-            if etag is None and self.providers.is_embedded(service, provider):
+            etag, upload = reference.etag, _event_upload(reference)
+            if self.providers.is_embedded(service, provider):
+                # The object as stored names its upload exactly as the intake does, so an
+                # event for an upload that already ran returns that job.
                 found = self.store.head(reference.bucket, reference.key)
-                etag = found.etag if found is not None else None
+                if found is not None and etag in (None, found.etag):
+                    etag, upload = found.etag, upload_identity(found.etag, found.last_modified)
             new = NewJob(
                 service=service.name,
                 source=JobSource.EVENT,
@@ -307,11 +332,15 @@ class Engine:
                 bucket=reference.bucket,
                 key=reference.key,
                 etag=etag,
+                upload=upload,
             )
             created = self.ledger.add_job(new)
             if created is None:
-                existing = self.ledger.find_job(service.name, reference.bucket, reference.key, etag)
-                if existing is not None:
+                # Only a job with an upload identity is ever refused as a duplicate.
+                existing = upload and self.ledger.find_upload(
+                    service.name, reference.bucket, reference.key, upload
+                )
+                if existing:
                     return existing
                 raise JobNotFound("the job of this event vanished; send it again")
             self.dispatcher.wake()
@@ -348,7 +377,7 @@ class Engine:
             for found in provider.list_objects(path.bucket, path.key_prefix()):
                 if not path_contains(path, found.bucket, found.key):
                     continue
-                if self.ledger.find_job(service.name, found.bucket, found.key, found.etag):
+                if self.ledger.had_job(service.name, found.bucket, found.key, found.etag):
                     continue
                 new = NewJob(
                     service=service.name,
@@ -365,6 +394,7 @@ class Engine:
                     bucket=found.bucket,
                     key=found.key,
                     etag=found.etag,
+                    upload=upload_identity(found.etag, found.last_modified),
                 )
                 if self.ledger.add_job(new) is not None:
                     created += 1

@@ -177,7 +177,7 @@ class Supervisor:
             input_path = contract.build_work_dir(
                 work_dir, spec, spec.body_path if spec.input is None else None
             )
-            if spec.input is not None:
+            if spec.input is not None and spec.stage_in:
                 provider = providers(spec.input.provider)
                 provider.download(spec.input.bucket, spec.input.key, input_path)
                 set_mode(input_path, contract.READABLE)
