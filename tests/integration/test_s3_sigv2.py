@@ -16,7 +16,7 @@ from tests.integration.test_s3_awscli import aws
 from tests.integration.test_s3_support import client, error_code, s3_server  # noqa: F401
 from tests.support.server import RunningServer
 
-BUCKET = "signed-v2"
+BUCKET = "sigv2-presigned"
 
 
 @pytest.fixture(scope="module")
@@ -101,29 +101,29 @@ def test_the_sigv2_authorization_header_signs_every_operation(
     v2.meta.events.register(
         "before-send.s3", lambda request, **_: sent.append(request.headers["Authorization"])
     )
-    v2.create_bucket(Bucket="header-v2")
+    v2.create_bucket(Bucket="sigv2-header")
     v2.put_object(
-        Bucket="header-v2",
+        Bucket="sigv2-header",
         Key="folder/x y.txt",
         Body=b"header signed",
         ContentType="text/plain",
         Metadata={"origin": "v2"},
     )
-    got = v2.get_object(Bucket="header-v2", Key="folder/x y.txt")
+    got = v2.get_object(Bucket="sigv2-header", Key="folder/x y.txt")
     assert (got["Body"].read(), got["Metadata"]) == (b"header signed", {"origin": "v2"})
-    listed = v2.list_objects_v2(Bucket="header-v2", Delimiter="/")
+    listed = v2.list_objects_v2(Bucket="sigv2-header", Delimiter="/")
     assert [p["Prefix"] for p in listed["CommonPrefixes"]] == ["folder/"]
     v2.copy_object(
-        Bucket="header-v2",
+        Bucket="sigv2-header",
         Key="copy.txt",
-        CopySource={"Bucket": "header-v2", "Key": "folder/x y.txt"},
+        CopySource={"Bucket": "sigv2-header", "Key": "folder/x y.txt"},
     )
-    assert v2.get_bucket_acl(Bucket="header-v2")["Grants"]
+    assert v2.get_bucket_acl(Bucket="sigv2-header")["Grants"]
     v2.delete_objects(
-        Bucket="header-v2",
+        Bucket="sigv2-header",
         Delete={"Objects": [{"Key": "copy.txt"}, {"Key": "folder/x y.txt"}]},
     )
-    v2.delete_bucket(Bucket="header-v2")
+    v2.delete_bucket(Bucket="sigv2-header")
     assert sent and all(value.startswith(b"AWS ") for value in sent)
 
 
