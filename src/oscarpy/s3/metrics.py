@@ -27,6 +27,8 @@ _OPERATIONS = {
     "list_versions": "ListObjectVersions",
     "get_acl": "GetAcl",
     "list_objects_v2": "ListObjectsV2",
+    "get_object_lock": "GetObjectLockConfiguration",
+    "put_object_lock": "PutObjectLockConfiguration",
 }
 UNSUPPORTED = "Unsupported"
 """Requests no operation answers (501), whatever they asked for."""
@@ -67,6 +69,9 @@ def _name(method: str, bucket: str, key: str, raw_query: bytes, copy: bool) -> s
     name = handler.__name__.lstrip("_")
     if name == "list_bucket":
         return "ListObjectsV2" if query.get("list-type") == "2" else "ListObjects"
+    if name == "object_lock_setting":
+        setting = "Retention" if "retention" in query else "LegalHold"
+        return f"{method.capitalize()}Object{setting}"
     if copy and name in ("put_object", "upload_part"):
         return "CopyObject" if name == "put_object" else "UploadPartCopy"
     return _OPERATIONS.get(name) or "".join(part.capitalize() for part in name.split("_"))
