@@ -5,6 +5,9 @@ after its own cursor and, in one transaction, creates a job for every service wh
 (bucket + folder, and its prefix/suffix filters) contains the key and moves the cursor past
 them. A crash therefore loses no event and creates no job twice. The store wakes the intake
 after each commit; a slow poll covers events committed by another process.
+
+`reconcile` is the third source: it lists a service's inputs (any provider) and creates a job
+for each object version that has none yet.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ from collections.abc import Callable, Iterable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from oscarpy.db import utcnow
 from oscarpy.engine.events import storage_event
 from oscarpy.engine.ledger import Ledger, NewJob
 from oscarpy.engine.records import IntakeCursor, JobSource
 from oscarpy.services.model import Service, StoragePath
 from oscarpy.storage.events import ObjectEvent, fetch_events, prune_events
+from oscarpy.storage.providers.base import StorageProvider
 
 log = logging.getLogger(__name__)
 
@@ -193,4 +198,32 @@ class Intake:
             )
             if self.ledger.add(session, new) is not None:
                 created += 1
+        return created
+
+    def reconcile(self, service: Service, resolve: Callable[[str], StorageProvider]) -> int:
+        """Create jobs for the objects under the service's inputs that have none yet;
+        `resolve` turns a provider name of the service into its provider."""
+        created = 0
+        for path in service.input:
+            provider = resolve(path.storage_provider)
+            for found in provider.list_objects(path.bucket, path.key_prefix()):
+                if not path_contains(path, found.bucket, found.key):
+                    continue
+                if self.ledger.find_job(service.name, found.bucket, found.key, found.etag):
+                    continue
+                new = NewJob(
+                    service=service.name,
+                    source=JobSource.RECONCILE,
+                    event=storage_event(
+                        found.bucket, found.key, found.size, found.etag, utcnow(), self._region
+                    ),
+                    provider=path.storage_provider,
+                    bucket=found.bucket,
+                    key=found.key,
+                    etag=found.etag,
+                )
+                if self.ledger.add_job(new) is not None:
+                    created += 1
+        if created:
+            self._on_jobs()
         return created

@@ -25,7 +25,7 @@ from oscarpy.db import Database, utcnow
 from oscarpy.engine.errors import InvalidJobOperation, JobNotFound
 from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
 from oscarpy.engine.records import Job, JobAttempt, JobLogChunk, JobSource, JobStatus
-from oscarpy.engine.retries import RetryPolicy
+from oscarpy.engine.retries import Failures, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,33 @@ class JobView:
             reason=job.reason,
             message=job.message,
             log_truncated=job.log_truncated,
+        )
+
+
+@dataclass(frozen=True)
+class AttemptView:
+    """A read-only snapshot of one attempt at running a job."""
+
+    number: int
+    execution_id: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str | None
+    exit_code: int | None
+    reason: str | None
+    message: str | None
+
+    @classmethod
+    def of(cls, attempt: JobAttempt) -> AttemptView:
+        return cls(
+            number=attempt.number,
+            execution_id=attempt.execution_id,
+            started_at=attempt.started_at,
+            finished_at=attempt.finished_at,
+            outcome=attempt.outcome,
+            exit_code=attempt.exit_code,
+            reason=attempt.reason,
+            message=attempt.message,
         )
 
 
@@ -274,15 +301,16 @@ class Ledger:
             )
             return [JobView.of(job) for job in rows], total
 
-    def attempts(self, job_id: str) -> list[JobAttempt]:
+    def attempts(self, job_id: str) -> list[AttemptView]:
         with self.database.session() as session:
-            return list(
-                session.scalars(
+            return [
+                AttemptView.of(attempt)
+                for attempt in session.scalars(
                     select(JobAttempt)
                     .where(JobAttempt.job_id == job_id)
                     .order_by(JobAttempt.number)
                 )
-            )
+            ]
 
     def count_by_status(self, service: str | None = None) -> dict[JobStatus, int]:
         with self.database.session() as session:
@@ -290,6 +318,26 @@ class Ledger:
             if service is not None:
                 query = query.where(Job.service == service)
             return {JobStatus(status): count for status, count in session.execute(query).all()}
+
+    def finished_since(self, start: datetime) -> list[tuple[JobStatus, datetime]]:
+        """When each job that succeeded or failed from `start` on ended, and how."""
+        with self.database.session() as session:
+            rows = session.execute(
+                select(Job.status, Job.finished_at).where(
+                    Job.finished_at >= start,
+                    Job.status.in_([JobStatus.SUCCEEDED.value, JobStatus.FAILED.value]),
+                )
+            ).all()
+        return [(JobStatus(status), finished) for status, finished in rows if finished]
+
+    def running_by_service(self) -> dict[str, int]:
+        with self.database.session() as session:
+            rows = session.execute(
+                select(Job.service, func.count())
+                .where(Job.status == JobStatus.RUNNING.value)
+                .group_by(Job.service)
+            ).all()
+        return {str(service): int(count) for service, count in rows}
 
     # -- dispatching ----------------------------------------------------------------------
 
@@ -417,27 +465,23 @@ class Ledger:
             job.exit_code = outcome.exit_code
             job.reason = outcome.reason
             job.message = outcome.message
-            if job.source == JobSource.SYNC:
-                # Its client waited for this very attempt: running it again would answer no one.
-                succeeded = outcome.kind is OutcomeKind.SUCCEEDED
-                _transition(job, JobStatus.SUCCEEDED if succeeded else JobStatus.FAILED, now)
+            if outcome.kind is OutcomeKind.SCRIPT_FAILED:
+                job.script_failures += 1
+            elif outcome.kind is OutcomeKind.INFRASTRUCTURE_FAILED:
+                job.infrastructure_failures += 1
+            delay = self.retry_policy.next_attempt(
+                JobSource(job.source),
+                outcome,
+                Failures(job.script_failures, job.infrastructure_failures),
+                script_retries,
+            )
+            if delay is not None:
+                _transition(job, JobStatus.PENDING, now)
+                job.next_attempt_at = now + timedelta(seconds=delay)
             elif outcome.kind is OutcomeKind.SUCCEEDED:
                 _transition(job, JobStatus.SUCCEEDED, now)
-            elif outcome.kind is OutcomeKind.SCRIPT_FAILED:
-                job.script_failures += 1
-                if job.script_failures <= script_retries:
-                    _transition(job, JobStatus.PENDING, now)
-                    job.next_attempt_at = now
-                else:
-                    _transition(job, JobStatus.FAILED, now)
             else:
-                job.infrastructure_failures += 1
-                if self.retry_policy.allows(job.infrastructure_failures):
-                    delay = self.retry_policy.backoff(job.infrastructure_failures)
-                    _transition(job, JobStatus.PENDING, now)
-                    job.next_attempt_at = now + timedelta(seconds=delay)
-                else:
-                    _transition(job, JobStatus.FAILED, now)
+                _transition(job, JobStatus.FAILED, now)
             return JobStatus(job.status)
 
     def take_over_orphans(self, alive: Callable[[str], bool | None] | None = None) -> list[Claim]:

@@ -1,19 +1,18 @@
 """What the overview shows: jobs finished over time and the capacity running jobs hold.
 
-These are read-only queries over the job ledger's table that the ledger has no method for
-yet; they never write (only `oscarpy.engine.ledger` does).
+The job engine answers the queries (`Engine.finished_since`, `Engine.running_by_service`);
+this module cuts their answers into what the page draws.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
-
-from oscarpy.db import Database, utcnow
-from oscarpy.engine.records import Job, JobStatus
+from oscarpy.db import utcnow
+from oscarpy.engine import JobStatus
 from oscarpy.services.model import Service
 
 
@@ -42,7 +41,9 @@ class Slot:
 
 
 def finished_over_time(
-    database: Database, window: Window, now: datetime | None = None
+    finished_since: Callable[[datetime], list[tuple[JobStatus, datetime]]],
+    window: Window,
+    now: datetime | None = None,
 ) -> list[Slot]:
     """Jobs that succeeded or failed in each slot of the window, oldest slot first."""
     now = now or utcnow()
@@ -52,16 +53,7 @@ def finished_over_time(
     end = datetime.fromtimestamp(end_epoch, tz=now.tzinfo)
     start = end - window.slot * window.slots
     counts = [[0, 0] for _ in range(window.slots)]
-    with database.session() as session:
-        rows = session.execute(
-            select(Job.status, Job.finished_at).where(
-                Job.finished_at >= start,
-                Job.status.in_([JobStatus.SUCCEEDED.value, JobStatus.FAILED.value]),
-            )
-        ).all()
-    for status, finished in rows:
-        if finished is None:
-            continue
+    for status, finished in finished_since(start):
         index = int((finished - start) / window.slot)
         if 0 <= index < window.slots:
             counts[index][0 if status == JobStatus.SUCCEEDED else 1] += 1
@@ -69,16 +61,6 @@ def finished_over_time(
         Slot(start + window.slot * index, succeeded, failed)
         for index, (succeeded, failed) in enumerate(counts)
     ]
-
-
-def running_by_service(database: Database) -> dict[str, int]:
-    with database.session() as session:
-        rows = session.execute(
-            select(Job.service, func.count())
-            .where(Job.status == JobStatus.RUNNING.value)
-            .group_by(Job.service)
-        ).all()
-    return {str(service): int(count) for service, count in rows}
 
 
 @dataclass(frozen=True)

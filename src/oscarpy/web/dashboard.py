@@ -41,7 +41,7 @@ from oscarpy.storage.errors import (
 )
 
 if TYPE_CHECKING:
-    from oscarpy.engine.core import Engine
+    from oscarpy.engine import Engine
     from oscarpy.services.registry import ServiceRegistry
     from oscarpy.storage.store import ObjectStore
 

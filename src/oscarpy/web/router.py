@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from oscarpy.auth.credentials import AdminCredentials
 from oscarpy.auth.sessions import SessionCodec
-from oscarpy.engine.records import JobStatus
+from oscarpy.engine import JobStatus
 from oscarpy.web import activity, services, storage
 from oscarpy.web.dashboard import (
     _HERE,
@@ -99,12 +99,11 @@ def _overview(request: Request, window: activity.Window) -> dict[str, Any]:
     running_engine = engine_or_none(request)
     if running_engine is None:
         return context
-    counts = running_engine.ledger.count_by_status()
+    counts = running_engine.counts()
     context["jobs"] = {status.value: counts.get(status, 0) for status in JobStatus}
-    database = running_engine.ledger.database
-    context["slots"] = activity.finished_over_time(database, window)
-    cpu, memory = activity.reserved(service_list, activity.running_by_service(database))
-    capacity = running_engine.dispatcher.capacity
+    context["slots"] = activity.finished_over_time(running_engine.finished_since, window)
+    cpu, memory = activity.reserved(service_list, running_engine.running_by_service())
+    capacity = running_engine.capacity
     context["cpu"] = activity.Usage(cpu, capacity.cpu)
     context["memory"] = activity.Usage(memory, capacity.memory)
     context["chart"] = _chart(context["slots"])
