@@ -34,6 +34,7 @@ from oscarpy.config import Settings
 from oscarpy.db import Database
 from oscarpy.engine import Engine, EngineError
 from oscarpy.engine.sync import SyncRunner
+from oscarpy.instances import Instances
 from oscarpy.s3.app import create_s3_app
 from oscarpy.services.registry import ServiceRegistry
 from oscarpy.storage.store import ObjectStore
@@ -124,17 +125,19 @@ class Platform:
             raise StartupError(
                 f"cannot open the state DB {self.database.describe()}: {error}"
             ) from error
-        self.store = ObjectStore(self.database, settings.data_dir)
-        self.store.recover()
+        # Registered before anything is written, so that no other process sharing the state DB
+        # takes this one's uploads or jobs for a dead process's.
+        self.instances = Instances(self.database, settings.job_lease_seconds)
+        self.instances.start()
+        self.store = ObjectStore(self.database, settings.data_dir, self.instances.token)
         self.registry = ServiceRegistry(self.database, self.store)
         try:
-            self.engine = Engine(settings, self.database, self.store, self.registry)
-        except EngineError as error:
-            self.close_sockets()
-            raise StartupError(str(error)) from error
-        try:
+            self.engine = Engine(
+                settings, self.database, self.store, self.registry, instances=self.instances
+            )
             self.sync = SyncRunner(settings, self.engine)
         except EngineError as error:
+            self.instances.stop()
             self.close_sockets()
             raise StartupError(str(error)) from error
         api_app = create_app(settings, self.database, self.admin)
@@ -166,6 +169,7 @@ class Platform:
         finally:
             for service in reversed(self.background):
                 service.stop()
+            self.instances.stop()
             self.database.close()
             self.close_sockets()
         log.info("stopped")

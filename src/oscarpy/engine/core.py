@@ -41,6 +41,7 @@ from oscarpy.engine.retries import RetryPolicy
 from oscarpy.engine.runtimes.base import Limits, Runtime
 from oscarpy.engine.spec import JobSpec, StorageTarget, StoredInput
 from oscarpy.engine.supervisor import Supervisor
+from oscarpy.instances import Instances
 from oscarpy.services.model import DEFAULT_PROVIDER, Service
 from oscarpy.services.registry import ServiceRegistry
 from oscarpy.storage.providers.base import StorageProvider
@@ -112,14 +113,21 @@ class Engine:
         registry: ServiceRegistry,
         *,
         runtime: Runtime | None = None,
+        instances: Instances | None = None,
     ) -> None:
+        """`instances` is this server instance, started before the engine (by the server);
+        without it the engine makes and starts its own."""
         self.settings = settings
         self.store = store
         self.registry = registry
         self.instance = instance_id(database)
+        self._owns_instances = instances is None
+        self.instances = instances or Instances(database, settings.job_lease_seconds)
         self.catalog = ServiceCatalog(registry)
         self.ledger = Ledger(
             database,
+            owner=self.instances.id,
+            alive=self.instances.is_alive,
             lease_seconds=settings.job_lease_seconds,
             log_cap=settings.job_log_limit,
             retry_policy=RetryPolicy(
@@ -138,13 +146,20 @@ class Engine:
             host_capacity(settings),
             self.catalog.demand,
             self._execute,
-            maintenance=self._take_over,
+            maintenance=self._maintain,
         )
         self.recovery = Recovery(
-            self.ledger, self.runtime, self.supervisor, self.catalog, self.dispatcher.launch
+            self.ledger,
+            self.runtime,
+            self.supervisor,
+            self.catalog,
+            self.dispatcher.launch,
+            instances=self.instances,
+            store=store,
+            data_dir=settings.data_dir,
         )
         self.intake = Intake(
-            self.ledger, self.catalog.list, self.dispatcher.wake, region=settings.region
+            self.ledger, self.catalog.fresh, self.dispatcher.wake, region=settings.region
         )
         self.operations = JobOperations(self.ledger, self.catalog, self.dispatcher, self.runtime)
         store.add_commit_listener(self.intake.wake)
@@ -153,6 +168,8 @@ class Engine:
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
+        if self._owns_instances:
+            self.instances.start()
         self.supervisor.work_root.mkdir(parents=True, exist_ok=True)
         self.bodies.mkdir(parents=True, exist_ok=True)
         self.recovery.recover()
@@ -171,9 +188,11 @@ class Engine:
         if left:
             log.warning("%d job(s) still running are adopted on the next start", len(left))
         self.runtime.close()
+        if self._owns_instances:
+            self.instances.stop()
 
-    def _take_over(self) -> None:
-        self.recovery.take_over()
+    def _maintain(self) -> None:
+        self.recovery.maintain()
 
     def _on_service_change(self, event: str, service: Service) -> None:
         self.catalog.forget()

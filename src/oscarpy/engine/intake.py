@@ -152,7 +152,6 @@ class Intake:
 
     def process_batch(self) -> int:
         """Turn the next batch of events into jobs; returns how many events were read."""
-        services = self._services()
         created = 0
         with self.ledger.writing() as session:
             cursor = session.get(IntakeCursor, CURSOR, with_for_update=True)
@@ -160,6 +159,9 @@ class Intake:
                 cursor = IntakeCursor(name=CURSOR, position=0)
                 session.add(cursor)
             events = fetch_events(session, cursor.position, _BATCH)
+            # Read after the events: a service registered (by any process) before an object
+            # of its input was written is then always known.
+            services = self._services() if events else []
             for event in events:
                 created += self._jobs_for(session, services, event)
             if events:

@@ -7,8 +7,8 @@ runs through `docker exec`. This module and the engine's Docker adapter are the 
 that see `docker.errors`.
 
 Labels: `oscar.instance` (the installation), `oscar.service`, `oscar.role=warm` and
-`oscar.owner` (the server process, as the ledger names it), so that a restarted server removes
-the warm containers its dead predecessor left, and never another live process's.
+`oscar.owner` (the server instance, as the ledger names it), so that a server removes the warm
+containers a dead instance left (its lease expired), and never another live instance's.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import docker.errors
 import requests.exceptions
 
 from oscarpy.engine.errors import ContainerError, ImageUnavailable, RuntimeUnavailable
-from oscarpy.engine.ledger import owner_is_alive
 from oscarpy.engine.runtimes.base import (
     Limits,
     OutputSink,
@@ -190,11 +189,18 @@ class DockerWarmContainer:
 class DockerWarmRuntime:
     name = "docker"
 
-    def __init__(self, instance: str, owner: str, prepare: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        instance: str,
+        owner: str,
+        prepare: Callable[[str], None],
+        alive: Callable[[str], bool],
+    ) -> None:
         """`prepare` makes an image available: the engine runtime's, so that pulls and their
-        errors are handled in one place."""
+        errors are handled in one place; `alive` tells whether a server instance lives."""
         self.instance = instance
         self.owner = owner
+        self._alive = alive
         self._prepare = prepare
         try:
             self.control = docker.from_env(timeout=_API_TIMEOUT)
@@ -266,7 +272,7 @@ class DockerWarmRuntime:
         removed = 0
         for entry in found:
             owner = str((entry.get("Labels") or {}).get(LABEL_OWNER, ""))
-            if owner != self.owner and owner_is_alive(owner, self.owner) is False:
+            if owner != self.owner and not self._alive(owner):
                 self.remove(str(entry["Id"]))
                 removed += 1
         return removed

@@ -26,6 +26,7 @@ from oscarpy.engine.ledger import NewJob
 from oscarpy.engine.logstream import LogStream
 from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
 from oscarpy.engine.records import JobSource
+from oscarpy.engine.recovery import run_root
 from oscarpy.engine.runtimes.base import EndReason, RunResult
 from oscarpy.engine.spec import JobSpec
 from oscarpy.engine.supervisor import (
@@ -100,7 +101,7 @@ class SyncRunner:
     def __init__(self, settings: Settings, engine: Engine, runtime: WarmRuntime | None = None):
         self.settings = settings
         self.engine = engine
-        self.root = settings.data_dir / "run"
+        self.root = run_root(settings.data_dir, engine.ledger.owner)
         self.requests = self.root / "requests"
         self.answers = self.root / "answers"
         self.runtime = runtime or self._make_runtime()
@@ -117,12 +118,14 @@ class SyncRunner:
             limits=engine.limits,
         )
         engine.registry.add_listener(self.pools.on_service_change)
+        engine.recovery.add_cleaner(lambda _instance: self.runtime.sweep())
 
     def _make_runtime(self) -> WarmRuntime:
         runtime = self.engine.runtime
         if runtime.name == "docker":
+            ledger = self.engine.ledger
             return DockerWarmRuntime(
-                self.engine.instance, self.engine.ledger.owner, runtime.prepare
+                self.engine.instance, ledger.owner, runtime.prepare, ledger.is_alive
             )
         return HostWarmRuntime(runtime)
 
