@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import signal
 import socket
 import tempfile
@@ -55,9 +56,18 @@ class BackgroundService(Protocol):
     def stop(self) -> None: ...
 
 
+PRIVATE_UMASK = 0o077
+"""Everything the server creates is its user's alone: files 0600, directories 0700."""
+
+
 def prepare_data_dir(path: Path) -> None:
+    """Create the data directory private to this user (0700), and make an existing one so:
+    what is inside (state DB, blobs, job bodies, credentials) is then out of other local
+    users' reach, whatever the modes of the files an older version wrote."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if path.stat().st_uid == os.geteuid():
+            os.chmod(path, 0o700)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
             pass
     except OSError as error:
@@ -105,6 +115,7 @@ class Platform:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        os.umask(PRIVATE_UMASK)
         prepare_data_dir(settings.data_dir)
         try:
             self.admin: AdminCredentials = load_or_create_admin(settings)

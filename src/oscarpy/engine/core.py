@@ -44,6 +44,7 @@ from oscarpy.engine.supervisor import Supervisor
 from oscarpy.instances import Instances
 from oscarpy.services.model import DEFAULT_PROVIDER, Service
 from oscarpy.services.registry import ServiceRegistry
+from oscarpy.storage.blobs import private_opener
 from oscarpy.storage.providers.base import StorageProvider
 from oscarpy.storage.store import ObjectStore
 
@@ -316,7 +317,7 @@ class Engine:
         content = decode_body(body)
         path = self.bodies / job_id
         self.bodies.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as handle:
+        with open(path, "wb", opener=private_opener) as handle:
             handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())

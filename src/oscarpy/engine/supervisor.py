@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
+from oscarpy.engine.access import open_to_script
 from oscarpy.engine.errors import InfrastructureError, StagingError
 from oscarpy.engine.limits import Guard, disk_usage
 from oscarpy.engine.logstream import LogLine, LogStream
@@ -196,8 +197,6 @@ class Supervisor:
             input_dir.mkdir(parents=True)
             for writable in (work_dir / "output", work_dir / "tmp"):
                 writable.mkdir()
-                # An image may run as a non-root user: let it write its outputs and temporaries.
-                os.chmod(writable, 0o1777)
             (work_dir / SCRIPT_FILE).write_text(spec.script)
             (work_dir / EVENT_FILE).write_text(spec.event)
             if spec.input is not None:
@@ -206,6 +205,7 @@ class Supervisor:
                 provider.download(spec.input.bucket, spec.input.key, destination)
             elif spec.body_path is not None:
                 shutil.copyfile(spec.body_path, input_dir / BODY_FILE)
+            open_to_script(work_dir)
         except StorageError as error:
             raise StagingError(f"cannot stage the input in: {error}") from error
         except OSError as error:

@@ -31,6 +31,15 @@ _hashing = ThreadPoolExecutor(max_workers=4, thread_name_prefix="blob-hashing")
 WRITEBACK_STEP = 16 * 1024 * 1024
 
 
+PRIVATE_MODE = 0o600
+"""Blobs are the server user's alone, whatever the process's umask."""
+
+
+def private_opener(path: str, flags: int) -> int:
+    """An `opener` for `open()` that creates files only the server's user may read."""
+    return os.open(path, flags, PRIVATE_MODE)
+
+
 class RunningHash(Protocol):
     def update(self, data: bytes, /) -> None: ...
 
@@ -52,7 +61,7 @@ class BlobWriter:
         self._blobs = blobs
         self.blob_id = blobs.new_id()
         self.temporary = blobs.incoming / self.blob_id
-        self._file: BinaryIO = open(self.temporary, "xb")  # noqa: SIM115 - closed in finish/abort
+        self._file: BinaryIO = open(self.temporary, "xb", opener=private_opener)  # noqa: SIM115 - closed in finish/abort
         self._md5 = hashlib.md5(usedforsecurity=False)
         self._sha256 = hashlib.sha256() if sha256 else None
         self._hashes: list[RunningHash] = [self._md5]
@@ -154,7 +163,7 @@ class Blobs:
         temporary = self.incoming / blob_id
         try:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-            descriptor = os.open(temporary, flags, 0o666)  # the mode `open()` gives
+            descriptor = os.open(temporary, flags, PRIVATE_MODE)
             try:
                 view = memoryview(data)
                 while view:

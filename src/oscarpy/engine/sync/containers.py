@@ -25,6 +25,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
+from oscarpy.engine.access import open_to_script
 from oscarpy.engine.errors import ContainerError, ImageUnavailable, RuntimeUnavailable
 from oscarpy.engine.runtimes.base import (
     Limits,
@@ -362,6 +363,7 @@ def new_container_dir(root: Path, service: str) -> Path:
     """A fresh host directory for one warm container; its name is also the container's."""
     path = root / f"oscar-run-{service}-{uuid.uuid4().hex[:10]}"
     path.mkdir(parents=True)
+    open_to_script(path)  # the container's user works in it
     return path
 
 

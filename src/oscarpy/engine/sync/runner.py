@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from oscarpy.config import Settings
+from oscarpy.engine.access import open_to_script
 from oscarpy.engine.core import Engine, host_capacity
 from oscarpy.engine.errors import InfrastructureError, StagingError
 from oscarpy.engine.ledger import NewJob
@@ -259,11 +260,10 @@ class SyncRunner:
             (work_dir / "input").mkdir(parents=True)
             for writable in (work_dir / "output", work_dir / "tmp"):
                 writable.mkdir()
-                # An image may run as a non-root user: let it write its outputs and temporaries.
-                os.chmod(writable, 0o1777)
             (work_dir / SCRIPT_FILE).write_text(script)
             (work_dir / EVENT_FILE).write_text(event)
             os.replace(staged, work_dir / "input" / BODY_FILE)
+            open_to_script(work_dir)
         except OSError as error:
             raise StagingError(f"cannot prepare the work directory {work_dir}: {error}") from error
 
