@@ -34,7 +34,7 @@ from oscarpy.auth.credentials import (
 from oscarpy.config import Settings
 from oscarpy.db import Database
 from oscarpy.engine import Engine, EngineError
-from oscarpy.engine.sync import SyncRunner
+from oscarpy.engine.run import Runner
 from oscarpy.instances import Instances
 from oscarpy.s3.app import create_s3_app
 from oscarpy.services.registry import ServiceRegistry
@@ -146,7 +146,7 @@ class Platform:
             self.engine = Engine(
                 settings, self.database, self.store, self.registry, instances=self.instances
             )
-            self.sync = SyncRunner(settings, self.engine)
+            self.runner = Runner(settings, self.engine)
         except EngineError as error:
             self.instances.stop()
             self.close_sockets()
@@ -156,11 +156,11 @@ class Platform:
         api_app.state.store = self.store
         api_app.state.registry = self.registry
         api_app.state.engine = self.engine
-        api_app.state.sync = self.sync
+        api_app.state.runner = self.runner
         api_app.state.s3_endpoint = self.s3_endpoint
         self.api_app: ASGIApp = api_app
         self.s3_app: ASGIApp = create_s3_app(self.store, self.admin, settings)
-        self.background: list[BackgroundService] = [self.engine, self.sync]
+        self.background: list[BackgroundService] = [self.engine, self.runner]
 
     @property
     def api_endpoint(self) -> str:

@@ -157,15 +157,11 @@ def test_kill_9_of_one_process_breaks_none_of_the_others(
         assert len(owners & set(pids)) == processes, "not every process runs jobs"
         victim = servers[-1]
         survivors = servers[:-1]
-        upload_started = threading.Event()
         go = threading.Event()
         parts = [b"a" * 300_000, b"b" * 300_000]
         with ThreadPoolExecutor(1) as uploader:
-            upload = uploader.submit(
-                lambda: (upload_started.set(), _slow_upload(survivors[0], "slow.bin", parts, go))[1]
-            )
-            upload_started.wait(10)
-            time.sleep(0.5)  # the first part is in the survivor's incoming blob
+            upload = uploader.submit(_slow_upload, survivors[0], "slow.bin", parts, go)
+            time.sleep(2)  # the first part is in the survivor's incoming blob
             victim.kill()
             newcomer = start_server(data, env=env, log_name="newcomer", wait=120)
             # The newcomer has recovered; the survivors go on as if nothing happened.

@@ -8,12 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from oscarpy.engine.core import decode_body
+from oscarpy.engine.contract import decode_body, input_file_name
 from oscarpy.engine.events import parse_object_event, storage_event
 from oscarpy.engine.logstream import MAX_LINE, LogLine, LogStream
 from oscarpy.engine.retries import RetryPolicy
 from oscarpy.engine.runtimes.base import EndReason, result_from_exit
-from oscarpy.engine.supervisor import input_file_name
 from oscarpy.log import register_secret
 
 
@@ -164,4 +163,4 @@ def test_the_retry_policy_decides_every_next_attempt() -> None:
     assert policy.next_attempt(storage, flood, Failures(script=1), script_retries=5) is None
     assert policy.next_attempt(storage, broken, Failures(infrastructure=1)) == 4
     assert policy.next_attempt(storage, broken, Failures(infrastructure=2)) is None
-    assert policy.next_attempt(JobSource.SYNC, broken, Failures(infrastructure=1)) is None
+    assert policy.next_attempt(JobSource.RUN, broken, Failures(infrastructure=1)) is None

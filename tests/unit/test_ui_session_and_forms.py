@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 
 from oscarpy.auth.credentials import AdminCredentials
 from oscarpy.auth.sessions import SessionCodec
@@ -47,7 +47,7 @@ def test_the_password_check_wants_both_user_and_password() -> None:
 
 
 def _submitted(**fields: str | list[str]) -> FormData:
-    items: list[tuple[str, str]] = []
+    items: list[tuple[str, str | UploadFile]] = []
     for name, value in fields.items():
         for each in [value] if isinstance(value, str) else value:
             items.append((name, each))

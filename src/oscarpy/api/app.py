@@ -38,8 +38,6 @@ def create_app(settings: Settings, database: Database, admin: AdminCredentials) 
     app.include_router(logs.router)
     app.include_router(run.router)
     install_error_handlers(app)
-    jobs.install_engine_errors(app)
-    run.install_run_errors(app)
     openapi.document(app)
     app.add_middleware(StripTrailingSlash)
     return app

@@ -1,8 +1,9 @@
 """`POST /run/{service}`: synchronous invocation, answered from the service's warm containers.
 
 The body is streamed to disk (never held whole in memory) up to `run_body_limit`; the script
-runs while the client waits; its answer is streamed back. Every request is a job of kind `sync`
-whose id is in the `X-Oscar-Job-Id` header, so its log is at `/system/logs/{service}/{id}`.
+runs while the client waits; its answer is streamed back. Every request is a job of source
+`run` (shown as `sync`) whose id is in the `X-Oscar-Job-Id` header, so its log is at
+`/system/logs/{service}/{id}`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import functools
 
 import anyio
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
@@ -20,12 +21,10 @@ from oscarpy.api.errors import error_responses
 from oscarpy.api.jobs import checked_name
 from oscarpy.api.schemas import ErrorBody
 from oscarpy.engine import AttemptOutcome, OutcomeKind
-from oscarpy.engine.sync import (
+from oscarpy.engine.run import (
     Answer,
     BodyTooLarge,
-    InvalidBody,
-    InvocationError,
-    SyncRunner,
+    Runner,
     iterate_answer,
 )
 
@@ -44,18 +43,6 @@ class RunFailed(BaseModel):
     detail: str = Field(description="How the job ended, and its id.")
     job_id: str = Field(description="The job; its whole log is at /system/logs/{service}/{id}.")
     log_tail: str = Field(description="The last lines of the job's log.")
-
-
-RUN_STATUS: dict[type[InvocationError], int] = {InvalidBody: 400, BodyTooLarge: 413}
-
-
-async def _invocation_error(_request: Request, error: Exception) -> JSONResponse:
-    code = next((code for kind, code in RUN_STATUS.items() if isinstance(error, kind)), 400)
-    return JSONResponse({"detail": str(error)}, status_code=code)
-
-
-def install_run_errors(app: FastAPI) -> None:
-    app.add_exception_handler(InvocationError, _invocation_error)
 
 
 def status_of(outcome: AttemptOutcome) -> int:
@@ -109,9 +96,9 @@ def _media_type(header: str | None) -> str:
 )
 async def run_service(service_name: str, request: Request) -> Response:
     """Run the service's script on the request body in a warm container and answer with its
-    result; the request is recorded as a job (kind `sync`) with its log."""
+    result; the request is recorded as a job (source `sync`) with its log."""
     require_service_access(request, service_name)
-    runner: SyncRunner = request.app.state.sync
+    runner: Runner = request.app.state.runner
     limit = runner.settings.run_body_limit
     declared = request.headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > limit:

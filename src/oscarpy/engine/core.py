@@ -9,25 +9,22 @@ and a job row into the `JobSpec` the supervisor runs, and records `/job` submiss
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 import os
 import threading
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
 
 from sqlalchemy import select
 
 from oscarpy.config import Settings
 from oscarpy.db import Database, SystemMeta
+from oscarpy.engine import contract
 from oscarpy.engine.catalog import ServiceCatalog
 from oscarpy.engine.dispatcher import Capacity, Dispatcher, host_capacity
 from oscarpy.engine.errors import JobNotFound
-from oscarpy.engine.events import event_time, parse_object_event
+from oscarpy.engine.events import ObjectReference, parse_object_event, upload_identity
 from oscarpy.engine.intake import Intake
 from oscarpy.engine.ledger import AttemptView, Claim, JobView, Ledger, NewJob
 from oscarpy.engine.logstream import LogLine
@@ -37,9 +34,11 @@ from oscarpy.engine.providers import Providers
 from oscarpy.engine.records import JobSource, JobStatus
 from oscarpy.engine.recovery import Recovery
 from oscarpy.engine.reporting import LedgerReporter
+from oscarpy.engine.retention import Retention
 from oscarpy.engine.retries import RetryPolicy
+from oscarpy.engine.runtimes import make_runtime
 from oscarpy.engine.runtimes.base import Limits, Runtime
-from oscarpy.engine.spec import JobSpec, StorageTarget, StoredInput
+from oscarpy.engine.spec import JobSpec
 from oscarpy.engine.supervisor import Supervisor
 from oscarpy.instances import Instances
 from oscarpy.services.model import DEFAULT_PROVIDER, Service
@@ -53,18 +52,6 @@ __all__ = ["Engine", "host_capacity"]
 log = logging.getLogger(__name__)
 
 INSTANCE_KEY = "engine.instance"
-MAX_EVENT_IN_LEDGER = 64 * 1024
-
-
-def make_runtime(name: str, instance: str) -> Runtime:
-    if name == "process":
-        from oscarpy.engine.runtimes.process import WARNING, ProcessRuntime
-
-        log.warning(WARNING)
-        return ProcessRuntime()
-    from oscarpy.engine.runtimes.docker import DockerRuntime
-
-    return DockerRuntime(instance)
 
 
 def instance_id(database: Database) -> str:
@@ -78,29 +65,12 @@ def instance_id(database: Database) -> str:
         return value
 
 
-def decode_body(body: bytes) -> bytes:
-    """OSCAR's rule for a direct invocation: JSON is kept as it is, anything else is base64
-    (decoded; a body that is not valid base64 is kept as it is rather than refused)."""
-    try:
-        json.loads(body)
-        return body
-    except ValueError:
-        pass
-    try:
-        return base64.b64decode(b"".join(body.split()), validate=True)
-    except (binascii.Error, ValueError):
-        return body
-
-
-def _event_text(content: bytes) -> str:
-    """A body as the `EVENT` text: small UTF-8 text only (binary reaches the script as a file;
-    NUL can be neither in the environment nor in a PostgreSQL text column)."""
-    if len(content) > MAX_EVENT_IN_LEDGER or b"\x00" in content:
-        return ""
-    try:
-        return content.decode("utf-8")
-    except UnicodeDecodeError:
-        return ""
+def _event_upload(reference: ObjectReference) -> str | None:
+    """The upload a MinIO/S3 event names: its sequencer (the same in each delivery of that
+    event), else its time; an event with neither is one per ETag, as before uploads counted."""
+    if reference.sequencer is not None:
+        return upload_identity(reference.etag or "", f"sequencer:{reference.sequencer}")
+    return upload_identity(reference.etag, reference.event_time)
 
 
 class Engine:
@@ -162,6 +132,12 @@ class Engine:
         self.intake = Intake(
             self.ledger, self.catalog.fresh, self.dispatcher.wake, region=settings.region
         )
+        self.retention = Retention(
+            self.ledger,
+            self.catalog.list,
+            default_ttl=settings.job_ttl,
+            interval=settings.job_expiry_interval,
+        )
         self.operations = JobOperations(self.ledger, self.catalog, self.dispatcher, self.runtime)
         store.add_commit_listener(self.intake.wake)
         registry.add_listener(self._on_service_change)
@@ -176,6 +152,7 @@ class Engine:
         self.recovery.recover()
         self.intake.start()
         self.dispatcher.start()
+        self.retention.start()
         log.info(
             "job engine started (runtime %s, capacity %.2f CPU / %d MiB)",
             self.runtime.name,
@@ -184,6 +161,7 @@ class Engine:
         )
 
     def stop(self) -> None:
+        self.retention.stop()
         self.intake.stop()
         left = self.dispatcher.stop(self.settings.job_shutdown_grace)
         if left:
@@ -234,46 +212,10 @@ class Engine:
             self.supervisor.run(spec, lookup, cancelled=cancelled)
 
     def limits(self, service: Service) -> Limits:
-        """What one job of `service` may use: its own cpu and memory, the platform's disk and
-        log flood limits."""
-        return Limits(
-            cpu_cores=service.cpu_cores,
-            memory_bytes=service.memory_bytes,
-            disk_bytes=self.settings.job_disk_limit,
-            output_bytes=self.settings.job_log_flood_limit,
-        )
+        return contract.limits(service, self.settings)
 
     def job_spec(self, service: Service, job: JobView, attempt: int) -> JobSpec:
-        stored = None
-        if job.bucket is not None and job.key is not None:
-            stored = StoredInput(job.provider or DEFAULT_PROVIDER, job.bucket, job.key)
-        environment = dict(service.environment.variables)
-        environment.update(service.environment.secrets)
-        return JobSpec(
-            job_id=job.id,
-            attempt=attempt,
-            service=service.name,
-            image=service.image,
-            script=service.script,
-            event=job.event,
-            input=stored,
-            body_path=Path(job.body_path) if job.body_path else None,
-            event_time=event_time(job.created_at),
-            environment=environment,
-            token=service.token,
-            limits=self.limits(service),
-            timeout=service.timeout,
-            outputs=tuple(
-                StorageTarget(
-                    path.storage_provider,
-                    path.bucket,
-                    path.folder,
-                    tuple(path.prefix),
-                    tuple(path.suffix),
-                )
-                for path in service.output
-            ),
-        )
+        return contract.job_spec(service, job, attempt, self.settings)
 
     def log(self, job_id: str, lines: Sequence[LogLine]) -> None:
         """Store a job's log lines (for runs outside the dispatcher, such as `/run`)."""
@@ -292,10 +234,13 @@ class Engine:
                 if input_path.bucket == reference.bucket:
                     provider = input_path.storage_provider
                     break
-            etag = reference.etag
-            if etag is None and self.providers.is_embedded(service, provider):
+            etag, upload = reference.etag, _event_upload(reference)
+            if self.providers.is_embedded(service, provider):
+                # The object as stored names its upload exactly as the intake does, so an
+                # event for an upload that already ran returns that job.
                 found = self.store.head(reference.bucket, reference.key)
-                etag = found.etag if found is not None else None
+                if found is not None and etag in (None, found.etag):
+                    etag, upload = found.etag, upload_identity(found.etag, found.last_modified)
             new = NewJob(
                 service=service.name,
                 source=JobSource.EVENT,
@@ -304,17 +249,21 @@ class Engine:
                 bucket=reference.bucket,
                 key=reference.key,
                 etag=etag,
+                upload=upload,
             )
             created = self.ledger.add_job(new)
             if created is None:
-                existing = self.ledger.find_job(service.name, reference.bucket, reference.key, etag)
-                if existing is not None:
+                # Only a job with an upload identity is ever refused as a duplicate.
+                existing = upload and self.ledger.find_upload(
+                    service.name, reference.bucket, reference.key, upload
+                )
+                if existing:
                     return existing
                 raise JobNotFound("the job of this event vanished; send it again")
             self.dispatcher.wake()
             return created
         job_id = str(uuid.uuid4())
-        content = decode_body(body)
+        content = contract.decode_body(body)
         path = self.bodies / job_id
         self.bodies.mkdir(parents=True, exist_ok=True)
         with open(path, "wb", opener=private_opener) as handle:
@@ -324,7 +273,7 @@ class Engine:
         new = NewJob(
             service=service.name,
             source=JobSource.INVOCATION,
-            event=_event_text(content),
+            event=contract.event_text(content),
             body_path=str(path),
             job_id=job_id,
         )

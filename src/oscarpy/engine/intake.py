@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from oscarpy.db import utcnow
-from oscarpy.engine.events import storage_event
+from oscarpy.engine.events import storage_event, upload_identity
 from oscarpy.engine.ledger import Ledger, NewJob
 from oscarpy.engine.records import IntakeCursor, JobSource
 from oscarpy.services.model import Service, StoragePath
@@ -197,6 +197,9 @@ class Intake:
                 bucket=event.bucket,
                 key=event.key,
                 etag=event.etag,
+                # The event's time is the object's commit time: the same identity the
+                # reconcile pass and `/job` give this upload.
+                upload=upload_identity(event.etag, event.occurred_at),
             )
             if self.ledger.add(session, new) is not None:
                 created += 1
@@ -211,7 +214,7 @@ class Intake:
             for found in provider.list_objects(path.bucket, path.key_prefix()):
                 if not path_contains(path, found.bucket, found.key):
                     continue
-                if self.ledger.find_job(service.name, found.bucket, found.key, found.etag):
+                if self.ledger.had_job(service.name, found.bucket, found.key, found.etag):
                     continue
                 new = NewJob(
                     service=service.name,
@@ -223,6 +226,7 @@ class Intake:
                     bucket=found.bucket,
                     key=found.key,
                     etag=found.etag,
+                    upload=upload_identity(found.etag, found.last_modified),
                 )
                 if self.ledger.add_job(new) is not None:
                     created += 1

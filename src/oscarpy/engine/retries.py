@@ -64,7 +64,7 @@ class RetryPolicy:
         `failures` counts this attempt's failure already; `script_retries` is the service's
         `retries` setting.
         """
-        if outcome.kind is OutcomeKind.SUCCEEDED or source is JobSource.SYNC:
+        if outcome.kind is OutcomeKind.SUCCEEDED or source is JobSource.RUN:
             return None  # a `/run` client waited for this very attempt: no one awaits another
         if outcome.kind is OutcomeKind.SCRIPT_FAILED:
             if outcome.reason in LIMIT_REASONS:
