@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import signal
 import socket
 import tempfile
@@ -35,6 +36,7 @@ from oscarpy.config import Settings
 from oscarpy.db import Database
 from oscarpy.engine import Engine, EngineError
 from oscarpy.engine.run import Runner
+from oscarpy.instances import Instances
 from oscarpy.observability import Observability
 from oscarpy.s3.app import create_s3_app
 from oscarpy.s3.metrics import instrument
@@ -57,9 +59,18 @@ class BackgroundService(Protocol):
     def stop(self) -> None: ...
 
 
+PRIVATE_UMASK = 0o077
+"""Everything the server creates is its user's alone: files 0600, directories 0700."""
+
+
 def prepare_data_dir(path: Path) -> None:
+    """Create the data directory private to this user (0700), and make an existing one so:
+    what is inside (state DB, blobs, job bodies, credentials) is then out of other local
+    users' reach, whatever the modes of the files an older version wrote."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if path.stat().st_uid == os.geteuid():
+            os.chmod(path, 0o700)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
             pass
     except OSError as error:
@@ -107,6 +118,7 @@ class Platform:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        os.umask(PRIVATE_UMASK)
         prepare_data_dir(settings.data_dir)
         try:
             self.admin: AdminCredentials = load_or_create_admin(settings)
@@ -127,17 +139,19 @@ class Platform:
             raise StartupError(
                 f"cannot open the state DB {self.database.describe()}: {error}"
             ) from error
-        self.store = ObjectStore(self.database, settings.data_dir)
-        self.store.recover()
+        # Registered before anything is written, so that no other process sharing the state DB
+        # takes this one's uploads or jobs for a dead process's.
+        self.instances = Instances(self.database, settings.job_lease_seconds)
+        self.instances.start()
+        self.store = ObjectStore(self.database, settings.data_dir, self.instances.token)
         self.registry = ServiceRegistry(self.database, self.store)
         try:
-            self.engine = Engine(settings, self.database, self.store, self.registry)
-        except EngineError as error:
-            self.close_sockets()
-            raise StartupError(str(error)) from error
-        try:
+            self.engine = Engine(
+                settings, self.database, self.store, self.registry, instances=self.instances
+            )
             self.runner = Runner(settings, self.engine)
         except EngineError as error:
+            self.instances.stop()
             self.close_sockets()
             raise StartupError(str(error)) from error
         self.observability = Observability(
@@ -177,6 +191,7 @@ class Platform:
         finally:
             for service in reversed(self.background):
                 service.stop()
+            self.instances.stop()
             self.database.close()
             self.close_sockets()
         log.info("stopped")

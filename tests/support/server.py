@@ -101,12 +101,14 @@ def start_server(
     env: dict[str, str] | None = None,
     args: list[str] | None = None,
     wait: float = 30,
+    log_name: str | None = None,
 ) -> RunningServer:
-    """Start `oscar serve` and wait until `/health` answers; the process log goes to a file."""
+    """Start `oscar serve` and wait until `/health` answers; the process log goes to a file
+    (`log_name` tells apart the logs of servers sharing a data directory)."""
     port = port or free_port()
     s3_port = s3_port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir.parent / f"{data_dir.name}-server.log"
+    log_path = data_dir.parent / f"{log_name or data_dir.name}-server.log"
     process_env = {key: value for key, value in os.environ.items() if not key.startswith("OSCAR_")}
     process_env.update({"OSCAR_USERNAME": "oscar", "OSCAR_LOG_LEVEL": "DEBUG"})
     process_env.update(env or {})

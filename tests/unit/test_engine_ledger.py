@@ -9,7 +9,7 @@ import pytest
 
 from oscarpy.db import Database, utcnow
 from oscarpy.engine.errors import InvalidJobOperation, JobNotFound
-from oscarpy.engine.ledger import Ledger, NewJob, owner_is_alive
+from oscarpy.engine.ledger import Ledger, NewJob
 from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
 from oscarpy.engine.records import JobSource, JobStatus
 from oscarpy.engine.retries import RetryPolicy
@@ -140,39 +140,29 @@ def test_a_cancelled_job_is_not_finished_by_its_attempt(ledger: Ledger) -> None:
     assert ledger.get(job_id).status is JobStatus.CANCELLED
 
 
-def test_jobs_of_a_dead_owner_are_taken_over(ledger: Ledger) -> None:
+def test_only_jobs_of_dead_instances_are_taken_over(ledger: Ledger) -> None:
     mine = ledger.add_job(storage_job("mine"))
     dead = ledger.add_job(storage_job("dead"))
-    remote = ledger.add_job(storage_job("remote"))
-    assert mine and dead and remote
-    for job_id in (mine, dead, remote):
+    living = ledger.add_job(storage_job("living"))
+    assert mine and dead and living
+    for job_id in (mine, dead, living):
         ledger.claim(job_id)
-    earlier_life = Ledger(ledger.database, owner="host/1/x")
     with ledger.writing() as session:
         from oscarpy.engine.records import Job
 
-        for job_id, owner in ((dead, "dead-owner"), (remote, "remote-owner")):
+        # The living instance names a pid that does not exist: only its lease counts.
+        for job_id, owner in ((dead, "host/1/dead"), (living, "host/999999999/living")):
             job = session.get(Job, job_id)
             assert job is not None
             job.lease_owner = owner
-    verdicts = {"dead-owner": False, "remote-owner": None}
+    verdicts = {"host/1/dead": False, "host/999999999/living": True}
 
-    claims = ledger.take_over_orphans(lambda owner: verdicts.get(owner, True))
+    claims = ledger.take_over_orphans(lambda owner: verdicts[owner])
 
-    assert [claim.job.id for claim in claims] == [dead]  # the remote lease has not expired
+    assert [claim.job.id for claim in claims] == [dead]
     assert claims[0].attempt == 1
-    assert earlier_life.owner != ledger.owner
-
-
-def test_owner_liveness_on_this_host() -> None:
-    import os
-    import socket
-
-    me = f"{socket.gethostname()}/{os.getpid()}/abc"
-    assert owner_is_alive(me, me) is True
-    assert owner_is_alive(f"{socket.gethostname()}/{os.getpid()}/old", me) is False
-    assert owner_is_alive(f"{socket.gethostname()}/999999999/x", me) is False
-    assert owner_is_alive("elsewhere/1/x", me) is None
+    assert ledger.take_over_orphans(lambda owner: verdicts.get(owner, True)) == []
+    assert ledger.needed({mine, dead, living, "gone"}) == {mine, dead}
 
 
 def test_the_log_is_capped_and_the_cut_noted(ledger: Ledger) -> None:

@@ -127,6 +127,9 @@ def test_the_engine_package_exports_its_public_surface_only() -> None:
     import oscarpy.engine
 
     assert sorted(oscarpy.engine.__all__) == [
+        "AttemptOutcome",
+        "AttemptView",
+        "Capacity",
         "ContainerError",
         "Engine",
         "EngineError",
@@ -134,8 +137,30 @@ def test_the_engine_package_exports_its_public_surface_only() -> None:
         "InfrastructureError",
         "InvalidJobOperation",
         "JobNotFound",
+        "JobSource",
         "JobStatus",
+        "JobView",
+        "OutcomeKind",
         "RuntimeUnavailable",
         "StagingError",
     ]
     assert all(hasattr(oscarpy.engine, name) for name in oscarpy.engine.__all__)
+
+
+def test_the_retry_policy_decides_every_next_attempt() -> None:
+    from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
+    from oscarpy.engine.records import JobSource
+    from oscarpy.engine.retries import Failures
+
+    policy = RetryPolicy(limit=1, base_seconds=4, jitter=0)
+    script = AttemptOutcome(OutcomeKind.SCRIPT_FAILED, "script exited with 1", "exit", 1)
+    flood = AttemptOutcome(OutcomeKind.SCRIPT_FAILED, "printed too much", "log_flood")
+    broken = AttemptOutcome(OutcomeKind.INFRASTRUCTURE_FAILED, "daemon error", "runtime")
+    storage = JobSource.STORAGE
+    assert policy.next_attempt(storage, AttemptOutcome.success(), Failures()) is None
+    assert policy.next_attempt(storage, script, Failures(script=1), script_retries=1) == 0
+    assert policy.next_attempt(storage, script, Failures(script=2), script_retries=1) is None
+    assert policy.next_attempt(storage, flood, Failures(script=1), script_retries=5) is None
+    assert policy.next_attempt(storage, broken, Failures(infrastructure=1)) == 4
+    assert policy.next_attempt(storage, broken, Failures(infrastructure=2)) is None
+    assert policy.next_attempt(JobSource.RUN, broken, Failures(infrastructure=1)) is None

@@ -304,9 +304,10 @@ def test_recover_removes_half_written_and_unreferenced_blobs(
 ) -> None:
     store.create_bucket("keep")
     store.put_file("keep", "kept", write(tmp_path / "k", b"kept"))
-    half = store.writer()
+    crashed = ObjectStore(store.database, tmp_path / "data", "deadbeef00000000")
+    half = crashed.writer()
     half.write(b"interrupted")  # never finished: as if the server died mid-upload
-    orphan = store.writer()
+    orphan = crashed.writer()
     orphan.write(b"renamed but never committed")
     orphan.finish()
     assert store.recover() == 2
@@ -314,6 +315,29 @@ def test_recover_removes_half_written_and_unreferenced_blobs(
     assert store.blob_path("keep", "kept").read_bytes() == b"kept"
     assert len(blob_files(store)) == 1
     half.abort()  # closes the handle the "dead" writer still held
+
+
+def test_recover_keeps_what_a_live_writer_has_not_committed_yet(
+    store: ObjectStore, tmp_path: Path
+) -> None:
+    living = ObjectStore(store.database, tmp_path / "data", "1234abcd00000000")
+    store.create_bucket("later")
+    receiving = living.writer()
+    receiving.write(b"still arriving")
+    received = living.writer()
+    received.write(b"renamed, its commit comes next")
+    written = received.finish()
+    mine = store.writer()
+    mine.write(b"this process's own upload")
+
+    assert store.recover(live_writers={"1234abcd00000000"}) == 0
+
+    receiving.write(b" and done")
+    living.commit_object("later", "one", receiving.finish())
+    living.commit_object("later", "two", written)
+    assert living.blob_path("later", "one").read_bytes() == b"still arriving and done"
+    assert living.blob_path("later", "two").read_bytes() == b"renamed, its commit comes next"
+    mine.abort()
 
 
 def test_embedded_provider_stages_by_copy(store: ObjectStore, tmp_path: Path) -> None:

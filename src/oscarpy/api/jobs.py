@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from oscarpy.api.auth import SERVICE_AUTH_DOCUMENTATION, require_admin, require_service_access
 from oscarpy.api.errors import error_responses
-from oscarpy.engine.core import Engine
+from oscarpy.engine import Engine
 from oscarpy.services.errors import ServiceNotFound
 from oscarpy.services.model import is_service_name
 

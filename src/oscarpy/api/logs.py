@@ -18,7 +18,7 @@ from oscarpy.api.auth import require_admin
 from oscarpy.api.errors import error_responses
 from oscarpy.api.jobs import checked_name, engine_of
 from oscarpy.api.schemas import ErrorBody
-from oscarpy.engine.ledger import JobView
+from oscarpy.engine import JobView
 
 router = APIRouter(
     prefix="/system/logs",

@@ -20,7 +20,7 @@ from oscarpy.api.auth import SERVICE_AUTH_DOCUMENTATION, require_service_access
 from oscarpy.api.errors import error_responses
 from oscarpy.api.jobs import checked_name
 from oscarpy.api.schemas import ErrorBody
-from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
+from oscarpy.engine import AttemptOutcome, OutcomeKind
 from oscarpy.engine.run import (
     Answer,
     BodyTooLarge,

@@ -51,7 +51,7 @@ def _job_counts(engine: Engine | None) -> dict[str, int]:
     """Jobs by state (`pending`, `running`, ...); none when the process runs no engine."""
     if engine is None:
         return {}
-    return {str(state): number for state, number in engine.ledger.count_by_status().items()}
+    return {str(state): number for state, number in engine.counts().items()}
 
 
 @router.get("/info", response_model=SystemInfo, summary="Version of the server")

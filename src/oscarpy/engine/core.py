@@ -1,56 +1,57 @@
-"""The job engine assembled: intake, ledger, dispatcher, supervisor and runtime in one object.
+"""The job engine assembled: the object the server starts and the API calls.
 
-`Engine` is what the server starts and what the jobs and logs routes call. It is the only part
-that knows both the service registry and the ledger: it turns a service and a job row into the
-plain `JobSpec` the supervisor runs, and implements the `JobReporter` the supervisor reports to.
+Each role lives in its own module: the intake turns events into jobs (`intake`), the
+dispatcher claims and runs them (`dispatcher`), the supervisor runs one attempt and reports to
+the ledger (`reporting`), `recovery` takes over what a stopped server left, and `operations`
+is what the API may do with jobs. `Engine` wires them together; besides, it turns a service
+and a job row into the `JobSpec` the supervisor runs, and records `/job` submissions.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 import threading
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
+from datetime import datetime
 
 from sqlalchemy import select
 
 from oscarpy.config import Settings
-from oscarpy.db import Database, SystemMeta, utcnow
+from oscarpy.db import Database, SystemMeta
 from oscarpy.engine import contract
-from oscarpy.engine.dispatcher import Capacity, Demand, Dispatcher
-from oscarpy.engine.errors import InfrastructureError, JobNotFound
-from oscarpy.engine.events import (
-    ObjectReference,
-    parse_object_event,
-    storage_event,
-    upload_identity,
-)
-from oscarpy.engine.intake import Intake, path_contains
-from oscarpy.engine.ledger import Claim, JobView, Ledger, NewJob
+from oscarpy.engine.catalog import ServiceCatalog
+from oscarpy.engine.dispatcher import Capacity, Dispatcher, host_capacity
+from oscarpy.engine.errors import JobNotFound
+from oscarpy.engine.events import ObjectReference, parse_object_event, upload_identity
+from oscarpy.engine.intake import Intake
+from oscarpy.engine.ledger import AttemptView, Claim, JobView, Ledger, NewJob
 from oscarpy.engine.logstream import LogLine
-from oscarpy.engine.outcomes import LIMIT_REASONS, AttemptOutcome, OutcomeKind
+from oscarpy.engine.operations import JobOperations
+from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
 from oscarpy.engine.providers import Providers
 from oscarpy.engine.records import JobSource, JobStatus
+from oscarpy.engine.recovery import Recovery
+from oscarpy.engine.reporting import LedgerReporter
 from oscarpy.engine.retention import Retention
 from oscarpy.engine.retries import RetryPolicy
 from oscarpy.engine.runtimes import make_runtime
-from oscarpy.engine.runtimes.base import Execution, Limits, Runtime
+from oscarpy.engine.runtimes.base import Limits, Runtime
 from oscarpy.engine.spec import JobSpec
 from oscarpy.engine.supervisor import Supervisor
-from oscarpy.services import quantities
-from oscarpy.services.errors import ServiceNotFound
+from oscarpy.instances import Instances
 from oscarpy.services.model import DEFAULT_PROVIDER, Service
 from oscarpy.services.registry import ServiceRegistry
+from oscarpy.storage.blobs import private_opener
 from oscarpy.storage.providers.base import StorageProvider
 from oscarpy.storage.store import ObjectStore
+
+__all__ = ["Engine", "host_capacity"]
 
 log = logging.getLogger(__name__)
 
 INSTANCE_KEY = "engine.instance"
-_CANCEL_WAIT_SECONDS = 15
 
 
 def instance_id(database: Database) -> str:
@@ -62,15 +63,6 @@ def instance_id(database: Database) -> str:
         value = uuid.uuid4().hex[:16]
         session.add(SystemMeta(key=INSTANCE_KEY, value=value))
         return value
-
-
-def host_capacity(settings: Settings) -> Capacity:
-    cpu = settings.job_cpu or float(os.cpu_count() or 1)
-    if settings.job_memory:
-        memory = quantities.memory_bytes(settings.job_memory)
-    else:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return Capacity(cpu=cpu, memory=memory)
 
 
 def _event_upload(reference: ObjectReference) -> str | None:
@@ -92,13 +84,21 @@ class Engine:
         registry: ServiceRegistry,
         *,
         runtime: Runtime | None = None,
+        instances: Instances | None = None,
     ) -> None:
+        """`instances` is this server instance, started before the engine (by the server);
+        without it the engine makes and starts its own."""
         self.settings = settings
         self.store = store
         self.registry = registry
         self.instance = instance_id(database)
+        self._owns_instances = instances is None
+        self.instances = instances or Instances(database, settings.job_lease_seconds)
+        self.catalog = ServiceCatalog(registry)
         self.ledger = Ledger(
             database,
+            owner=self.instances.id,
+            alive=self.instances.is_alive,
             lease_seconds=settings.job_lease_seconds,
             log_cap=settings.job_log_limit,
             retry_policy=RetryPolicy(
@@ -109,37 +109,47 @@ class Engine:
         )
         self.runtime = runtime or make_runtime(settings.runtime, self.instance)
         self.providers = Providers(store)
-        self.work_root = settings.data_dir / "jobs"
         self.bodies = settings.data_dir / "job-bodies"
-        self.supervisor = Supervisor(self.runtime, self, self.work_root)
+        self.reporter = LedgerReporter(self.ledger, self.catalog.script_retries)
+        self.supervisor = Supervisor(self.runtime, self.reporter, settings.data_dir / "jobs")
         self.dispatcher = Dispatcher(
             self.ledger,
             host_capacity(settings),
-            self._demand,
+            self.catalog.demand,
             self._execute,
-            maintenance=self.take_over,
+            maintenance=self._maintain,
+        )
+        self.recovery = Recovery(
+            self.ledger,
+            self.runtime,
+            self.supervisor,
+            self.catalog,
+            self.dispatcher.launch,
+            instances=self.instances,
+            store=store,
+            data_dir=settings.data_dir,
         )
         self.intake = Intake(
-            self.ledger, self._service_list, self.dispatcher.wake, region=settings.region
+            self.ledger, self.catalog.fresh, self.dispatcher.wake, region=settings.region
         )
         self.retention = Retention(
             self.ledger,
-            self._service_list,
+            self.catalog.list,
             default_ttl=settings.job_ttl,
             interval=settings.job_expiry_interval,
         )
-        self._services: dict[str, Service] | None = None
-        self._services_lock = threading.Lock()
-        self._adoptions: dict[str, tuple[Execution, float | None, float | None]] = {}
+        self.operations = JobOperations(self.ledger, self.catalog, self.dispatcher, self.runtime)
         store.add_commit_listener(self.intake.wake)
         registry.add_listener(self._on_service_change)
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.work_root.mkdir(parents=True, exist_ok=True)
+        if self._owns_instances:
+            self.instances.start()
+        self.supervisor.work_root.mkdir(parents=True, exist_ok=True)
         self.bodies.mkdir(parents=True, exist_ok=True)
-        self.recover()
+        self.recovery.recover()
         self.intake.start()
         self.dispatcher.start()
         self.retention.start()
@@ -157,102 +167,27 @@ class Engine:
         if left:
             log.warning("%d job(s) still running are adopted on the next start", len(left))
         self.runtime.close()
+        if self._owns_instances:
+            self.instances.stop()
 
-    def recover(self) -> None:
-        """Adopt or re-run the jobs an earlier process left running; sweep its leftovers."""
-        self._sweep(self.take_over())
-
-    def take_over(self) -> set[str]:
-        """Adopt or re-run running jobs whose owner is gone; returns the adopted job ids.
-
-        Run at start, then every lease period (for the jobs of another server sharing the
-        state DB that stopped renewing its leases). Also retries the removal of containers that
-        could not be removed when their job ended."""
-        self.supervisor.retry_removals()
-        adopted: set[str] = set()
-        for claim in self.ledger.take_over_orphans():
-            execution: Execution | None = None
-            try:
-                execution = self.runtime.find(claim.job.id, claim.attempt)
-            except InfrastructureError as error:
-                log.warning("cannot look for the execution of job %s: %s", claim.job.id, error)
-            service = self._service(claim.job.service)
-            if execution is None or service is None:
-                self.ledger.finish(
-                    claim.job.id,
-                    claim.attempt,
-                    AttemptOutcome(
-                        OutcomeKind.INFRASTRUCTURE_FAILED,
-                        "the server stopped while this attempt ran; it runs again",
-                        "abandoned",
-                    ),
-                )
-                continue
-            started = claim.attempt_started_at.timestamp() if claim.attempt_started_at else None
-            last_line = self.ledger.last_log_time(claim.job.id)
-            follow = last_line.timestamp() if last_line else started
-            self._adoptions[claim.job.id] = (execution, started, follow)
-            adopted.add(claim.job.id)
-            self.dispatcher.launch(claim, self._demand_of(service))
-        return adopted
-
-    def _sweep(self, keep: set[str]) -> None:
-        try:
-            leftovers = self.runtime.job_ids() - keep
-        except InfrastructureError as error:
-            log.warning("cannot list leftover executions: %s", error)
-            leftovers = set()
-        for job_id in leftovers:
-            try:
-                self.runtime.remove_job(job_id)
-            except InfrastructureError as error:
-                log.warning("cannot remove the leftover execution of %s: %s", job_id, error)
-        if self.work_root.is_dir():
-            for entry in self.work_root.iterdir():
-                if entry.name.partition(".")[0] not in keep:
-                    shutil.rmtree(entry, ignore_errors=True)
-
-    # -- services -------------------------------------------------------------------------
-
-    def _service_list(self) -> list[Service]:
-        with self._services_lock:
-            if self._services is None:
-                self._services = {service.name: service for service in self.registry.list()}
-            return list(self._services.values())
-
-    def _service(self, name: str) -> Service | None:
-        self._service_list()
-        with self._services_lock:
-            return (self._services or {}).get(name)
+    def _maintain(self) -> None:
+        self.recovery.maintain()
 
     def _on_service_change(self, event: str, service: Service) -> None:
-        with self._services_lock:
-            self._services = None
+        self.catalog.forget()
         if event == "deleted":
-            removed = self.delete_jobs(service.name, everything=True, check_service=False)
+            removed = self.operations.delete_jobs(
+                service.name, everything=True, check_service=False
+            )
             log.info("service %s deleted: %d job(s) and their logs removed", service.name, removed)
         self.dispatcher.wake()
-
-    @staticmethod
-    def _demand_of(service: Service) -> Demand:
-        return Demand(service.cpu_cores, service.memory_bytes, service.max_concurrency)
-
-    def _demand(self, name: str) -> Demand | None:
-        service = self._service(name)
-        return self._demand_of(service) if service is not None else None
-
-    def _require_service(self, name: str) -> Service:
-        service = self.registry.get(name)
-        if service is None:
-            raise ServiceNotFound(name)
-        return service
 
     # -- running (worker threads) ---------------------------------------------------------
 
     def _execute(self, claim: Claim, cancelled: threading.Event) -> None:
         job = claim.job
-        service = self._service(job.service)
-        adoption = self._adoptions.pop(job.id, None)
+        service = self.catalog.get(job.service)
+        adoption = self.recovery.adoption(job.id)
         if service is None:
             outcome = AttemptOutcome(
                 OutcomeKind.SCRIPT_FAILED, f"service {job.service} no longer exists", "service"
@@ -265,13 +200,12 @@ class Engine:
             return self.providers.resolve(service, name)
 
         if adoption is not None:
-            execution, started, follow = adoption
             self.supervisor.run(
                 spec,
                 lookup,
-                adopt=execution,
-                attempt_started=started,
-                follow_from=follow,
+                adopt=adoption.execution,
+                attempt_started=adoption.attempt_started,
+                follow_from=adoption.follow_from,
                 cancelled=cancelled,
             )
         else:
@@ -283,33 +217,16 @@ class Engine:
     def job_spec(self, service: Service, job: JobView, attempt: int) -> JobSpec:
         return contract.job_spec(service, job, attempt, self.settings)
 
-    # JobReporter, called by the supervisor
-
-    def started(self, job_id: str, attempt: int, execution_id: str) -> None:
-        self.ledger.record_execution(job_id, attempt, execution_id)
-
     def log(self, job_id: str, lines: Sequence[LogLine]) -> None:
-        try:
-            self.ledger.append_log(job_id, lines)
-        except Exception:  # a lost log batch must not fail the job that printed it
-            log.exception("job %s: cannot store %d log line(s)", job_id, len(lines))
+        """Store a job's log lines (for runs outside the dispatcher, such as `/run`)."""
+        self.reporter.log(job_id, lines)
 
-    def finished(self, job_id: str, attempt: int, outcome: AttemptOutcome) -> None:
-        job = self.ledger.get(job_id) if outcome.kind is OutcomeKind.SCRIPT_FAILED else None
-        service = self._service(job.service) if job is not None else None
-        retries = service.retries if service is not None else 0
-        if outcome.reason in LIMIT_REASONS:
-            retries = 0  # a script that wrote or printed too much would do it again
-        status = self.ledger.finish(job_id, attempt, outcome, script_retries=retries)
-        if status is not None:
-            log.info("job %s: %s (%s)", job_id, status.oscar_name, outcome.message)
-
-    # -- operations for the API -----------------------------------------------------------
+    # -- submissions ----------------------------------------------------------------------
 
     def submit(self, service_name: str, body: bytes) -> str:
         """A `/job` request: a MinIO/S3 event names an object to stage; any other body is
         the input itself. The job is committed before this returns."""
-        service = self._require_service(service_name)
+        service = self.catalog.require(service_name)
         reference = parse_object_event(body)
         if reference is not None:
             provider = DEFAULT_PROVIDER
@@ -349,7 +266,7 @@ class Engine:
         content = contract.decode_body(body)
         path = self.bodies / job_id
         self.bodies.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as handle:
+        with open(path, "wb", opener=private_opener) as handle:
             handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
@@ -370,83 +287,43 @@ class Engine:
 
     def reconcile(self, service_name: str) -> int:
         """Create jobs for the objects under the service's inputs that have none yet."""
-        service = self._require_service(service_name)
-        created = 0
-        for path in service.input:
-            provider = self.providers.resolve(service, path.storage_provider)
-            for found in provider.list_objects(path.bucket, path.key_prefix()):
-                if not path_contains(path, found.bucket, found.key):
-                    continue
-                if self.ledger.had_job(service.name, found.bucket, found.key, found.etag):
-                    continue
-                new = NewJob(
-                    service=service.name,
-                    source=JobSource.RECONCILE,
-                    event=storage_event(
-                        found.bucket,
-                        found.key,
-                        found.size,
-                        found.etag,
-                        utcnow(),
-                        self.settings.region,
-                    ),
-                    provider=path.storage_provider,
-                    bucket=found.bucket,
-                    key=found.key,
-                    etag=found.etag,
-                    upload=upload_identity(found.etag, found.last_modified),
-                )
-                if self.ledger.add_job(new) is not None:
-                    created += 1
-        if created:
-            self.dispatcher.wake()
-        return created
+        service = self.catalog.require(service_name)
+        return self.intake.reconcile(service, lambda name: self.providers.resolve(service, name))
+
+    # -- reading and changing jobs (see `JobOperations`) ----------------------------------
+
+    @property
+    def capacity(self) -> Capacity:
+        """What the dispatcher hands out to running jobs in all."""
+        return self.dispatcher.capacity
 
     def jobs(self, service_name: str, offset: int, limit: int) -> tuple[list[JobView], int]:
-        self._require_service(service_name)
-        return self.ledger.page(service_name, offset, limit)
+        return self.operations.jobs(service_name, offset, limit)
 
     def job(self, service_name: str, job_id: str) -> JobView:
-        self._require_service(service_name)
-        return self.ledger.get(job_id, service_name)
+        return self.operations.job(service_name, job_id)
 
     def job_log(self, service_name: str, job_id: str, timestamps: bool = False) -> str:
-        self.job(service_name, job_id)
-        return self.ledger.read_log(job_id, timestamps)
+        return self.operations.job_log(service_name, job_id, timestamps)
+
+    def attempts(self, service_name: str, job_id: str) -> list[AttemptView]:
+        return self.operations.attempts(service_name, job_id)
+
+    def counts(self, service_name: str | None = None) -> dict[JobStatus, int]:
+        """How many jobs are in each state, of one service or of all."""
+        return self.ledger.count_by_status(service_name)
+
+    def finished_since(self, start: datetime) -> list[tuple[JobStatus, datetime]]:
+        return self.ledger.finished_since(start)
+
+    def running_by_service(self) -> dict[str, int]:
+        return self.ledger.running_by_service()
 
     def retry(self, service_name: str, job_id: str) -> JobView:
-        self._require_service(service_name)
-        view = self.ledger.retry(service_name, job_id)
-        self.dispatcher.wake()
-        return view
+        return self.operations.retry(service_name, job_id)
 
     def delete_job(self, service_name: str, job_id: str) -> None:
-        """Delete a job and its log; a running job is stopped first."""
-        self.job(service_name, job_id)
-        self._remove([job_id])
+        self.operations.delete_job(service_name, job_id)
 
-    def delete_jobs(
-        self, service_name: str, everything: bool = False, check_service: bool = True
-    ) -> int:
-        """Delete the service's succeeded jobs, or with `everything` all its jobs."""
-        if check_service:
-            self._require_service(service_name)
-        statuses = None if everything else [JobStatus.SUCCEEDED]
-        return self._remove(self.ledger.job_ids(service_name, statuses))
-
-    def _remove(self, job_ids: list[str]) -> int:
-        for job_id in job_ids:
-            view = self.ledger.get(job_id)
-            if view.status is JobStatus.RUNNING or self.dispatcher.cancel(job_id):
-                self.ledger.cancel(view.service, job_id)
-                self.dispatcher.cancel(job_id)
-                try:
-                    self.runtime.remove_job(job_id)
-                except InfrastructureError as error:
-                    log.warning("cannot stop the execution of job %s: %s", job_id, error)
-                self.dispatcher.wait_for(job_id, _CANCEL_WAIT_SECONDS)
-        removed = self.ledger.delete(job_ids)
-        for view in removed:
-            if view.body_path:
-                Path(view.body_path).unlink(missing_ok=True)
-        return len(removed)
+    def delete_jobs(self, service_name: str, everything: bool = False) -> int:
+        return self.operations.delete_jobs(service_name, everything)

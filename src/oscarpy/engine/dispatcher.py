@@ -9,14 +9,17 @@ each service's `max_concurrency` holds. While jobs run their leases are renewed.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from oscarpy.config import Settings
 from oscarpy.db import utcnow
 from oscarpy.engine.ledger import Claim, Ledger
+from oscarpy.services import quantities
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,16 @@ class Capacity:
 
     cpu: float
     memory: int
+
+
+def host_capacity(settings: Settings) -> Capacity:
+    """What jobs may use in all: the settings' `job_cpu`/`job_memory`, else the host's."""
+    cpu = settings.job_cpu or float(os.cpu_count() or 1)
+    if settings.job_memory:
+        memory = quantities.memory_bytes(settings.job_memory)
+    else:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return Capacity(cpu=cpu, memory=memory)
 
 
 Execute = Callable[[Claim, threading.Event], None]

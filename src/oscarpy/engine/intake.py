@@ -5,6 +5,9 @@ after its own cursor and, in one transaction, creates a job for every service wh
 (bucket + folder, and its prefix/suffix filters) contains the key and moves the cursor past
 them. A crash therefore loses no event and creates no job twice. The store wakes the intake
 after each commit; a slow poll covers events committed by another process.
+
+`reconcile` is the third source: it lists a service's inputs (any provider) and creates a job
+for each object version that has none yet.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ from collections.abc import Callable, Iterable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from oscarpy.db import utcnow
 from oscarpy.engine.events import storage_event, upload_identity
 from oscarpy.engine.ledger import Ledger, NewJob
 from oscarpy.engine.records import IntakeCursor, JobSource
 from oscarpy.services.model import Service, StoragePath
 from oscarpy.storage.events import ObjectEvent, fetch_events, prune_events
+from oscarpy.storage.providers.base import StorageProvider
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +152,6 @@ class Intake:
 
     def process_batch(self) -> int:
         """Turn the next batch of events into jobs; returns how many events were read."""
-        services = self._services()
         created = 0
         with self.ledger.writing() as session:
             cursor = session.get(IntakeCursor, CURSOR, with_for_update=True)
@@ -155,6 +159,9 @@ class Intake:
                 cursor = IntakeCursor(name=CURSOR, position=0)
                 session.add(cursor)
             events = fetch_events(session, cursor.position, _BATCH)
+            # Read after the events: a service registered (by any process) before an object
+            # of its input was written is then always known.
+            services = self._services() if events else []
             for event in events:
                 created += self._jobs_for(session, services, event)
             if events:
@@ -196,4 +203,33 @@ class Intake:
             )
             if self.ledger.add(session, new) is not None:
                 created += 1
+        return created
+
+    def reconcile(self, service: Service, resolve: Callable[[str], StorageProvider]) -> int:
+        """Create jobs for the objects under the service's inputs that have none yet;
+        `resolve` turns a provider name of the service into its provider."""
+        created = 0
+        for path in service.input:
+            provider = resolve(path.storage_provider)
+            for found in provider.list_objects(path.bucket, path.key_prefix()):
+                if not path_contains(path, found.bucket, found.key):
+                    continue
+                if self.ledger.had_job(service.name, found.bucket, found.key, found.etag):
+                    continue
+                new = NewJob(
+                    service=service.name,
+                    source=JobSource.RECONCILE,
+                    event=storage_event(
+                        found.bucket, found.key, found.size, found.etag, utcnow(), self._region
+                    ),
+                    provider=path.storage_provider,
+                    bucket=found.bucket,
+                    key=found.key,
+                    etag=found.etag,
+                    upload=upload_identity(found.etag, found.last_modified),
+                )
+                if self.ledger.add_job(new) is not None:
+                    created += 1
+        if created:
+            self._on_jobs()
         return created

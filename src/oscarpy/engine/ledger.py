@@ -1,16 +1,15 @@
 """The job ledger: every job, attempt and log line, in the state DB.
 
 Every change of a job's state goes through `_transition`, and each is a committed write, so
-that a restarted server resumes exactly where the last one stopped. Running jobs hold a lease
-(owner + expiry) renewed while they run; a job whose lease expired, or whose owner process is
-gone, is taken over by `take_over_orphans` and then adopted or run again.
+that a restarted server resumes exactly where the last one stopped. Running jobs are leased to
+the server instance that runs them (`oscarpy.instances`); a running job whose instance is dead
+(its lease expired) is taken over by `take_over_orphans`, under a row lock so that one
+survivor takes it, and then adopted or run again.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -32,7 +31,8 @@ from oscarpy.engine.records import (
     JobSource,
     JobStatus,
 )
-from oscarpy.engine.retries import RetryPolicy
+from oscarpy.engine.retries import Failures, RetryPolicy
+from oscarpy.instances import new_instance_id
 
 log = logging.getLogger(__name__)
 
@@ -49,31 +49,6 @@ _ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.CANCELLED: frozenset(),
 }
 _FINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
-
-
-def new_owner() -> str:
-    """This process's lease-owner name: host, pid and a token that tells restarts apart."""
-    return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
-
-
-def owner_is_alive(owner: str, me: str) -> bool | None:
-    """Whether the owning process still runs: known for this host, `None` (unknown) elsewhere."""
-    if owner == me:
-        return True
-    host, _, rest = owner.partition("/")
-    pid_text, _, _token = rest.partition("/")
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return None
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return False  # same pid, other token: an earlier life of this very process id
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass(frozen=True)
@@ -140,6 +115,33 @@ class JobView:
 
 
 @dataclass(frozen=True)
+class AttemptView:
+    """A read-only snapshot of one attempt at running a job."""
+
+    number: int
+    execution_id: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str | None
+    exit_code: int | None
+    reason: str | None
+    message: str | None
+
+    @classmethod
+    def of(cls, attempt: JobAttempt) -> AttemptView:
+        return cls(
+            number=attempt.number,
+            execution_id=attempt.execution_id,
+            started_at=attempt.started_at,
+            finished_at=attempt.finished_at,
+            outcome=attempt.outcome,
+            exit_code=attempt.exit_code,
+            reason=attempt.reason,
+            message=attempt.message,
+        )
+
+
+@dataclass(frozen=True)
 class Claim:
     """A job this process now runs (or adopts), and which attempt it is."""
 
@@ -193,12 +195,16 @@ class Ledger:
         database: Database,
         *,
         owner: str | None = None,
+        alive: Callable[[str], bool] | None = None,
         lease_seconds: float = 60.0,
         log_cap: int = DEFAULT_LOG_CAP,
         retry_policy: RetryPolicy | None = None,
     ) -> None:
+        """`owner` is this server instance's id; `alive` tells whether another instance holds
+        a running lease (without it, every other instance is taken for dead)."""
         self.database = database
-        self.owner = owner or new_owner()
+        self.owner = owner or new_instance_id()
+        self._alive = alive or (lambda owner: owner == self.owner)
         self.lease = timedelta(seconds=lease_seconds)
         self.log_cap = log_cap
         self.retry_policy = retry_policy or RetryPolicy()
@@ -208,6 +214,10 @@ class Ledger:
         """Call `listener` after each attempt's end is committed (metrics, usage records); it
         must be quick and must not write to the state DB itself."""
         self._finish_listeners.append(listener)
+
+    def is_alive(self, owner: str) -> bool:
+        """Whether the server instance `owner` holds a running lease."""
+        return owner == self.owner or self._alive(owner)
 
     @contextmanager
     def writing(self) -> Iterator[Session]:
@@ -327,15 +337,16 @@ class Ledger:
             )
             return [JobView.of(job) for job in rows], total
 
-    def attempts(self, job_id: str) -> list[JobAttempt]:
+    def attempts(self, job_id: str) -> list[AttemptView]:
         with self.database.session() as session:
-            return list(
-                session.scalars(
+            return [
+                AttemptView.of(attempt)
+                for attempt in session.scalars(
                     select(JobAttempt)
                     .where(JobAttempt.job_id == job_id)
                     .order_by(JobAttempt.number)
                 )
-            )
+            ]
 
     def count_by_status(self, service: str | None = None) -> dict[JobStatus, int]:
         with self.database.session() as session:
@@ -343,6 +354,26 @@ class Ledger:
             if service is not None:
                 query = query.where(Job.service == service)
             return {JobStatus(status): count for status, count in session.execute(query).all()}
+
+    def finished_since(self, start: datetime) -> list[tuple[JobStatus, datetime]]:
+        """When each job that succeeded or failed from `start` on ended, and how."""
+        with self.database.session() as session:
+            rows = session.execute(
+                select(Job.status, Job.finished_at).where(
+                    Job.finished_at >= start,
+                    Job.status.in_([JobStatus.SUCCEEDED.value, JobStatus.FAILED.value]),
+                )
+            ).all()
+        return [(JobStatus(status), finished) for status, finished in rows if finished]
+
+    def running_by_service(self) -> dict[str, int]:
+        with self.database.session() as session:
+            rows = session.execute(
+                select(Job.service, func.count())
+                .where(Job.status == JobStatus.RUNNING.value)
+                .group_by(Job.service)
+            ).all()
+        return {str(service): int(count) for service, count in rows}
 
     # -- dispatching ----------------------------------------------------------------------
 
@@ -489,51 +520,67 @@ class Ledger:
             job.reason = outcome.reason
             job.message = outcome.message
             ready_at = job.next_attempt_at  # the retry below moves it
-            if job.source == JobSource.RUN:
-                # Its client waited for this very attempt: running it again would answer no one.
-                succeeded = outcome.kind is OutcomeKind.SUCCEEDED
-                _transition(job, JobStatus.SUCCEEDED if succeeded else JobStatus.FAILED, now)
+            if outcome.kind is OutcomeKind.SCRIPT_FAILED:
+                job.script_failures += 1
+            elif outcome.kind is OutcomeKind.INFRASTRUCTURE_FAILED:
+                job.infrastructure_failures += 1
+            delay = self.retry_policy.next_attempt(
+                JobSource(job.source),
+                outcome,
+                Failures(job.script_failures, job.infrastructure_failures),
+                script_retries,
+            )
+            if delay is not None:
+                _transition(job, JobStatus.PENDING, now)
+                job.next_attempt_at = now + timedelta(seconds=delay)
             elif outcome.kind is OutcomeKind.SUCCEEDED:
                 _transition(job, JobStatus.SUCCEEDED, now)
-            elif outcome.kind is OutcomeKind.SCRIPT_FAILED:
-                job.script_failures += 1
-                if job.script_failures <= script_retries:
-                    _transition(job, JobStatus.PENDING, now)
-                    job.next_attempt_at = now
-                else:
-                    _transition(job, JobStatus.FAILED, now)
             else:
-                job.infrastructure_failures += 1
-                if self.retry_policy.allows(job.infrastructure_failures):
-                    delay = self.retry_policy.backoff(job.infrastructure_failures)
-                    _transition(job, JobStatus.PENDING, now)
-                    job.next_attempt_at = now + timedelta(seconds=delay)
-                else:
-                    _transition(job, JobStatus.FAILED, now)
+                _transition(job, JobStatus.FAILED, now)
             if record is not None:
                 finished.append(_finished_attempt(job, record, ready_at, now))
             return JobStatus(job.status)
 
-    def take_over_orphans(self, alive: Callable[[str], bool | None] | None = None) -> list[Claim]:
-        """Running jobs whose owner is gone (or whose lease expired), now leased to this process.
+    def take_over_orphans(self, alive: Callable[[str], bool] | None = None) -> list[Claim]:
+        """Running jobs whose instance is dead, now leased to this one.
 
-        The caller adopts each one's execution if the runtime still has it, else finishes the
-        attempt as abandoned so that the job runs again.
+        Each job is taken under a row lock that other survivors skip (`FOR UPDATE SKIP
+        LOCKED`), so exactly one takes it. The caller adopts each one's execution if the
+        runtime still has it, else finishes the attempt as abandoned so that the job runs again.
         """
-        alive = alive or (lambda owner: owner_is_alive(owner, self.owner))
+        alive = alive or self.is_alive
+        with self.database.session() as session:
+            owners = set(
+                session.scalars(
+                    select(Job.lease_owner)
+                    .where(Job.status == JobStatus.RUNNING, Job.lease_owner != self.owner)
+                    .distinct()
+                )
+            )
+            orphaned_by_none = session.scalar(
+                select(func.count())
+                .select_from(Job)
+                .where(Job.status == JobStatus.RUNNING, Job.lease_owner.is_(None))
+            )
+        dead = [owner for owner in owners if owner is not None and not alive(owner)]
+        if not dead and not orphaned_by_none:
+            return []
         now = utcnow()
         claims: list[Claim] = []
         with self.writing() as session:
-            running = session.scalars(select(Job).where(Job.status == JobStatus.RUNNING)).all()
+            owner_is_dead = Job.lease_owner.in_(dead) | Job.lease_owner.is_(None)
+            running = session.scalars(
+                select(Job)
+                .where(Job.status == JobStatus.RUNNING, owner_is_dead)
+                .with_for_update(skip_locked=True)
+            ).all()
             for job in running:
-                owner = job.lease_owner or ""
-                if owner == self.owner:
-                    continue
-                verdict = alive(owner) if owner else False
-                expired = job.lease_expires_at is None or job.lease_expires_at <= now
-                if verdict is True or (verdict is None and not expired):
-                    continue
-                log.warning("taking over job %s of %s (owner %s gone)", job.id, job.service, owner)
+                log.warning(
+                    "taking over job %s of %s (instance %s is dead)",
+                    job.id,
+                    job.service,
+                    job.lease_owner,
+                )
                 job.lease_owner = self.owner
                 job.lease_expires_at = now + self.lease
                 record = session.scalar(
@@ -550,6 +597,20 @@ class Ledger:
                     )
                 )
         return claims
+
+    def needed(self, job_ids: set[str]) -> set[str]:
+        """Those of `job_ids` that run under a live instance (their executions and work
+        directories are in use); the others' are leftovers."""
+        if not job_ids:
+            return set()
+        with self.database.session() as session:
+            rows = session.execute(
+                select(Job.id, Job.lease_owner).where(
+                    Job.id.in_(job_ids), Job.status == JobStatus.RUNNING
+                )
+            ).all()
+        live = {owner for _, owner in rows if owner is not None and self.is_alive(owner)}
+        return {job_id for job_id, owner in rows if owner in live}
 
     # -- operations from the API ----------------------------------------------------------
 

@@ -2,13 +2,25 @@
 
 Infrastructure failures (the platform's fault) are retried with exponential backoff up to
 `limit` times. A script's own failure is re-run only as many times as the service's `retries`
-says, without backoff: the script decided, and waiting would not change its mind.
+says, without backoff: the script decided, and waiting would not change its mind. A script
+stopped for writing or printing too much, and a `/run` request, are never run again.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+
+from oscarpy.engine.outcomes import LIMIT_REASONS, AttemptOutcome, OutcomeKind
+from oscarpy.engine.records import JobSource
+
+
+@dataclass(frozen=True)
+class Failures:
+    """How often a job has failed so far, this attempt included."""
+
+    script: int = 0
+    infrastructure: int = 0
 
 
 @dataclass(frozen=True)
@@ -39,3 +51,25 @@ class RetryPolicy:
     def allows(self, failures: int) -> bool:
         """Whether another infrastructure retry follows the `failures`-th failure."""
         return failures <= self.limit
+
+    def next_attempt(
+        self,
+        source: JobSource,
+        outcome: AttemptOutcome,
+        failures: Failures,
+        script_retries: int = 0,
+    ) -> float | None:
+        """Seconds until the job's next attempt, or `None` when this outcome ends the job.
+
+        `failures` counts this attempt's failure already; `script_retries` is the service's
+        `retries` setting.
+        """
+        if outcome.kind is OutcomeKind.SUCCEEDED or source is JobSource.RUN:
+            return None  # a `/run` client waited for this very attempt: no one awaits another
+        if outcome.kind is OutcomeKind.SCRIPT_FAILED:
+            if outcome.reason in LIMIT_REASONS:
+                return None  # run again, it would write or print just as much
+            return 0.0 if failures.script <= script_retries else None
+        if self.allows(failures.infrastructure):
+            return self.backoff(failures.infrastructure)
+        return None

@@ -12,8 +12,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Float, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from oscarpy.db import Base
-from oscarpy.engine.records import UtcDateTime
+from oscarpy.db import Base, UtcDateTime
 
 
 class RequestLogRow(Base):

@@ -3,6 +3,10 @@
 A blob is written to `blobs/incoming/<id>` while its hashes are computed, fsynced, and only
 then renamed to `blobs/<id[:2]>/<id>`: a half-received upload never has a final name, and the
 metadata that makes an object visible is committed only after the rename.
+
+An id ends with the writer's tag (`TAG_LENGTH` characters of the server instance's token), so
+that recovery removes a blob no metadata references only when the process that wrote it is
+dead: a blob another live process has written but not yet committed looks just the same.
 """
 
 from __future__ import annotations
@@ -10,12 +14,14 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 COPY_CHUNK = 1024 * 1024
+TAG_LENGTH = 8
 #: Writes at least this big hash in parallel threads while the bytes go to disk: hashlib and
 #: zlib release the GIL, so MD5, SHA-256 and a checksum of a big upload cost one pass, not three.
 PARALLEL_HASHING_MIN = 256 * 1024
@@ -23,6 +29,15 @@ _hashing = ThreadPoolExecutor(max_workers=4, thread_name_prefix="blob-hashing")
 #: Every this many bytes, writeback of what came before starts (without waiting for it), so
 #: that the fsync at the end of a big upload has little left to flush.
 WRITEBACK_STEP = 16 * 1024 * 1024
+
+
+PRIVATE_MODE = 0o600
+"""Blobs are the server user's alone, whatever the process's umask."""
+
+
+def private_opener(path: str, flags: int) -> int:
+    """An `opener` for `open()` that creates files only the server's user may read."""
+    return os.open(path, flags, PRIVATE_MODE)
 
 
 class RunningHash(Protocol):
@@ -44,9 +59,9 @@ class BlobWriter:
 
     def __init__(self, blobs: Blobs, *, sha256: bool = False) -> None:
         self._blobs = blobs
-        self.blob_id = uuid.uuid4().hex
+        self.blob_id = blobs.new_id()
         self.temporary = blobs.incoming / self.blob_id
-        self._file: BinaryIO = open(self.temporary, "xb")  # noqa: SIM115 - closed in finish/abort
+        self._file: BinaryIO = open(self.temporary, "xb", opener=private_opener)  # noqa: SIM115 - closed in finish/abort
         self._md5 = hashlib.md5(usedforsecurity=False)
         self._sha256 = hashlib.sha256() if sha256 else None
         self._hashes: list[RunningHash] = [self._md5]
@@ -113,13 +128,18 @@ class BlobWriter:
 class Blobs:
     """The blob directory of one store."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, writer: str | None = None) -> None:
+        """`writer` is the server instance's token (random when not given)."""
         self.root = root
+        self.tag = (writer or uuid.uuid4().hex)[:TAG_LENGTH]
         self.incoming = root / "incoming"
         self.incoming.mkdir(parents=True, exist_ok=True)
         #: Shard directories known to exist (they are never removed), so that a small write
         #: does not pay a `mkdir` system call to learn it again.
         self._shards: set[str] = set()
+
+    def new_id(self) -> str:
+        return uuid.uuid4().hex[: 32 - TAG_LENGTH] + self.tag
 
     def path(self, blob_id: str) -> Path:
         # Ids are generated hex strings, so this never leaves the root whatever a key holds.
@@ -139,11 +159,11 @@ class Blobs:
     def write_whole(self, data: bytes) -> WrittenBlob:
         """A blob of bytes already in memory, written and fsynced in the fewest system calls
         (no buffered file object): the path of every small upload."""
-        blob_id = uuid.uuid4().hex
+        blob_id = self.new_id()
         temporary = self.incoming / blob_id
         try:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-            descriptor = os.open(temporary, flags, 0o666)  # the mode `open()` gives
+            descriptor = os.open(temporary, flags, PRIVATE_MODE)
             try:
                 view = memoryview(data)
                 while view:
@@ -161,10 +181,13 @@ class Blobs:
     def remove(self, blob_id: str) -> None:
         self.path(blob_id).unlink(missing_ok=True)
 
-    def clear_incoming(self) -> int:
-        """Remove half-received uploads left by a crash; returns how many."""
+    def clear_incoming(self, live_tags: Collection[str] = ()) -> int:
+        """Remove half-received uploads left by crashed writers (all but those of `live_tags`
+        and this writer's own); returns how many."""
         removed = 0
         for leftover in self.incoming.iterdir():
+            if tag_of(leftover.name) in live_tags or tag_of(leftover.name) == self.tag:
+                continue
             leftover.unlink(missing_ok=True)
             removed += 1
         return removed
@@ -187,6 +210,11 @@ class Blobs:
             if shard.is_dir() and shard != self.incoming and len(shard.name) == 2:
                 found.update(entry.name for entry in shard.iterdir())
         return found
+
+
+def tag_of(blob_id: str) -> str:
+    """The tag of the writer of a blob (see `Blobs.tag`)."""
+    return blob_id[-TAG_LENGTH:]
 
 
 def copy_out(source: BinaryIO, destination: Path) -> None:

@@ -15,7 +15,7 @@ import re
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,7 +28,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql import ColumnElement
 
 from oscarpy.db import Database, utcnow
-from oscarpy.storage.blobs import Blobs, BlobWriter, WrittenBlob
+from oscarpy.storage.blobs import TAG_LENGTH, Blobs, BlobWriter, WrittenBlob, tag_of
 from oscarpy.storage.errors import (
     BucketNotEmpty,
     BucketNotFound,
@@ -189,9 +189,10 @@ def _upload_info(row: UploadRow) -> UploadInfo:
 class ObjectStore:
     """Buckets and objects of the embedded storage, used in process and by the S3 front-end."""
 
-    def __init__(self, database: Database, data_dir: Path) -> None:
+    def __init__(self, database: Database, data_dir: Path, writer: str | None = None) -> None:
+        """`writer` is the server instance's token: it tags the blobs this process writes."""
         self.database = database
-        self.blobs = Blobs(data_dir / "blobs")
+        self.blobs = Blobs(data_dir / "blobs", writer)
         self._listeners: list[Callable[[], None]] = []
         self._listeners_lock = threading.Lock()
         self._queue: list[_PendingWrite] = []
@@ -200,19 +201,23 @@ class ObjectStore:
 
     # -- maintenance -----------------------------------------------------------------------
 
-    def recover(self) -> int:
-        """Remove what a crash may have left: half-received uploads and unreferenced blobs.
+    def recover(self, live_writers: Collection[str] = ()) -> int:
+        """Remove what crashed writers left: half-received uploads and unreferenced blobs.
 
-        Call once at start, before serving: a blob written but not yet committed by a
-        concurrent writer would look unreferenced.
+        Blobs of this store and of `live_writers` (the tokens of the server instances still
+        alive) are kept: one of theirs may be written and not yet committed, and so look
+        unreferenced. Everything of a dead writer is provably orphaned.
         """
-        removed = self.blobs.clear_incoming()
-        with self.database.session() as session:
-            referenced = set(session.scalars(select(ObjectRow.blob_id)))
-            referenced.update(session.scalars(select(PartRow.blob_id)))
-        for blob_id in self.blobs.all_ids() - referenced:
-            self.blobs.remove(blob_id)
-            removed += 1
+        live = {writer[:TAG_LENGTH] for writer in live_writers} | {self.blobs.tag}
+        removed = self.blobs.clear_incoming(live)
+        candidates = {blob for blob in self.blobs.all_ids() if tag_of(blob) not in live}
+        if candidates:
+            with self.database.session() as session:
+                referenced = set(session.scalars(select(ObjectRow.blob_id)))
+                referenced.update(session.scalars(select(PartRow.blob_id)))
+            for blob_id in candidates - referenced:
+                self.blobs.remove(blob_id)
+                removed += 1
         if removed:
             log.info("removed %d blob(s) left by an interrupted write", removed)
         return removed

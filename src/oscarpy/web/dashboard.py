@@ -30,7 +30,7 @@ from oscarpy.errors import status_of as domain_status_of
 from oscarpy.services.errors import ServiceExists, ServiceNotFound
 
 if TYPE_CHECKING:
-    from oscarpy.engine.core import Engine
+    from oscarpy.engine import Engine
     from oscarpy.services.registry import ServiceRegistry
     from oscarpy.storage.store import ObjectStore
 

@@ -14,8 +14,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from oscarpy.engine.ledger import JobView
-from oscarpy.engine.records import JobStatus
+from oscarpy.engine import JobStatus, JobView
 from oscarpy.services.errors import ServiceDefinitionError, ServiceExists, ServiceNotFound
 from oscarpy.services.model import Service, is_service_name, parse_fdl, parse_service
 from oscarpy.web import activity, charts
@@ -50,7 +49,7 @@ def _found(request: Request, name: str) -> Service:
 
 def _counts(request: Request, name: str) -> dict[str, int]:
     running_engine = engine_or_none(request)
-    counts = running_engine.ledger.count_by_status(name) if running_engine else {}
+    counts = running_engine.counts(name) if running_engine else {}
     return {status.value: counts.get(status, 0) for status in JobStatus}
 
 
@@ -323,7 +322,7 @@ async def job_page(request: Request, name: str, job_id: str, _session: SignedIn)
             "job": _job_json(name, view),
             "view": view,
             "log": running_engine.job_log(name, job_id),
-            "attempts": running_engine.ledger.attempts(job_id),
+            "attempts": running_engine.attempts(name, job_id),
         }
 
     return render(request, "job.html", await run_in_threadpool(gather))

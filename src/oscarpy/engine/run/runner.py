@@ -29,6 +29,7 @@ from oscarpy.engine.ledger import NewJob
 from oscarpy.engine.logstream import LogStream
 from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
 from oscarpy.engine.records import JobSource
+from oscarpy.engine.recovery import run_root
 from oscarpy.engine.run import body
 from oscarpy.engine.run.pool import Member, ServicePool, WarmPools
 from oscarpy.engine.runtimes.base import EndReason, RunResult
@@ -93,7 +94,7 @@ class Runner:
     def __init__(self, settings: Settings, engine: Engine, runtime: RunRuntime | None = None):
         self.settings = settings
         self.engine = engine
-        self.root = settings.data_dir / "run"
+        self.root = run_root(settings.data_dir, engine.ledger.owner)
         self.requests = self.root / "requests"
         self.staging = self.root / "staging"
         """Request directories are built here, where no container reaches, then moved in."""
@@ -112,6 +113,7 @@ class Runner:
             limits=engine.limits,
         )
         engine.registry.add_listener(self.pools.on_service_change)
+        engine.recovery.add_cleaner(lambda _instance: self.runtime.sweep())
 
     def _make_runtime(self) -> RunRuntime:
         runtime = self.engine.runtime
@@ -120,7 +122,8 @@ class Runner:
             from oscarpy.engine.runtimes.docker_warm import DockerRunRuntime
 
             assert isinstance(runtime, DockerRuntime)
-            return DockerRunRuntime(runtime, self.engine.ledger.owner)
+            ledger = self.engine.ledger
+            return DockerRunRuntime(runtime, ledger.owner, ledger.is_alive)
         return ProcessRunRuntime(runtime)
 
     def start(self) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +35,6 @@ from oscarpy.engine.errors import (
     InfrastructureError,
     RuntimeUnavailable,
 )
-from oscarpy.engine.ledger import owner_is_alive
 from oscarpy.engine.runtimes.base import OutputSink, RunResult, result_from_exit, timed_out
 from oscarpy.engine.runtimes.docker import DockerRuntime
 from oscarpy.engine.runtimes.docker_api import (
@@ -195,10 +195,12 @@ class DockerRunRuntime:
 
     name = "docker"
 
-    def __init__(self, jobs: DockerRuntime, owner: str) -> None:
+    def __init__(self, jobs: DockerRuntime, owner: str, alive: Callable[[str], bool]) -> None:
+        """`alive` tells whether a server instance holds a running lease."""
         self.connection = jobs.connection
         self.instance = jobs.instance
         self.owner = owner
+        self._alive = alive
         # The job runtime's: pulls and their errors are handled in one place.
         self._prepare = jobs.prepare
 
@@ -307,7 +309,7 @@ class DockerRunRuntime:
         removed = 0
         for entry in found:
             owner = str((entry.get("Labels") or {}).get(LABEL_OWNER, ""))
-            if owner != self.owner and owner_is_alive(owner, self.owner) is False:
+            if owner != self.owner and not self._alive(owner):
                 self.remove(str(entry["Id"]))
                 removed += 1
         return removed

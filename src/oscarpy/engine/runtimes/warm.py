@@ -8,6 +8,7 @@ Docker implementation; `ProcessRunRuntime` here stands in for the `process` runt
 
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -155,6 +156,9 @@ def new_container_dir(root: Path, service: str) -> Path:
     """A fresh host directory for one warm container; its name is also the container's."""
     path = root / f"oscar-run-{service}-{uuid.uuid4().hex[:10]}"
     path.mkdir(parents=True)
+    # Mounted as the container's working root: its (unprivileged) user must pass it, whatever
+    # the server's umask; the private data directory keeps other host users out.
+    os.chmod(path, 0o755)
     return path
 
 

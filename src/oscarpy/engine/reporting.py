@@ -1,0 +1,36 @@
+"""The supervisor's `JobReporter`: what happens to a job becomes a ledger write."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from oscarpy.engine.ledger import Ledger
+from oscarpy.engine.logstream import LogLine
+from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
+
+log = logging.getLogger(__name__)
+
+
+class LedgerReporter:
+    def __init__(self, ledger: Ledger, script_retries: Callable[[str], int]) -> None:
+        """`script_retries` gives a service's `retries` setting by service name."""
+        self.ledger = ledger
+        self._script_retries = script_retries
+
+    def started(self, job_id: str, attempt: int, execution_id: str) -> None:
+        self.ledger.record_execution(job_id, attempt, execution_id)
+
+    def log(self, job_id: str, lines: Sequence[LogLine]) -> None:
+        try:
+            self.ledger.append_log(job_id, lines)
+        except Exception:  # a lost log batch must not fail the job that printed it
+            log.exception("job %s: cannot store %d log line(s)", job_id, len(lines))
+
+    def finished(self, job_id: str, attempt: int, outcome: AttemptOutcome) -> None:
+        retries = 0
+        if outcome.kind is OutcomeKind.SCRIPT_FAILED:
+            retries = self._script_retries(self.ledger.get(job_id).service)
+        status = self.ledger.finish(job_id, attempt, outcome, script_retries=retries)
+        if status is not None:
+            log.info("job %s: %s (%s)", job_id, status.oscar_name, outcome.message)
