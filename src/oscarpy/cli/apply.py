@@ -22,12 +22,24 @@ if TYPE_CHECKING:
 FDL_ARGUMENT = typer.Argument(..., metavar="FDL", help="An FDL file (oscar-cli's YAML format).")
 
 
-def read_fdl(path: Path, name: str | None = None) -> list[tuple[str, dict[str, Any]]]:
-    """(cluster id, service JSON) of each service in the file; `name` renames a lone one."""
-    from oscarpy.services.model import ServiceDefinitionError, parse_fdl
+ANY_SCRIPT_OPTION = typer.Option(
+    False,
+    "--allow-any-script-path",
+    help="Let the FDL's script paths point outside the FDL's directory (absolute or ../ paths).",
+)
+
+
+def read_fdl(
+    path: Path, name: str | None = None, *, any_script_path: bool = False
+) -> list[tuple[str, dict[str, Any]]]:
+    """(cluster id, service JSON) of each service in the file; `name` renames a lone one.
+
+    Script files are read only from the FDL's directory unless `any_script_path`: an FDL
+    someone else wrote must not upload this user's files (`script: ~/.ssh/id_rsa`)."""
+    from oscarpy.services.model import ANY_SCRIPT_PATH, ServiceDefinitionError, parse_fdl
 
     try:
-        entries = parse_fdl(path)
+        entries = parse_fdl(path, scripts_under=ANY_SCRIPT_PATH if any_script_path else None)
     except ServiceDefinitionError as error:
         raise UsageError(str(error)) from None
     if name is not None and len(entries) != 1:
@@ -58,11 +70,12 @@ def apply(
     name: str | None = typer.Option(
         None, "--name", "-n", help="Deploy the FDL's only service under this name."
     ),
+    any_script_path: bool = ANY_SCRIPT_OPTION,
 ) -> None:
     """Create the services of an FDL file, or update those that exist."""
     from oscarpy.cli.client import OscarClient
 
-    definitions = read_fdl(fdl, name)
+    definitions = read_fdl(fdl, name, any_script_path=any_script_path)
     config = load_cluster_config()
     for fdl_cluster_id, definition in definitions:
         cluster_id, target = target_cluster(config, fdl_cluster_id, cluster)
