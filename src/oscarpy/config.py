@@ -103,6 +103,13 @@ class Settings(BaseSettings):
         description="Largest /run request body in bytes (streamed to disk); larger ones get 413.",
     )
 
+    job_body_limit: int = Field(
+        100 * 1024 * 1024,
+        ge=0,
+        description="Largest POST /job request body in bytes (streamed to disk); larger ones "
+        "get 413.",
+    )
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: object) -> object:

@@ -13,7 +13,9 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from oscarpy.api.auth import SERVICE_AUTH_DOCUMENTATION, require_admin, require_service_access
+from oscarpy.api.bodies import BodyLimit, save_body
 from oscarpy.api.errors import error_responses
+from oscarpy.api.schemas import ErrorBody
 from oscarpy.engine.core import Engine
 from oscarpy.engine.errors import EngineError, InvalidJobOperation, JobNotFound
 from oscarpy.services.errors import ServiceNotFound
@@ -66,6 +68,7 @@ def install_engine_errors(app: FastAPI) -> None:
     dependencies=SERVICE_AUTH_DOCUMENTATION,
     responses={
         **error_responses(401, 404),
+        413: {"model": ErrorBody, "description": "The body is larger than the limit."},
         201: {"headers": {"Location": {"description": "The job's log."}}},
     },
 )
@@ -74,8 +77,14 @@ async def submit_job(service_name: str, request: Request, response: Response) ->
     is the input itself (JSON as-is, anything else base64-decoded). The job is recorded before
     this answers (OSCAR returns no id; we return it, still with 201)."""
     require_service_access(request, service_name)
-    body = await request.body()
-    job_id = await run_in_threadpool(engine_of(request).submit, checked_name(service_name), body)
+    engine = engine_of(request)
+    limit = BodyLimit(request.app.state.settings.job_body_limit, "job_body_limit")
+    path = engine.new_body_path()
+    try:
+        await save_body(request, path, limit)
+        job_id = await run_in_threadpool(engine.submit, checked_name(service_name), path)
+    finally:
+        path.unlink(missing_ok=True)
     response.headers["Location"] = f"/system/logs/{service_name}/{job_id}"
     return {"job_id": job_id}
 

@@ -7,9 +7,6 @@ plain `JobSpec` the supervisor runs, and implements the `JobReporter` the superv
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 import os
 import shutil
@@ -24,7 +21,7 @@ from oscarpy.config import Settings
 from oscarpy.db import Database, SystemMeta, utcnow
 from oscarpy.engine.dispatcher import Capacity, Demand, Dispatcher
 from oscarpy.engine.errors import InfrastructureError, JobNotFound
-from oscarpy.engine.events import event_time, parse_object_event, storage_event
+from oscarpy.engine.events import ObjectReference, event_time, parse_object_event, storage_event
 from oscarpy.engine.intake import Intake, path_contains
 from oscarpy.engine.ledger import Claim, JobView, Ledger, NewJob
 from oscarpy.engine.logstream import LogLine
@@ -80,18 +77,20 @@ def host_capacity(settings: Settings) -> Capacity:
     return Capacity(cpu=cpu, memory=memory)
 
 
-def decode_body(body: bytes) -> bytes:
-    """OSCAR's rule for a direct invocation: JSON is kept as it is, anything else is base64
-    (decoded; a body that is not valid base64 is kept as it is rather than refused)."""
-    try:
-        json.loads(body)
-        return body
-    except ValueError:
-        pass
-    try:
-        return base64.b64decode(b"".join(body.split()), validate=True)
-    except (binascii.Error, ValueError):
-        return body
+def decode_body_file(raw: Path, destination: Path) -> None:
+    """OSCAR's rule for a direct invocation, on files: JSON is kept as it is, anything else is
+    base64 (decoded; a body that is not valid base64 is kept as it is rather than refused)."""
+    # Imported here: the sync package imports this module.
+    from oscarpy.engine.sync.body import decode_base64_file, is_json
+    from oscarpy.engine.sync.errors import InvalidBody
+
+    if not is_json(raw):
+        try:
+            decode_base64_file(raw, destination)
+            return
+        except InvalidBody:
+            destination.unlink(missing_ok=True)
+    os.replace(raw, destination)
 
 
 def _event_text(content: bytes) -> str:
@@ -358,50 +357,72 @@ class Engine:
 
     # -- operations for the API -----------------------------------------------------------
 
-    def submit(self, service_name: str, body: bytes) -> str:
-        """A `/job` request: a MinIO/S3 event names an object to stage; any other body is
-        the input itself. The job is committed before this returns."""
-        service = self._require_service(service_name)
-        reference = parse_object_event(body)
-        if reference is not None:
-            provider = DEFAULT_PROVIDER
-            for input_path in service.input:
-                if input_path.bucket == reference.bucket:
-                    provider = input_path.storage_provider
-                    break
-            etag = reference.etag
-            if etag is None and self.providers.is_embedded(service, provider):
-                found = self.store.head(reference.bucket, reference.key)
-                etag = found.etag if found is not None else None
-            new = NewJob(
-                service=service.name,
-                source=JobSource.EVENT,
-                event=body.decode("utf-8", errors="replace"),
-                provider=provider,
-                bucket=reference.bucket,
-                key=reference.key,
-                etag=etag,
-            )
-            created = self.ledger.add_job(new)
-            if created is None:
-                existing = self.ledger.find_job(service.name, reference.bucket, reference.key, etag)
-                if existing is not None:
-                    return existing
-                raise JobNotFound("the job of this event vanished; send it again")
-            self.dispatcher.wake()
-            return created
-        job_id = str(uuid.uuid4())
-        content = decode_body(body)
-        path = self.bodies / job_id
+    def new_body_path(self) -> Path:
+        """Where the API streams a `/job` body before `submit` (which moves or removes it)."""
         self.bodies.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as handle:
-            handle.write(content)
-            handle.flush()
+        return self.bodies / f".incoming-{uuid.uuid4().hex}"
+
+    def submit(self, service_name: str, body: bytes | Path) -> str:
+        """A `/job` request: a MinIO/S3 event names an object to stage; any other body is
+        the input itself. `body` is the bytes, or a file from `new_body_path` that this takes
+        over (never read whole: a body may be larger than memory). The job is committed before
+        this returns."""
+        service = self._require_service(service_name)
+        raw = body if isinstance(body, Path) else self._spool(body)
+        try:
+            if raw.stat().st_size <= MAX_EVENT_IN_LEDGER:
+                event = raw.read_bytes()
+                reference = parse_object_event(event)
+                if reference is not None:
+                    return self._submit_event(service, reference, event)
+            return self._submit_invocation(service, raw)
+        finally:
+            raw.unlink(missing_ok=True)
+
+    def _spool(self, body: bytes) -> Path:
+        path = self.new_body_path()
+        path.write_bytes(body)
+        return path
+
+    def _submit_event(self, service: Service, reference: ObjectReference, body: bytes) -> str:
+        provider = DEFAULT_PROVIDER
+        for input_path in service.input:
+            if input_path.bucket == reference.bucket:
+                provider = input_path.storage_provider
+                break
+        etag = reference.etag
+        if etag is None and self.providers.is_embedded(service, provider):
+            found = self.store.head(reference.bucket, reference.key)
+            etag = found.etag if found is not None else None
+        new = NewJob(
+            service=service.name,
+            source=JobSource.EVENT,
+            event=body.decode("utf-8", errors="replace"),
+            provider=provider,
+            bucket=reference.bucket,
+            key=reference.key,
+            etag=etag,
+        )
+        created = self.ledger.add_job(new)
+        if created is None:
+            existing = self.ledger.find_job(service.name, reference.bucket, reference.key, etag)
+            if existing is not None:
+                return existing
+            raise JobNotFound("the job of this event vanished; send it again")
+        self.dispatcher.wake()
+        return created
+
+    def _submit_invocation(self, service: Service, raw: Path) -> str:
+        job_id = str(uuid.uuid4())
+        path = self.bodies / job_id
+        decode_body_file(raw, path)
+        with open(path, "rb") as handle:
             os.fsync(handle.fileno())
+            event = handle.read(MAX_EVENT_IN_LEDGER + 1)
         new = NewJob(
             service=service.name,
             source=JobSource.INVOCATION,
-            event=_event_text(content),
+            event=_event_text(event),
             body_path=str(path),
             job_id=job_id,
         )
