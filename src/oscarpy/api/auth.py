@@ -101,20 +101,21 @@ def require_admin(
         raise unauthorized()
 
 
-def require_service_access(request: Request, service_name: str) -> None:
-    """Pass with the admin's Basic credentials or the Bearer token of `service_name`, else 401.
+def require_service_access(request: Request, service_name: str) -> bool:
+    """Pass with the admin's Basic credentials or the Bearer token of `service_name`, else 401;
+    True for the admin, False for the token (which opens less: see `/job` events).
 
     An absent service answers 401 to a token as to a wrong one (it tells a caller without the
     admin's credentials nothing); with the admin's credentials the route reports the 404.
     """
     if is_admin(request, request.app.state.admin):
-        return
+        return True
     token = parse_bearer(request.headers.get("authorization", ""))
     if token is not None:
         registry = request.app.state.registry
         service = registry.get(service_name) if is_service_name(service_name) else None
         if service is not None and service.token and secrets_equal(token, service.token):
-            return
+            return False
     raise unauthorized(headers=SERVICE_CHALLENGE)
 
 

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from oscarpy.config import Settings
 from oscarpy.db import Database, SystemMeta, utcnow
 from oscarpy.engine.dispatcher import Capacity, Demand, Dispatcher
-from oscarpy.engine.errors import InfrastructureError, JobNotFound
+from oscarpy.engine.errors import EventNotAllowed, InfrastructureError, JobNotFound
 from oscarpy.engine.events import ObjectReference, event_time, parse_object_event, storage_event
 from oscarpy.engine.intake import Intake, path_contains
 from oscarpy.engine.ledger import Claim, JobView, Ledger, NewJob
@@ -91,6 +91,13 @@ def decode_body_file(raw: Path, destination: Path) -> None:
         except InvalidBody:
             destination.unlink(missing_ok=True)
     os.replace(raw, destination)
+
+
+def _under_an_input(service: Service, reference: ObjectReference) -> bool:
+    return any(
+        path.bucket == reference.bucket and reference.key.startswith(path.key_prefix())
+        for path in service.input
+    )
 
 
 def _event_text(content: bytes) -> str:
@@ -362,11 +369,12 @@ class Engine:
         self.bodies.mkdir(parents=True, exist_ok=True)
         return self.bodies / f".incoming-{uuid.uuid4().hex}"
 
-    def submit(self, service_name: str, body: bytes | Path) -> str:
+    def submit(self, service_name: str, body: bytes | Path, *, inputs_only: bool = False) -> str:
         """A `/job` request: a MinIO/S3 event names an object to stage; any other body is
         the input itself. `body` is the bytes, or a file from `new_body_path` that this takes
-        over (never read whole: a body may be larger than memory). The job is committed before
-        this returns."""
+        over (never read whole: a body may be larger than memory). With `inputs_only` (a caller
+        holding only the service's token) an event must name an object under one of the
+        service's inputs, else `EventNotAllowed`. The job is committed before this returns."""
         service = self._require_service(service_name)
         raw = body if isinstance(body, Path) else self._spool(body)
         try:
@@ -374,6 +382,12 @@ class Engine:
                 event = raw.read_bytes()
                 reference = parse_object_event(event)
                 if reference is not None:
+                    if inputs_only and not _under_an_input(service, reference):
+                        raise EventNotAllowed(
+                            f"the event names {reference.bucket}/{reference.key}, which is not "
+                            f"under an input of {service.name}; its token may send events for "
+                            "its own inputs only"
+                        )
                     return self._submit_event(service, reference, event)
             return self._submit_invocation(service, raw)
         finally:

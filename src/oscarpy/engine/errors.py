@@ -7,6 +7,7 @@
     │   ├── StagingError             the input could not be staged in or the outputs out
     │   └── ContainerError           the engine refused or lost the container
     ├── JobNotFound                  no such job (for that service)
+    ├── EventNotAllowed              a caller's event names an object it may not have processed
     └── InvalidJobOperation          the job's state does not allow the operation
 
 A script's own failure (non-zero exit, timeout, OOM) is not an exception: it is an outcome,
@@ -49,3 +50,7 @@ class JobNotFound(EngineError):
 
 class InvalidJobOperation(EngineError):
     pass
+
+
+class EventNotAllowed(EngineError):
+    """A service's token sent an event for an object outside that service's inputs."""
