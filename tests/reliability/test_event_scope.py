@@ -6,12 +6,10 @@ service's inputs, else 403 and no job. The admin may name any object."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
-from tests.support.server import RunningServer, start_server
+from tests.support.server import RunningServer
 
 
 def _event(bucket: str, key: str) -> str:
@@ -19,16 +17,10 @@ def _event(bucket: str, key: str) -> str:
     return json.dumps({"EventName": "s3:ObjectCreated:Put", "Records": [record]})
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    data = tmp_path_factory.mktemp("event-scope") / "data"
-    running = start_server(data, env={"OSCAR_RUNTIME": "process"})
-    yield running
-    running.stop()
-
-
-def test_a_token_cannot_make_its_service_process_another_bucket(server: RunningServer) -> None:
-    token = server.create_service(
+def test_a_token_cannot_make_its_service_process_another_bucket(
+    process_server: RunningServer,
+) -> None:
+    token = process_server.create_service(
         {
             "name": "copier",
             "image": "unused",
@@ -37,12 +29,12 @@ def test_a_token_cannot_make_its_service_process_another_bucket(server: RunningS
             "output": [{"path": "mine/out"}],
         }
     )["token"]
-    s3 = server.s3_client()
+    s3 = process_server.s3_client()
     s3.create_bucket(Bucket="private")
     s3.put_object(Bucket="private", Key="secret.txt", Body=b"payroll")
     bearer = {"Authorization": f"Bearer {token}"}
 
-    with httpx.Client(base_url=server.url, timeout=30) as caller:
+    with httpx.Client(base_url=process_server.url, timeout=30) as caller:
         refused = [
             caller.post("/job/copier", content=_event(bucket, key), headers=bearer)
             for bucket, key in [
@@ -57,7 +49,7 @@ def test_a_token_cannot_make_its_service_process_another_bucket(server: RunningS
     ]
     assert "copier" in refused[0].json()["detail"]
     assert allowed.status_code == 201, allowed.text
-    with server.client() as admin:
+    with process_server.client() as admin:
         jobs = admin.get("/system/logs/copier").json()["jobs"]
         assert list(jobs) == [allowed.json()["job_id"]]
         # The admin may still have any object processed.

@@ -6,20 +6,11 @@ refused with 400, at once."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.support.server import RunningServer, start_server
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    data = tmp_path_factory.mktemp("quantities") / "data"
-    running = start_server(data, env={"OSCAR_RUNTIME": "process"})
-    yield running
-    running.stop()
+from tests.support.server import RunningServer
 
 
 @pytest.mark.parametrize(
@@ -33,10 +24,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         ("memory", "1" * 100_000),
     ],
 )
-def test_a_huge_quantity_is_refused_at_once(server: RunningServer, field: str, value: str) -> None:
+def test_a_huge_quantity_is_refused_at_once(
+    process_server: RunningServer, field: str, value: str
+) -> None:
     definition = {"name": "huge", "image": "unused", "script": "true", field: value}
     started = time.monotonic()
-    with httpx.Client(base_url=server.url, auth=server.auth, timeout=10) as client:
+    with httpx.Client(base_url=process_server.url, auth=process_server.auth, timeout=10) as client:
         created = client.post("/system/services", json=definition)
         elapsed = time.monotonic() - started
         assert created.status_code == 400, created.text
