@@ -110,6 +110,12 @@ class Settings(BaseSettings):
         "get 413.",
     )
 
+    trusted_origins: str = Field(
+        "",
+        description="Comma-separated origins (https://oscar.example.org) besides the server's "
+        "own address that may send state-changing requests from a browser; others get 403.",
+    )
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: object) -> object:
@@ -130,6 +136,10 @@ class Settings(BaseSettings):
                 "more than the log it keeps"
             )
         return value
+
+    @property
+    def trusted_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.trusted_origins.split(",") if origin.strip()]
 
     @property
     def state_database_url(self) -> str:

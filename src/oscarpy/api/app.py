@@ -10,6 +10,7 @@ from fastapi.responses import PlainTextResponse
 from oscarpy import __version__
 from oscarpy.api import jobs, logs, openapi, run, services, system
 from oscarpy.api.errors import install_error_handlers
+from oscarpy.api.origin import CrossSiteGuard
 from oscarpy.api.slashes import StripTrailingSlash
 from oscarpy.auth.credentials import AdminCredentials
 from oscarpy.config import Settings
@@ -42,4 +43,5 @@ def create_app(settings: Settings, database: Database, admin: AdminCredentials) 
     run.install_run_errors(app)
     openapi.document(app)
     app.add_middleware(StripTrailingSlash)
+    app.add_middleware(CrossSiteGuard, trusted_origins=settings.trusted_origin_list)
     return app
