@@ -165,7 +165,7 @@ class S3App:
         try:
             response = await self._handle(request, method, raw_path, path)
         except ClientDisconnect:
-            log.debug("client went away during %s %s", method, path)
+            log.debug("client went away during %s %s", method, loggable(path))
             return
         except S3Error as error:
             response = self._error(error, method, path, request_id)
@@ -173,10 +173,12 @@ class S3App:
             response = self._error(from_store_error(error), method, path, request_id)
         except Exception as error:
             if is_disk_full(error):
-                log.warning("S3 %s %s: the data directory is full (%s)", method, path, error)
+                log.warning(
+                    "S3 %s %s: the data directory is full (%s)", method, loggable(path), error
+                )
                 failure = S3Error("InsufficientStorage", "the server's data directory is full")
             else:
-                log.exception("S3 %s %s failed", method, path)
+                log.exception("S3 %s %s failed", method, loggable(path))
                 failure = S3Error(
                     "InternalError", "We encountered an internal error. Please try again."
                 )
@@ -209,9 +211,9 @@ class S3App:
 
     def _error(self, error: S3Error, method: str, path: str, request_id: str) -> Response:
         if error.status >= 500 and error.code != "NotImplemented":
-            log.warning("S3 %s %s: %s", method, path, error.message)
+            log.warning("S3 %s %s: %s", method, loggable(path), error.message)
         else:
-            log.debug("S3 %s %s: %s %s", method, path, error.code, error.message)
+            log.debug("S3 %s %s: %s %s", method, loggable(path), error.code, error.message)
         body = b"" if method == "HEAD" else error.xml(path, request_id)
         headers = dict(error.headers)
         if method == "HEAD":
@@ -219,6 +221,12 @@ class S3App:
         return Response(
             body, status_code=error.status, headers=headers, media_type="application/xml"
         )
+
+
+def loggable(text: str) -> str:
+    """`text` with control and non-ASCII characters escaped (`\\n`, `\\x1b`): a path comes from
+    whoever sent the request, signed or not, and must not forge log lines or colour a terminal."""
+    return text.encode("unicode_escape").decode("ascii")
 
 
 def _is_ip(host: str) -> bool:
