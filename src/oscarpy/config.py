@@ -110,6 +110,16 @@ class Settings(BaseSettings):
         "get 413.",
     )
 
+    api_docs: bool = Field(
+        False,
+        description="Serve the interactive API pages /docs and /redoc (to the admin); they "
+        "load Swagger UI and ReDoc from a CDN. /openapi.json is always served to the admin.",
+    )
+    secure_cookie: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="Mark the dashboard's cookies Secure: auto when the request came over HTTPS "
+        "(or a proxy says so in X-Forwarded-Proto), always, or never.",
+    )
     trusted_origins: str = Field(
         "",
         description="Comma-separated origins (https://oscar.example.org) besides the server's "

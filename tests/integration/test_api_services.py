@@ -339,7 +339,7 @@ def test_a_method_a_path_lacks_is_405_naming_every_method_it_has(client: httpx.C
 
 
 def test_openapi_document_describes_routes_auth_and_errors(api: RunningServer) -> None:
-    document = httpx.get(f"{api.url}/openapi.json").json()
+    document = httpx.get(f"{api.url}/openapi.json", auth=api.auth).json()
     schemes = document["components"]["securitySchemes"]
     assert schemes["adminBasic"] == {
         "type": "http",

@@ -61,7 +61,7 @@ def installation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installat
 
 def _routes(server: RunningServer) -> list[tuple[str, str, bool]]:
     """(method, path template, whether a service's own token opens it) from /openapi.json."""
-    document = httpx.get(f"{server.url}/openapi.json", timeout=10).json()
+    document = httpx.get(f"{server.url}/openapi.json", auth=server.auth, timeout=10).json()
     routes = []
     for path, operations in document["paths"].items():
         for method, operation in operations.items():

@@ -23,6 +23,9 @@ def create_app(settings: Settings, database: Database, admin: AdminCredentials) 
         version=__version__,
         description="OSCAR-compatible API for event-driven file processing in containers.",
         redirect_slashes=False,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.database = database
@@ -42,6 +45,7 @@ def create_app(settings: Settings, database: Database, admin: AdminCredentials) 
     jobs.install_engine_errors(app)
     run.install_run_errors(app)
     openapi.document(app)
+    openapi.serve(app, interactive=settings.api_docs)
     app.add_middleware(StripTrailingSlash)
     app.add_middleware(CrossSiteGuard, trusted_origins=settings.trusted_origin_list)
     return app
