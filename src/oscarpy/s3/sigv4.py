@@ -274,6 +274,10 @@ class Verifier:
         *,
         presigned: bool,
     ) -> Authorization:
+        if "host" not in signed:
+            # Unsigned, the Host header could be changed in transit: a request signed for one
+            # server (or bucket, virtual-host style) would be replayed against another.
+            raise S3Error("AccessDenied", "SignedHeaders must include host")
         # Clients sign the path as they send it; a few normalise its encoding differently,
         # so the re-encoded form of the decoded path is the second candidate.
         candidates = [raw_path or "/"]
