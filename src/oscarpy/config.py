@@ -110,6 +110,18 @@ class Settings(BaseSettings):
         "get 413.",
     )
 
+    signin_free_failures: int = Field(
+        5,
+        ge=1,
+        description="Failed sign-ins (Basic, dashboard, S3) per client address or user before "
+        "the next attempt must wait.",
+    )
+    signin_delay: float = Field(
+        1.0, gt=0, description="Seconds the first throttled attempt waits; doubles per failure."
+    )
+    signin_max_delay: float = Field(
+        300.0, gt=0, description="Longest wait between sign-in attempts after failures."
+    )
     api_docs: bool = Field(
         False,
         description="Serve the interactive API pages /docs and /redoc (to the admin); they "

@@ -145,7 +145,10 @@ class Platform:
         api_app.state.sync = self.sync
         api_app.state.s3_endpoint = self.s3_endpoint
         self.api_app: ASGIApp = api_app
-        self.s3_app: ASGIApp = create_s3_app(self.store, self.admin, settings)
+        # One throttle for both ports: failed S3 signatures and Basic passwords add up.
+        self.s3_app: ASGIApp = create_s3_app(
+            self.store, self.admin, settings, throttle=api_app.state.throttle
+        )
         self.background: list[BackgroundService] = [self.engine, self.sync]
 
     @property

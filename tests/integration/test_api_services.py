@@ -21,10 +21,10 @@ from tests.support.server import RunningServer, start_server
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """One server for the module: each test uses its own service names."""
-    # A given password: a generated one is printed to the log file on first start.
-    running = start_server(
-        tmp_path_factory.mktemp("api") / "data", env={"OSCAR_PASSWORD": "api-tests-password"}
-    )
+    # A given password: a generated one is printed to the log file on first start. The tests
+    # send many wrong passwords on purpose: no sign-in throttling here (test_brute_force.py).
+    env = {"OSCAR_PASSWORD": "api-tests-password", "OSCAR_SIGNIN_FREE_FAILURES": "1000000"}
+    running = start_server(tmp_path_factory.mktemp("api") / "data", env=env)
     yield running
     running.stop()
 

@@ -45,7 +45,9 @@ class Installation:
 @pytest.fixture(scope="module")
 def installation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installation]:
     data = tmp_path_factory.mktemp("access") / "data"
-    server = start_server(data, env={"OSCAR_PASSWORD": PASSWORD, "OSCAR_RUNTIME": "process"})
+    # Every wrong credential is tried on purpose: no sign-in throttling (test_brute_force.py).
+    env = {"OSCAR_PASSWORD": PASSWORD, "OSCAR_RUNTIME": "process"}
+    server = start_server(data, env={**env, "OSCAR_SIGNIN_FREE_FAILURES": "1000000"})
     try:
         tokens = {}
         with server.client() as client:

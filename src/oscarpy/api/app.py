@@ -9,6 +9,7 @@ from fastapi.responses import PlainTextResponse
 
 from oscarpy import __version__
 from oscarpy.api import jobs, logs, openapi, run, services, system
+from oscarpy.api.auth import install_throttle
 from oscarpy.api.errors import install_error_handlers
 from oscarpy.api.origin import CrossSiteGuard
 from oscarpy.api.slashes import StripTrailingSlash
@@ -42,6 +43,7 @@ def create_app(settings: Settings, database: Database, admin: AdminCredentials) 
     app.include_router(logs.router)
     app.include_router(run.router)
     install_error_handlers(app)
+    install_throttle(app, settings)
     jobs.install_engine_errors(app)
     run.install_run_errors(app)
     openapi.document(app)

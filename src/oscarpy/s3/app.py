@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from urllib.parse import unquote, urlsplit
@@ -19,12 +20,13 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from oscarpy.auth.credentials import AdminCredentials
+from oscarpy.auth.throttle import Throttle, Throttled, client_address
 from oscarpy.config import Settings
 from oscarpy.s3 import buckets, multipart, objects
 from oscarpy.s3.call import S3Call
 from oscarpy.s3.errors import S3Error, from_store_error, not_implemented
 from oscarpy.s3.payload import InlineWrites
-from oscarpy.s3.sigv4 import Credentials, Verifier
+from oscarpy.s3.sigv4 import Authorization, Credentials, Verifier
 from oscarpy.storage.errors import StorageError, is_disk_full
 from oscarpy.storage.store import ObjectStore
 
@@ -133,8 +135,15 @@ def choose(method: str, bucket: str, key: str, query: dict[str, str]) -> Handler
 class S3App:
     """The ASGI application; see the module docstring."""
 
-    def __init__(self, store: ObjectStore, admin: AdminCredentials, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        admin: AdminCredentials,
+        settings: Settings,
+        throttle: Throttle | None = None,
+    ) -> None:
         self.store = store
+        self.throttle = throttle or Throttle.from_settings(settings)
         self.owner = admin.username
         self.region = settings.region
         self.verifier = Verifier(Credentials(admin.username, admin.password))
@@ -191,7 +200,7 @@ class S3App:
         headers: dict[str, list[str]] = {}
         for name, value in request.scope["headers"]:
             headers.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
-        auth = self.verifier.verify(method, raw_path, raw_query, headers)
+        auth = self._verified(request, method, raw_path, raw_query, headers)
         bucket, key = self.address((headers.get("host") or [""])[0], path)
         query = parse_query(raw_query)
         handler = choose(method, bucket, key, query)
@@ -209,8 +218,44 @@ class S3App:
         )
         return await handler(call)
 
+    def _verified(
+        self,
+        request: Request,
+        method: str,
+        raw_path: str,
+        raw_query: str,
+        headers: dict[str, list[str]],
+    ) -> Authorization:
+        """The request's signature checked, unless its address or key must wait after failed
+        attempts (503 SlowDown, which S3 clients retry with backoff)."""
+        verified: list[Authorization] = []
+        refused: list[S3Error] = []
+
+        def signature_holds() -> bool:
+            try:
+                verified.append(self.verifier.verify(method, raw_path, raw_query, headers))
+            except S3Error as error:
+                if error.code in _WRONG_SECRET:
+                    refused.append(error)
+                    return False
+                raise
+            return True
+
+        access_key = _claimed_access_key(headers, raw_query)
+        try:
+            signed = self.throttle.attempt(
+                client_address(request.scope), access_key, "S3", signature_holds
+            )
+        except Throttled as throttled:
+            error = S3Error("SlowDown", str(throttled))
+            error.headers["Retry-After"] = throttled.retry_after_header
+            raise error from None
+        if not signed:
+            raise refused[0]
+        return verified[0]
+
     def _error(self, error: S3Error, method: str, path: str, request_id: str) -> Response:
-        if error.status >= 500 and error.code != "NotImplemented":
+        if error.status >= 500 and error.code not in ("NotImplemented", "SlowDown"):
             log.warning("S3 %s %s: %s", method, loggable(path), error.message)
         else:
             log.debug("S3 %s %s: %s %s", method, loggable(path), error.code, error.message)
@@ -221,6 +266,18 @@ class S3App:
         return Response(
             body, status_code=error.status, headers=headers, media_type="application/xml"
         )
+
+
+_WRONG_SECRET = {"SignatureDoesNotMatch", "InvalidAccessKeyId"}
+_CREDENTIAL = re.compile(r"Credential=([^/,\s]*)/")
+
+
+def _claimed_access_key(headers: dict[str, list[str]], raw_query: str) -> str:
+    """The access key a request says it is signed with, before the signature is checked."""
+    found = _CREDENTIAL.search((headers.get("authorization") or [""])[0])
+    if found is None:
+        found = re.search(r"X-Amz-Credential=([^%/&]*)(?:%2F|/)", raw_query)
+    return unquote(found.group(1)) if found else ""
 
 
 def loggable(text: str) -> str:
@@ -237,5 +294,10 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def create_s3_app(store: ObjectStore, admin: AdminCredentials, settings: Settings) -> ASGIApp:
-    return S3App(store, admin, settings)
+def create_s3_app(
+    store: ObjectStore,
+    admin: AdminCredentials,
+    settings: Settings,
+    throttle: Throttle | None = None,
+) -> ASGIApp:
+    return S3App(store, admin, settings, throttle)

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from oscarpy.auth.credentials import AdminCredentials, load_or_create_session_secret
 from oscarpy.auth.revocations import Revocations
 from oscarpy.auth.sessions import SessionCodec
+from oscarpy.auth.throttle import Throttle, Throttled, client_address
 from oscarpy.config import Settings
 from oscarpy.engine.records import JobStatus
 from oscarpy.web import activity, services, storage
@@ -67,7 +68,20 @@ async def login(request: Request) -> Response:
     password = str(form.get("password") or "")
     target = _safe_next(str(form.get("next") or PREFIX))
     codec = sessions(request)
-    if not codec.check_password(username, password):
+    throttle: Throttle = request.app.state.throttle
+    try:
+        signed_in = throttle.attempt(
+            client_address(request.scope),
+            username,
+            "dashboard",
+            lambda: codec.check_password(username, password),
+        )
+    except Throttled as error:
+        context = {"next": target, "username": username, "error": f"{error}.".capitalize()}
+        answer = render(request, "login.html", context, status=429)
+        answer.headers["Retry-After"] = error.retry_after_header
+        return answer
+    if not signed_in:
         context = {"next": target, "username": username, "error": "Wrong user or password."}
         return render(request, "login.html", context, status=401)
     _session, cookie = codec.issue()
