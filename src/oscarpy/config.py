@@ -110,6 +110,29 @@ class Settings(BaseSettings):
         "get 413.",
     )
 
+    header_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a client has to send a request's line and headers (both ports); "
+        "a slower connection is closed.",
+    )
+    body_timeout: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds a request body may stall (no byte while the server reads) before "
+        "its connection is closed (both ports).",
+    )
+    waiting_connections_per_address: int = Field(
+        64,
+        ge=1,
+        description="Connections from one client address that may wait for their headers at "
+        "once, per port; more are closed.",
+    )
+    waiting_connections: int = Field(
+        1024,
+        ge=1,
+        description="Connections that may wait for their headers at once, per port.",
+    )
     signin_free_failures: int = Field(
         5,
         ge=1,

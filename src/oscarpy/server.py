@@ -31,6 +31,7 @@ from oscarpy.auth.credentials import (
     record_endpoints,
 )
 from oscarpy.config import Settings
+from oscarpy.connections import ConnectionLimits
 from oscarpy.db import Database
 from oscarpy.engine import Engine, EngineError
 from oscarpy.engine.sync import SyncRunner
@@ -201,8 +202,15 @@ class Platform:
         )
 
     def _uvicorn(self, app: ASGIApp) -> _Server:
+        limits = ConnectionLimits(
+            header_timeout=self.settings.header_timeout,
+            body_timeout=self.settings.body_timeout,
+            per_address=self.settings.waiting_connections_per_address,
+            total=self.settings.waiting_connections,
+        )
         config = uvicorn.Config(
             app,
+            http=limits.protocol(),
             log_config=None,
             access_log=self.settings.log_level == "DEBUG",
             timeout_graceful_shutdown=3,
