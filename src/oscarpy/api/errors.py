@@ -1,4 +1,8 @@
-"""Exceptions → HTTP answers, in one table. Every error body is JSON `{"detail": "..."}`."""
+"""Exceptions → HTTP answers. Every error body is JSON `{"detail": "..."}`.
+
+The domain's exceptions get the status of `oscarpy/errors.py`'s table (the dashboard's too);
+this module adds what only the REST edge raises: FastAPI's validation errors and HTTP errors.
+"""
 
 from __future__ import annotations
 
@@ -13,22 +17,10 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from oscarpy.api.schemas import ErrorBody
-from oscarpy.services.errors import (
-    ServiceDefinitionError,
-    ServiceError,
-    ServiceExists,
-    ServiceNotFound,
-)
+from oscarpy.errors import DISK_FULL, DOMAIN_ERRORS, status_of
 from oscarpy.storage.errors import is_disk_full
 
 log = logging.getLogger(__name__)
-
-STATUS_OF: dict[type[ServiceError], int] = {
-    ServiceDefinitionError: 400,
-    ServiceNotFound: 404,
-    # OSCAR answers 400 to a duplicate name; 409 says what happened.
-    ServiceExists: 409,
-}
 
 _DESCRIPTIONS = {
     400: "Invalid request; the detail names the field",
@@ -43,8 +35,10 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]} for code in codes}
 
 
-async def _service_error(_request: Request, error: Exception) -> JSONResponse:
-    status = next((code for kind, code in STATUS_OF.items() if isinstance(error, kind)), 500)
+async def _domain_error(request: Request, error: Exception) -> JSONResponse:
+    status = status_of(error)
+    if status == DISK_FULL:
+        return await _unexpected(request, error)
     return JSONResponse({"detail": str(error)}, status_code=status)
 
 
@@ -85,14 +79,15 @@ def _documented_methods(document: dict[str, Any], path: str) -> list[str]:
 async def _unexpected(_request: Request, error: Exception) -> JSONResponse:
     if is_disk_full(error):
         log.warning("cannot answer a request, the data directory is full: %s", error)
-        return JSONResponse({"detail": "the server's data directory is full"}, 507)
+        return JSONResponse({"detail": "the server's data directory is full"}, DISK_FULL)
     log.error("unexpected error answering a request", exc_info=error)
     return JSONResponse({"detail": "internal error; the server log has the details"}, 500)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(ServiceError, _service_error)
+    for root in DOMAIN_ERRORS:
+        app.add_exception_handler(root, _domain_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(Exception, _unexpected)
     # The errors a full disk raises, answered by the same function but registered by class: a

@@ -1,6 +1,7 @@
 """`POST /job/{service}` (asynchronous invocation) and `POST /system/services/{name}/reconcile`.
 
-Also the engine's row of the exceptions → HTTP table (`install_engine_errors`).
+The engine's and storage's errors are answered by `api/errors.py`, with `oscarpy/errors.py`'s
+statuses.
 """
 
 from __future__ import annotations
@@ -8,8 +9,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response, status
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -18,19 +18,10 @@ from oscarpy.api.bodies import BodyLimit, save_body
 from oscarpy.api.errors import error_responses
 from oscarpy.api.schemas import ErrorBody
 from oscarpy.engine.core import Engine
-from oscarpy.engine.errors import EngineError, EventNotAllowed, InvalidJobOperation, JobNotFound
 from oscarpy.services.errors import ServiceNotFound
 from oscarpy.services.model import is_service_name
-from oscarpy.storage.providers.base import StorageError
 
 router = APIRouter(tags=["jobs"])
-
-ENGINE_STATUS: dict[type[Exception], int] = {
-    JobNotFound: 404,
-    EventNotAllowed: 403,
-    InvalidJobOperation: 409,
-    StorageError: 502,
-}
 
 
 class JobCreated(BaseModel):
@@ -50,16 +41,6 @@ def checked_name(name: str) -> str:
     if not is_service_name(name):
         raise ServiceNotFound(name)
     return name
-
-
-async def _engine_error(_request: Request, error: Exception) -> JSONResponse:
-    code = next((code for kind, code in ENGINE_STATUS.items() if isinstance(error, kind)), 500)
-    return JSONResponse({"detail": str(error)}, status_code=code)
-
-
-def install_engine_errors(app: FastAPI) -> None:
-    app.add_exception_handler(EngineError, _engine_error)
-    app.add_exception_handler(StorageError, _engine_error)
 
 
 @router.post(

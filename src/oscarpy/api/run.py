@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 
 import anyio
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
@@ -23,9 +23,6 @@ from oscarpy.api.schemas import ErrorBody
 from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
 from oscarpy.engine.sync import (
     Answer,
-    BodyTooLarge,
-    InvalidBody,
-    InvocationError,
     SyncRunner,
     iterate_answer,
 )
@@ -45,18 +42,6 @@ class RunFailed(BaseModel):
     detail: str = Field(description="How the job ended, and its id.")
     job_id: str = Field(description="The job; its whole log is at /system/logs/{service}/{id}.")
     log_tail: str = Field(description="The last lines of the job's log.")
-
-
-RUN_STATUS: dict[type[InvocationError], int] = {InvalidBody: 400, BodyTooLarge: 413}
-
-
-async def _invocation_error(_request: Request, error: Exception) -> JSONResponse:
-    code = next((code for kind, code in RUN_STATUS.items() if isinstance(error, kind)), 400)
-    return JSONResponse({"detail": str(error)}, status_code=code)
-
-
-def install_run_errors(app: FastAPI) -> None:
-    app.add_exception_handler(InvocationError, _invocation_error)
 
 
 def status_of(outcome: AttemptOutcome) -> int:

@@ -13,6 +13,8 @@
 A script's own failure (non-zero exit, timeout, OOM) is not an exception: it is an outcome,
 recorded on the attempt. Foreign errors (`docker.errors`, `botocore`) are translated into this
 tree where they are caught, in their adapters.
+
+The HTTP status of each class (and of the `/run` errors) is in `oscarpy/errors.py`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """S3 errors: the code, HTTP status and XML body clients parse, and the one table that maps the
-store's exceptions onto them."""
+store's exception classes onto S3 codes (`CODE_OF`). Each code's status is the status
+`oscarpy/errors.py` gives the class, but for the bare `StorageError`: behind this edge the
+storage is the server itself, so its failure is an `InternalError` (500), not a 502."""
 
 from __future__ import annotations
 
@@ -68,23 +70,23 @@ def not_implemented(what: str) -> S3Error:
     return S3Error("NotImplemented", f"{what} is not implemented by this server")
 
 
-_STORE_ERRORS: list[tuple[type[Exception], str]] = [
-    (store_errors.BucketNotFound, "NoSuchBucket"),
-    (store_errors.ObjectNotFound, "NoSuchKey"),
-    (store_errors.BucketNotEmpty, "BucketNotEmpty"),
-    (store_errors.InvalidBucketName, "InvalidBucketName"),
-    (store_errors.InvalidObjectKey, "KeyTooLongError"),
-    (store_errors.UploadNotFound, "NoSuchUpload"),
-    (store_errors.InvalidPart, "InvalidPart"),
-    (store_errors.InvalidPartOrder, "InvalidPartOrder"),
-    (store_errors.PartTooSmall, "EntityTooSmall"),
-]
+#: The S3 code of every storage exception class, each in its own row (a unit test checks).
+CODE_OF: dict[type[store_errors.StorageError], str] = {
+    store_errors.StorageError: "InternalError",
+    store_errors.ObjectNotFound: "NoSuchKey",
+    store_errors.BucketNotFound: "NoSuchBucket",
+    store_errors.BucketNotEmpty: "BucketNotEmpty",
+    store_errors.InvalidBucketName: "InvalidBucketName",
+    store_errors.InvalidObjectKey: "InvalidArgument",
+    store_errors.ObjectKeyTooLong: "KeyTooLongError",
+    store_errors.UploadNotFound: "NoSuchUpload",
+    store_errors.InvalidPart: "InvalidPart",
+    store_errors.InvalidPartOrder: "InvalidPartOrder",
+    store_errors.PartTooSmall: "EntityTooSmall",
+}
 
 
 def from_store_error(error: store_errors.StorageError) -> S3Error:
-    for kind, code in _STORE_ERRORS:
-        if isinstance(error, kind):
-            if kind is store_errors.InvalidObjectKey and "long" not in str(error):
-                return S3Error("InvalidArgument", str(error))
-            return S3Error(code, str(error))
-    return S3Error("InternalError", str(error))
+    """The S3 answer to a store error: the code of its most specific class in `CODE_OF`."""
+    code = next(CODE_OF[kind] for kind in type(error).__mro__ if kind in CODE_OF)
+    return S3Error(code, str(error))

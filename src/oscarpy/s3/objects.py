@@ -12,7 +12,7 @@ from starlette.types import Receive, Scope, Send
 
 from oscarpy.s3.call import S3Call
 from oscarpy.s3.documents import document, elements, iso
-from oscarpy.s3.errors import S3Error, not_implemented
+from oscarpy.s3.errors import S3Error, from_store_error, not_implemented
 from oscarpy.s3.headers import object_headers, object_settings, parse_http_date
 from oscarpy.s3.payload import plan_payload, receive_body
 from oscarpy.storage.blobs import WrittenBlob
@@ -199,8 +199,7 @@ def validate_or_raise(key: str) -> None:
     try:
         validate_key(key)
     except InvalidObjectKey as error:
-        code = "KeyTooLongError" if "longer" in str(error) else "InvalidArgument"
-        raise S3Error(code, str(error)) from error
+        raise from_store_error(error) from error
 
 
 def copy_source(call: S3Call) -> tuple[str, str]:

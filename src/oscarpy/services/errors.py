@@ -1,9 +1,11 @@
 """What can go wrong with service definitions and the registry.
 
-ServiceError
-├── ServiceDefinitionError   a definition (JSON body or FDL file) is invalid → HTTP 400
-├── ServiceExists            create with a name already taken                → HTTP 409
-└── ServiceNotFound          read, update or delete of an absent service     → HTTP 404
+    ServiceError
+    ├── ServiceDefinitionError   a definition (JSON body or FDL file) is invalid
+    ├── ServiceExists            create with a name already taken
+    └── ServiceNotFound          read, update or delete of an absent service
+
+Their HTTP statuses are in `oscarpy/errors.py`.
 """
 
 from __future__ import annotations

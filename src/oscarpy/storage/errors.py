@@ -1,14 +1,25 @@
-"""What can go wrong in the object store, as one tree rooted at `StorageError`.
+"""What can go wrong in storage, as one tree, so that callers decide by class and never by message.
 
-The S3 front-end maps each class to its S3 error code in one table (`s3/errors.py`); in-process
-callers (the services registry, the job engine) catch the classes they care about.
+    StorageError                 a storage operation failed (e.g. an unreachable S3 endpoint)
+    ├── ObjectNotFound           the object (or its bucket) does not exist
+    ├── BucketNotFound           the bucket does not exist
+    ├── BucketNotEmpty           the bucket still holds objects
+    ├── InvalidBucketName        the name breaks the S3 bucket naming rules
+    ├── InvalidObjectKey         the key is empty or holds a NUL character
+    │   └── ObjectKeyTooLong     the key is longer than 1024 bytes in UTF-8
+    ├── UploadNotFound           no such multipart upload
+    ├── InvalidPart              a part of a completion is missing or its ETag differs
+    ├── InvalidPartOrder         the parts of a completion are out of order
+    └── PartTooSmall             a part but the last is under 5 MiB
+
+Both the embedded store and the external providers (`storage/providers/`) raise these; boto3's
+errors are translated in `providers/s3.py`. The HTTP status of each class is in
+`oscarpy/errors.py`; the S3 error code of each is in `s3/errors.py`.
 """
 
 from __future__ import annotations
 
 import errno
-
-from oscarpy.storage.providers.base import ObjectNotFound, StorageError
 
 __all__ = [
     "BucketNotEmpty",
@@ -17,12 +28,24 @@ __all__ = [
     "InvalidObjectKey",
     "InvalidPart",
     "InvalidPartOrder",
+    "ObjectKeyTooLong",
     "ObjectNotFound",
     "PartTooSmall",
     "StorageError",
-    "is_disk_full",
     "UploadNotFound",
+    "is_disk_full",
 ]
+
+
+class StorageError(Exception):
+    """A storage operation failed (unreachable endpoint, refused credentials, missing object).
+
+    Staging treats it as an infrastructure failure: the job is retried with backoff.
+    """
+
+
+class ObjectNotFound(StorageError):
+    """The object does not exist (or its bucket does not)."""
 
 
 class BucketNotFound(StorageError):
@@ -38,7 +61,11 @@ class InvalidBucketName(StorageError):
 
 
 class InvalidObjectKey(StorageError):
-    """The key is empty, longer than 1024 bytes in UTF-8, or holds a NUL character."""
+    """The key is empty or holds a NUL character."""
+
+
+class ObjectKeyTooLong(InvalidObjectKey):
+    """The key is longer than 1024 bytes in UTF-8 (S3 has its own error code for it)."""
 
 
 class UploadNotFound(StorageError):

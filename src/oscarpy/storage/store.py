@@ -35,6 +35,7 @@ from oscarpy.storage.errors import (
     InvalidObjectKey,
     InvalidPart,
     InvalidPartOrder,
+    ObjectKeyTooLong,
     ObjectNotFound,
     PartTooSmall,
     StorageError,
@@ -117,7 +118,7 @@ def validate_key(key: str) -> None:
     if not key:
         raise InvalidObjectKey("an object key cannot be empty")
     if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
-        raise InvalidObjectKey(f"object key longer than {MAX_KEY_BYTES} bytes in UTF-8")
+        raise ObjectKeyTooLong(f"object key longer than {MAX_KEY_BYTES} bytes in UTF-8")
     if "\x00" in key:
         raise InvalidObjectKey("object key holds a NUL character")
 

@@ -2,7 +2,8 @@
 
 Every dashboard route goes through `DashboardRoute`, the one place that turns an error into
 what a person can read: a page with the message (or JSON `{"detail": ...}` for the pages'
-own scripts), never a blank screen or a stack trace. Pages reach data through the same
+own scripts), never a blank screen or a stack trace; the domain's errors get the statuses of
+`oscarpy/errors.py`'s table, as from the REST API. Pages reach data through the same
 components the REST API uses (`app.state.registry`, `.store`, `.engine`).
 """
 
@@ -24,21 +25,9 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException
 
 from oscarpy.auth.sessions import CSRF_FIELD, CSRF_HEADER, Session, SessionCodec
-from oscarpy.engine.errors import EngineError, InvalidJobOperation, JobNotFound
-from oscarpy.services.errors import (
-    ServiceDefinitionError,
-    ServiceError,
-    ServiceExists,
-    ServiceNotFound,
-)
-from oscarpy.storage.errors import (
-    BucketNotEmpty,
-    BucketNotFound,
-    InvalidBucketName,
-    InvalidObjectKey,
-    ObjectNotFound,
-    StorageError,
-)
+from oscarpy.errors import DISK_FULL, DOMAIN_ERRORS
+from oscarpy.errors import status_of as domain_status_of
+from oscarpy.services.errors import ServiceExists, ServiceNotFound
 
 if TYPE_CHECKING:
     from oscarpy.engine.core import Engine
@@ -77,27 +66,16 @@ class LoginRequired(Exception):
     """No valid session: pages send the browser to the sign-in page."""
 
 
-STATUS_OF: list[tuple[type[Exception], int]] = [
-    (ServiceDefinitionError, 400),
-    (ServiceNotFound, 404),
-    (ServiceExists, 409),
-    (ServiceError, 400),
-    (JobNotFound, 404),
-    (InvalidJobOperation, 409),
-    (EngineError, 503),
-    (BucketNotFound, 404),
-    (ObjectNotFound, 404),
-    (BucketNotEmpty, 409),
-    (InvalidBucketName, 400),
-    (InvalidObjectKey, 400),
-    (StorageError, 400),
-]
+#: What a page may raise to be answered with its message (the rest is logged, and answered 500).
+_ANSWERED: tuple[type[Exception], ...] = (DashboardError, *DOMAIN_ERRORS, RequestValidationError)
 
 
 def status_of(error: Exception) -> int:
     if isinstance(error, DashboardError):
         return error.status
-    return next((code for kind, code in STATUS_OF if isinstance(error, kind)), 500)
+    if isinstance(error, RequestValidationError):
+        return 400  # as the REST API answers it
+    return domain_status_of(error)
 
 
 def message_of(error: Exception) -> str:
@@ -139,24 +117,28 @@ class DashboardRoute(APIRoute):
                 return RedirectResponse(
                     f"{PREFIX}/login?next={quote(target, safe='/')}", status_code=303
                 )
-            except (
-                DashboardError,
-                ServiceError,
-                EngineError,
-                StorageError,
-                RequestValidationError,
-            ) as error:
-                return error_response(request, message_of(error), status_of(error))
+            except _ANSWERED as error:
+                status = status_of(error)
+                if status == DISK_FULL:
+                    return _disk_full(request, error)
+                return error_response(request, message_of(error), status)
             except HTTPException as error:  # e.g. a malformed multipart body
                 message = message_of(Exception(error.detail))
                 return error_response(request, message, error.status_code)
             except Exception as error:
+                if status_of(error) == DISK_FULL:
+                    return _disk_full(request, error)
                 log.error("unexpected error in the dashboard", exc_info=error)
                 return error_response(
                     request, "Something went wrong on the server; its log has the details.", 500
                 )
 
         return guarded
+
+
+def _disk_full(request: Request, error: Exception) -> Response:
+    log.warning("cannot answer a dashboard request, the data directory is full: %s", error)
+    return error_response(request, "The server's data directory is full.", DISK_FULL)
 
 
 def error_response(request: Request, message: str, status: int) -> Response:

@@ -2,7 +2,7 @@
 
 The embedded store implements it in process; external S3-compatible endpoints (`minio.<id>`,
 `s3.<id>`) implement it through boto3. The supervisor sees nothing else, so that it can run on
-another host than the API.
+another host than the API. Its errors are `storage/errors.py`'s, re-exported here.
 """
 
 from __future__ import annotations
@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from oscarpy.storage.errors import ObjectNotFound, StorageError
+
+__all__ = ["ObjectInfo", "ObjectNotFound", "StorageError", "StorageProvider"]
+
 
 @dataclass(frozen=True)
 class ObjectInfo:
@@ -19,17 +23,6 @@ class ObjectInfo:
     key: str
     size: int
     etag: str
-
-
-class StorageError(Exception):
-    """A storage operation failed (unreachable endpoint, refused credentials, missing object).
-
-    Staging treats it as an infrastructure failure: the job is retried with backoff.
-    """
-
-
-class ObjectNotFound(StorageError):
-    pass
 
 
 class StorageProvider(Protocol):
