@@ -2,7 +2,7 @@
 
 Both sides do the same work: `/bin/sh script.sh` in a running `oscar-test/busybox` container,
 the script printing its small JSON input file. The `/run` side also authenticates, writes the
-body to disk, records a `sync` job with its log in the state DB and deletes the request's work
+body to disk, records a `run` job with its log in the state DB and deletes the request's work
 directory; the baseline is the `docker` CLI (what a user would time) and, as a floor, the same
 exec through the Engine API from Python.
 

@@ -48,12 +48,20 @@ def docker_client() -> Iterator[object]:
     client.close()
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RunningServer]:
-    """A fresh `oscar serve` with its own data directory, stopped after the test."""
-    running = start_server(tmp_path / "data")
+@pytest.fixture(scope="session")
+def wire_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One `oscar serve` (generated password) for the wire tests of several modules (S3 and
+    `oscar` CLI clients, `oscar serve` itself): a start costs seconds. Each test uses service
+    and bucket names of its own and checks what it made, not the whole server's state."""
+    running = start_server(tmp_path_factory.mktemp("wire") / "data")
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="module")
+def server(wire_server: RunningServer) -> RunningServer:
+    """A running `oscar serve`; a module that needs one of its own overrides this fixture."""
+    return wire_server
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -81,6 +81,15 @@ class Settings(BaseSettings):
     job_retry_backoff: float = Field(
         2.0, ge=0, description="Seconds before the first infrastructure retry; doubles each time."
     )
+    job_ttl: int = Field(
+        30 * 24 * 3600,
+        ge=0,
+        description="Seconds a finished job and its log are kept (OSCAR's TTL_JOB); 0 keeps "
+        "them forever. A service's job_ttl overrides it.",
+    )
+    job_expiry_interval: float = Field(
+        600.0, gt=0, description="Seconds between two sweeps that delete expired jobs."
+    )
     job_lease_seconds: float = Field(
         30.0, gt=0, description="A running job whose server stops renewing it is taken over after."
     )

@@ -12,9 +12,12 @@ storage is the server itself: `InternalError`, 500).
     EngineError                      engine/errors.py                              500
     ├── InfrastructureError          the platform could not run it; try later      503
     │   ├── RuntimeUnavailable       the container engine does not answer          503
+    │   │   └── RuntimeLost          the connection broke or timed out mid-call    503
     │   ├── ImageUnavailable         the image is absent and cannot be pulled      503
     │   ├── StagingError             inputs or outputs could not be staged         503
     │   ├── ContainerError           the engine refused or lost the container      503
+    │   │   ├── ContainerMissing     no such container (any more)                  503
+    │   │   └── ContainerConflict    its state forbids the call                    503
     │   └── PoolExhausted            no warm container freed up in time (/run)     503
     ├── JobNotFound                  no such job (for that service)                404
     ├── EventNotAllowed              a token's event names another's object        403
@@ -45,19 +48,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from oscarpy.engine.errors import (
+    ContainerConflict,
     ContainerError,
+    ContainerGone,
+    ContainerMissing,
     EngineError,
     EventNotAllowed,
     ImageUnavailable,
     InfrastructureError,
     InvalidJobOperation,
     JobNotFound,
+    RuntimeLost,
     RuntimeUnavailable,
     StagingError,
 )
-from oscarpy.engine.sync.errors import (
+from oscarpy.engine.run.errors import (
     BodyTooLarge,
-    ContainerGone,
     InvalidBody,
     InvocationError,
     PoolExhausted,
@@ -100,9 +106,12 @@ STATUS: Mapping[type[Exception], int] = {
     EngineError: 500,  # never raised bare
     InfrastructureError: 503,
     RuntimeUnavailable: 503,
+    RuntimeLost: 503,
     ImageUnavailable: 503,
     StagingError: 503,
     ContainerError: 503,
+    ContainerMissing: 503,
+    ContainerConflict: 503,
     PoolExhausted: 503,
     JobNotFound: 404,
     EventNotAllowed: 403,

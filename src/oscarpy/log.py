@@ -12,7 +12,7 @@ import sys
 import threading
 
 MASK = "********"
-_MIN_SECRET_LENGTH = 4
+MIN_SECRET_LENGTH = 4
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
 _longest_first: tuple[str, ...] = ()
@@ -23,7 +23,7 @@ is registered (rarely), read without a lock by `redact` (for every log line)."""
 def register_secret(value: str | None) -> None:
     """Mask `value` in every log line from now on (values too short to matter are ignored)."""
     global _longest_first
-    if value and len(value) >= _MIN_SECRET_LENGTH:
+    if value and len(value) >= MIN_SECRET_LENGTH:
         with _secrets_lock:
             if value not in _secrets:
                 _secrets.add(value)

@@ -34,7 +34,7 @@ from oscarpy.config import Settings
 from oscarpy.connections import ConnectionLimits
 from oscarpy.db import Database
 from oscarpy.engine import Engine, EngineError
-from oscarpy.engine.sync import SyncRunner
+from oscarpy.engine.run import Runner
 from oscarpy.s3.app import create_s3_app
 from oscarpy.services.registry import ServiceRegistry
 from oscarpy.storage.store import ObjectStore
@@ -134,7 +134,7 @@ class Platform:
             self.close_sockets()
             raise StartupError(str(error)) from error
         try:
-            self.sync = SyncRunner(settings, self.engine)
+            self.runner = Runner(settings, self.engine)
         except EngineError as error:
             self.close_sockets()
             raise StartupError(str(error)) from error
@@ -143,14 +143,14 @@ class Platform:
         api_app.state.store = self.store
         api_app.state.registry = self.registry
         api_app.state.engine = self.engine
-        api_app.state.sync = self.sync
+        api_app.state.runner = self.runner
         api_app.state.s3_endpoint = self.s3_endpoint
         self.api_app: ASGIApp = api_app
         # One throttle for both ports: failed S3 signatures and Basic passwords add up.
         self.s3_app: ASGIApp = create_s3_app(
             self.store, self.admin, settings, throttle=api_app.state.throttle
         )
-        self.background: list[BackgroundService] = [self.engine, self.sync]
+        self.background: list[BackgroundService] = [self.engine, self.runner]
 
     @property
     def api_endpoint(self) -> str:

@@ -1,4 +1,4 @@
-"""The dashboard's session and CSRF protection, and its error answers, over real HTTP.
+"""The dashboard's session and CSRF protection, and its error answers, called in-process.
 
 Browsers are not needed to show these: what matters is what the server answers to a request
 without a session, with a forged or stale one, or without the CSRF token.
@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.support.server import RunningServer, start_server
+from tests.support.inprocess import InProcessServer, in_process_server
 
 pytestmark = pytest.mark.docker
 
@@ -21,20 +22,24 @@ pytestmark = pytest.mark.docker
 @pytest.fixture(scope="module")
 def platform(
     tmp_path_factory: pytest.TempPathFactory, docker_client: object
-) -> Iterator[RunningServer]:
-    running = start_server(tmp_path_factory.mktemp("ui-session") / "data")
-    yield running
-    running.stop()
+) -> Iterator[InProcessServer]:
+    with in_process_server(tmp_path_factory.mktemp("ui-session") / "data") as running:
+        yield running
+
+
+def anonymous(platform: InProcessServer, **options: Any) -> httpx.Client:
+    """A client without credentials (a browser that has not signed in, or holds `cookies`)."""
+    return platform.client(authenticated=False, **options)
 
 
 @pytest.fixture
-def signed_in(platform: RunningServer) -> Iterator[tuple[httpx.Client, str]]:
+def signed_in(platform: InProcessServer) -> Iterator[tuple[httpx.Client, str]]:
     """A client holding a dashboard session, and that session's CSRF token."""
-    with httpx.Client(base_url=platform.url, timeout=30) as client:
+    with anonymous(platform) as client:
         yield _sign_in(client, platform)
 
 
-def _sign_in(client: httpx.Client, platform: RunningServer) -> tuple[httpx.Client, str]:
+def _sign_in(client: httpx.Client, platform: InProcessServer) -> tuple[httpx.Client, str]:
     answer = client.post(
         "/ui/login", data={"username": platform.username, "password": platform.password}
     )
@@ -45,10 +50,9 @@ def _sign_in(client: httpx.Client, platform: RunningServer) -> tuple[httpx.Clien
     return client, match.group(1)
 
 
-def test_the_session_cookie_is_http_only_strict_and_signed(platform: RunningServer) -> None:
-    answer = httpx.post(
-        f"{platform.url}/ui/login",
-        data={"username": platform.username, "password": platform.password},
+def test_the_session_cookie_is_http_only_strict_and_signed(platform: InProcessServer) -> None:
+    answer = anonymous(platform).post(
+        "/ui/login", data={"username": platform.username, "password": platform.password}
     )
     cookie = answer.headers["set-cookie"]
     assert cookie.startswith("oscar_session=")
@@ -59,14 +63,14 @@ def test_the_session_cookie_is_http_only_strict_and_signed(platform: RunningServ
     payload, _, signature = value.partition(".")
     forged = f"{payload[:-2]}AA.{signature}"
     for bad in (forged, f"{payload}.{signature[:-2]}AA", "garbage"):
-        page = httpx.get(f"{platform.url}/ui/services", cookies={"oscar_session": bad})
+        page = anonymous(platform, cookies={"oscar_session": bad}).get("/ui/services")
         assert page.status_code == 303
         assert page.headers["location"] == "/ui/login?next=/ui/services"
 
 
-def test_a_wrong_password_is_refused_and_sets_no_cookie(platform: RunningServer) -> None:
-    answer = httpx.post(
-        f"{platform.url}/ui/login", data={"username": platform.username, "password": "nope"}
+def test_a_wrong_password_is_refused_and_sets_no_cookie(platform: InProcessServer) -> None:
+    answer = anonymous(platform).post(
+        "/ui/login", data={"username": platform.username, "password": "nope"}
     )
     assert answer.status_code == 401
     assert "Wrong user or password." in answer.text
@@ -74,7 +78,7 @@ def test_a_wrong_password_is_refused_and_sets_no_cookie(platform: RunningServer)
 
 
 def test_a_form_without_the_csrf_token_changes_nothing(
-    platform: RunningServer, signed_in: tuple[httpx.Client, str]
+    platform: InProcessServer, signed_in: tuple[httpx.Client, str]
 ) -> None:
     client, token = signed_in
     form = {"name": "csrf-victim", "image": "busybox", "script": "echo", "cpu": "0.1"}
@@ -94,59 +98,59 @@ def test_a_form_without_the_csrf_token_changes_nothing(
 
 
 def test_rest_routes_take_the_session_only_with_its_csrf_header(
-    platform: RunningServer, signed_in: tuple[httpx.Client, str]
+    platform: InProcessServer, signed_in: tuple[httpx.Client, str]
 ) -> None:
     client, token = signed_in
     assert client.get("/system/services").status_code == 401
     assert client.get("/system/services", headers={"X-CSRF-Token": "forged"}).status_code == 401
     assert client.get("/system/services", headers={"X-CSRF-Token": token}).status_code == 200
     # Another client with the header but without the cookie gets nothing either.
-    stranger = httpx.get(f"{platform.url}/system/services", headers={"X-CSRF-Token": token})
+    stranger = anonymous(platform).get("/system/services", headers={"X-CSRF-Token": token})
     assert stranger.status_code == 401
 
 
 def test_signing_out_revokes_even_a_copied_cookie(
-    platform: RunningServer, signed_in: tuple[httpx.Client, str]
+    platform: InProcessServer, signed_in: tuple[httpx.Client, str]
 ) -> None:
     client, token = signed_in
     copied = dict(client.cookies)
     answer = client.post("/ui/logout", data={"csrf_token": token})
     assert (answer.status_code, answer.headers["location"]) == (303, "/ui/login")
-    again = httpx.get(f"{platform.url}/ui/services", cookies=copied)
+    again = anonymous(platform, cookies=copied).get("/ui/services")
     assert again.status_code == 303 and again.headers["location"].startswith("/ui/login")
-    rest = httpx.get(
-        f"{platform.url}/system/services", cookies=copied, headers={"X-CSRF-Token": token}
+    rest = anonymous(platform, cookies=copied).get(
+        "/system/services", headers={"X-CSRF-Token": token}
     )
     assert rest.status_code == 401
 
 
-def test_sign_in_sends_only_to_dashboard_pages(platform: RunningServer) -> None:
+def test_sign_in_sends_only_to_dashboard_pages(platform: InProcessServer) -> None:
     for target, expected in [
         ("/ui/storage", "/ui/storage"),
         ("https://elsewhere.example/", "/ui"),
         ("//elsewhere.example/ui", "/ui"),
         ("/system/services", "/ui"),
     ]:
-        answer = httpx.post(
-            f"{platform.url}/ui/login",
+        answer = anonymous(platform).post(
+            "/ui/login",
             data={"username": platform.username, "password": platform.password, "next": target},
         )
         assert answer.headers["location"] == expected, target
 
 
 def test_without_a_session_pages_redirect_and_scripts_get_a_readable_401(
-    platform: RunningServer,
+    platform: InProcessServer,
 ) -> None:
-    page = httpx.get(f"{platform.url}/ui/storage/some-bucket?prefix=a/")
+    page = anonymous(platform).get("/ui/storage/some-bucket?prefix=a/")
     assert page.status_code == 303
     assert page.headers["location"] == "/ui/login?next=/ui/storage/some-bucket%3Fprefix%3Da/"
-    data = httpx.get(f"{platform.url}/ui/data/services")
+    data = anonymous(platform).get("/ui/data/services")
     assert data.status_code == 401
     assert data.json() == {"detail": "Sign in again: your session ended."}
 
 
 def test_errors_are_readable_pages_or_json(
-    platform: RunningServer, signed_in: tuple[httpx.Client, str]
+    platform: InProcessServer, signed_in: tuple[httpx.Client, str]
 ) -> None:
     client, token = signed_in
     missing = client.get("/ui/services/no-such-service")
@@ -178,7 +182,7 @@ def test_errors_are_readable_pages_or_json(
 
 
 def test_storage_forms_work_without_the_script(
-    platform: RunningServer, signed_in: tuple[httpx.Client, str]
+    platform: InProcessServer, signed_in: tuple[httpx.Client, str]
 ) -> None:
     client, token = signed_in
     created = client.post("/ui/storage", data={"csrf_token": token, "name": "plain-forms"})
@@ -218,3 +222,32 @@ def test_storage_forms_work_without_the_script(
     )
     assert forced.headers["location"] == "/ui/storage"
     assert client.get("/ui/storage/plain-forms").status_code == 404
+
+
+def test_an_imported_definition_shows_what_is_dropped_or_not_honoured(
+    platform: InProcessServer, signed_in: tuple[httpx.Client, str]
+) -> None:
+    client, token = signed_in
+    definition = {
+        "name": "ui-warned",
+        "image": "busybox",
+        "script": "echo",
+        "memroy": "1Gi",
+        "kserve": {"type": "inference", "storage_uri": "hf://model"},
+    }
+    imported = client.post(
+        "/ui/services/import",
+        data={"csrf_token": token},
+        files={"definition": ("warned.json", json.dumps(definition))},
+        follow_redirects=True,
+    )
+    assert imported.status_code == 200, imported.text
+    flash = re.search(r'<p class="message warning"[^>]*>([^<]+)</p>', imported.text)
+    assert flash is not None, imported.text
+    assert "memroy: unknown key, ignored" in flash.group(1)
+    assert "kserve: not supported by oscar-py" in flash.group(1)
+    # The service's page keeps showing what is stored but not honoured.
+    page = client.get("/ui/services/ui-warned").text
+    assert "Not honoured" in page and "KServe inference services need Kubernetes" in page
+    with platform.client() as api:
+        assert api.delete("/system/services/ui-warned").status_code == 204

@@ -1,4 +1,5 @@
-"""The OSCAR routes for system and services, over HTTP against a real `oscar serve`."""
+"""The OSCAR routes for system and services, called in-process on the platform `oscar serve`
+builds; S3 clients reach its S3 app over a real socket."""
 
 from __future__ import annotations
 
@@ -15,22 +16,22 @@ import pytest
 from oscarpy.db import Database
 from oscarpy.services.registry import ServiceRegistry
 from oscarpy.storage.store import ObjectStore
-from tests.support.server import RunningServer, start_server
+from tests.support.inprocess import InProcessServer, in_process_server
+from tests.support.oscar import oscar_export
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """One server for the module: each test uses its own service names."""
-    # A given password: a generated one is printed to the log file on first start. The tests
-    # send many wrong passwords on purpose: no sign-in throttling here (test_brute_force.py).
-    env = {"OSCAR_PASSWORD": "api-tests-password", "OSCAR_SIGNIN_FREE_FAILURES": "1000000"}
-    running = start_server(tmp_path_factory.mktemp("api") / "data", env=env)
-    yield running
-    running.stop()
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
+    """One platform for the module: each test uses its own service names."""
+    data = tmp_path_factory.mktemp("api") / "data"
+    with in_process_server(
+        data, password="api-tests-password", signin_free_failures=1000000
+    ) as running:
+        yield running
 
 
 @pytest.fixture
-def client(api: RunningServer) -> Iterator[httpx.Client]:
+def client(api: InProcessServer) -> Iterator[httpx.Client]:
     with api.client(follow_redirects=False) as client:
         yield client
 
@@ -47,12 +48,12 @@ def definition(name: str, **overrides: Any) -> dict[str, Any]:
     return data
 
 
-def server_store(api: RunningServer) -> ObjectStore:
+def server_store(api: InProcessServer) -> ObjectStore:
     """The server's embedded store, opened on its data directory (the same DB and blobs)."""
     return ObjectStore(Database(f"sqlite:///{api.data_dir / 'oscar.db'}"), api.data_dir)
 
 
-def stored_service(api: RunningServer, name: str) -> Any:
+def stored_service(api: InProcessServer, name: str) -> Any:
     """The service as the server stored it (secrets included), read from its state DB."""
     store = server_store(api)
     try:
@@ -62,10 +63,10 @@ def stored_service(api: RunningServer, name: str) -> Any:
 
 
 def test_lifecycle_in_the_order_of_oscars_end_to_end_suite(
-    api: RunningServer, client: httpx.Client
+    api: InProcessServer, client: httpx.Client
 ) -> None:
     for path in ("/health", "/health/"):
-        health = httpx.get(f"{api.url}{path}")
+        health = api.client(authenticated=False).get(path)
         assert (health.status_code, health.text) == (200, "Ok")
 
     config = client.get("/system/config")
@@ -127,7 +128,7 @@ def test_lifecycle_in_the_order_of_oscars_end_to_end_suite(
     assert client.get("/system/services/lifecycle").status_code == 404
 
 
-def test_creating_makes_buckets_and_folders(api: RunningServer, client: httpx.Client) -> None:
+def test_creating_makes_buckets_and_folders(api: InProcessServer, client: httpx.Client) -> None:
     data = definition(
         "shapes",
         input=[{"path": "shared-media/shapes-in"}],
@@ -180,7 +181,14 @@ def test_duplicate_name_is_409_and_keeps_the_first(client: httpx.Client) -> None
     ("body", "detail"),
     [
         (definition("bad-memory", memory="lots"), "memory: 'lots' is not a quantity"),
-        (definition("bad-key", memroy="1Gi"), "unknown key(s) 'memroy'"),
+        (
+            definition(
+                "on-onedata",
+                output=[{"storage_provider": "onedata.od", "path": "space/out"}],
+                storage_providers={"onedata": {"od": {"oneprovider_host": "h", "token": "t"}}},
+            ),
+            "output[0].storage_provider: 'onedata.od': Onedata storage is not supported",
+        ),
         (definition("Bad_Name"), "name: 'Bad_Name' is not a valid service name"),
         (
             definition("looping", output=[{"path": "looping/input/out"}]),
@@ -197,6 +205,45 @@ def test_invalid_definitions_are_400_naming_the_field(
         answer = client.request(method, "/system/services", json=body)
         assert answer.status_code == 400, answer.text
         assert detail in answer.json()["detail"]
+
+
+def test_a_service_exported_from_oscar_is_accepted_unchanged_without_warnings(
+    api: InProcessServer, client: httpx.Client
+) -> None:
+    exported = oscar_export(definition("exported"))
+    created = client.post("/system/services", json=exported)
+    assert created.status_code == 201, created.text
+    assert created.json()["warnings"] == []
+    shown = client.get("/system/services/exported").json()
+    assert shown["log_level"] == "NOTSET" and shown["token"] != "f" * 64
+    assert not {"namespace", "volume_status", "deployment"} & set(shown)
+    # OSCAR's own MinIO placeholder is the embedded store here: the buckets were made there.
+    assert shown["storage_providers"]["minio"] == {}
+    store = server_store(api)
+    try:
+        assert store.bucket_exists("exported")
+    finally:
+        store.database.close()
+    assert client.put("/system/services", json=exported).status_code == 204
+
+
+def test_dropped_and_unhonoured_keys_are_listed_in_the_answers_warnings(
+    client: httpx.Client,
+) -> None:
+    body = definition("warned", memroy="1Gi", kserve={"type": "inference", "storage_uri": "x"})
+    created = client.post("/system/services", json=body)
+    assert created.status_code == 201, created.text
+    warnings = created.json()["warnings"]
+    assert warnings[0] == "memroy: unknown key, ignored"
+    assert warnings[1].startswith("kserve: not supported by oscar-py, ignored: KServe")
+    shown = client.get("/system/services/warned").json()
+    assert "memroy" not in shown and shown["kserve"]["storage_uri"] == "x"
+    updated = client.put("/system/services", json={**body, "interlink_node_name": "vk"})
+    assert updated.status_code == 200, updated.text
+    assert len(updated.json()["warnings"]) == 3
+    assert updated.json()["name"] == "warned"
+    clean = definition("warned")
+    assert client.put("/system/services", json=clean).status_code == 204
 
 
 def test_a_body_that_is_not_json_is_400(client: httpx.Client) -> None:
@@ -223,7 +270,7 @@ def test_the_delete_buckets_flag_must_be_a_boolean(client: httpx.Client) -> None
 
 
 def test_secrets_are_hidden_in_answers_and_kept_by_a_put_of_what_get_showed(
-    api: RunningServer, client: httpx.Client
+    api: InProcessServer, client: httpx.Client
 ) -> None:
     data = definition(
         "secretive",
@@ -260,7 +307,7 @@ def test_secrets_are_hidden_in_answers_and_kept_by_a_put_of_what_get_showed(
 
 
 def test_delete_keeps_files_unless_delete_buckets_is_given(
-    api: RunningServer, client: httpx.Client, tmp_path: Path
+    api: InProcessServer, client: httpx.Client, tmp_path: Path
 ) -> None:
     store = server_store(api)
     result = tmp_path / "result.txt"
@@ -292,7 +339,7 @@ SYSTEM_ROUTES = [
 
 
 def test_every_system_route_refuses_wrong_credentials(
-    api: RunningServer, client: httpx.Client
+    api: InProcessServer, client: httpx.Client
 ) -> None:
     created = client.post("/system/services", json=definition("guarded"))
     token = created.json()["token"]
@@ -305,8 +352,8 @@ def test_every_system_route_refuses_wrong_credentials(
     ]
     for method, path in SYSTEM_ROUTES:
         for headers in wrong:
-            answer = httpx.request(
-                method, api.url + path, headers=headers, json=definition("guarded")
+            answer = api.client(authenticated=False).request(
+                method, path, headers=headers, json=definition("guarded")
             )
             assert answer.status_code == 401, (method, path, headers)
             assert answer.headers["www-authenticate"] == 'Basic realm="oscar"'
@@ -338,8 +385,8 @@ def test_a_method_a_path_lacks_is_405_naming_every_method_it_has(client: httpx.C
     assert client.request("OPTIONS", "/system/services/").headers["allow"] == "GET, POST, PUT"
 
 
-def test_openapi_document_describes_routes_auth_and_errors(api: RunningServer) -> None:
-    document = httpx.get(f"{api.url}/openapi.json", auth=api.auth).json()
+def test_openapi_document_describes_routes_auth_and_errors(api: InProcessServer) -> None:
+    document = api.client().get("/openapi.json").json()
     schemes = document["components"]["securitySchemes"]
     assert schemes["adminBasic"] == {
         "type": "http",
@@ -349,7 +396,7 @@ def test_openapi_document_describes_routes_auth_and_errors(api: RunningServer) -
     services = document["paths"]["/system/services"]
     assert set(services) == {"get", "post", "put"}
     assert set(services["post"]["responses"]) == {"201", "400", "401", "409"}
-    assert set(services["put"]["responses"]) == {"204", "400", "401", "404"}
+    assert set(services["put"]["responses"]) == {"200", "204", "400", "401", "404"}
     body_schema = services["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body_schema == {"$ref": "#/components/schemas/ServiceDefinition"}
     definition_schema = document["components"]["schemas"]["ServiceDefinition"]
@@ -376,7 +423,7 @@ def _basic(username: str, password: str) -> str:
     return base64.b64encode(f"{username}:{password}".encode()).decode()
 
 
-def test_config_secret_is_never_logged(api: RunningServer, client: httpx.Client) -> None:
+def test_config_secret_is_never_logged(api: InProcessServer, client: httpx.Client) -> None:
     assert client.get("/system/config").status_code == 200
     assert api.password not in api.log()
     assert json.loads(client.get("/system/config").text)["minio_provider"]["secret_key"]

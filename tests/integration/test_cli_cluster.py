@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,14 +11,12 @@ import yaml
 
 from oscarpy.cli import exit_codes
 from tests.support.cli import run_cli
-from tests.support.server import RunningServer, free_port, start_server
+from tests.support.server import RunningServer, free_port
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start_server(tmp_path_factory.mktemp("cli-cluster") / "data")
-    yield running
-    running.stop()
+def server(wire_server: RunningServer) -> RunningServer:
+    return wire_server
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,14 +12,12 @@ import pytest
 
 from oscarpy.cli import exit_codes
 from tests.support.cli import TEST_IMAGE, run_cli, write_fdl
-from tests.support.server import RunningServer, start_server
+from tests.support.server import RunningServer
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start_server(tmp_path_factory.mktemp("cli-files") / "data")
-    yield running
-    running.stop()
+def server(wire_server: RunningServer) -> RunningServer:
+    return wire_server
 
 
 @dataclass
@@ -37,7 +34,7 @@ def oscar(tmp_path_factory: pytest.TempPathFactory, server: RunningServer) -> Cl
     cli = Cli(tmp_path_factory.mktemp("cli-files-home"))
     added = run_cli(cli.home, "cluster", "add", "test", server.url, "oscar", server.password)
     assert added.returncode == 0, added.stderr
-    service = {
+    service: dict[str, object] = {
         "name": "files",
         "image": TEST_IMAGE,
         "script": "script.sh",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 
 from oscarpy.cli import exit_codes
 from tests.support.cli import TEST_IMAGE, copy_example, run_cli, write_fdl
-from tests.support.server import RunningServer, start_server
+from tests.support.server import RunningServer
 
 pytestmark = pytest.mark.docker
 
@@ -55,12 +54,8 @@ def _service(name: str, script: str) -> dict[str, object]:
 
 
 @pytest.fixture(scope="module")
-def server(
-    tmp_path_factory: pytest.TempPathFactory, docker_client: object
-) -> Iterator[RunningServer]:
-    running = start_server(tmp_path_factory.mktemp("cli-jobs") / "data")
-    yield running
-    running.stop()
+def server(wire_server: RunningServer, docker_client: object) -> RunningServer:
+    return wire_server
 
 
 @dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,16 +10,14 @@ import yaml
 
 from oscarpy.cli import exit_codes
 from tests.support.cli import TEST_IMAGE, add_cluster, run_cli, write_fdl
-from tests.support.server import RunningServer, start_server
+from tests.support.server import RunningServer
 
 SCRIPT = '#!/bin/sh\necho processed "$INPUT_FILE_PATH"\n'
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start_server(tmp_path_factory.mktemp("cli-services") / "data")
-    yield running
-    running.stop()
+def server(wire_server: RunningServer) -> RunningServer:
+    return wire_server
 
 
 @pytest.fixture
@@ -63,6 +60,25 @@ def test_apply_creates_then_updates_and_get_shows_the_definition(
     assert definition["name"] == "apply-me" and definition["memory"] == "128Mi"
     assert definition["script"] == SCRIPT
     assert definition["input"][0]["path"] == "apply-me/in"
+
+
+def test_apply_prints_each_setting_that_is_dropped_or_not_honoured(
+    home: Path, tmp_path: Path
+) -> None:
+    service = _service("warned-cli", memroy="1Gi", interlink_node_name="vega-vk")
+    fdl = write_fdl(tmp_path / "fdl", [service], {"script.sh": SCRIPT})
+
+    applied = run_cli(home, "apply", str(fdl))
+
+    assert applied.returncode == 0, applied.stderr
+    lines = [line for line in applied.stderr.splitlines() if line.startswith("warning:")]
+    assert lines == [
+        "warning: service 'warned-cli': functions.oscar[0].oscar-cluster.memroy: "
+        "unknown key, ignored",
+        "warning: service 'warned-cli': functions.oscar[0].oscar-cluster.interlink_node_name: "
+        "not supported by oscar-py, ignored: interLink nodes are not used; jobs run on this "
+        "server",
+    ]
 
 
 def test_list_as_table_and_json(home: Path, tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ def test_kill_9_while_jobs_run_loses_nothing_and_runs_nothing_twice(
         with ThreadPoolExecutor(8) as pool:
             list(
                 pool.map(
-                    lambda index: s3.put_object(  # type: ignore[attr-defined]
+                    lambda index: s3.put_object(
                         Bucket="crash", Key=f"in/{index:03}.txt", Body=f"file {index}\n".encode()
                     ),
                     range(FILES),
@@ -77,7 +77,7 @@ def test_kill_9_while_jobs_run_loses_nothing_and_runs_nothing_twice(
         assert {job["status"] for job in jobs.values()} == {"Succeeded"}
         s3 = server.s3_client()
         for index in range(FILES):
-            body = s3.get_object(Bucket="crash", Key=f"out/{index:03}.txt.out")  # type: ignore[attr-defined]
+            body = s3.get_object(Bucket="crash", Key=f"out/{index:03}.txt.out")
             assert body["Body"].read() == f"file {index}\n".encode()
         database = sqlite3.connect(data / "oscar.db")
         succeeded = database.execute(

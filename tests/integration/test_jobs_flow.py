@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -92,10 +93,13 @@ def test_input_prefix_and_suffix_filters_and_folder_markers(platform: Harness) -
     platform.put(bucket, "in/notes.txt", b"x")
     platform.put(bucket, "in/sub/", b"")
     platform.put(bucket, "elsewhere/photo.jpg", b"x")
+    # Control: the intake takes events in order, so once the job of this last file exists it
+    # has seen every file above.
+    platform.put(bucket, "in/last.jpg", b"x")
 
-    (job,) = platform.finished_jobs(service.name)
-    assert job.key == "in/photo.jpg"
-    assert len(platform.jobs(service.name)) == 1
+    jobs = platform.finished_jobs(service.name, 2)
+    assert sorted(str(job.key) for job in jobs) == ["in/last.jpg", "in/photo.jpg"]
+    assert len(platform.jobs(service.name)) == 2
 
 
 def test_a_script_that_writes_nothing_succeeds_and_says_so(platform: Harness) -> None:
@@ -129,11 +133,50 @@ def test_the_job_contract_environment(platform: Harness) -> None:
     assert values["JOB_UUID"] == job.id
     assert values["OSCAR_SERVICE_NAME"] == service.name
     assert values["OSCAR_SERVICE_TOKEN"] == service.token
+    # OSCAR's: where an exposed service is reached (none here), and the node that runs the job.
+    assert values["OSCAR_SERVICE_BASE_PATH"] == ""
+    assert values["RESOURCE_ID"] == socket.gethostname()
     assert values["COLOUR"] == "blue" and values["API_KEY"] == "s3cr3t-value"
     assert values["EVENT_TIME"].endswith("Z")
     event = platform.read(bucket, "out/event.json") or b""
     assert b'"name": "' + bucket.encode() + b'"' in event and b"my%20file.txt" in event
     assert "EVENT" in values
+
+
+def test_file_stage_in_true_skips_the_download_as_in_oscar(platform: Harness) -> None:
+    """OSCAR's `file_stage_in: true` skips the input's download: the script gets the event only
+    (a script that fetches the file itself, or only needs its name)."""
+    bucket = unique("nostage")
+    service = platform.service(
+        script=(
+            'cd "$TMP_OUTPUT_DIR"\nls -A "$TMP_INPUT_DIR" > listing.txt\n'
+            'echo "${INPUT_FILE_PATH-unset} $STORAGE_OBJECT_KEY" > seen.txt\n'
+            'echo "$EVENT" > event.json\n'
+        ),
+        file_stage_in=True,
+        input=[{"path": f"{bucket}/in"}],
+        output=[{"path": f"{bucket}/out"}],
+    )
+    platform.put(bucket, "in/big.bin", b"not downloaded")
+
+    assert platform.object_appears(bucket, "out/seen.txt") == b"unset in/big.bin\n"
+    assert platform.read(bucket, "out/listing.txt") == b""
+    assert b"big.bin" in (platform.read(bucket, "out/event.json") or b"")
+    (job,) = platform.finished_jobs(service.name)
+    assert job.status is JobStatus.SUCCEEDED
+
+
+def test_an_exposed_service_gets_oscars_base_path(platform: Harness) -> None:
+    bucket = unique("base")
+    service = platform.service(
+        script='echo "$OSCAR_SERVICE_BASE_PATH" > "$TMP_OUTPUT_DIR/base.txt"\n',
+        expose={"api_port": 8080},
+        input=[{"path": f"{bucket}/in"}],
+        output=[{"path": f"{bucket}/out"}],
+    )
+    platform.put(bucket, "in/a", b"x")
+    expected = f"/system/services/{service.name}/exposed\n".encode()
+    assert platform.object_appears(bucket, "out/base.txt") == expected
 
 
 def test_secrets_printed_by_a_script_are_masked_in_its_log(platform: Harness) -> None:

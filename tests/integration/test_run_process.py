@@ -1,4 +1,5 @@
-"""`/run` with `--runtime process` (no container engine): each request is a host process."""
+"""`/run` with `--runtime process` (no container engine): each request is a host process.
+The route is called in-process."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.server import RunningServer, start_server
+from tests.support.inprocess import InProcessServer, in_process_server
 
 SCRIPT = 'printf "got: "; cat "$INPUT_FILE_PATH"; echo done > "$TMP_OUTPUT_DIR/result.txt"\n'
 
@@ -22,13 +23,12 @@ def files_under(root: Path) -> list[Path]:
 
 
 @pytest.fixture
-def process_server(tmp_path: Path) -> Iterator[RunningServer]:
-    running = start_server(tmp_path / "data", env={"OSCAR_RUNTIME": "process"})
-    yield running
-    running.stop()
+def process_server(tmp_path: Path) -> Iterator[InProcessServer]:
+    with in_process_server(tmp_path / "data", runtime="process") as running:
+        yield running
 
 
-def test_run_answers_with_the_process_runtime(process_server: RunningServer) -> None:
+def test_run_answers_with_the_process_runtime(process_server: InProcessServer) -> None:
     definition = {"name": "hosted", "image": "unused", "script": SCRIPT}
     with process_server.client() as client:
         assert client.post("/system/services", json=definition).status_code == 201

@@ -420,7 +420,7 @@ def test_aws_chunked_bodies_with_trailing_checksums(s3_server: RunningServer) ->
     s3.meta.events.register("before-call.s3.PutObject", _force_trailing_checksum)
     s3.meta.events.register("before-call.s3.UploadPart", _force_trailing_checksum)
     s3.create_bucket(Bucket="chunked")
-    sent: list[str] = []
+    sent: list[bytes] = []  # botocore sends header values as bytes
     s3.meta.events.register(
         "before-send.s3.PutObject",
         lambda request, **_: sent.append(request.headers.get("x-amz-content-sha256", b"")),

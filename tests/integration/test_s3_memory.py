@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tests.integration.test_s3_support import client, s3_server  # noqa: F401
+from tests.integration.test_s3_support import client, own_s3_server  # noqa: F401
 from tests.support.server import RunningServer
 
 MiB = 1024 * 1024
@@ -19,13 +19,13 @@ def peak_rss_mib(pid: int) -> float:
 
 
 def test_a_256_mib_object_streams_in_and_out_in_flat_memory(
-    s3_server: RunningServer,  # noqa: F811
+    own_s3_server: RunningServer,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    s3 = client(s3_server)
+    s3 = client(own_s3_server)
     s3.create_bucket(Bucket="memory")
     s3.put_object(Bucket="memory", Key="warm-up", Body=b"x")  # load every code path first
-    before = peak_rss_mib(s3_server.process.pid)
+    before = peak_rss_mib(own_s3_server.process.pid)
     source = tmp_path / "big.bin"
     block = os.urandom(MiB)
     with source.open("wb") as handle:
@@ -39,5 +39,5 @@ def test_a_256_mib_object_streams_in_and_out_in_flat_memory(
         assert chunk == block * (len(chunk) // MiB) + block[: len(chunk) % MiB]
         received += len(chunk)
     assert received == 256 * MiB
-    grown = peak_rss_mib(s3_server.process.pid) - before
+    grown = peak_rss_mib(own_s3_server.process.pid) - before
     assert grown < 64, f"the server's peak memory grew by {grown:.0f} MiB for a 256 MiB object"

@@ -1,5 +1,5 @@
-"""Shared pieces of the S3 compatibility tests: one real `oscar serve` per test module and
-clients pointed at it. (No tests here; the other `test_s3_*` modules import from it.)"""
+"""Shared pieces of the S3 compatibility tests: a real `oscar serve` and clients pointed at
+it. (No tests here; the other `test_s3_*` modules import from it.)"""
 
 from __future__ import annotations
 
@@ -16,12 +16,24 @@ _clients: list[Any] = []
 
 
 @pytest.fixture(scope="module")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def s3_server(wire_server: RunningServer) -> Iterator[RunningServer]:
+    """The session's shared server; each module's clients are closed after it."""
+    yield wire_server
+    _close_clients()
+
+
+@pytest.fixture(scope="module")
+def own_s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A server of the module's own, for tests that measure the process (its peak memory)."""
     running = start_server(tmp_path_factory.mktemp("s3") / "data")
     yield running
+    _close_clients()
+    running.stop()
+
+
+def _close_clients() -> None:
     while _clients:
         _clients.pop().close()  # their pooled sockets, before the warnings check sees them
-    running.stop()
 
 
 def client(server: RunningServer, *, secret: str | None = None, **config: Any) -> Any:

@@ -73,3 +73,42 @@ def test_the_url_is_described_without_its_password() -> None:
     database = Database("postgresql://user:topsecret@localhost/db")
     assert "topsecret" not in database.describe()
     database.close()
+
+
+def test_the_upload_identity_migration_keeps_old_jobs_and_allows_a_second_upload(
+    database_url: str,
+) -> None:
+    """0005_upload_identity: jobs made before keep their ETag as their upload, and a new upload
+    of the same bytes (the same ETag) may then get a job of its own."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from oscarpy.db import MIGRATIONS
+    from oscarpy.engine.ledger import Ledger, NewJob
+    from oscarpy.engine.records import JobSource
+
+    database = Database(database_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with database.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0004_engine")
+        connection.execute(
+            text(
+                "INSERT INTO jobs (id, service, status, source, bucket, key, etag, event, "
+                "created_at, next_attempt_at, attempts, script_failures, "
+                "infrastructure_failures, log_bytes, log_truncated) VALUES ('old', 'svc', "
+                "'succeeded', 'storage', 'b', 'in/a', 'e1', '{}', CURRENT_TIMESTAMP, "
+                "CURRENT_TIMESTAMP, 1, 0, 0, 0, false)"
+            )
+        )
+    database.migrate()
+    ledger = Ledger(database, log_cap=1000)
+    assert ledger.find_upload("svc", "b", "in/a", "e1") == "old"
+    again = NewJob(
+        "svc", JobSource.STORAGE, "{}", "minio.default", "b", "in/a", "e1", upload="e1@t"
+    )
+    assert ledger.add_job(again) is not None
+    assert ledger.add_job(again) is None
+    database.close()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.support.server import RunningServer, start_server
+from tests.support.inprocess import InProcessServer, in_process_server
 from tests.support.sigv4 import signed_headers
 
 PASSWORD = "access-control-password-1"
@@ -35,7 +35,7 @@ def _definition(name: str) -> dict[str, object]:
 
 @dataclass
 class Installation:
-    server: RunningServer
+    server: InProcessServer
     token: str
     """The token of the service `target`, the one every route is called on."""
     other_token: str
@@ -46,9 +46,9 @@ class Installation:
 def installation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installation]:
     data = tmp_path_factory.mktemp("access") / "data"
     # Every wrong credential is tried on purpose: no sign-in throttling (test_brute_force.py).
-    env = {"OSCAR_PASSWORD": PASSWORD, "OSCAR_RUNTIME": "process"}
-    server = start_server(data, env={**env, "OSCAR_SIGNIN_FREE_FAILURES": "1000000"})
-    try:
+    with in_process_server(
+        data, password=PASSWORD, runtime="process", signin_free_failures=1000000
+    ) as server:
         tokens = {}
         with server.client() as client:
             for name in ("target", "other"):
@@ -57,13 +57,12 @@ def installation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installat
                 tokens[name] = created.json()["token"]
         assert tokens["target"] and tokens["other"] and tokens["target"] != tokens["other"]
         yield Installation(server, tokens["target"], tokens["other"])
-    finally:
-        server.stop()
 
 
-def _routes(server: RunningServer) -> list[tuple[str, str, bool]]:
+def _routes(server: InProcessServer) -> list[tuple[str, str, bool]]:
     """(method, path template, whether a service's own token opens it) from /openapi.json."""
-    document = httpx.get(f"{server.url}/openapi.json", auth=server.auth, timeout=10).json()
+    with server.client() as client:
+        document = client.get("/openapi.json").json()
     routes = []
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
@@ -103,7 +102,7 @@ def test_every_rest_route_needs_the_right_credentials(installation: Installation
         "password as bearer": "Bearer " + PASSWORD,
     }
     refused: list[str] = []
-    with httpx.Client(base_url=server.url, timeout=30) as client:
+    with server.client(authenticated=False) as client:
         for method, template, token_opens in routes:
             if template == "/health":
                 assert client.get("/health").text == "Ok"

@@ -69,7 +69,9 @@ def _capabilities(mask_hex: str) -> set[str]:
 def test_a_job_runs_without_privileges_or_the_docker_socket(
     platform: Harness, docker_client: Any
 ) -> None:
-    name = _job(platform, INSPECT_SCRIPT)
+    # As root in the container (`run_as_root`), the worst case: an unprivileged script (the
+    # default) has no effective capability at all.
+    name = _job(platform, INSPECT_SCRIPT, run_as_root=True)
     container_id = platform.wait_for(
         lambda: platform.docker_containers_of(name), 30, "the job's container"
     )[0]

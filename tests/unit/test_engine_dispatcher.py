@@ -13,7 +13,7 @@ from oscarpy.db import Database
 from oscarpy.engine.dispatcher import Capacity, Demand, Dispatcher
 from oscarpy.engine.ledger import Claim, Ledger, NewJob
 from oscarpy.engine.outcomes import AttemptOutcome
-from oscarpy.engine.records import JobSource
+from oscarpy.engine.records import JobSource, JobStatus
 
 GiB = 1024**3
 
@@ -60,6 +60,23 @@ def wait_until(condition: object, timeout: float = 5) -> None:
     raise AssertionError("condition not reached")
 
 
+def another_round(ledger: Ledger) -> None:
+    """Wait until the dispatcher has started two rounds (so finished one) from now: what it
+    did not start by then, it chose not to. Each round asks the ledger for ready services."""
+    calls = [0]
+    ready_services = ledger.ready_services
+
+    def counted() -> dict[str, int]:
+        calls[0] += 1
+        return ready_services()
+
+    ledger.ready_services = counted  # type: ignore[method-assign]
+    try:
+        wait_until(lambda: calls[0] >= 2)
+    finally:
+        ledger.ready_services = ready_services  # type: ignore[method-assign]
+
+
 def run(
     ledger: Ledger, capacity: Capacity, demands: dict[str, Demand]
 ) -> tuple[Dispatcher, BlockingExecution]:
@@ -76,7 +93,7 @@ def test_a_service_with_one_job_is_not_starved_by_one_with_many(ledger: Ledger) 
     dispatcher, execution = run(ledger, Capacity(2, 8 * GiB), {"busy": demand, "quiet": demand})
     try:
         wait_until(lambda: len(execution.started) == 2)
-        time.sleep(0.2)
+        another_round(ledger)
         assert sorted(execution.services()) == ["busy", "quiet"]
     finally:
         execution.release.set()
@@ -95,7 +112,7 @@ def test_running_jobs_stay_within_cpu_memory_and_concurrency(ledger: Ledger) -> 
     dispatcher, execution = run(ledger, Capacity(2, 7 * GiB), demands)
     try:
         wait_until(lambda: len(execution.started) >= 7)
-        time.sleep(0.3)
+        another_round(ledger)
         services = execution.services()
         assert services.count("memory") == 2  # 3 GiB each within 7 GiB
         assert services.count("capped") == 2
@@ -111,7 +128,7 @@ def test_a_job_larger_than_the_host_runs_alone(ledger: Ledger) -> None:
     dispatcher, execution = run(ledger, Capacity(1, GiB), {"huge": Demand(cpu=4, memory=GiB)})
     try:
         wait_until(lambda: len(execution.started) == 1)
-        time.sleep(0.2)
+        another_round(ledger)
         assert len(execution.started) == 1
         execution.release.set()
         wait_until(lambda: len(execution.started) == 2)
@@ -122,9 +139,17 @@ def test_a_job_larger_than_the_host_runs_alone(ledger: Ledger) -> None:
 
 def test_jobs_of_an_unknown_service_wait(ledger: Ledger) -> None:
     add(ledger, "unknown", 1)
-    dispatcher, execution = run(ledger, Capacity(1, GiB), {})
+    add(ledger, "known", 2)
+    one_at_a_time = {"known": Demand(cpu=0.1, memory=1, max_concurrency=1)}
+    dispatcher, execution = run(ledger, Capacity(1, GiB), one_at_a_time)
     try:
-        time.sleep(0.3)
-        assert execution.started == []
+        wait_until(lambda: len(execution.started) == 1)
+        execution.release.set()
+        # The second known job starts in a later round, so the round that saw both services
+        # ended: the dispatcher was alive and passed over the unknown one.
+        wait_until(lambda: len(execution.started) == 2)
+        assert execution.services() == ["known", "known"]
+        assert ledger.get("unknown-0000").status is JobStatus.PENDING
     finally:
+        execution.release.set()
         dispatcher.stop(1)

@@ -79,3 +79,21 @@ def test_events_numbered_below_the_cursor_by_an_older_version_are_read_at_start(
     assert intake.rewind_below_reused_ids() is True
     assert intake.process_batch() == 2  # both again; the ledger keeps one job per version
     assert ledger.count_by_status("svc")[JobStatus.PENDING] == 2
+
+
+def test_uploading_the_same_bytes_again_makes_a_job_per_upload_and_reading_again_none(
+    flow: Flow,
+) -> None:
+    """Exactly once per upload: a re-upload of identical bytes is a new job (OSCAR's way to run a
+    file again); the same upload's event read twice (as after a crash) is not."""
+    store, ledger, intake = flow.store, flow.ledger, flow.intake
+    store.put_bytes("inbox", "up/a", b"same")
+    store.put_bytes("inbox", "up/a", b"same")
+    assert intake.process_batch() == 2
+    assert ledger.count_by_status("svc")[JobStatus.PENDING] == 2
+    with ledger.writing() as session:  # as if the batch's commit had been lost in a crash
+        cursor = session.get(IntakeCursor, CURSOR)
+        assert cursor is not None
+        cursor.position = 0
+    assert intake.process_batch() == 2
+    assert ledger.count_by_status("svc")[JobStatus.PENDING] == 2

@@ -28,8 +28,12 @@ def ledger(database_url: str) -> Iterator[Ledger]:
     database.close()
 
 
-def storage_job(key: str = "in/a", etag: str = "e1", service: str = "svc") -> NewJob:
-    return NewJob(service, JobSource.STORAGE, "{}", "minio.default", "bucket", key, etag)
+def storage_job(
+    key: str = "in/a", etag: str = "e1", service: str = "svc", upload: str = "e1@t1"
+) -> NewJob:
+    return NewJob(
+        service, JobSource.STORAGE, "{}", "minio.default", "bucket", key, etag, upload=upload
+    )
 
 
 def run_once(ledger: Ledger, job_id: str, outcome: AttemptOutcome, retries: int = 0) -> JobStatus:
@@ -40,14 +44,18 @@ def run_once(ledger: Ledger, job_id: str, outcome: AttemptOutcome, retries: int 
     return status
 
 
-def test_one_job_per_object_version(ledger: Ledger) -> None:
+def test_one_job_per_upload(ledger: Ledger) -> None:
     first = ledger.add_job(storage_job())
 
     assert first is not None
     assert ledger.add_job(storage_job()) is None
-    assert ledger.add_job(storage_job(etag="e2")) is not None
+    # The same bytes uploaded again are another upload.
+    again = ledger.add_job(storage_job(upload="e1@t2"))
+    assert again is not None
+    assert ledger.add_job(storage_job(etag="e2", upload="e2@t3")) is not None
     assert ledger.add_job(storage_job(service="other")) is not None
-    assert ledger.find_job("svc", "bucket", "in/a", "e1") == first
+    assert ledger.find_upload("svc", "bucket", "in/a", "e1@t2") == again
+    assert ledger.find_job("svc", "bucket", "in/a", "e1") in (first, again)
 
 
 def test_a_claimed_job_runs_once_and_records_its_attempt(ledger: Ledger) -> None:

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from oscarpy.engine.core import decode_body_file
+from oscarpy.engine.contract import decode_body_file, input_file_name
 from oscarpy.engine.events import parse_object_event, storage_event
 from oscarpy.engine.logstream import MAX_LINE, LogLine, LogStream
 from oscarpy.engine.retries import RetryPolicy
 from oscarpy.engine.runtimes.base import EndReason, result_from_exit
-from oscarpy.engine.supervisor import input_file_name
 from oscarpy.log import register_secret
 
 

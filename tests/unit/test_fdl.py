@@ -123,3 +123,30 @@ def test_malformed_files(tmp_path: Path, text: str, expected: str) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ServiceDefinitionError, match=r"absent\.yaml: cannot read"):
         parse_fdl(tmp_path / "absent.yaml")
+
+
+def test_tabs_after_a_value_and_empty_values_are_read_as_oscars_tools_read_them(
+    tmp_path: Path,
+) -> None:
+    fdl = tmp_path / "fdl.yaml"
+    fdl.write_text(
+        "functions:\n  oscar:\n  - c:\n      name: tabbed\n      image: busybox\n"
+        "      script: |\n        echo kept\t\n      log_level: CRITICAL\t\t\n"
+        "      environment:\n        variables:\n          EMPTY:\n"
+    )
+    ((_, service),) = parse_fdl(fdl)
+    assert service.log_level == "CRITICAL"
+    assert service.environment.variables == {"EMPTY": ""}
+    assert service.script == "echo kept\n"  # trailing blanks go, a shell never minds
+    assert service.warnings == []
+
+
+def test_the_files_own_keys_are_warned_of_in_each_service(tmp_path: Path) -> None:
+    fdl = tmp_path / "fdl.yaml"
+    fdl.write_text(
+        "functions:\n  oscar:\n  - c:\n      name: one\n      image: busybox\n      script: |\n"
+        "        echo\n        echo\n"
+        "clusters:\n  far:\n    endpoint: https://far.example.org\nhub: x\n"
+    )
+    ((_, service),) = parse_fdl(fdl)
+    assert [line.split(":")[0] for line in service.warnings] == ["clusters", "hub"]

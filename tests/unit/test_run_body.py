@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from oscarpy.engine.sync import body
-from oscarpy.engine.sync.errors import InvalidBody
+from oscarpy.engine.run import body
+from oscarpy.engine.run.errors import InvalidBody
 
 
 def staged(tmp_path: Path, content: bytes) -> bytes:
@@ -98,3 +98,24 @@ def test_base64_answer_in_chunks_is_one_valid_text(tmp_path: Path) -> None:
     text = b"".join(body.base64_chunks(path))
 
     assert base64.b64decode(text, validate=True) == data
+
+
+def test_secrets_are_masked_even_across_chunk_boundaries() -> None:
+    chunks = [b"token=sup", b"er-secret-1 and again super-secret-1", b" s", b"up"]
+    masked = b"".join(body.masked(chunks, [b"super-secret-1", b"sup"]))
+    assert masked == b"token=******** and again ******** ********"
+    assert b"".join(body.masked(chunks, [])) == b"".join(chunks)
+
+
+def test_base64_of_chunks_of_any_size_is_one_valid_text() -> None:
+    data = bytes(range(256)) * 5000
+    pieces = [data[i : i + 1000] for i in range(0, len(data), 1000)]
+    assert base64.b64decode(b"".join(body.base64_encoded(pieces))) == data
+
+
+def test_masking_in_one_byte_chunks_matches_masking_the_whole() -> None:
+    text = b"a-secret-x secret secretsecret-x sec" * 3
+    secrets = [b"secret", b"secret-x"]
+    whole = b"".join(body.masked([text], secrets))
+    assert whole == b"".join(body.masked([bytes([c]) for c in text], secrets))
+    assert b"secret" not in whole

@@ -1,4 +1,4 @@
-"""The ledger's part in `/run`: a sync job starts running at once and is never retried."""
+"""The ledger's part in `/run`: a run job starts running at once and is never retried."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ def ledger(database_url: str) -> Iterator[Ledger]:
     database.close()
 
 
-def test_a_sync_job_is_running_leased_and_never_dispatched(ledger: Ledger) -> None:
-    claim = ledger.start_running(NewJob("svc", JobSource.SYNC, '{"a": 1}', job_id="j-1"))
+def test_a_run_job_is_running_leased_and_never_dispatched(ledger: Ledger) -> None:
+    claim = ledger.start_running(NewJob("svc", JobSource.RUN, '{"a": 1}', job_id="j-1"))
 
     assert (claim.job.id, claim.attempt, claim.job.status) == ("j-1", 1, JobStatus.RUNNING)
     assert ledger.ready_services() == {}  # the dispatcher never sees it
@@ -38,12 +38,12 @@ def test_a_sync_job_is_running_leased_and_never_dispatched(ledger: Ledger) -> No
         (AttemptOutcome(OutcomeKind.INFRASTRUCTURE_FAILED, "gone", "runtime"), JobStatus.FAILED),
     ],
 )
-def test_a_sync_job_ends_with_its_one_attempt(
+def test_a_run_job_ends_with_its_one_attempt(
     ledger: Ledger, outcome: AttemptOutcome, expected: JobStatus
 ) -> None:
-    claim = ledger.start_running(NewJob("svc", JobSource.SYNC, job_id="j-2"))
+    claim = ledger.start_running(NewJob("svc", JobSource.RUN, job_id="j-2"))
 
     status = ledger.finish(claim.job.id, claim.attempt, outcome, script_retries=5)
 
     assert status is expected
-    assert ledger.get("j-2").source is JobSource.SYNC
+    assert ledger.get("j-2").source is JobSource.RUN

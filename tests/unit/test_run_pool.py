@@ -1,7 +1,7 @@
 """Warm pool bookkeeping: growth, waiting, shrinking, replacement, service updates.
 
 The containers here are a fake (`FakeWarmContainer`): these tests are about the pool's decisions
-and timing, which the real-Docker tests in tests/integration/test_run_sync.py cannot pin down
+and timing, which the real-Docker tests in tests/integration/test_run_answers.py cannot pin down
 without waiting minutes; those tests cover the same behaviour with real containers.
 """
 
@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from oscarpy.engine.dispatcher import Capacity
+from oscarpy.engine.run.errors import PoolExhausted
+from oscarpy.engine.run.pool import ServicePool, size_limit
 from oscarpy.engine.runtimes.base import OutputSink, RunResult, result_from_exit
-from oscarpy.engine.sync.containers import WarmContainer, WarmSpec
-from oscarpy.engine.sync.errors import PoolExhausted
-from oscarpy.engine.sync.pool import ServicePool, size_limit
+from oscarpy.engine.runtimes.warm import WarmContainer, WarmSpec
 from oscarpy.services.model import Service, parse_service
 
 CAPACITY = Capacity(cpu=2.0, memory=8 * 2**30)
@@ -51,6 +51,9 @@ class FakeWarmContainer:
         on_output: OutputSink,
     ) -> RunResult:
         return result_from_exit(0)
+
+    def settle(self) -> bool:
+        return True
 
     def remove(self) -> None:
         pass

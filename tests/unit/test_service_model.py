@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from oscarpy.services import model
 from oscarpy.services.model import (
     DEFAULT_PROVIDER,
     Service,
@@ -17,6 +15,7 @@ from oscarpy.services.model import (
     parse_service,
 )
 from oscarpy.services.quantities import parse_quantity
+from tests.support.oscar import OSCAR_MINIO_DEFAULT
 
 
 def definition(**overrides: Any) -> dict[str, Any]:
@@ -83,26 +82,81 @@ def test_go_zero_values_mean_defaults() -> None:
     assert service.output[0].prefix == []
 
 
-def test_oscar_settings_we_do_not_implement_are_kept_returned_and_logged_once(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    model._ignored_logged.discard("enable_gpu")
-    caplog.set_level(logging.WARNING, logger="oscarpy.services.model")
+def test_oscar_settings_we_do_not_honour_are_kept_returned_and_warned_of() -> None:
     first = parse_service(definition(enable_gpu=True, image_pull_secrets=[], vo=""))
-    parse_service(definition(enable_gpu=True))
     assert first.to_json()["enable_gpu"] is True
     assert first.oscar_settings == {"enable_gpu": True, "image_pull_secrets": [], "vo": ""}
-    warnings = [record.getMessage() for record in caplog.records if "enable_gpu" in record.message]
-    assert len(warnings) == 1
+    assert len(first.warnings) == 1
+    assert first.warnings[0].startswith("enable_gpu: not supported by oscar-py")
     # Zero values (what Go clients send for everything) are not worth a warning.
-    assert "image_pull_secrets" not in caplog.text
+    assert not any("image_pull_secrets" in line or "vo" in line for line in first.warnings)
 
 
-def test_unknown_keys_are_refused_by_name() -> None:
-    message = problem(definition(memroy="1Gi"))
-    assert "'memroy'" in message and "memory" in message
-    message = problem(definition(input=[{"path": "a-bucket/in", "sufix": [".jpg"]}]))
-    assert message.startswith("input[0]:") and "'sufix'" in message
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("kserve", {"type": "inference", "storage_uri": "hf://m"}),
+        ("interlink_node_name", "vega-new-vk"),
+        ("federation", {"topology": "star", "members": [{"cluster_id": "c2"}]}),
+        ("expose", {"api_port": 8080}),
+        ("mount", {"storage_provider": "minio.default", "path": "data/models"}),
+        ("volume", {"size": "1Gi", "mount_path": "/data"}),
+        ("isolation_level", "USER"),
+        ("image_prefetch", True),
+    ],
+)
+def test_a_setting_oscar_py_cannot_honour_is_accepted_with_a_warning(key: str, value: Any) -> None:
+    service = parse_service(definition(**{key: value}))
+    assert service.oscar_settings[key] == value  # kept and returned
+    assert [line.split(":", 1)[0] for line in service.warnings] == [key]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("expose", {"min_scale": 1, "max_scale": 10, "cpu_threshold": 80, "api_port": []}),
+        ("federation", {"topology": "none", "group_id": "g"}),
+        ("isolation_level", "SERVICE"),
+        ("mount", {"storage_provider": "", "path": ""}),
+        ("cluster_id", "oscar-cluster"),
+        ("alpine", True),
+    ],
+)
+def test_a_setting_that_asks_for_nothing_gets_no_warning(key: str, value: Any) -> None:
+    assert parse_service(definition(**{key: value})).warnings == []
+
+
+def test_unknown_keys_are_dropped_as_oscar_drops_them_and_named_in_warnings() -> None:
+    service = parse_service(
+        definition(memroy="1Gi", input=[{"path": "a-bucket/in", "sufix": [".jpg"]}])
+    )
+    assert service.warnings == [
+        "memroy: unknown key, ignored",
+        "input[0].sufix: unknown key, ignored",
+    ]
+    assert "memroy" not in service.to_json() and service.memory == "256Mi"
+    assert "sufix" not in service.to_json()["input"][0]
+
+
+def test_log_level_notset_is_valid() -> None:
+    assert parse_service(definition(log_level="notset")).log_level == "NOTSET"
+
+
+def test_what_only_oscars_answers_carry_is_dropped_silently() -> None:
+    exported = definition(
+        namespace="oscar-svc",
+        volume_status={"enabled": False},
+        deployment={"state": "ready", "active_instances": 1},
+        storage_providers={"minio": {"default": OSCAR_MINIO_DEFAULT}},
+        input=[{"path": "images/in"}],
+    )
+    service = parse_service(exported)
+    assert service.warnings == []
+    data = service.to_json()
+    assert not {"namespace", "volume_status", "deployment"} & set(data)
+    # OSCAR's placeholder for its own MinIO is the embedded store here.
+    assert service.storage_providers.minio == {}
+    assert service.embedded_paths() == service.input
 
 
 @pytest.mark.parametrize(
@@ -151,12 +205,37 @@ def test_provider_names_are_normalised_and_must_be_defined() -> None:
     assert service.storage_providers.s3["aws"].region == "us-east-1"
 
 
-def test_inputs_must_be_on_object_storage() -> None:
+@pytest.mark.parametrize(
+    ("kind", "named", "settings"),
+    [
+        ("webdav", "WebDAV", {"hostname": "h", "login": "l", "password": "p"}),
+        ("onedata", "Onedata", {"oneprovider_host": "h", "token": "t", "space": "s"}),
+        ("rucio", "Rucio", {"host": "h", "account": "a", "rse": "r", "refresh_token": "t"}),
+    ],
+)
+@pytest.mark.parametrize("field", ["input", "output"])
+def test_a_path_on_an_unsupported_provider_is_refused_naming_it(
+    kind: str, named: str, settings: dict[str, str], field: str
+) -> None:
     data = definition(
-        input=[{"storage_provider": "webdav.dcache", "path": "data/in"}],
-        storage_providers={"webdav": {"dcache": {"hostname": "h", "login": "l", "password": "p"}}},
+        **{field: [{"storage_provider": f"{kind}.x", "path": "data/in"}]},
+        storage_providers={kind: {"x": settings}},
     )
-    assert "inputs must be on minio or s3" in problem(data)
+    message = problem(data)
+    assert message.startswith(f"{field}[0].storage_provider:")
+    assert f"{named} storage is not supported" in message
+
+
+def test_an_unsupported_provider_defined_but_unused_is_kept_with_a_warning() -> None:
+    service = parse_service(
+        definition(storage_providers={"rucio": {"r": {"host": "h", "refresh_token": "rt-1"}}})
+    )
+    assert service.warnings == [
+        "storage_providers.rucio: Rucio storage is not supported by oscar-py; its credentials "
+        "are kept but no input or output can use them"
+    ]
+    assert service.secret_values() == ["rt-1"]
+    assert service.redacted().storage_providers.rucio["r"]["refresh_token"] == "hidden"
 
 
 def test_an_output_inside_an_input_is_a_loop_and_refused() -> None:

@@ -7,6 +7,7 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -274,7 +275,7 @@ def test_a_batched_write_reads_back_as_one_made_through_a_session(
     time zone, the event row) is exactly what the write returned."""
     store.create_bucket("paths")
     source = write(tmp_path / "source", "données".encode())
-    settings = {
+    settings: dict[str, Any] = {
         "content_type": "text/plain; charset=utf-8",
         "metadata": {"owner": "ana", "note": "élan ✓"},
         "headers": {"Cache-Control": "no-cache"},

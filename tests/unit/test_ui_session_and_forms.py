@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 
 from oscarpy.auth.credentials import AdminCredentials
 from oscarpy.auth.revocations import Revocations
@@ -69,7 +69,7 @@ def test_the_password_check_wants_both_user_and_password(revocations: Revocation
 
 
 def _submitted(**fields: str | list[str]) -> FormData:
-    items: list[tuple[str, str]] = []
+    items: list[tuple[str, str | UploadFile]] = []
     for name, value in fields.items():
         for each in [value] if isinstance(value, str) else value:
             items.append((name, each))

@@ -1,8 +1,9 @@
 """`POST /run/{service}`: synchronous invocation, answered from the service's warm containers.
 
 The body is streamed to disk (never held whole in memory) up to `run_body_limit`; the script
-runs while the client waits; its answer is streamed back. Every request is a job of kind `sync`
-whose id is in the `X-Oscar-Job-Id` header, so its log is at `/system/logs/{service}/{id}`.
+runs while the client waits; its answer is streamed back. Every request is a job of source
+`run` (shown as `sync`) whose id is in the `X-Oscar-Job-Id` header, so its log is at
+`/system/logs/{service}/{id}`.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from oscarpy.api.errors import error_responses
 from oscarpy.api.jobs import checked_name
 from oscarpy.api.schemas import ErrorBody
 from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
-from oscarpy.engine.sync import (
+from oscarpy.engine.run import (
     Answer,
-    SyncRunner,
+    Runner,
     iterate_answer,
 )
 
@@ -95,9 +96,9 @@ def _media_type(header: str | None) -> str:
 )
 async def run_service(service_name: str, request: Request) -> Response:
     """Run the service's script on the request body in a warm container and answer with its
-    result; the request is recorded as a job (kind `sync`) with its log."""
+    result; the request is recorded as a job (source `sync`) with its log."""
     require_service_access(request, service_name)
-    runner: SyncRunner = request.app.state.sync
+    runner: Runner = request.app.state.runner
     path = runner.new_body_path()
     try:
         await save_body(request, path, BodyLimit(runner.settings.run_body_limit, "run_body_limit"))

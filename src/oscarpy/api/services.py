@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from oscarpy.api.auth import require_admin
@@ -73,15 +74,16 @@ def list_services(request: Request) -> list[dict[str, Any]]:
     openapi_extra=_SERVICE_BODY,
     responses=error_responses(400, 409),
 )
-async def create_service(request: Request) -> dict[str, Any]:
+async def create_service(request: Request) -> JSONResponse:
     """Register a service and create its missing buckets and folders in the embedded store.
 
-    Answers the created service with its token (OSCAR answers an empty body).
+    Answers the created service with its token (OSCAR answers an empty body), and `warnings`:
+    one line per key that was dropped (unknown) or that oscar-py cannot honour.
     """
     # The Basic credentials are the admin's, whose services OSCAR owns as `cluster_admin`.
     service = (await _definition(request)).model_copy(update={"owner": ADMIN_OWNER})
     created = await _in_thread(_registry(request).create, service)
-    return created.redacted().to_json()
+    return JSONResponse(_answer(created, service.warnings), status_code=status.HTTP_201_CREATED)
 
 
 @router.put(
@@ -90,14 +92,25 @@ async def create_service(request: Request) -> dict[str, Any]:
     response_class=Response,
     summary="Update a service",
     openapi_extra=_SERVICE_BODY,
-    responses=error_responses(400, 404),
+    responses={
+        **error_responses(400, 404),
+        200: {
+            "description": "Updated, with `warnings`: keys dropped or not honoured",
+            "content": {"application/json": {"schema": {"$ref": DEFINITION_REF}}},
+        },
+    },
 )
 async def update_service(request: Request) -> Response:
     """Replace a service's definition; its token and owner stay, and so do secrets sent back
-    blank or as `hidden` (as GET shows them)."""
+    blank or as `hidden` (as GET shows them).
+
+    Answers 204 as OSCAR does, or 200 with the service and its `warnings` when a key was
+    dropped (unknown) or cannot be honoured, so that no setting is ignored unseen."""
     service = await _definition(request)
-    await _in_thread(_registry(request).update, service)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    updated = await _in_thread(_registry(request).update, service)
+    if not service.warnings:
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return JSONResponse(_answer(updated, service.warnings))
 
 
 @router.get(
@@ -131,6 +144,11 @@ def delete_service(
     _found(registry, service_name)
     registry.delete(service_name, delete_buckets=delete_buckets)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _answer(service: Service, warnings: list[str]) -> dict[str, Any]:
+    """The service as GET shows it, with `warnings` (not a service key: returned directly)."""
+    return {**service.redacted().to_json(), "warnings": warnings}
 
 
 async def _in_thread(function: Callable[[Service], Service], service: Service) -> Service:

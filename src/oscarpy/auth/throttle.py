@@ -41,8 +41,14 @@ class Throttle:
     """Failed sign-ins by address and by user, and how long each must wait."""
 
     def __init__(
-        self, *, free_failures: int = 5, base_delay: float = 1.0, max_delay: float = 300.0
+        self,
+        *,
+        free_failures: int = 5,
+        base_delay: float = 1.0,
+        max_delay: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.clock = clock
         self.free_failures = free_failures
         self.base_delay = base_delay
         self.max_delay = max_delay
@@ -64,7 +70,7 @@ class Throttle:
         that parallel guesses cannot all pass the wait before the first failure counts. An
         exception from `check` (a malformed request) passes through uncounted."""
         with self._lock:
-            now = time.monotonic()
+            now = self.clock()
             entries = [self._failures.get(key) for key in _keys(address, user)]
             until = max((entry.blocked_until for entry in entries if entry), default=0.0)
             if until > now:

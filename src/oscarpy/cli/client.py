@@ -75,9 +75,13 @@ class OscarClient:
         self.cluster = cluster
         self.cluster_id = cluster_id
         bearer = not cluster.auth_user and cluster.oidc_token
+        # No user (a cluster given by --endpoint): only service tokens authenticate.
+        basic = (
+            None if bearer or not cluster.auth_user else (cluster.auth_user, cluster.auth_password)
+        )
         self._http = httpx.Client(
             base_url=cluster.endpoint,
-            auth=None if bearer else (cluster.auth_user, cluster.auth_password),
+            auth=basic,
             headers={"Authorization": f"Bearer {cluster.oidc_token}"} if bearer else None,
             verify=cluster.ssl_verify,
             timeout=DEFAULT_TIMEOUT,
@@ -180,21 +184,25 @@ class OscarClient:
             return False
         return True
 
-    def create_service(self, definition: dict[str, Any]) -> None:
-        self.request(
+    def create_service(self, definition: dict[str, Any]) -> list[str]:
+        """Create a service; the server's warnings (none from OSCAR, which answers no body)."""
+        response = self.request(
             "POST",
             "/system/services",
             json=definition,
             what=f"create service {definition.get('name')!r}",
         )
+        return _warnings(response)
 
-    def update_service(self, definition: dict[str, Any]) -> None:
-        self.request(
+    def update_service(self, definition: dict[str, Any]) -> list[str]:
+        """Update a service; the server's warnings (none from OSCAR, which answers no body)."""
+        response = self.request(
             "PUT",
             "/system/services",
             json=definition,
             what=f"update service {definition.get('name')!r}",
         )
+        return _warnings(response)
 
     def delete_service(self, name: str) -> None:
         self.request("DELETE", f"/system/services/{_segment(name)}", what=f"service {name!r}")
@@ -327,6 +335,16 @@ def _json_object(response: httpx.Response) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RequestFailed(f"{response.request.url.path}: the server did not answer an object")
     return data
+
+
+def _warnings(response: httpx.Response) -> list[str]:
+    """oscar-py's `warnings` in a create or update answer; an empty or other body has none."""
+    try:
+        data = response.json()
+    except ValueError:
+        return []
+    found = data.get("warnings") if isinstance(data, dict) else None
+    return [str(line) for line in found] if isinstance(found, list) else []
 
 
 def _json_or_text(response: httpx.Response) -> dict[str, Any]:

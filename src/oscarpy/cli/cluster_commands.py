@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from oscarpy.cli.context import CLUSTER_OPTION, connect, load_cluster_config
+from oscarpy.cli.context import CLUSTER_OPTION, aliases, connect, load_cluster_config
 from oscarpy.cli.errors import UsageError
 from oscarpy.cli.output import OUTPUT_OPTION, OutputFormat, print_mapping, print_records, success
 
@@ -131,3 +131,10 @@ def remove(cluster_id: str = typer.Argument(..., metavar="ID")) -> None:
     config.remove(cluster_id)
     config.save()
     success(f"cluster {cluster_id!r} removed")
+
+
+# oscar-cli's names: `cluster delete` (with its aliases) is `remove` here.
+aliases(cluster_app, add, "a")
+aliases(cluster_app, info, "i")
+aliases(cluster_app, list_clusters, "ls")
+aliases(cluster_app, remove, "delete", "del", "rm")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+from oscarpy.cli.errors import UsageError
 
 if TYPE_CHECKING:
     from oscarpy.cli.client import OscarClient
@@ -26,6 +28,20 @@ OPTIONS = GlobalOptions()
 CLUSTER_OPTION = typer.Option(
     None, "--cluster", "-c", help="Cluster id from the config file [default: the default one]."
 )
+ENDPOINT_OPTION = typer.Option(
+    None,
+    "--endpoint",
+    "-e",
+    help="URL of a cluster that is not in the config file (needs the service's --token).",
+)
+#: The cluster id shown for a cluster given with --endpoint.
+ENDPOINT_CLUSTER_ID = "endpoint"
+
+
+def aliases(app: typer.Typer, command: Callable[..., Any], *names: str) -> None:
+    """Register `command` again under oscar-cli's other names, hidden from the help."""
+    for name in names:
+        app.command(name, hidden=True)(command)
 
 
 def load_cluster_config() -> ClusterConfig:
@@ -35,11 +51,19 @@ def load_cluster_config() -> ClusterConfig:
 
 
 @contextmanager
-def connect(cluster_id: str | None) -> Iterator[OscarClient]:
-    """A REST client of the named (or default, or local) cluster, closed afterwards."""
+def connect(cluster_id: str | None, endpoint: str | None = None) -> Iterator[OscarClient]:
+    """A REST client of the named (or default, or local) cluster, closed afterwards; with
+    `endpoint`, of that URL without credentials (a service's token authenticates the call)."""
     from oscarpy.cli.client import OscarClient
+    from oscarpy.cli.clusters import Cluster
 
-    resolved_id, cluster = load_cluster_config().resolve(cluster_id)
+    if endpoint is not None:
+        if cluster_id is not None:
+            raise UsageError("give -c ID or -e ENDPOINT, not both")
+        resolved_id = ENDPOINT_CLUSTER_ID
+        cluster = Cluster(endpoint=endpoint.rstrip("/"), auth_user="", auth_password="")
+    else:
+        resolved_id, cluster = load_cluster_config().resolve(cluster_id)
     client = OscarClient(cluster, resolved_id)
     try:
         yield client

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from oscarpy.cli.context import CLUSTER_OPTION, connect
+from oscarpy.cli.context import CLUSTER_OPTION, aliases, connect
 from oscarpy.cli.errors import CliError, NotFound, UsageError
 from oscarpy.cli.output import (
     OUTPUT_OPTION,
@@ -303,3 +303,8 @@ def register(app: typer.Typer) -> None:
     app.command("get-file")(get_file)
     app.command("list-files")(list_files)
     app.command("delete-file")(delete_file)
+    # oscar-cli's other names for them.
+    aliases(app, put_file, "pf")
+    aliases(app, get_file, "gf")
+    aliases(app, list_files, "list-file", "lsf")
+    aliases(app, delete_file, "df", "del-fil", "remove-file", "rmf")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from oscarpy.cli.context import CLUSTER_OPTION, connect
+from oscarpy.cli.context import CLUSTER_OPTION, aliases, connect
 from oscarpy.cli.errors import NotFound, UsageError
 from oscarpy.cli.output import OUTPUT_OPTION, OutputFormat, print_records, success
 
@@ -32,20 +32,22 @@ def _by_creation(jobs: list[JobInfo]) -> list[JobInfo]:
 @logs_app.command("list")
 def list_jobs(
     name: str = typer.Argument(..., metavar="NAME"),
-    status: str | None = typer.Option(
+    status: list[str] | None = typer.Option(
         None,
         "--status",
         "-s",
-        help="Only jobs in this state (pending, running, succeeded, failed).",
+        help="Only jobs in these states (pending, running, succeeded, failed): "
+        "comma-separated (-s Pending,Running) or repeated.",
     ),
     cluster: str | None = CLUSTER_OPTION,
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """List the jobs of a service, oldest first."""
+    states = _states(status)
     with connect(cluster) as client:
         jobs = _by_creation(client.list_jobs(name))
-    if status is not None:
-        jobs = [info for info in jobs if info.state == status.lower()]
+    if states:
+        jobs = [info for info in jobs if info.state in states]
     records = [info.as_dict() for info in jobs]
     if output is OutputFormat.table:
         for record, info in zip(records, jobs, strict=True):
@@ -62,8 +64,22 @@ def list_jobs(
             ("reason", "REASON"),
         ],
         output,
-        empty=f"no jobs for {name!r}" + (f" in state {status!r}" if status else ""),
+        empty=f"no jobs for {name!r}"
+        + (f" in state {', '.join(sorted(states))}" if states else ""),
     )
+
+
+def _states(given: list[str] | None) -> set[str]:
+    """The states of `-s`, as oscar-cli takes them: case-insensitive, comma-separated."""
+    states = {part.strip().lower() for item in given or [] for part in item.split(",")}
+    states.discard("")
+    unknown = states - {"pending", "running", "succeeded", "failed", "cancelled"}
+    if unknown:
+        raise UsageError(
+            f"unknown state(s) {', '.join(sorted(unknown))}: use pending, running, succeeded, "
+            "failed"
+        )
+    return states
 
 
 def latest_job(client: OscarClient, name: str) -> str:
@@ -127,9 +143,9 @@ def _job_state(client: OscarClient, name: str, job_name: str) -> JobInfo | None:
 def delete(
     name: str = typer.Argument(..., metavar="NAME"),
     jobs: list[str] | None = typer.Argument(None, metavar="JOB..."),
-    succeeded: bool = typer.Option(False, "--succeeded", help="Delete every succeeded job."),
+    succeeded: bool = typer.Option(False, "--succeeded", "-s", help="Delete every succeeded job."),
     all_jobs: bool = typer.Option(
-        False, "--all", help="Delete every job, also pending, running and failed ones."
+        False, "--all", "-a", help="Delete every job, also pending, running and failed ones."
     ),
     cluster: str | None = CLUSTER_OPTION,
 ) -> None:
@@ -158,3 +174,9 @@ def retry(
         for job_name in jobs:
             info = client.retry_job(name, job_name)
             success(f"job {job_name} is {info.status.lower()} again")
+
+
+# oscar-cli's other names for these commands.
+aliases(logs_app, list_jobs, "ls")
+aliases(logs_app, get, "g")
+aliases(logs_app, delete, "d", "del", "remove", "rm")

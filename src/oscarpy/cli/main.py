@@ -14,7 +14,7 @@ import typer
 from oscarpy import __version__
 from oscarpy.cli.apply import register as register_apply_commands
 from oscarpy.cli.cluster_commands import cluster_app
-from oscarpy.cli.context import OPTIONS
+from oscarpy.cli.context import OPTIONS, aliases
 from oscarpy.cli.exit_codes import EXIT_INTERRUPTED
 from oscarpy.cli.files import register as register_file_commands
 from oscarpy.cli.logs import logs_app
@@ -35,11 +35,26 @@ app.add_typer(cluster_app)
 app.add_typer(service_app)
 service_app.add_typer(logs_app)
 register_file_commands(service_app)
+# oscar-cli's other names for the command groups.
+app.add_typer(cluster_app, name="c", hidden=True)
+for _alias in ("services", "svc", "s"):
+    app.add_typer(service_app, name=_alias, hidden=True)
+for _alias in ("log", "l"):
+    service_app.add_typer(logs_app, name=_alias, hidden=True)
+
+
+@app.command("version")
+def version() -> None:
+    """Print the version (as `oscar --version`)."""
+    typer.echo(f"oscar-py {__version__}")
+
+
+aliases(app, version, "v")
 
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"oscar-py {__version__}")
+        version()
         raise typer.Exit()
 
 

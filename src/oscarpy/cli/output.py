@@ -116,6 +116,11 @@ def success(message: str) -> None:
     typer.echo(message, err=True)
 
 
+def warn(message: str) -> None:
+    """A warning line on stderr: something was accepted but will not do what it says."""
+    typer.echo(f"warning: {message}", err=True)
+
+
 def human_size(size: int) -> str:
     value = float(size)
     for unit in ("B", "KiB", "MiB", "GiB"):

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from oscarpy.cli.context import CLUSTER_OPTION, connect
+from oscarpy.cli.context import CLUSTER_OPTION, ENDPOINT_OPTION, aliases, connect
 from oscarpy.cli.errors import CliError, JobsFailed, NotFound, RequestFailed, UsageError
 from oscarpy.cli.output import (
     OUTPUT_OPTION,
@@ -131,6 +131,12 @@ TOKEN_OPTION = typer.Option(
 )
 
 
+def _endpoint_needs_token(endpoint: str | None, token: str | None) -> None:
+    """As oscar-cli: a cluster that is not configured is reached with the service's token."""
+    if endpoint is not None and token is None:
+        raise UsageError("-e ENDPOINT needs the service's token: add -t TOKEN")
+
+
 @service_app.command("run")
 def run(
     name: str = typer.Argument(..., metavar="NAME"),
@@ -141,13 +147,15 @@ def run(
     ),
     token: str | None = TOKEN_OPTION,
     cluster: str | None = CLUSTER_OPTION,
+    endpoint: str | None = ENDPOINT_OPTION,
 ) -> None:
     """Invoke a service synchronously and print (or save) its result.
 
     The input is sent base64-encoded and a base64 answer is decoded, as oscar-cli does.
     """
+    _endpoint_needs_token(endpoint, token)
     body = base64.b64encode(_read_input(text, file))
-    with connect(cluster) as client:
+    with connect(cluster, endpoint) as client:
         answer = client.run(name, body, token)
     result = _decode_result(answer)
     if output_file is not None:
@@ -180,10 +188,12 @@ def job(
     token: str | None = TOKEN_OPTION,
     cluster: str | None = CLUSTER_OPTION,
     output: OutputFormat = OUTPUT_OPTION,
+    endpoint: str | None = ENDPOINT_OPTION,
 ) -> None:
     """Invoke a service asynchronously and print the id of the job it created."""
+    _endpoint_needs_token(endpoint, token)
     body = base64.b64encode(_read_input(text, file))
-    with connect(cluster) as client:
+    with connect(cluster, endpoint) as client:
         response = client.job(name, body, token)
     try:
         data: Any = response.json()
@@ -295,3 +305,11 @@ def _wait_until_idle(
                     + (f" (expected {expect} jobs)" if total < expect else "")
                 )
             time.sleep(interval)
+
+
+# oscar-cli's other names for these commands.
+aliases(service_app, list_services, "ls")
+aliases(service_app, get, "g")
+aliases(service_app, delete, "d", "del", "remove", "rm")
+aliases(service_app, run, "invoke", "r")
+aliases(service_app, job, "j")

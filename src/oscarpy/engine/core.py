@@ -19,18 +19,26 @@ from sqlalchemy import select
 
 from oscarpy.config import Settings
 from oscarpy.db import Database, SystemMeta, utcnow
+from oscarpy.engine import contract
 from oscarpy.engine.dispatcher import Capacity, Demand, Dispatcher
 from oscarpy.engine.errors import EventNotAllowed, InfrastructureError, JobNotFound
-from oscarpy.engine.events import ObjectReference, event_time, parse_object_event, storage_event
+from oscarpy.engine.events import (
+    ObjectReference,
+    parse_object_event,
+    storage_event,
+    upload_identity,
+)
 from oscarpy.engine.intake import Intake, path_contains
 from oscarpy.engine.ledger import Claim, JobView, Ledger, NewJob
 from oscarpy.engine.logstream import LogLine
 from oscarpy.engine.outcomes import LIMIT_REASONS, AttemptOutcome, OutcomeKind
 from oscarpy.engine.providers import Providers
 from oscarpy.engine.records import JobSource, JobStatus
+from oscarpy.engine.retention import Retention
 from oscarpy.engine.retries import RetryPolicy
+from oscarpy.engine.runtimes import make_runtime
 from oscarpy.engine.runtimes.base import Execution, Limits, Runtime
-from oscarpy.engine.spec import JobSpec, StorageTarget, StoredInput
+from oscarpy.engine.spec import JobSpec
 from oscarpy.engine.supervisor import Supervisor
 from oscarpy.services import quantities
 from oscarpy.services.errors import ServiceNotFound
@@ -42,19 +50,7 @@ from oscarpy.storage.store import ObjectStore
 log = logging.getLogger(__name__)
 
 INSTANCE_KEY = "engine.instance"
-MAX_EVENT_IN_LEDGER = 64 * 1024
 _CANCEL_WAIT_SECONDS = 15
-
-
-def make_runtime(name: str, instance: str) -> Runtime:
-    if name == "process":
-        from oscarpy.engine.runtimes.process import WARNING, ProcessRuntime
-
-        log.warning(WARNING)
-        return ProcessRuntime()
-    from oscarpy.engine.runtimes.docker import DockerRuntime
-
-    return DockerRuntime(instance)
 
 
 def instance_id(database: Database) -> str:
@@ -77,22 +73,6 @@ def host_capacity(settings: Settings) -> Capacity:
     return Capacity(cpu=cpu, memory=memory)
 
 
-def decode_body_file(raw: Path, destination: Path) -> None:
-    """OSCAR's rule for a direct invocation, on files: JSON is kept as it is, anything else is
-    base64 (decoded; a body that is not valid base64 is kept as it is rather than refused)."""
-    # Imported here: the sync package imports this module.
-    from oscarpy.engine.sync.body import decode_base64_file, is_json
-    from oscarpy.engine.sync.errors import InvalidBody
-
-    if not is_json(raw):
-        try:
-            decode_base64_file(raw, destination)
-            return
-        except InvalidBody:
-            destination.unlink(missing_ok=True)
-    os.replace(raw, destination)
-
-
 def _under_an_input(service: Service, reference: ObjectReference) -> bool:
     return any(
         path.bucket == reference.bucket and reference.key.startswith(path.key_prefix())
@@ -100,15 +80,12 @@ def _under_an_input(service: Service, reference: ObjectReference) -> bool:
     )
 
 
-def _event_text(content: bytes) -> str:
-    """A body as the `EVENT` text: small UTF-8 text only (binary reaches the script as a file;
-    NUL can be neither in the environment nor in a PostgreSQL text column)."""
-    if len(content) > MAX_EVENT_IN_LEDGER or b"\x00" in content:
-        return ""
-    try:
-        return content.decode("utf-8")
-    except UnicodeDecodeError:
-        return ""
+def _event_upload(reference: ObjectReference) -> str | None:
+    """The upload a MinIO/S3 event names: its sequencer (the same in each delivery of that
+    event), else its time; an event with neither is one per ETag, as before uploads counted."""
+    if reference.sequencer is not None:
+        return upload_identity(reference.etag or "", f"sequencer:{reference.sequencer}")
+    return upload_identity(reference.etag, reference.event_time)
 
 
 class Engine:
@@ -152,6 +129,12 @@ class Engine:
         self.intake = Intake(
             self.ledger, self._service_list, self.dispatcher.wake, region=settings.region
         )
+        self.retention = Retention(
+            self.ledger,
+            self._service_list,
+            default_ttl=settings.job_ttl,
+            interval=settings.job_expiry_interval,
+        )
         self._services: dict[str, Service] | None = None
         self._services_lock = threading.Lock()
         self._adoptions: dict[str, tuple[Execution, float | None, float | None]] = {}
@@ -166,6 +149,7 @@ class Engine:
         self.recover()
         self.intake.start()
         self.dispatcher.start()
+        self.retention.start()
         log.info(
             "job engine started (runtime %s, capacity %.2f CPU / %d MiB)",
             self.runtime.name,
@@ -174,6 +158,7 @@ class Engine:
         )
 
     def stop(self) -> None:
+        self.retention.stop()
         self.intake.stop()
         left = self.dispatcher.stop(self.settings.job_shutdown_grace)
         if left:
@@ -300,46 +285,10 @@ class Engine:
             self.supervisor.run(spec, lookup, cancelled=cancelled)
 
     def limits(self, service: Service) -> Limits:
-        """What one job of `service` may use: its own cpu and memory, the platform's disk and
-        log flood limits."""
-        return Limits(
-            cpu_cores=service.cpu_cores,
-            memory_bytes=service.memory_bytes,
-            disk_bytes=self.settings.job_disk_limit,
-            output_bytes=self.settings.job_log_flood_limit,
-        )
+        return contract.limits(service, self.settings)
 
     def job_spec(self, service: Service, job: JobView, attempt: int) -> JobSpec:
-        stored = None
-        if job.bucket is not None and job.key is not None:
-            stored = StoredInput(job.provider or DEFAULT_PROVIDER, job.bucket, job.key)
-        environment = dict(service.environment.variables)
-        environment.update(service.environment.secrets)
-        return JobSpec(
-            job_id=job.id,
-            attempt=attempt,
-            service=service.name,
-            image=service.image,
-            script=service.script,
-            event=job.event,
-            input=stored,
-            body_path=Path(job.body_path) if job.body_path else None,
-            event_time=event_time(job.created_at),
-            environment=environment,
-            token=service.token,
-            limits=self.limits(service),
-            timeout=service.timeout,
-            outputs=tuple(
-                StorageTarget(
-                    path.storage_provider,
-                    path.bucket,
-                    path.folder,
-                    tuple(path.prefix),
-                    tuple(path.suffix),
-                )
-                for path in service.output
-            ),
-        )
+        return contract.job_spec(service, job, attempt, self.settings)
 
     # JobReporter, called by the supervisor
 
@@ -378,7 +327,7 @@ class Engine:
         service = self._require_service(service_name)
         raw = body if isinstance(body, Path) else self._spool(body)
         try:
-            if raw.stat().st_size <= MAX_EVENT_IN_LEDGER:
+            if raw.stat().st_size <= contract.MAX_EVENT_TEXT:
                 event = raw.read_bytes()
                 reference = parse_object_event(event)
                 if reference is not None:
@@ -404,10 +353,13 @@ class Engine:
             if input_path.bucket == reference.bucket:
                 provider = input_path.storage_provider
                 break
-        etag = reference.etag
-        if etag is None and self.providers.is_embedded(service, provider):
+        etag, upload = reference.etag, _event_upload(reference)
+        if self.providers.is_embedded(service, provider):
+            # The object as stored names its upload exactly as the intake does, so an
+            # event for an upload that already ran returns that job.
             found = self.store.head(reference.bucket, reference.key)
-            etag = found.etag if found is not None else None
+            if found is not None and etag in (None, found.etag):
+                etag, upload = found.etag, upload_identity(found.etag, found.last_modified)
         new = NewJob(
             service=service.name,
             source=JobSource.EVENT,
@@ -416,11 +368,15 @@ class Engine:
             bucket=reference.bucket,
             key=reference.key,
             etag=etag,
+            upload=upload,
         )
         created = self.ledger.add_job(new)
         if created is None:
-            existing = self.ledger.find_job(service.name, reference.bucket, reference.key, etag)
-            if existing is not None:
+            # Only a job with an upload identity is ever refused as a duplicate.
+            existing = upload and self.ledger.find_upload(
+                service.name, reference.bucket, reference.key, upload
+            )
+            if existing:
                 return existing
             raise JobNotFound("the job of this event vanished; send it again")
         self.dispatcher.wake()
@@ -429,14 +385,13 @@ class Engine:
     def _submit_invocation(self, service: Service, raw: Path) -> str:
         job_id = str(uuid.uuid4())
         path = self.bodies / job_id
-        decode_body_file(raw, path)
+        contract.decode_body_file(raw, path)
         with open(path, "rb") as handle:
             os.fsync(handle.fileno())
-            event = handle.read(MAX_EVENT_IN_LEDGER + 1)
         new = NewJob(
             service=service.name,
             source=JobSource.INVOCATION,
-            event=_event_text(event),
+            event=contract.event_text_of_file(path),
             body_path=str(path),
             job_id=job_id,
         )
@@ -457,7 +412,7 @@ class Engine:
             for found in provider.list_objects(path.bucket, path.key_prefix()):
                 if not path_contains(path, found.bucket, found.key):
                     continue
-                if self.ledger.find_job(service.name, found.bucket, found.key, found.etag):
+                if self.ledger.had_job(service.name, found.bucket, found.key, found.etag):
                     continue
                 new = NewJob(
                     service=service.name,
@@ -474,6 +429,7 @@ class Engine:
                     bucket=found.bucket,
                     key=found.key,
                     etag=found.etag,
+                    upload=upload_identity(found.etag, found.last_modified),
                 )
                 if self.ledger.add_job(new) is not None:
                     created += 1

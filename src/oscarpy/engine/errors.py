@@ -3,9 +3,13 @@
     EngineError
     ├── InfrastructureError          the platform could not run the job: retried with backoff
     │   ├── RuntimeUnavailable       the container engine does not answer
+    │   │   └── RuntimeLost          the connection broke or timed out mid-call
     │   ├── ImageUnavailable         the image is absent and cannot be pulled
     │   ├── StagingError             the input could not be staged in or the outputs out
     │   └── ContainerError           the engine refused or lost the container
+    │       ├── ContainerMissing     no such container (any more)
+    │       └── ContainerConflict    its state forbids the call (409: not running, being removed)
+    ├── ContainerGone                a warm container died before a `/run` script started in it
     ├── JobNotFound                  no such job (for that service)
     ├── EventNotAllowed              a caller's event names an object it may not have processed
     └── InvalidJobOperation          the job's state does not allow the operation
@@ -34,6 +38,10 @@ class RuntimeUnavailable(InfrastructureError):
     reason = "runtime"
 
 
+class RuntimeLost(RuntimeUnavailable):
+    pass
+
+
 class ImageUnavailable(InfrastructureError):
     reason = "image"
 
@@ -44,6 +52,18 @@ class StagingError(InfrastructureError):
 
 class ContainerError(InfrastructureError):
     reason = "container"
+
+
+class ContainerMissing(ContainerError):
+    pass
+
+
+class ContainerConflict(ContainerError):
+    pass
+
+
+class ContainerGone(EngineError):
+    """A warm container died before the request's script started in it: another one is used."""
 
 
 class JobNotFound(EngineError):

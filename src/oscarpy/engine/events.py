@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote_plus
 
@@ -22,6 +22,28 @@ class ObjectReference:
     key: str
     etag: str | None = None
     size: int | None = None
+    sequencer: str | None = None
+    """MinIO's and S3's id of the event, the same in every delivery of it."""
+    event_time: str | None = None
+
+
+def upload_identity(etag: str | None, committed: datetime | str | None) -> str | None:
+    """Which upload of an object a job is for: its ETag and when that upload was committed.
+
+    Uploading the same bytes again is a new upload (a new commit time), so it runs the job again,
+    while the same upload seen twice (its event read again after a crash, a redelivered webhook,
+    the reconcile pass) has one identity, and the ledger keeps one job for it. `None` (no ETag)
+    is never deduplicated.
+    """
+    if etag is None:
+        return None
+    if committed is None:
+        return etag
+    if isinstance(committed, datetime):
+        if committed.tzinfo is None:  # SQLite hands back naive UTC
+            committed = committed.replace(tzinfo=UTC)
+        committed = committed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return f"{etag}@{committed}"
 
 
 def storage_event(
@@ -69,9 +91,13 @@ def parse_object_event(body: bytes) -> ObjectReference | None:
         return None
     etag = s3["object"].get("eTag") or s3["object"].get("etag")
     size = s3["object"].get("size")
+    sequencer = s3["object"].get("sequencer")
+    event_time = record.get("eventTime") if isinstance(record, dict) else None
     return ObjectReference(
         bucket=bucket,
         key=unquote_plus(key),
         etag=str(etag).strip('"') if etag else None,
         size=int(size) if isinstance(size, int) else None,
+        sequencer=str(sequencer) if sequencer else None,
+        event_time=str(event_time) if event_time else None,
     )

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from oscarpy.engine.events import storage_event
+from oscarpy.engine.events import storage_event, upload_identity
 from oscarpy.engine.ledger import Ledger, NewJob
 from oscarpy.engine.records import IntakeCursor, JobSource
 from oscarpy.services.model import Service, StoragePath
@@ -190,6 +190,9 @@ class Intake:
                 bucket=event.bucket,
                 key=event.key,
                 etag=event.etag,
+                # The event's time is the object's commit time: the same identity the
+                # reconcile pass and `/job` give this upload.
+                upload=upload_identity(event.etag, event.occurred_at),
             )
             if self.ledger.add(session, new) is not None:
                 created += 1

@@ -24,7 +24,14 @@ from sqlalchemy.orm import Session
 from oscarpy.db import Database, utcnow
 from oscarpy.engine.errors import InvalidJobOperation, JobNotFound
 from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
-from oscarpy.engine.records import Job, JobAttempt, JobLogChunk, JobSource, JobStatus
+from oscarpy.engine.records import (
+    ExpiredObject,
+    Job,
+    JobAttempt,
+    JobLogChunk,
+    JobSource,
+    JobStatus,
+)
 from oscarpy.engine.retries import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -80,6 +87,8 @@ class NewJob:
     etag: str | None = None
     body_path: str | None = None
     job_id: str | None = None
+    upload: str | None = None
+    """`engine.events.upload_identity` of the upload: one job per upload of an object."""
     """Given when something (a request body on disk) is named after the job before it exists."""
 
 
@@ -187,9 +196,9 @@ class Ledger:
     # -- creating -------------------------------------------------------------------------
 
     def add(self, session: Session, new: NewJob) -> str | None:
-        """Record a pending job in the caller's transaction; `None` if its version has one."""
-        if new.etag is not None and self.has_job(
-            session, new.service, new.bucket, new.key, new.etag
+        """Record a pending job in the caller's transaction; `None` if its upload has one."""
+        if new.upload is not None and self._upload_job(
+            session, new.service, new.bucket, new.key, new.upload
         ):
             return None
         now = utcnow()
@@ -202,6 +211,7 @@ class Ledger:
             bucket=new.bucket,
             key=new.key,
             etag=new.etag,
+            upload=new.upload,
             event=new.event,
             body_path=new.body_path,
             created_at=now,
@@ -216,7 +226,7 @@ class Ledger:
             with session.begin_nested():
                 session.add(job)
         except IntegrityError:
-            return None  # another process recorded the same object version first
+            return None  # another process recorded the same upload first
         return job.id
 
     def add_job(self, new: NewJob) -> str | None:
@@ -226,7 +236,7 @@ class Ledger:
     def find_job(
         self, service: str, bucket: str | None, key: str | None, etag: str | None
     ) -> str | None:
-        """The job of that object version, if there is one."""
+        """A job of an upload of that content, if there is one."""
         with self.database.session() as session:
             return session.scalar(
                 select(Job.id)
@@ -235,17 +245,37 @@ class Ledger:
                 .limit(1)
             )
 
+    def had_job(self, service: str, bucket: str, key: str, etag: str) -> bool:
+        """Whether an upload of that content has a job, or had one that expired."""
+        if self.find_job(service, bucket, key, etag) is not None:
+            return True
+        with self.database.session() as session:
+            found = session.scalar(
+                select(ExpiredObject.id).where(
+                    ExpiredObject.service == service,
+                    ExpiredObject.bucket == bucket,
+                    ExpiredObject.key == key,
+                    ExpiredObject.etag == etag,
+                )
+            )
+            return found is not None
+
+    def find_upload(
+        self, service: str, bucket: str | None, key: str | None, upload: str
+    ) -> str | None:
+        """The job of that upload, if there is one."""
+        with self.database.session() as session:
+            return self._upload_job(session, service, bucket, key, upload)
+
     @staticmethod
-    def has_job(
-        session: Session, service: str, bucket: str | None, key: str | None, etag: str | None
-    ) -> bool:
-        found = session.scalar(
+    def _upload_job(
+        session: Session, service: str, bucket: str | None, key: str | None, upload: str
+    ) -> str | None:
+        return session.scalar(
             select(Job.id)
             .where(Job.service == service, Job.bucket == bucket, Job.key == key)
-            .where(Job.etag == etag)
-            .limit(1)
+            .where(Job.upload == upload)
         )
-        return found is not None
 
     # -- reading --------------------------------------------------------------------------
 
@@ -417,7 +447,7 @@ class Ledger:
             job.exit_code = outcome.exit_code
             job.reason = outcome.reason
             job.message = outcome.message
-            if job.source == JobSource.SYNC:
+            if job.source == JobSource.RUN:
                 # Its client waited for this very attempt: running it again would answer no one.
                 succeeded = outcome.kind is OutcomeKind.SUCCEEDED
                 _transition(job, JobStatus.SUCCEEDED if succeeded else JobStatus.FAILED, now)
@@ -509,13 +539,18 @@ class Ledger:
         if not job_ids:
             return []
         with self.writing() as session:
-            removed = [
-                JobView.of(job) for job in session.scalars(select(Job).where(Job.id.in_(job_ids)))
-            ]
-            session.execute(delete(JobLogChunk).where(JobLogChunk.job_id.in_(job_ids)))
-            session.execute(delete(JobAttempt).where(JobAttempt.job_id.in_(job_ids)))
-            session.execute(delete(Job).where(Job.id.in_(job_ids)))
-            return removed
+            return self.delete_in(session, job_ids)
+
+    @staticmethod
+    def delete_in(session: Session, job_ids: Sequence[str]) -> list[JobView]:
+        """`delete` in the caller's transaction."""
+        removed = [
+            JobView.of(job) for job in session.scalars(select(Job).where(Job.id.in_(job_ids)))
+        ]
+        session.execute(delete(JobLogChunk).where(JobLogChunk.job_id.in_(job_ids)))
+        session.execute(delete(JobAttempt).where(JobAttempt.job_id.in_(job_ids)))
+        session.execute(delete(Job).where(Job.id.in_(job_ids)))
+        return removed
 
     def job_ids(self, service: str, statuses: Sequence[JobStatus] | None = None) -> list[str]:
         with self.database.session() as session:

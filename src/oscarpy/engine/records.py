@@ -50,8 +50,10 @@ class JobSource(StrEnum):
     """`POST /job` with any other body."""
     RECONCILE = "reconcile"
     """An existing object found by a reconcile pass."""
-    SYNC = "sync"
-    """`POST /run`: run at once in a warm container while the client waits; never retried."""
+    RUN = "sync"
+    """`POST /run`: run at once in a warm container while the client waits; never retried.
+    Stored and shown as `sync`, its name before the concept was called `run` everywhere, so
+    that existing state DBs and clients keep working."""
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -75,8 +77,10 @@ class UtcDateTime(TypeDecorator[datetime]):
 class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
-        # One job per object version, however often its event arrives.
-        UniqueConstraint("service", "bucket", "key", "etag", name="uq_jobs_object_version"),
+        # One job per upload, however often its event arrives; a new upload of the same bytes
+        # is another upload (see `engine.events.upload_identity`).
+        UniqueConstraint("service", "bucket", "key", "upload", name="uq_jobs_upload"),
+        Index("ix_jobs_object", "service", "bucket", "key", "etag"),
         Index("ix_jobs_dispatch", "status", "service", "next_attempt_at"),
         Index("ix_jobs_service_created", "service", "created_at"),
     )
@@ -89,6 +93,8 @@ class Job(Base):
     bucket: Mapped[str | None] = mapped_column(String(255))
     key: Mapped[str | None] = mapped_column(String(1024))
     etag: Mapped[str | None] = mapped_column(String(128))
+    upload: Mapped[str | None] = mapped_column(String(255))
+    """Which upload of the object this job is for; `None` for invocations (never deduplicated)."""
     event: Mapped[str] = mapped_column(Text, default="")
     """The event JSON handed to the script as `EVENT` (storage jobs) or the request body's
     description (invocations)."""
@@ -135,6 +141,22 @@ class JobLogChunk(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(String(36), index=True)
     text: Mapped[str] = mapped_column(Text)
+
+
+class ExpiredObject(Base):
+    """An object content whose job expired (`engine.retention`): the reconcile pass still
+    knows it ran, and does not run it again."""
+
+    __tablename__ = "expired_objects"
+    __table_args__ = (
+        UniqueConstraint("service", "bucket", "key", "etag", name="uq_expired_objects"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    service: Mapped[str] = mapped_column(String(255))
+    bucket: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str] = mapped_column(String(1024))
+    etag: Mapped[str] = mapped_column(String(128))
 
 
 class IntakeCursor(Base):

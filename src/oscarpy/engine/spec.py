@@ -62,3 +62,11 @@ class JobSpec:
     limits: Limits = field(default_factory=Limits)
     timeout: float | None = None
     outputs: tuple[StorageTarget, ...] = ()
+    user: str | None = None
+    """Who the script runs as (`uid:gid`); `None`: the image's user."""
+    network: str = "default"
+    stage_in: bool = True
+    """False (OSCAR's `file_stage_in: true`): the input is not downloaded; the script gets the
+    event only."""
+    base_path: str = ""
+    """OSCAR_SERVICE_BASE_PATH: where the service is exposed, or ""."""

@@ -8,29 +8,25 @@ progress only through a `JobReporter`, so that it can run on another host than t
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path, PurePosixPath
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Protocol
 
+from oscarpy.engine import contract
 from oscarpy.engine.errors import InfrastructureError, StagingError
-from oscarpy.engine.limits import Guard, disk_usage
+from oscarpy.engine.limits import Guard
 from oscarpy.engine.logstream import LogLine, LogStream
 from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
 from oscarpy.engine.runtimes.base import EndReason, Execution, RunResult, RunSpec, Runtime
+from oscarpy.engine.safefs import set_mode
 from oscarpy.engine.spec import JobSpec
 from oscarpy.storage.providers.base import StorageError, StorageProvider
 
 log = logging.getLogger(__name__)
 
-SCRIPT_FILE = "script.sh"
-EVENT_FILE = "event.json"
-BODY_FILE = "event_file"
-MAX_EVENT_IN_ENVIRONMENT = 64 * 1024
-"""Larger events reach the script only as the file `EVENT_FILE_PATH` (environment cap)."""
 _TICK_SECONDS = 0.1
 """How often a running job's disk use is checked (if cheap enough, `limits.DISK_CHECK_SHARE`)
 and its log flushed (if due, every 0.5 s)."""
@@ -52,18 +48,6 @@ ProviderLookup = Callable[[str], StorageProvider]
 """Resolves a provider name of the service (`minio.default`, `s3.aws`) to a provider."""
 
 
-def input_file_name(key: str) -> str:
-    """The staged file's name: the key's last segment, or `input` if that is not a name."""
-    name = PurePosixPath(key).name
-    if key.endswith("/") or name in ("", ".", "..") or "\x00" in name:
-        return "input"
-    encoded = name.encode()
-    if len(encoded) > 200:  # keep within NAME_MAX, keeping the extension
-        suffix = PurePosixPath(name).suffix[-20:]
-        name = encoded[: 200 - len(suffix.encode())].decode(errors="ignore") + suffix
-    return name
-
-
 class Supervisor:
     def __init__(self, runtime: Runtime, reporter: JobReporter, work_root: Path) -> None:
         self.runtime = runtime
@@ -77,6 +61,10 @@ class Supervisor:
     def work_dir(self, job_id: str, attempt: int) -> Path:
         """One per attempt: a retry may start while the previous attempt is still cleaned up."""
         return self.work_root / f"{job_id}.{attempt}"
+
+    def outputs_dir(self, job_id: str, attempt: int) -> Path:
+        """Where an attempt's outputs are copied to before upload: never mounted in a container."""
+        return self.work_root / f"{job_id}.{attempt}.out"
 
     def run(
         self,
@@ -104,7 +92,7 @@ class Supervisor:
             if execution is None:
                 stream.note(f"attempt {spec.attempt} of job {spec.job_id} ({self.runtime.name})")
                 self._stage_in(spec, work_dir, providers)
-                staged = staged_bytes(work_dir)
+                staged = contract.staged_bytes(work_dir)
                 self.runtime.prepare(spec.image)
                 if cancelled.is_set():
                     raise _Cancelled
@@ -113,7 +101,7 @@ class Supervisor:
                 if cancelled.is_set():  # asked while the container was being created
                     execution.kill()
             else:
-                staged = staged_bytes(work_dir)
+                staged = contract.staged_bytes(work_dir)
                 stream.note(f"adopted execution {execution.id[:12]} after a restart")
             layer = execution.writable_layer()
             guard = Guard(
@@ -154,7 +142,7 @@ class Supervisor:
         # Recorded before the clean-up: a crash in between leaves litter (swept at start), not a
         # finished job that would run again.
         self.reporter.finished(spec.job_id, spec.attempt, outcome)
-        self._clean_up(execution, work_dir)
+        self._clean_up(execution, work_dir, self.outputs_dir(spec.job_id, spec.attempt))
         return outcome
 
     @staticmethod
@@ -173,63 +161,57 @@ class Supervisor:
         stream: LogStream,
         providers: ProviderLookup,
     ) -> AttemptOutcome:
-        if result.reason is EndReason.OOM:
-            return AttemptOutcome(
-                OutcomeKind.INFRASTRUCTURE_FAILED, result.message, "oom", result.exit_code
-            )
         if not result.succeeded:
-            stream.note(f"{result.message}; outputs are not uploaded")
-            reason = result.reason.value if result.reason else "exit"
-            return AttemptOutcome(
-                OutcomeKind.SCRIPT_FAILED, result.message, reason, result.exit_code
-            )
+            if result.reason is not EndReason.OOM:
+                stream.note(f"{result.message}; outputs are not uploaded")
+            return contract.outcome_of(result)
         uploaded = self._stage_out(spec, work_dir, stream, providers)
-        return AttemptOutcome.success(f"{result.message}; {uploaded} output file(s) uploaded")
+        return contract.outcome_of(result, f"{uploaded} output file(s) uploaded")
 
     # -- staging --------------------------------------------------------------------------
 
     def _stage_in(self, spec: JobSpec, work_dir: Path, providers: ProviderLookup) -> None:
-        if work_dir.exists():
-            shutil.rmtree(work_dir, ignore_errors=True)  # left by an interrupted attempt
-        input_dir = work_dir / "input"
+        for leftover in (work_dir, self.outputs_dir(spec.job_id, spec.attempt)):
+            shutil.rmtree(leftover, ignore_errors=True)  # left by an interrupted attempt
         try:
-            input_dir.mkdir(parents=True)
-            for writable in (work_dir / "output", work_dir / "tmp"):
-                writable.mkdir()
-                # An image may run as a non-root user: let it write its outputs and temporaries.
-                os.chmod(writable, 0o1777)
-            (work_dir / SCRIPT_FILE).write_text(spec.script)
-            (work_dir / EVENT_FILE).write_text(spec.event)
-            if spec.input is not None:
-                destination = input_dir / input_file_name(spec.input.key)
+            input_path = contract.build_work_dir(
+                work_dir, spec, spec.body_path if spec.input is None else None
+            )
+            if spec.input is not None and spec.stage_in:
                 provider = providers(spec.input.provider)
-                provider.download(spec.input.bucket, spec.input.key, destination)
-            elif spec.body_path is not None:
-                shutil.copyfile(spec.body_path, input_dir / BODY_FILE)
+                provider.download(spec.input.bucket, spec.input.key, input_path)
+                set_mode(input_path, contract.READABLE)
         except StorageError as error:
             raise StagingError(f"cannot stage the input in: {error}") from error
         except OSError as error:
             raise StagingError(f"cannot prepare the work directory {work_dir}: {error}") from error
 
     def _run_spec(self, spec: JobSpec, work_dir: Path) -> RunSpec:
-        environment = contract_environment(spec, self.runtime.work_path(work_dir))
+        environment = contract.environment(spec, self.runtime.work_path(work_dir))
         return RunSpec(
             job_id=spec.job_id,
             service=spec.service,
             attempt=spec.attempt,
             image=spec.image,
             work_dir=work_dir,
-            script=SCRIPT_FILE,
+            script=contract.SCRIPT_FILE,
             environment=environment,
             limits=spec.limits,
+            user=spec.user,
+            network=spec.network,
         )
 
     def _stage_out(
         self, spec: JobSpec, work_dir: Path, stream: LogStream, providers: ProviderLookup
     ) -> int:
-        output_dir = work_dir / "output"
+        # The execution has ended: nothing of the script can change the outputs any more, and
+        # the copy is out of its reach.
+        output_dir = self.outputs_dir(spec.job_id, spec.attempt)
         uploaded = 0
-        files = sorted(output_files(output_dir, stream))
+        try:
+            files = contract.collect_outputs(work_dir, output_dir, stream.note)
+        except OSError as error:
+            raise StagingError(f"cannot take the outputs: {error}") from error
         if not files:
             stream.note("the script wrote no files to TMP_OUTPUT_DIR; nothing to upload")
         for relative in files:
@@ -249,7 +231,7 @@ class Supervisor:
                 uploaded += 1
         return uploaded
 
-    def _clean_up(self, execution: Execution | None, work_dir: Path) -> None:
+    def _clean_up(self, execution: Execution | None, *directories: Path) -> None:
         try:
             if execution is not None:
                 execution.remove()
@@ -262,7 +244,8 @@ class Supervisor:
             if execution is not None:
                 with self._unremoved_lock:
                     self._unremoved.append(execution)
-        shutil.rmtree(work_dir, ignore_errors=True)
+        for directory in directories:
+            shutil.rmtree(directory, ignore_errors=True)
 
     def retry_removals(self) -> int:
         """Try again to remove the executions whose removal failed; returns how many remain."""
@@ -277,62 +260,6 @@ class Supervisor:
         with self._unremoved_lock:
             self._unremoved.extend(remaining)
             return len(self._unremoved)
-
-
-def contract_environment(spec: JobSpec, mount: PurePosixPath) -> dict[str, str]:
-    """The job contract's variables for a script that sees its work directory at `mount`
-    (shared with `/run`, so that a script behaves the same invoked either way)."""
-    if spec.input is not None:
-        input_path = mount / "input" / input_file_name(spec.input.key)
-    else:
-        input_path = mount / "input" / BODY_FILE
-    environment = dict(spec.environment)
-    environment.update(
-        {
-            "INPUT_FILE_PATH": str(input_path),
-            "TMP_INPUT_DIR": str(mount / "input"),
-            "TMP_OUTPUT_DIR": str(mount / "output"),
-            "EVENT_FILE_PATH": str(mount / EVENT_FILE),
-            # Temporary files land in the work directory: watched for the disk limit, and
-            # deleted with it.
-            "TMPDIR": str(mount / "tmp"),
-            "JOB_UUID": spec.job_id,
-            "OSCAR_SERVICE_NAME": spec.service,
-            "OSCAR_SERVICE_TOKEN": spec.token,
-        }
-    )
-    if len(spec.event.encode()) <= MAX_EVENT_IN_ENVIRONMENT and "\x00" not in spec.event:
-        environment["EVENT"] = spec.event
-    if spec.input is not None:
-        environment["STORAGE_OBJECT_KEY"] = spec.input.key
-        environment["EVENT_TIME"] = spec.event_time
-    return environment
-
-
-def staged_bytes(work_dir: Path) -> int:
-    """What the platform put in the work directory (script, event, input): the disk limit
-    counts only what the script adds."""
-    return disk_usage([work_dir / SCRIPT_FILE, work_dir / EVENT_FILE, work_dir / "input"])
-
-
-def output_files(output_dir: Path, stream: LogStream) -> Iterator[str]:
-    """Relative paths of the regular files under `output_dir`; links are never followed, so a
-    script cannot make the platform upload a file from outside its work directory."""
-    root = os.path.realpath(output_dir)
-    for directory, subdirectories, names in os.walk(output_dir, followlinks=False):
-        for name in list(subdirectories):
-            if os.path.islink(os.path.join(directory, name)):
-                subdirectories.remove(name)
-                stream.note(f"skipped symbolic link {name}/ in the output")
-        for name in names:
-            path = os.path.join(directory, name)
-            relative = os.path.relpath(path, output_dir)
-            if os.path.islink(path) or not os.path.isfile(path):
-                stream.note(f"skipped {relative}: not a regular file")
-                continue
-            if os.path.commonpath([root, os.path.realpath(path)]) != root:
-                continue
-            yield PurePosixPath(*Path(relative).parts).as_posix()
 
 
 class _Cancelled(Exception):

@@ -4,15 +4,19 @@ Compatibility rules, because OSCAR's clients are written in Go and Python and di
 
 - keys are matched case-insensitively (`Variables` and `variables` are the same key);
 - `null`, and `""` for settings with a default, mean "use the default" (Go sends zero values);
-- keys OSCAR defines that we do not implement are accepted, kept, returned, and logged once;
-- any other key is rejected with a message naming it, so that a typo is never silently ignored.
+- keys OSCAR defines that we do not implement are accepted, kept and returned, and when they ask
+  for something (a value other than Go's zero) they are listed in `Service.warnings`;
+- keys only OSCAR's answers carry (`namespace`, `volume_status`, `deployment`, the `hidden`
+  `minio.default` entry) are dropped, so a service exported from OSCAR posts unchanged;
+- any other key is dropped as OSCAR drops it, and listed in the warnings so a typo is seen;
+- a path on a provider type oscar-py cannot reach (Onedata, Rucio, WebDAV) is refused.
 """
 
 from __future__ import annotations
 
-import logging
 import re
-import threading
+import types
+import typing
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -21,6 +25,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -29,9 +34,8 @@ from pydantic import (
 from oscarpy.services import quantities
 from oscarpy.services.errors import ServiceDefinitionError
 
-log = logging.getLogger(__name__)
-
 __all__ = [
+    "ANY_SCRIPT_PATH",
     "DEFAULT_PROVIDER",
     "Environment",
     "MinioProviderConfig",
@@ -43,7 +47,6 @@ __all__ = [
     "Synchronous",
     "WebdavProviderConfig",
     "is_service_name",
-    "ANY_SCRIPT_PATH",
     "parse_fdl",
     "parse_fdl_text",
     "parse_service",
@@ -56,17 +59,16 @@ DEFAULT_PROVIDER = "minio.default"
 #: Shown instead of a provider's secret key in responses; sending it back keeps the stored key.
 HIDDEN = "hidden"
 
-PROVIDER_TYPES = ("minio", "s3", "webdav", "onedata")
-INPUT_PROVIDER_TYPES = ("minio", "s3")
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+PROVIDER_TYPES = ("minio", "s3", "webdav", "onedata", "rucio")
+#: Provider types staging can reach; a path on any other type is refused when it is defined.
+SUPPORTED_PROVIDER_TYPES = ("minio", "s3")
+_PROVIDER_NAMES = {"webdav": "WebDAV", "onedata": "Onedata", "rucio": "Rucio"}
+LOG_LEVELS = ("NOTSET", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 # Used with fullmatch: `$` would also accept a trailing newline.
 _DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _IP_ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+")
-
-_ignored_logged: set[str] = set()
-_ignored_lock = threading.Lock()
 
 
 def is_service_name(name: str) -> bool:
@@ -85,18 +87,6 @@ def _is_zero(value: Any) -> bool:
     return False
 
 
-def _log_ignored_once(keys: list[str]) -> None:
-    with _ignored_lock:
-        fresh = [key for key in keys if key not in _ignored_logged]
-        _ignored_logged.update(fresh)
-    if fresh:
-        log.warning(
-            "service setting(s) %s are defined by OSCAR but not implemented by oscar-py; "
-            "they are kept and returned but have no effect",
-            ", ".join(sorted(fresh)),
-        )
-
-
 def _as_text(value: Any) -> Any:
     """YAML turns `true` and `8080` into bool and int; OSCAR's maps hold strings."""
     if isinstance(value, bool):
@@ -110,7 +100,8 @@ def _text_map(value: Any) -> Any:
     if value is None:
         return {}
     if isinstance(value, dict):
-        return {key: _as_text(item) for key, item in value.items()}
+        # `KEY:` with no value is YAML's null, which Go reads into a string as "".
+        return {key: "" if item is None else _as_text(item) for key, item in value.items()}
     return value
 
 
@@ -127,8 +118,11 @@ class _OscarModel(BaseModel):
 
     model_config = ConfigDict(extra="allow", json_schema_extra=_document_keys)
 
-    #: Keys OSCAR defines at this level that oscar-py accepts and keeps without acting on them.
-    oscar_only_keys: ClassVar[frozenset[str]] = frozenset()
+    #: Keys OSCAR defines at this level that oscar-py accepts and keeps without acting on them,
+    #: each with what a user loses ("" when nothing: the setting only matters to OSCAR).
+    oscar_only_keys: ClassVar[dict[str, str]] = {}
+    #: Keys only OSCAR's answers carry: dropped without a word.
+    answer_only_keys: ClassVar[frozenset[str]] = frozenset()
     #: Keys for which `""` means the default (Go clients send empty strings for unset fields).
     empty_means_default: ClassVar[frozenset[str]] = frozenset()
 
@@ -139,7 +133,7 @@ class _OscarModel(BaseModel):
             return {}
         if not isinstance(data, dict):
             return data
-        known = set(cls.model_fields) | cls.oscar_only_keys
+        known = set(cls.model_fields) | set(cls.oscar_only_keys)
         normalised: dict[str, Any] = {}
         unknown: list[str] = []
         for key, value in data.items():
@@ -156,6 +150,7 @@ class _OscarModel(BaseModel):
                 )
             normalised[lowered] = value
         if unknown:
+            # `sift` drops unknown keys before validation; reaching here is a caller's bug.
             expected = ", ".join(sorted(cls.model_fields))
             raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown))}; expected {expected}")
         return normalised
@@ -165,10 +160,93 @@ class _OscarModel(BaseModel):
         """The OSCAR-defined settings that were given but have no effect here."""
         return dict(self.model_extra or {})
 
+    @classmethod
+    def sift_more(cls, data: dict[Any, Any], where: str, warnings: list[str]) -> dict[Any, Any]:
+        """What `sift` does at this level beyond sorting keys out; nothing by default."""
+        return data
+
+
+def _is_neutral(key: str, value: Any) -> bool:
+    """Whether an OSCAR-only setting asks for nothing (what OSCAR's answers hold by default)."""
+    if isinstance(value, dict):
+        value = _lower_keys(value)
+        if key == "expose":  # OSCAR exposes nothing without a port
+            return _is_zero(value.get("api_port"))
+        if key == "federation":
+            topology = str(value.get("topology") or "none").lower()
+            return topology == "none" and _is_zero(value.get("members"))
+    if key == "isolation_level":
+        return str(value or "").upper() in ("", "SERVICE")
+    return _is_zero(value)
+
+
+def _nested_model(annotation: Any) -> tuple[str, type[_OscarModel]] | None:
+    """The definition model a field holds: directly ("one"), as a list ("list") or a map ("map")."""
+    if isinstance(annotation, type) and issubclass(annotation, _OscarModel):
+        return "one", annotation
+    origin, arguments = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        inner = [found for argument in arguments if (found := _nested_model(argument))]
+        return inner[0] if inner else None
+    item = arguments[-1] if arguments else None
+    if isinstance(item, type) and issubclass(item, _OscarModel):
+        if origin is list:
+            return "list", item
+        if origin is dict:
+            return "map", item
+    return None
+
+
+def _place(where: str, key: object) -> str:
+    return f"{where}.{key}" if where else str(key)
+
+
+def sift(data: Any, model: type[_OscarModel], where: str, warnings: list[str]) -> Any:
+    """`data` without the keys `model` drops, appending a warning for each key that is unknown
+    or asks for something oscar-py does not do. Malformed values are left for validation."""
+    if not isinstance(data, dict):
+        return data
+    known = set(model.model_fields) | set(model.oscar_only_keys)
+    kept: dict[Any, Any] = {}
+    for key, value in data.items():
+        lowered, place = str(key).lower(), _place(where, key)
+        if lowered in model.answer_only_keys:
+            continue
+        if lowered not in known:
+            warnings.append(f"{place}: unknown key, ignored")
+            continue
+        loss = model.oscar_only_keys.get(lowered)
+        if loss and not _is_neutral(lowered, value):
+            warnings.append(f"{place}: not supported by oscar-py, ignored: {loss}")
+        field = model.model_fields.get(lowered)
+        nested = _nested_model(field.annotation) if field is not None else None
+        if nested is not None:
+            value = _sift_nested(value, nested, place, warnings)
+        kept[key] = value
+    return model.sift_more(kept, where, warnings)
+
+
+def _sift_nested(
+    value: Any, nested: tuple[str, type[_OscarModel]], place: str, warnings: list[str]
+) -> Any:
+    shape, child = nested
+    if shape == "one":
+        return sift(value, child, place, warnings)
+    if shape == "list" and isinstance(value, list):
+        return [
+            sift(item, child, f"{place}[{index}]", warnings) for index, item in enumerate(value)
+        ]
+    if shape == "map" and isinstance(value, dict):
+        return {
+            name: sift(item, child, _place(place, name), warnings) for name, item in value.items()
+        }
+    return value
+
 
 class StoragePath(_OscarModel):
     """One input or output of a service: a folder of a bucket on a storage provider."""
 
+    oscar_only_keys = {"options": "rclone mount options apply to OSCAR's `mount` only"}
     empty_means_default = frozenset({"storage_provider"})
 
     storage_provider: str = Field(
@@ -313,15 +391,46 @@ class WebdavProviderConfig(_OscarModel):
 class StorageProviders(_OscarModel):
     """The external storages a service's paths may name, with their credentials."""
 
-    # Newer OSCAR releases define more provider kinds; they are kept and have no effect.
-    oscar_only_keys = frozenset({"rucio", "dcache"})
+    # Older OSCAR releases named dCache's provider so; it is kept and has no effect.
+    oscar_only_keys = {"dcache": "dCache is reached through `webdav`, which oscar-py lacks"}
 
     minio: dict[str, MinioProviderConfig] = Field(default_factory=dict)
     s3: dict[str, S3ProviderConfig] = Field(default_factory=dict)
-    webdav: dict[str, WebdavProviderConfig] = Field(default_factory=dict)
-    onedata: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="Defined by OSCAR; kept but not used by oscar-py."
+    webdav: dict[str, WebdavProviderConfig] = Field(
+        default_factory=dict, description="Defined by OSCAR; kept, but no path may use it yet."
     )
+    onedata: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Defined by OSCAR; kept, but no path may use it."
+    )
+    rucio: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Defined by OSCAR; kept, but no path may use it."
+    )
+
+    @classmethod
+    def sift_more(cls, data: dict[Any, Any], where: str, warnings: list[str]) -> dict[Any, Any]:
+        """Drop the `minio.default` entry OSCAR adds to every answer (its own MinIO, keys
+        `hidden`): here `minio.default` is the embedded store, as it is OSCAR's own there."""
+        data = dict(data)
+        for key, entries in data.items():
+            kind = str(key).lower()
+            if kind == "minio" and isinstance(entries, dict):
+                data[key] = {
+                    name: entry
+                    for name, entry in entries.items()
+                    if not (name == "default" and _is_oscar_default(entry))
+                }
+            elif kind in _PROVIDER_NAMES and not _is_zero(entries):
+                warnings.append(
+                    f"{_place(where, key)}: {_PROVIDER_NAMES[kind]} storage is not supported by "
+                    "oscar-py; its credentials are kept but no input or output can use them"
+                )
+        return data
+
+    def free_form(self) -> list[tuple[list[dict[str, Any]], str]]:
+        """The entries of providers kept as plain maps, each kind with its secret's key."""
+        return [
+            (list(getattr(self, kind).values()), key) for kind, key in _FREE_FORM_SECRETS.items()
+        ]
 
     def defines(self, provider: str) -> bool:
         kind, _, identifier = provider.partition(".")
@@ -329,36 +438,56 @@ class StorageProviders(_OscarModel):
         return identifier in entries
 
 
+#: Provider kinds kept as plain maps, and the key of the secret each holds.
+_FREE_FORM_SECRETS = {"onedata": "token", "rucio": "refresh_token"}
+
+
+def _is_oscar_default(entry: Any) -> bool:
+    """Whether a `minio.default` entry is the placeholder OSCAR's answers carry."""
+    if not isinstance(entry, dict):
+        return False
+    keys = _lower_keys(entry)
+    return keys.get("access_key") == HIDDEN and keys.get("secret_key") == HIDDEN
+
+
+_DELEGATION = "jobs run on this server; they are never delegated to other clusters"
+
+
 class Service(_OscarModel):
     """An OSCAR service: an image, a script run on each event, and where files come and go."""
 
-    oscar_only_keys = frozenset(
-        {
-            "cluster_id",
-            "total_memory",
-            "total_cpu",
-            "enable_gpu",
-            "enable_sgx",
-            "image_prefetch",
-            "replicas",
-            "delegation",
-            "rescheduler_threshold",
-            "alpine",
-            "propagate_token",
-            "file_stage_in",
-            "image_pull_secrets",
-            "expose",
-            "expose_options",
-            "vo",
-            "clusters",
-            "interlink_node_name",
-            "isolation_level",
-            "bucket_list",
-            "mount",
-            "kube_annotations",
-            "federation",
-        }
-    )
+    oscar_only_keys = {
+        # Settings that matter only to OSCAR's machinery; oscar-py needs nothing of them.
+        "cluster_id": "",
+        "alpine": "",
+        "propagate_token": "",
+        # Settings a user would miss.
+        "total_memory": "no limit over all of a service's jobs; `max_concurrency` caps them",
+        "total_cpu": "no limit over all of a service's jobs; `max_concurrency` caps them",
+        "ephemeral_storage_request": "jobs' disk use is not reserved",
+        "enable_gpu": "no GPU is requested; jobs run on the CPU",
+        "enable_sgx": "no SGX device is given to jobs",
+        "image_prefetch": "the image is pulled when the first job runs",
+        "image_pull_secrets": "registry credentials are not used; the image must pull without",
+        "expose": "exposed services (long-running containers behind "
+        "/system/services/<name>/exposed/) are not implemented",
+        "expose_options": "exposed services are not implemented",
+        "mount": "nothing is mounted: bucket mounts are not implemented",
+        "volume": "no persistent volume is attached: managed volumes are not implemented",
+        "kserve": "KServe inference services need Kubernetes; none is deployed",
+        "interlink_node_name": "interLink nodes are not used; jobs run on this server",
+        "federation": _DELEGATION,
+        "replicas": _DELEGATION,
+        "clusters": _DELEGATION,
+        "delegation": _DELEGATION,
+        "rescheduler_threshold": _DELEGATION,
+        "vo": "virtual organisations are not checked; visibility and allowed_users decide access",
+        "isolation_level": "no per-user buckets are made; every user shares the service's",
+        "bucket_list": "no per-user buckets are made; every user shares the service's",
+        "kube_annotations": "there are no Kubernetes objects to annotate",
+    }
+    # What OSCAR's answers add about its own deployment of the service.
+    answer_only_keys = frozenset({"namespace", "volume_status", "deployment"})
     empty_means_default = frozenset({"cpu", "memory", "log_level", "visibility"})
 
     name: str = Field(min_length=1, max_length=39, description="A DNS label, e.g. `grayify`.")
@@ -390,6 +519,46 @@ class Service(_OscarModel):
     retries: int = Field(
         0, ge=0, le=100, description="oscar-py extension: re-runs of a script that exits non-zero."
     )
+    run_as_root: bool = Field(
+        False,
+        description="oscar-py extension: run the script as root in its container, for images "
+        "that need it; by default it runs as an unprivileged user (uid 65534).",
+    )
+    network: Literal["default", "none"] = Field(
+        "default",
+        description="oscar-py extension: `none` runs the service's containers without any "
+        "network; `default` on the container engine's default network.",
+    )
+    mask_secrets: bool = Field(
+        True,
+        description="oscar-py extension: replace the service's token and secrets with "
+        "`********` in `/run` answers, as in job logs; `false` answers them as the script "
+        "wrote them.",
+    )
+    file_stage_in: bool = Field(
+        False,
+        description="As in OSCAR: `true` skips the download of the input file; the script gets "
+        "the event only (EVENT, STORAGE_OBJECT_KEY) and no INPUT_FILE_PATH.",
+    )
+    job_ttl: int | None = Field(
+        None,
+        ge=0,
+        description="oscar-py extension: seconds a finished job and its log are kept; 0 keeps "
+        "them forever; default the server's OSCAR_JOB_TTL (30 days).",
+    )
+
+    _warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What `parse_service` dropped or cannot honour, one line each naming the key."""
+        return list(self._warnings)
+
+    def unhonoured_settings(self) -> list[str]:
+        """The kept settings oscar-py does not act on, as warnings, for a stored service."""
+        warnings: list[str] = []
+        sift(self.to_json(), Service, "", warnings)
+        return warnings
 
     @field_validator("name", mode="after")
     @classmethod
@@ -468,15 +637,13 @@ class Service(_OscarModel):
                         f"{where}.storage_provider: {path.storage_provider!r} is not defined in "
                         "storage_providers"
                     )
-                if field_name == "input" and path.provider_type not in INPUT_PROVIDER_TYPES:
+                if path.provider_type not in SUPPORTED_PROVIDER_TYPES:
                     raise ValueError(
-                        f"{where}.storage_provider: inputs must be on minio or s3 storage, "
-                        f"not {path.storage_provider!r}"
+                        f"{where}.storage_provider: {path.storage_provider!r}: "
+                        f"{_PROVIDER_NAMES[path.provider_type]} storage is not supported by "
+                        f"oscar-py; use a {' or '.join(SUPPORTED_PROVIDER_TYPES)} provider"
                     )
         self._check_no_loop()
-        ignored = [key for key, value in self.oscar_settings.items() if not _is_zero(value)]
-        if ignored:
-            _log_ignored_once(ignored)
         return self
 
     def _check_no_loop(self) -> None:
@@ -490,6 +657,13 @@ class Service(_OscarModel):
                         f"{input_path.path}, so every result would trigger the service again; "
                         "write outputs to a folder outside the input folder"
                     )
+
+    def exposed_base_path(self) -> str:
+        """OSCAR's `OSCAR_SERVICE_BASE_PATH`: where an exposed service is reached, or ""."""
+        expose = self.oscar_settings.get("expose")
+        if isinstance(expose, dict) and not _is_neutral("expose", expose):
+            return f"/system/services/{self.name}/exposed"
+        return ""
 
     @property
     def cpu_cores(self) -> float:
@@ -515,7 +689,9 @@ class Service(_OscarModel):
         values += [entry.secret_key for entry in providers.minio.values()]
         values += [entry.secret_key for entry in providers.s3.values()]
         values += [entry.password for entry in providers.webdav.values()]
-        values += [str(entry.get("token", "")) for entry in providers.onedata.values()]
+        values += [
+            str(entry.get(key, "")) for entries, key in providers.free_form() for entry in entries
+        ]
         return [value for value in values if value and value != HIDDEN]
 
     def redacted(self) -> Service:
@@ -532,9 +708,10 @@ class Service(_OscarModel):
             s3.secret_key = HIDDEN if s3.secret_key else ""
         for webdav in providers.webdav.values():
             webdav.password = HIDDEN if webdav.password else ""
-        for onedata in providers.onedata.values():
-            if onedata.get("token"):
-                onedata["token"] = HIDDEN
+        for entries, key in providers.free_form():
+            for entry in entries:
+                if entry.get(key):
+                    entry[key] = HIDDEN
         return copy
 
     def with_secrets_from(self, stored: Service) -> Service:
@@ -554,9 +731,11 @@ class Service(_OscarModel):
         for identifier, webdav in new.webdav.items():
             if webdav.password in ("", HIDDEN) and identifier in old.webdav:
                 webdav.password = old.webdav[identifier].password
-        for identifier, onedata in new.onedata.items():
-            if onedata.get("token") in (None, "", HIDDEN) and identifier in old.onedata:
-                onedata["token"] = old.onedata[identifier].get("token", "")
+        for kind, key in _FREE_FORM_SECRETS.items():
+            old_entries: dict[str, dict[str, Any]] = getattr(old, kind)
+            for identifier, entry in getattr(new, kind).items():
+                if entry.get(key) in (None, "", HIDDEN) and identifier in old_entries:
+                    entry[key] = old_entries[identifier].get(key, "")
         return copy
 
     def hidden_placeholders(self) -> list[str]:
@@ -619,10 +798,14 @@ def parse_service(data: Any, *, where: str = "") -> Service:
         raise ServiceDefinitionError(
             f"{where or 'the service definition'} must be an object, not {type(data).__name__}"
         )
+    warnings: list[str] = []
+    data = sift(data, Service, where, warnings)
     try:
-        return Service.model_validate(data)
+        service = Service.model_validate(data)
     except ValidationError as error:
         raise ServiceDefinitionError(describe_validation_error(error, where)) from None
+    service._warnings = warnings
+    return service
 
 
 def _lower_keys(data: dict[Any, Any]) -> dict[str, Any]:
@@ -656,7 +839,7 @@ def parse_fdl_text(
     """The services of FDL `text` (named `source` in errors). Without `base`, as for an uploaded
     FDL, no file is read: every script must be inline (a multi-line YAML block)."""
     try:
-        document = yaml.safe_load(text)
+        document = _load_yaml(text)
     except yaml.YAMLError as error:
         raise ServiceDefinitionError(f"{source}: not valid YAML: {error}") from None
     if not isinstance(document, dict):
@@ -673,6 +856,7 @@ def parse_fdl_text(
     shared_providers = document.get("storage_providers") or {}
     if not isinstance(shared_providers, dict):
         raise ServiceDefinitionError(f"{source}: storage_providers: expected a mapping")
+    file_warnings = _fdl_warnings(document)
     scripts = _ScriptFiles(source, base, scripts_under)
     services: list[tuple[str, Service]] = []
     for index, entry in enumerate(entries):
@@ -691,6 +875,7 @@ def parse_fdl_text(
             service = parse_service(data, where=where)
         except ServiceDefinitionError as error:
             raise ServiceDefinitionError(f"{source}: {error}") from None
+        service._warnings = file_warnings + service._warnings
         services.append((str(cluster_id), service))
     return services
 
@@ -728,6 +913,42 @@ class _ScriptFiles:
             reason = getattr(error, "strerror", None) or str(error)
             raise ServiceDefinitionError(f"{field}: cannot read {script_path}: {reason}") from None
         return data
+
+
+def _load_yaml(text: str) -> Any:
+    """The FDL's YAML. Go's parser, which OSCAR's tools use, accepts tabs after a value (some of
+    OSCAR's own examples have them); PyYAML does not, so a file it refuses is read again with
+    trailing blanks removed (inline scripts' too, which no shell minds) before the error is
+    reported."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        stripped = re.sub(r"[ \t]+$", "", text, flags=re.MULTILINE)
+        if stripped == text:
+            raise
+        try:
+            return yaml.safe_load(stripped)
+        except yaml.YAMLError:
+            pass
+        raise
+
+
+#: An FDL's top-level keys besides `functions` and `storage_providers`, with what is lost.
+_FDL_ONLY_KEYS = {"clusters": _DELEGATION}
+
+
+def _fdl_warnings(document: dict[str, Any]) -> list[str]:
+    """Warnings for an FDL's own top-level keys, given to each of its services."""
+    warnings: list[str] = []
+    for key, value in document.items():
+        if key in ("functions", "storage_providers"):
+            continue
+        loss = _FDL_ONLY_KEYS.get(key)
+        if loss is None:
+            warnings.append(f"{key}: unknown key, ignored")
+        elif not _is_zero(value):
+            warnings.append(f"{key}: not supported by oscar-py, ignored: {loss}")
+    return warnings
 
 
 def _with_shared_providers(data: dict[str, Any], shared: dict[Any, Any]) -> dict[str, Any]:

@@ -132,6 +132,9 @@ class DashboardRoute(APIRoute):
                 return error_response(
                     request, "Something went wrong on the server; its log has the details.", 500
                 )
+            finally:
+                # Close an uploaded form's temporary files now, not when the collector runs.
+                await request.close()
 
         return guarded
 

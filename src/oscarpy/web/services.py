@@ -116,9 +116,7 @@ async def create(request: Request, _session: Checked) -> Response:
     except ServiceExists:
         message = f"A service named {form.name} exists already; choose another name."
         return _form_page(request, form, None, error=message, status=409)
-    return redirect(
-        request, f"{PREFIX}/services/{created.name}", f"Service {created.name} created."
-    )
+    return _saved(request, created.name, f"Service {created.name} created.", service.warnings)
 
 
 @router.get("/services/{name}/edit")
@@ -137,7 +135,16 @@ async def edit(request: Request, name: str, _session: Checked) -> Response:
         await run_in_threadpool(registry(request).update, service)
     except (ValueError, ServiceDefinitionError) as error:
         return _form_page(request, form, stored, error=str(error), status=400)
-    return redirect(request, f"{PREFIX}/services/{name}", f"Service {name} saved.")
+    return _saved(request, name, f"Service {name} saved.", service.warnings)
+
+
+def _saved(request: Request, name: str, text: str, warnings: list[str]) -> Response:
+    """To the service's page, saying what of the definition was dropped or is not honoured."""
+    if not warnings:
+        return redirect(request, f"{PREFIX}/services/{name}", text)
+    return redirect(
+        request, f"{PREFIX}/services/{name}", f"{text} Warning: {'; '.join(warnings)}.", "warning"
+    )
 
 
 def _form_page(
@@ -172,9 +179,13 @@ async def import_definition(request: Request, _session: Checked) -> Response:
     if updated:
         parts.append("updated " + ", ".join(updated))
     text = f"Imported {upload.filename}: " + "; ".join(parts) + "."
+    warnings = [f"{service.name}: {line}" for service in services for line in service.warnings]
+    if warnings:
+        text += f" Warning: {'; '.join(warnings)}."
+    kind = "warning" if warnings else "notice"
     if len(services) == 1:
-        return redirect(request, f"{PREFIX}/services/{services[0].name}", text)
-    return redirect(request, f"{PREFIX}/services", text)
+        return redirect(request, f"{PREFIX}/services/{services[0].name}", text, kind)
+    return redirect(request, f"{PREFIX}/services", text, kind)
 
 
 def _parse_definition(filename: str, content: bytes) -> list[Service]:

@@ -1,6 +1,9 @@
-"""Ways of running a job's script: `docker` (default) and `process` (on the host)."""
+"""Ways of running a job's script: `docker` (default), `process` (on the host), and `fake` (a
+test double); `warm` holds the containers that answer `/run`."""
 
 from __future__ import annotations
+
+import logging
 
 from oscarpy.engine.runtimes.base import (
     EndReason,
@@ -12,4 +15,27 @@ from oscarpy.engine.runtimes.base import (
     Runtime,
 )
 
-__all__ = ["EndReason", "Execution", "Limits", "OutputSink", "RunResult", "RunSpec", "Runtime"]
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "EndReason",
+    "Execution",
+    "Limits",
+    "OutputSink",
+    "RunResult",
+    "RunSpec",
+    "Runtime",
+    "make_runtime",
+]
+
+
+def make_runtime(name: str, instance: str) -> Runtime:
+    """The runtime `oscar serve --runtime` names (`docker` or `process`)."""
+    if name == "process":
+        from oscarpy.engine.runtimes.process import WARNING, ProcessRuntime
+
+        log.warning(WARNING)
+        return ProcessRuntime()
+    from oscarpy.engine.runtimes.docker import DockerRuntime
+
+    return DockerRuntime(instance)

@@ -48,6 +48,10 @@ class RunSpec:
     """File name of the script inside `work_dir`."""
     environment: dict[str, str] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
+    user: str | None = None
+    """Who the script runs as (`uid:gid`); `None`: the image's user."""
+    network: str = "default"
+    """`default` (the engine's default network) or `none` (no network at all)."""
 
 
 class EndReason(StrEnum):

@@ -91,8 +91,9 @@ class ProcessExecution:
         return None  # a host process writes to the host: only its work directory is watched
 
     def remove(self) -> None:
+        # The whole process group: what the script left in the background goes with it.
+        self.kill()
         if self._process.poll() is None:
-            self.kill()
             self._process.wait()
         if self._process.stdout is not None:
             self._process.stdout.close()

@@ -39,7 +39,7 @@ class EmbeddedProvider:
 
     def list_objects(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
         for found in self.store.list_objects(bucket, prefix):
-            yield ObjectInfo(found.bucket, found.key, found.size, found.etag)
+            yield ObjectInfo(found.bucket, found.key, found.size, found.etag, found.last_modified)
 
     def ensure_bucket(self, bucket: str) -> None:
         self.store.ensure_bucket(bucket)

@@ -105,7 +105,11 @@ class S3Provider:
             for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
                 for entry in page.get("Contents", []):
                     yield ObjectInfo(
-                        bucket, entry["Key"], int(entry.get("Size", 0)), _etag(entry.get("ETag"))
+                        bucket,
+                        entry["Key"],
+                        int(entry.get("Size", 0)),
+                        _etag(entry.get("ETag")),
+                        entry.get("LastModified"),
                     )
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
             raise self._translate(error, bucket) from error

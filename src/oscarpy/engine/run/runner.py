@@ -1,10 +1,12 @@
-"""One `/run` request from body to answer: recorded as a job of kind `sync`, run in a warm
-container with the job contract, its outputs turned into the answer.
+"""One `/run` request from body to answer: recorded as a job of source `run`, run in a warm
+container with the job contract (`engine.contract`), its outputs turned into the answer.
 
-Per request, the container's mounted directory gets a fresh `<job id>/` holding `script.sh`,
-`event.json`, `input/event_file`, `output/` and `tmp/` (`TMPDIR`). Once the script ends the
-outputs are moved out of the mount and the rest is deleted before the container takes its next
-request, so nothing of one request is visible to the next.
+Per request, a fresh `<job id>/` directory (the contract's layout) is built outside every
+container's reach and moved into the container's mounted directory with one rename. Once the
+script has ended and nothing it started runs any more (the container is discarded otherwise),
+its outputs are copied out without following links into a directory no container reaches, the
+answer is made from that copy, and the request's directory is deleted before the container
+takes its next request: nothing of one request is visible to the next.
 """
 
 from __future__ import annotations
@@ -20,35 +22,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from oscarpy.config import Settings
+from oscarpy.engine import contract
 from oscarpy.engine.core import Engine, host_capacity
-from oscarpy.engine.errors import InfrastructureError, StagingError
+from oscarpy.engine.errors import ContainerGone, InfrastructureError, StagingError
 from oscarpy.engine.ledger import NewJob
 from oscarpy.engine.logstream import LogStream
 from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
 from oscarpy.engine.records import JobSource
+from oscarpy.engine.run import body
+from oscarpy.engine.run.pool import Member, ServicePool, WarmPools
 from oscarpy.engine.runtimes.base import EndReason, RunResult
+from oscarpy.engine.runtimes.warm import ProcessRunRuntime, RunRuntime
 from oscarpy.engine.spec import JobSpec
-from oscarpy.engine.supervisor import (
-    BODY_FILE,
-    EVENT_FILE,
-    SCRIPT_FILE,
-    contract_environment,
-    output_files,
-)
-from oscarpy.engine.sync import body
-from oscarpy.engine.sync.containers import (
-    DockerWarmRuntime,
-    HostWarmRuntime,
-    WarmRuntime,
-)
-from oscarpy.engine.sync.errors import ContainerGone
-from oscarpy.engine.sync.pool import Member, ServicePool, WarmPools
+from oscarpy.log import MIN_SECRET_LENGTH
 from oscarpy.services.errors import ServiceNotFound
 from oscarpy.services.model import Service
 
 log = logging.getLogger(__name__)
 
-MAX_EVENT_IN_LEDGER = 64 * 1024
 LOG_TAIL_LINES = 20
 ABANDONED_ANSWER_SECONDS = 3600
 """An answer is deleted once sent; one whose client vanished mid-way goes after this long."""
@@ -69,6 +60,8 @@ class Answer:
     scratch: Path | None = None
     """Removed by `discard()` once the answer is sent."""
     files: list[str] = field(default_factory=list)
+    secrets: tuple[bytes, ...] = ()
+    """Masked in the answer (the service's token and secrets, unless it opts out)."""
 
     @property
     def succeeded(self) -> bool:
@@ -94,14 +87,16 @@ class _Capture:
         self._stream.feed(chunk)
 
 
-class SyncRunner:
+class Runner:
     """Answers `/run` requests from warm pools; `start()`/`stop()` as a background service."""
 
-    def __init__(self, settings: Settings, engine: Engine, runtime: WarmRuntime | None = None):
+    def __init__(self, settings: Settings, engine: Engine, runtime: RunRuntime | None = None):
         self.settings = settings
         self.engine = engine
         self.root = settings.data_dir / "run"
         self.requests = self.root / "requests"
+        self.staging = self.root / "staging"
+        """Request directories are built here, where no container reaches, then moved in."""
         self.answers = self.root / "answers"
         self.runtime = runtime or self._make_runtime()
         self._running: set[str] = set()
@@ -118,16 +113,18 @@ class SyncRunner:
         )
         engine.registry.add_listener(self.pools.on_service_change)
 
-    def _make_runtime(self) -> WarmRuntime:
+    def _make_runtime(self) -> RunRuntime:
         runtime = self.engine.runtime
         if runtime.name == "docker":
-            return DockerWarmRuntime(
-                self.engine.instance, self.engine.ledger.owner, runtime.prepare
-            )
-        return HostWarmRuntime(runtime)
+            from oscarpy.engine.runtimes.docker import DockerRuntime
+            from oscarpy.engine.runtimes.docker_warm import DockerRunRuntime
+
+            assert isinstance(runtime, DockerRuntime)
+            return DockerRunRuntime(runtime, self.engine.ledger.owner)
+        return ProcessRunRuntime(runtime)
 
     def start(self) -> None:
-        for directory in (self.requests, self.answers):
+        for directory in (self.requests, self.staging, self.answers):
             shutil.rmtree(directory, ignore_errors=True)
             directory.mkdir(parents=True)
         self.pools.start()
@@ -163,22 +160,31 @@ class SyncRunner:
     def _run(self, service: Service, job_id: str, staged: Path) -> Answer:
         ledger = self.engine.ledger
         claim = ledger.start_running(
-            NewJob(service.name, JobSource.SYNC, event=_event_text(staged), job_id=job_id)
+            NewJob(
+                service.name,
+                JobSource.RUN,
+                event=contract.event_text_of_file(staged),
+                job_id=job_id,
+            )
         )
         with self._running_lock:
             self._running.add(job_id)
         stream = LogStream(lambda lines: self.engine.log(job_id, lines), interval=1.0)
         capture = _Capture(stream, self.settings.job_log_limit)
-        answer = Answer(job_id, AttemptOutcome.success())
+        answer = Answer(job_id, AttemptOutcome.success(), secrets=_secrets(service))
         try:
             spec = self.engine.job_spec(service, claim.job, claim.attempt)
             deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
             pool = self.pools.pool(service)
             result, files = self._run_in_pool(pool, spec, staged, deadline, stream, capture, answer)
-            answer.outcome = _outcome(result, len(files))
+            answer.outcome = contract.outcome_of(
+                result, f"answered with {len(files)} output file(s)"
+            )
             if answer.succeeded and answer.scratch is not None:
                 answer.files = files
-                answer.file = body.answer_file(answer.scratch / "output", files)
+                answer.file = body.answer_file(
+                    answer.scratch / contract.OUTPUT_DIR, files, answer.secrets
+                )
             answer.text = bytes(capture.data)
         except InfrastructureError as error:
             answer.outcome = AttemptOutcome(
@@ -221,46 +227,49 @@ class SyncRunner:
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
             member = pool.acquire(remaining)
             healthy = False
+            built = self.staging / spec.job_id
             work_dir = member.container.host_dir / spec.job_id
             try:
-                self._prepare(work_dir, spec.script, spec.event, staged)
-                environment = contract_environment(spec, member.container.path_of(work_dir))
+                self._build(built, work_dir, spec, staged)
+                environment = contract.environment(spec, member.container.path_of(work_dir))
                 stream.note(f"run {spec.job_id} in warm container {member.container.id[:12]}")
                 remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
                 try:
                     result = member.container.run(
-                        work_dir, SCRIPT_FILE, environment, remaining, capture
+                        work_dir, contract.SCRIPT_FILE, environment, remaining, capture
                     )
                 except ContainerGone as error:
                     stream.note(f"{error}; trying another")
-                    os.replace(work_dir / "input" / BODY_FILE, staged)
                     continue
                 healthy = result.reason not in (EndReason.TIMEOUT, EndReason.OOM)
-                files = sorted(output_files(work_dir / "output", stream))
-                # One rename takes the whole directory out of the container's sight; it is
-                # deleted with the answer, after the answer is sent.
-                os.replace(work_dir, self.answers / spec.job_id)
+                if not (healthy and member.container.settle()):
+                    # Something the request started may still run: the container goes now,
+                    # before a single output is read, and never takes another request.
+                    healthy = False
+                    member.container.remove()
                 answer.scratch = self.answers / spec.job_id
+                answer.scratch.mkdir(mode=0o700)
+                files = contract.collect_outputs(
+                    work_dir, answer.scratch / contract.OUTPUT_DIR, stream.note
+                )
                 return result, files
             finally:
-                if work_dir.exists():
-                    shutil.rmtree(work_dir, ignore_errors=True)
+                shutil.rmtree(built, ignore_errors=True)
+                shutil.rmtree(work_dir, ignore_errors=True)
                 self._release(pool, member, healthy)
         raise InfrastructureError(
             f"{_ATTEMPTS_ON_DEAD_CONTAINERS} warm containers in a row died before the script "
             "started"
         )
 
-    def _prepare(self, work_dir: Path, script: str, event: str, staged: Path) -> None:
+    @staticmethod
+    def _build(built: Path, work_dir: Path, spec: JobSpec, staged: Path) -> None:
+        """Build the request's directory where no container reaches, then move it into the
+        container's sight with one rename (the body is linked, so that it stays available for
+        another container should this one be dead)."""
         try:
-            (work_dir / "input").mkdir(parents=True)
-            for writable in (work_dir / "output", work_dir / "tmp"):
-                writable.mkdir()
-                # An image may run as a non-root user: let it write its outputs and temporaries.
-                os.chmod(writable, 0o1777)
-            (work_dir / SCRIPT_FILE).write_text(script)
-            (work_dir / EVENT_FILE).write_text(event)
-            os.replace(staged, work_dir / "input" / BODY_FILE)
+            contract.build_work_dir(built, spec, staged, link_body=True)
+            os.rename(built, work_dir)
         except OSError as error:
             raise StagingError(f"cannot prepare the work directory {work_dir}: {error}") from error
 
@@ -288,36 +297,26 @@ class SyncRunner:
                 pass
 
 
-def _event_text(staged: Path) -> str:
-    """The input as the job's event (`EVENT`), when it is short text, as `/job` records
-    invocations; binary input is only a file (an environment value cannot hold a NUL byte)."""
-    if staged.stat().st_size > MAX_EVENT_IN_LEDGER:
-        return ""
-    try:
-        text = staged.read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        return ""
-    return "" if "\x00" in text else text
-
-
-def _outcome(result: RunResult, outputs: int) -> AttemptOutcome:
-    if result.succeeded:
-        return AttemptOutcome.success(f"{result.message}; answered with {outputs} output file(s)")
-    if result.reason is EndReason.OOM:
-        return AttemptOutcome(
-            OutcomeKind.INFRASTRUCTURE_FAILED, result.message, "oom", result.exit_code
-        )
-    reason = result.reason.value if result.reason else "exit"
-    return AttemptOutcome(OutcomeKind.SCRIPT_FAILED, result.message, reason, result.exit_code)
-
-
 def _tail(text: str, lines: int) -> str:
     return "".join(text.splitlines(keepends=True)[-lines:])
 
 
 def iterate_answer(answer: Answer, *, binary: bool) -> Iterator[bytes]:
-    """The answer's body: base64 (or raw bytes with `binary`) of the file, else the text."""
+    """The answer's body: base64 (or raw bytes with `binary`) of the file, else the text; the
+    service's secrets masked in either."""
     if answer.file is None:
-        yield answer.text
+        yield from body.masked([answer.text], answer.secrets)
         return
-    yield from (body.raw_chunks if binary else body.base64_chunks)(answer.file)
+    chunks = body.raw_chunks(answer.file)
+    if len(answer.files) == 1:  # a zip's members are masked already
+        chunks = body.masked(chunks, answer.secrets)
+    yield from chunks if binary else body.base64_encoded(chunks)
+
+
+def _secrets(service: Service) -> tuple[bytes, ...]:
+    """What `/run` answers mask for `service`: what its job log masks, unless it opts out."""
+    if not service.mask_secrets:
+        return ()
+    return tuple(
+        value.encode() for value in service.secret_values() if len(value) >= MIN_SECRET_LENGTH
+    )

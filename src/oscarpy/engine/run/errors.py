@@ -30,7 +30,3 @@ class BodyTooLarge(InvocationError):
 
 class PoolExhausted(InfrastructureError):
     reason = "busy"
-
-
-class ContainerGone(EngineError):
-    """A warm container died before the request's script started in it: another one is used."""

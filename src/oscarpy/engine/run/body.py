@@ -3,7 +3,8 @@
 A body is the script's input file: JSON is kept as it is, anything else must be base64 and is
 decoded. The answer is the base64 of the single output file, the base64 of a zip of all outputs
 when there are several, or the script's output text when it wrote none. With
-`application/octet-stream` (our extension) both sides skip base64.
+`application/octet-stream` (our extension) both sides skip base64. Unless the service opts out
+(`mask_secrets: false`), its secrets are replaced with `MASK` in the answer, as in its log.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import base64
 import binascii
 import json
 import os
+import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from oscarpy.engine.sync.errors import InvalidBody
+from oscarpy.engine.run.errors import InvalidBody
+from oscarpy.log import MASK
 
 JSON_PARSE_LIMIT = 1024 * 1024
 """Bodies up to this size are parsed to tell JSON from base64; a larger body counts as JSON when
@@ -96,9 +99,10 @@ def _invalid(why: str) -> str:
     )
 
 
-def answer_file(output_dir: Path, files: list[str]) -> Path | None:
+def answer_file(output_dir: Path, files: list[str], secrets: Sequence[bytes] = ()) -> Path | None:
     """The file the answer carries: the single output, a zip of several (written next to the
-    output directory), or `None` when the script wrote nothing and its output text answers."""
+    output directory, `secrets` masked in each member), or `None` when the script wrote
+    nothing and its output text answers."""
     if not files:
         return None
     if len(files) == 1:
@@ -106,14 +110,58 @@ def answer_file(output_dir: Path, files: list[str]) -> Path | None:
     archive = output_dir.parent / ZIP_NAME
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zipped:
         for relative in files:
-            zipped.write(output_dir / relative, relative)
+            with zipped.open(relative, "w") as member:
+                for chunk in masked(raw_chunks(output_dir / relative), secrets):
+                    member.write(chunk)
     return archive
 
 
+def masked(chunks: Iterable[bytes], secrets: Sequence[bytes]) -> Iterator[bytes]:
+    """`chunks` with every secret replaced by `MASK`, also one that spans two chunks (the
+    longest secret wins where one starts another)."""
+    ordered = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
+    if not ordered:
+        yield from chunks
+        return
+    pattern = re.compile(b"|".join(re.escape(secret) for secret in ordered))
+    mask = MASK.encode()
+    longest = len(ordered[0])
+    carry = b""
+    for chunk in chunks:
+        data = carry + chunk
+        out: list[bytes] = []
+        done = 0
+        for match in pattern.finditer(data):
+            if match.start() + longest > len(data):
+                break  # more data may make a longer secret of it: decided with the next chunk
+            out += [data[done : match.start()], mask]
+            done = match.end()
+        # Whatever could still start a secret (the last `longest - 1` bytes) stays for the next
+        # chunk; no match starts before that cut: they were all replaced above.
+        cut = max(done, len(data) - longest + 1)
+        out.append(data[done:cut])
+        carry = data[cut:]
+        if any(out):
+            yield b"".join(out)
+    if carry:
+        yield pattern.sub(mask, carry)
+
+
+def base64_encoded(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The base64 of the concatenated `chunks`, encoded in pieces of `ENCODE_CHUNK`."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        usable = len(pending) - len(pending) % ENCODE_CHUNK
+        if usable:
+            yield base64.b64encode(pending[:usable])
+            pending = pending[usable:]
+    if pending:
+        yield base64.b64encode(pending)
+
+
 def base64_chunks(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as handle:
-        while chunk := handle.read(ENCODE_CHUNK):
-            yield base64.b64encode(chunk)
+    return base64_encoded(raw_chunks(path))
 
 
 def raw_chunks(path: Path) -> Iterator[bytes]:

@@ -18,11 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from oscarpy.engine import contract
 from oscarpy.engine.dispatcher import Capacity
 from oscarpy.engine.errors import EngineError, InfrastructureError
+from oscarpy.engine.run.errors import PoolExhausted
 from oscarpy.engine.runtimes.base import Limits
-from oscarpy.engine.sync.containers import WarmContainer, WarmRuntime, WarmSpec, new_container_dir
-from oscarpy.engine.sync.errors import PoolExhausted
+from oscarpy.engine.runtimes.warm import RunRuntime, WarmContainer, WarmSpec, new_container_dir
 from oscarpy.services.errors import ServiceNotFound
 from oscarpy.services.model import Service
 
@@ -87,7 +88,13 @@ class ServicePool:
     @property
     def spec(self) -> WarmSpec:
         service = self.service
-        return WarmSpec(service.name, service.image, self._limits(service))
+        return WarmSpec(
+            service.name,
+            service.image,
+            self._limits(service),
+            user=contract.script_user(service),
+            network=service.network,
+        )
 
     def size(self) -> int:
         with self._condition:
@@ -241,7 +248,7 @@ class WarmPools:
 
     def __init__(
         self,
-        runtime: WarmRuntime,
+        runtime: RunRuntime,
         root: Path,
         capacity: Capacity,
         services: Callable[[], list[Service]],

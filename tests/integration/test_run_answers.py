@@ -373,8 +373,13 @@ def test_min_scale_zero_starts_a_container_on_demand_and_reuses_it_while_warm(
     server: RunningServer, docker_client: Any
 ) -> None:
     create_service(server, "lazy", COWSAY)
-    time.sleep(1.5)  # one upkeep round: still nothing is started for min_scale 0
+    # Control: the upkeep round that starts the container of a min_scale 1 service created
+    # after "lazy" also maintained "lazy"'s pool, and started nothing for min_scale 0.
+    create_service(server, "eager", COWSAY, synchronous={"min_scale": 1})
+    wait_for(lambda: warm_containers(docker_client, server, "eager"))
     assert warm_containers(docker_client, server, "lazy") == []
+    with server.client() as client:
+        assert client.delete("/system/services/eager").status_code == 204
 
     first = run(server, "lazy", b'{"message": "one"}')
     second = run(server, "lazy", b'{"message": "two"}')

@@ -1,0 +1,165 @@
+"""The one Docker adapter: the process's one client, and the one place Docker errors are named.
+
+Every call to the Docker Engine goes through `DockerConnection.client` inside `translated`,
+which turns docker-py's and requests' exceptions into the engine's own (as httpx's transport
+maps httpcore's errors in one context manager):
+
+    docker.errors.ImageNotFound                  → ImageUnavailable
+    docker.errors.NotFound                       → ContainerMissing
+    docker.errors.APIError 409                   → ContainerConflict
+    docker.errors.APIError (any other)           → ContainerError
+    requests ReadTimeout / ConnectionError       → RuntimeLost
+    any other DockerException/RequestException   → RuntimeUnavailable
+
+The job runtime (`docker`) and the `/run` runtime (`docker_warm`) share the connection, the
+labels and the restrictions every container of ours gets.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import docker
+import docker.errors
+import docker.types
+import requests.exceptions
+
+from oscarpy.engine.errors import (
+    ContainerConflict,
+    ContainerError,
+    ContainerMissing,
+    ImageUnavailable,
+    RuntimeLost,
+    RuntimeUnavailable,
+)
+from oscarpy.engine.runtimes.base import Limits
+
+log = logging.getLogger(__name__)
+
+LABEL_SERVICE = "oscar.service"
+LABEL_JOB = "oscar.job"
+LABEL_ATTEMPT = "oscar.attempt"
+LABEL_INSTANCE = "oscar.instance"
+
+# Root inside the container keeps only what scripts that handle files need: no raw sockets,
+# no mknod, no chroot, no audit, no setting file capabilities.
+KEPT_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETUID", "SETGID", "KILL"]
+API_TIMEOUT = 120
+_POOL_SIZE = 128
+#: What dockerd keeps of a container's output on its own disk (json-file, rotated): the job log
+#: is read from the attached stream, the file only serves adoption after a restart, and a log
+#: flood must not fill the disk under /var/lib/docker.
+LOG_FILE_MAX_SIZE = "10m"
+LOG_FILE_COUNT = "3"
+
+
+def explain(error: BaseException) -> str:
+    explanation = getattr(error, "explanation", None)
+    return str(explanation or error)
+
+
+@contextmanager
+def translated(action: str) -> Iterator[None]:
+    """Run Docker calls; their errors leave as the engine's, their message led by `action`."""
+    try:
+        yield
+    except docker.errors.ImageNotFound as error:
+        raise ImageUnavailable(f"{action}: {explain(error)}") from error
+    except docker.errors.NotFound as error:
+        raise ContainerMissing(f"{action}: {explain(error)}") from error
+    except docker.errors.APIError as error:
+        if error.status_code == 409:
+            raise ContainerConflict(f"{action}: {explain(error)}") from error
+        raise ContainerError(f"{action}: {explain(error)}") from error
+    except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as error:
+        raise RuntimeLost(f"{action}: {error}") from error
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
+        raise RuntimeUnavailable(f"{action}: {error}") from error
+
+
+class DockerConnection:
+    """The process's one Docker client, connected on first use and again after a failure."""
+
+    def __init__(self, client: Any | None = None) -> None:
+        self._client: Any | None = client
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                try:
+                    with translated("no Docker Engine answers"):
+                        self._client = docker.from_env(
+                            timeout=API_TIMEOUT, max_pool_size=_POOL_SIZE
+                        )
+                except RuntimeUnavailable as error:
+                    raise RuntimeUnavailable(
+                        f"{error}; start dockerd, set DOCKER_HOST, or run scripts on the host "
+                        "with --runtime process"
+                    ) from error
+            return self._client
+
+    @property
+    def api(self) -> Any:
+        return self.client.api
+
+    def ping(self) -> None:
+        with translated("the Docker Engine does not answer"):
+            self.client.ping()
+
+    def userns_remapped(self) -> bool:
+        """Whether the daemon maps container users to unprivileged host users (userns-remap)."""
+        try:
+            with translated("docker info"):
+                options = self.client.info().get("SecurityOptions") or []
+        except RuntimeUnavailable:
+            return False
+        return any("name=userns" in str(option) for option in options)
+
+    def stream_socket(self, response_socket: Any) -> Any:
+        """A raw attach/exec socket without the API read timeout: a script may stay silent for
+        longer than any API call may take."""
+        self.api._disable_socket_timeout(response_socket)  # noqa: SLF001 (docker-py's own helper)
+        return response_socket
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+
+def restricted_options(limits: Limits, *, network: str = "default") -> dict[str, Any]:
+    """Container options every container of ours gets, job or warm: no privileges, only the
+    capabilities a shell script commonly needs, no privilege gain, the service's limits and
+    network, a cap on each file's size and on what dockerd keeps of the output."""
+    options: dict[str, Any] = {
+        "privileged": False,
+        "cap_drop": ["ALL"],
+        "cap_add": KEPT_CAPABILITIES,
+        "security_opt": ["no-new-privileges"],
+        "pids_limit": limits.pids,
+        "log_config": docker.types.LogConfig(
+            type="json-file", config={"max-size": LOG_FILE_MAX_SIZE, "max-file": LOG_FILE_COUNT}
+        ),
+    }
+    if network == "none":
+        options["network_mode"] = "none"
+    if limits.disk_bytes:
+        # No single file larger than the disk limit: a write past it fails (SIGXFSZ/EFBIG)
+        # instead of filling the disk between two of the supervisor's checks.
+        options["ulimits"] = [
+            docker.types.Ulimit(name="fsize", soft=limits.disk_bytes, hard=limits.disk_bytes)
+        ]
+    if limits.cpu_cores:
+        options["nano_cpus"] = int(limits.cpu_cores * 1e9)
+    if limits.memory_bytes:
+        # Equal swap limit: no swap, so a container over its memory is OOM-killed, not slowed.
+        options["mem_limit"] = limits.memory_bytes
+        options["memswap_limit"] = limits.memory_bytes
+    return options
