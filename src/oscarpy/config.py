@@ -13,7 +13,7 @@ import platformdirs
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-RuntimeName = Literal["docker", "process"]
+RuntimeName = Literal["docker", "process", "swarm"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
@@ -45,7 +45,7 @@ class Settings(BaseSettings):
         None,
         description="Admin password (OSCAR_PASSWORD); generated and stored on first start.",
     )
-    runtime: RuntimeName = Field("docker", description="How scripts run: docker or process.")
+    runtime: RuntimeName = Field("docker", description="How scripts run: docker, process or swarm.")
     log_level: LogLevel = Field("INFO", description="Least severe log level printed.")
     region: str = Field("us-east-1", description="Region the S3 front-end reports.")
     public_s3_endpoint: str | None = Field(

@@ -36,7 +36,8 @@ storage is the server itself: `InternalError`, 500).
     ├── UploadNotFound               no such multipart upload                      404
     ├── InvalidPart                  a part is missing or its ETag differs         400
     ├── InvalidPartOrder             the parts are out of order                    400
-    └── PartTooSmall                 a part but the last is under 5 MiB            400
+    ├── PartTooSmall                 a part but the last is under 5 MiB            400
+    └── PreconditionFailed           a conditional write's condition did not hold  412
 
 Any error whose cause is a full disk is 507 (the client may retry later); anything else, 500.
 Every class has its own row, so that adding one is a decision (a unit test checks there is no
@@ -84,6 +85,7 @@ from oscarpy.storage.errors import (
     ObjectKeyTooLong,
     ObjectNotFound,
     PartTooSmall,
+    PreconditionFailed,
     StorageError,
     UploadNotFound,
     is_disk_full,
@@ -133,6 +135,7 @@ STATUS: Mapping[type[Exception], int] = {
     InvalidPart: 400,
     InvalidPartOrder: 400,
     PartTooSmall: 400,
+    PreconditionFailed: 412,
 }
 
 

@@ -184,6 +184,55 @@ def test_a_wrong_presigned_signature_is_compared_in_constant_time(
     assert compared(comparisons, "oscarpy.s3.sigv4", signature)
 
 
+def test_a_wrong_sigv2_header_signature_is_compared_in_constant_time(
+    platform: Harness, comparisons: list[Comparison]
+) -> None:
+    from botocore.auth import HmacV1Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(method="GET", url=f"{platform.s3_url}/{BUCKET}")
+    HmacV1Auth(Credentials(ADMIN.username, WRONG)).add_auth(request)
+    answer = httpx.get(request.url, headers=dict(request.headers.items()))
+
+    assert answer.status_code == 403 and b"SignatureDoesNotMatch" in answer.content
+    signature = request.headers["Authorization"].rpartition(":")[2]
+    assert compared(comparisons, "oscarpy.s3.sigv4", signature)
+
+
+def test_an_unknown_sigv2_access_key_is_compared_in_constant_time(
+    platform: Harness, comparisons: list[Comparison]
+) -> None:
+    from botocore.auth import HmacV1Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(method="GET", url=f"{platform.s3_url}/{BUCKET}")
+    HmacV1Auth(Credentials("intruder-v2", ADMIN.password)).add_auth(request)
+    answer = httpx.get(request.url, headers=dict(request.headers.items()))
+
+    assert answer.status_code == 403 and b"InvalidAccessKeyId" in answer.content
+    assert compared(comparisons, "oscarpy.s3.sigv4", "intruder-v2")
+
+
+def test_a_wrong_sigv2_presigned_signature_is_compared_in_constant_time(
+    platform: Harness, comparisons: list[Comparison]
+) -> None:
+    client = boto3.client(  # boto3's defaults presign with SigV2
+        "s3",
+        endpoint_url=platform.s3_url,
+        aws_access_key_id=ADMIN.username,
+        aws_secret_access_key=WRONG,
+        region_name="us-east-1",
+    )
+    url = client.generate_presigned_url("get_object", {"Bucket": BUCKET, "Key": "a.txt"})
+    answer = httpx.get(url)
+
+    assert answer.status_code == 403 and b"SignatureDoesNotMatch" in answer.content
+    signature = parse_qs(urlsplit(url).query)["Signature"][0]
+    assert compared(comparisons, "oscarpy.s3.sigv4", signature)
+
+
 def test_a_wrong_chunk_signature_is_compared_in_constant_time(
     platform: Harness, comparisons: list[Comparison]
 ) -> None:

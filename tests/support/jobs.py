@@ -27,6 +27,7 @@ from oscarpy.s3.app import create_s3_app
 from oscarpy.services.model import Service, parse_service
 from oscarpy.services.registry import ServiceRegistry
 from oscarpy.storage.store import ObjectStore
+from oscarpy.web.router import mount_dashboard
 from tests.support.server import free_port
 
 IMAGE = "oscar-test/busybox:latest"
@@ -143,6 +144,7 @@ def running_engine(
     registry = ServiceRegistry(database, store)
     engine = Engine(config, database, store, registry, runtime=runtime)
     app = create_app(config, database, ADMIN)
+    mount_dashboard(app, ADMIN)  # as server.py does
     app.state.store = store
     app.state.registry = registry
     app.state.engine = engine

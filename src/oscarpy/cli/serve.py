@@ -27,7 +27,7 @@ def serve(
         None, "--database-url", help="State DB URL, SQLite or PostgreSQL (env OSCAR_DATABASE_URL)."
     ),
     runtime: str | None = typer.Option(
-        None, help="How scripts run: docker or process (env OSCAR_RUNTIME; default docker)."
+        None, help="How scripts run: docker, process or swarm (env OSCAR_RUNTIME; default docker)."
     ),
     log_level: str | None = typer.Option(
         None, "--log-level", help="DEBUG, INFO, WARNING or ERROR (env OSCAR_LOG_LEVEL)."

@@ -26,6 +26,7 @@ from oscarpy.s3 import buckets, multipart, objects
 from oscarpy.s3.call import S3Call
 from oscarpy.s3.errors import S3Error, from_store_error, not_implemented
 from oscarpy.s3.payload import InlineWrites
+from oscarpy.s3.sigv2 import PRESIGNED_PARAMETERS
 from oscarpy.s3.sigv4 import Authorization, Credentials, Verifier
 from oscarpy.storage.errors import StorageError, is_disk_full
 from oscarpy.storage.store import ObjectStore
@@ -61,6 +62,12 @@ ROUTES: dict[tuple[str, bool, str], Handler] = {
     ("GET", False, "versioning"): buckets.get_versioning,
     ("GET", False, "versions"): buckets.list_versions,
     ("GET", False, "acl"): buckets.get_acl,
+    ("GET", False, "object-lock"): buckets.get_object_lock,
+    ("PUT", False, "object-lock"): buckets.put_object_lock,
+    ("GET", True, "retention"): buckets.object_lock_setting,
+    ("PUT", True, "retention"): buckets.object_lock_setting,
+    ("GET", True, "legal-hold"): buckets.object_lock_setting,
+    ("PUT", True, "legal-hold"): buckets.object_lock_setting,
     ("GET", False, "uploads"): multipart.list_uploads,
     ("POST", False, "delete"): buckets.delete_objects,
     ("PUT", True, ""): objects.put_object,
@@ -95,6 +102,9 @@ PARAMETERS = {
     "partNumber",
     "versionId",
     "x-id",
+    "max-buckets",
+    "bucket-region",
+    *PRESIGNED_PARAMETERS,
 }
 
 
@@ -155,13 +165,20 @@ class S3App:
 
     def address(self, host: str, path: str) -> tuple[str, str]:
         """(bucket, key) from the Host header and the decoded path."""
+        bucket = self.bucket_from_host(host)
+        if bucket:
+            return bucket, path[1:]
+        bucket, _, key = path[1:].partition("/")
+        return bucket, key
+
+    def bucket_from_host(self, host: str) -> str:
+        """The bucket a virtual-host-style Host header names, or ''."""
         hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
         hostname = hostname.lower()
         for domain in self.domains:
             if hostname.endswith("." + domain):
-                return hostname[: -len(domain) - 1], path[1:]
-        bucket, _, key = path[1:].partition("/")
-        return bucket, key
+                return hostname[: -len(domain) - 1]
+        return ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -200,8 +217,9 @@ class S3App:
         headers: dict[str, list[str]] = {}
         for name, value in request.scope["headers"]:
             headers.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
-        auth = self._verified(request, method, raw_path, raw_query, headers)
-        bucket, key = self.address((headers.get("host") or [""])[0], path)
+        host = (headers.get("host") or [""])[0]
+        auth = self._verified(request, method, raw_path, raw_query, headers, host)
+        bucket, key = self.address(host, path)
         query = parse_query(raw_query)
         handler = choose(method, bucket, key, query)
         call = S3Call(
@@ -225,6 +243,7 @@ class S3App:
         raw_path: str,
         raw_query: str,
         headers: dict[str, list[str]],
+        host: str,
     ) -> Authorization:
         """The request's signature checked, unless its address or key must wait after failed
         attempts (503 SlowDown, which S3 clients retry with backoff)."""
@@ -233,7 +252,15 @@ class S3App:
 
         def signature_holds() -> bool:
             try:
-                verified.append(self.verifier.verify(method, raw_path, raw_query, headers))
+                verified.append(
+                    self.verifier.verify(
+                        method,
+                        raw_path,
+                        raw_query,
+                        headers,
+                        bucket_from_host=self.bucket_from_host(host),
+                    )
+                )
             except S3Error as error:
                 if error.code in _WRONG_SECRET:
                     refused.append(error)
@@ -270,13 +297,15 @@ class S3App:
 
 _WRONG_SECRET = {"SignatureDoesNotMatch", "InvalidAccessKeyId"}
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]*)/")
+_SIGV2_KEY = re.compile(r"AWS ([^:\s]*):")
 
 
 def _claimed_access_key(headers: dict[str, list[str]], raw_query: str) -> str:
     """The access key a request says it is signed with, before the signature is checked."""
-    found = _CREDENTIAL.search((headers.get("authorization") or [""])[0])
+    header = (headers.get("authorization") or [""])[0]
+    found = _CREDENTIAL.search(header) or _SIGV2_KEY.match(header)
     if found is None:
-        found = re.search(r"X-Amz-Credential=([^%/&]*)(?:%2F|/)", raw_query)
+        found = re.search(r"(?:X-Amz-Credential|AWSAccessKeyId)=([^%/&]*)", raw_query)
     return unquote(found.group(1)) if found else ""
 
 

@@ -26,6 +26,7 @@ from oscarpy.s3.payload import plan_payload, receive_document
 from oscarpy.storage.store import ObjectDetails
 
 MAX_DELETE_KEYS = 1000
+MAX_BUCKETS = 10_000
 
 
 def xml_response(root: str, body: str, status: int = 200) -> Response:
@@ -33,13 +34,35 @@ def xml_response(root: str, body: str, status: int = 200) -> Response:
 
 
 async def list_buckets(call: S3Call) -> Response:
-    buckets = await call.run(call.store.bucket_details)
+    """All buckets, or with `max-buckets` a page of them and a token for the next."""
+    prefix = call.query.get("prefix", "")
+    token = call.query.get("continuation-token")
+    after = _untoken(token) if token else ""
+    paged = "max-buckets" in call.query
+    limit = MAX_BUCKETS
+    if paged:
+        try:
+            limit = int(call.query["max-buckets"])
+        except ValueError as error:
+            raise S3Error("InvalidArgument", "max-buckets must be an integer") from error
+        if not 1 <= limit <= MAX_BUCKETS:
+            raise S3Error("InvalidArgument", f"max-buckets must be from 1 to {MAX_BUCKETS}")
+    buckets = await call.run(
+        call.store.bucket_details, prefix=prefix, after=after, limit=limit + 1 if paged else None
+    )
+    following = None
+    if paged and len(buckets) > limit:
+        buckets = buckets[:limit]
+        following = _token(buckets[-1].name)
     entries = "".join(
-        f"<Bucket>{elements(Name=bucket.name, CreationDate=iso(bucket.created_at))}</Bucket>"
+        "<Bucket>"
+        + elements(Name=bucket.name, CreationDate=iso(bucket.created_at), BucketRegion=call.region)
+        + "</Bucket>"
         for bucket in buckets
     )
+    tail = elements(ContinuationToken=following, Prefix=prefix or None)
     return xml_response(
-        "ListAllMyBucketsResult", f"{owner(call.owner)}<Buckets>{entries}</Buckets>"
+        "ListAllMyBucketsResult", f"{owner(call.owner)}<Buckets>{entries}</Buckets>{tail}"
     )
 
 
@@ -78,6 +101,33 @@ async def get_location(call: S3Call) -> Response:
 async def get_versioning(call: S3Call) -> Response:
     await _require_bucket(call)
     return xml_response("VersioningConfiguration", "")
+
+
+async def get_object_lock(call: S3Call) -> Response:
+    """No bucket has object lock: S3's answer for such a bucket."""
+    await _require_bucket(call)
+    raise S3Error(
+        "ObjectLockConfigurationNotFoundError",
+        "Object Lock configuration does not exist for this bucket",
+    )
+
+
+async def put_object_lock(call: S3Call) -> Response:
+    """Object lock needs versioning, which no bucket has: S3's answer for such a bucket."""
+    await call.body(MAX_REQUEST_DOCUMENT)
+    await _require_bucket(call)
+    raise S3Error(
+        "InvalidBucketState",
+        "Versioning must be 'Enabled' on the bucket to apply a Object Lock configuration",
+    )
+
+
+async def object_lock_setting(call: S3Call) -> Response:
+    """Get/PutObjectRetention and Get/PutObjectLegalHold: S3's answer for a bucket without
+    object lock (every bucket here)."""
+    await call.body(MAX_REQUEST_DOCUMENT)
+    await _require_bucket(call)
+    raise S3Error("InvalidRequest", "Bucket is missing Object Lock Configuration")
 
 
 async def get_acl(call: S3Call) -> Response:
@@ -159,7 +209,9 @@ async def list_objects(call: S3Call) -> Response:
     delimiter = call.query.get("delimiter", "")
     head = elements(
         Name=call.bucket,
-        Prefix=encode(call.query.get("prefix", "")),
+        # S3 echoes ListObjects' (v1) Prefix as sent even with encoding-type=url, and
+        # clients decode only the other elements.
+        Prefix=call.query.get("prefix", ""),
         Marker=encode(marker),
         MaxKeys=max_keys,
         Delimiter=encode(delimiter) if delimiter else None,

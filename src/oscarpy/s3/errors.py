@@ -22,8 +22,10 @@ STATUS: dict[str, int] = {
     "InvalidAccessKeyId": 403,
     "InvalidArgument": 400,
     "InvalidBucketName": 400,
+    "InvalidBucketState": 409,
     "InvalidDigest": 400,
     "InvalidPart": 400,
+    "InvalidPartNumber": 416,
     "InvalidPartOrder": 400,
     "InvalidRange": 416,
     "InvalidRequest": 400,
@@ -37,6 +39,7 @@ STATUS: dict[str, int] = {
     "NoSuchUpload": 404,
     "NoSuchVersion": 404,
     "NotImplemented": 501,
+    "ObjectLockConfigurationNotFoundError": 404,
     "PreconditionFailed": 412,
     "RequestTimeTooSkewed": 403,
     "SignatureDoesNotMatch": 403,
@@ -83,6 +86,7 @@ CODE_OF: dict[type[store_errors.StorageError], str] = {
     store_errors.InvalidPart: "InvalidPart",
     store_errors.InvalidPartOrder: "InvalidPartOrder",
     store_errors.PartTooSmall: "EntityTooSmall",
+    store_errors.PreconditionFailed: "PreconditionFailed",
 }
 
 

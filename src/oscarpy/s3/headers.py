@@ -3,7 +3,9 @@ and what a GET or HEAD answers with."""
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime
+from email.header import decode_header, make_header
 from email.utils import formatdate, parsedate_to_datetime
 
 from oscarpy.s3.errors import S3Error
@@ -41,11 +43,36 @@ def parse_http_date(value: str) -> datetime | None:
         return None
 
 
+def metadata_text(value: str) -> str:
+    """A metadata value as text. S3 stores what a client sends as UTF-8 bytes (received here
+    decoded as Latin-1) or as RFC 2047 encoded words (`=?UTF-8?B?...?=`) as the text they
+    encode."""
+    if value.isascii():
+        if value.startswith("=?") and value.endswith("?="):
+            try:
+                return str(make_header(decode_header(value)))
+            except (ValueError, LookupError, UnicodeDecodeError):
+                return value
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
+
+def metadata_header(value: str) -> str:
+    """A stored metadata value as S3 sends it back: as it is when ASCII, else as an RFC 2047
+    encoded word (an HTTP header carries Latin-1 at most)."""
+    if value.isascii():
+        return value
+    return "=?UTF-8?B?" + base64.b64encode(value.encode("utf-8")).decode() + "?="
+
+
 def object_settings(headers: dict[str, str]) -> tuple[str, dict[str, str], dict[str, str]]:
     """Content type, user metadata and stored headers from a PUT's (or upload's) headers."""
     content_type = headers.get("content-type") or DEFAULT_CONTENT_TYPE
     metadata = {
-        name[len(META_PREFIX) :]: value
+        name[len(META_PREFIX) :]: metadata_text(value)
         for name, value in headers.items()
         if name.startswith(META_PREFIX)
     }
@@ -74,7 +101,7 @@ def object_headers(found: ObjectDetails, query: dict[str, str]) -> dict[str, str
         if name in STORED_HEADERS:
             headers[STORED_HEADERS[name]] = value
     for name, value in found.metadata.items():
-        headers[META_PREFIX + name] = value
+        headers[META_PREFIX + name] = metadata_header(value)
     for parameter, header in RESPONSE_OVERRIDES.items():
         if parameter in query:
             headers[header] = query[parameter]

@@ -1,19 +1,19 @@
 """Listing with prefix, delimiter and markers, shared by ListObjects, ListObjectsV2 and
 ListObjectVersions.
 
-Keys are read in byte order from the store a page at a time; with a delimiter, a whole
-"folder" collapses into one common prefix and the next query jumps past it, so listing the top
-level of a bucket with a million keys in a few folders costs a few queries, not a million rows.
+Keys are read in byte order from the store, one page (plus one entry, to know whether the
+listing is truncated) per request; with a delimiter, the store collapses each "folder" into one
+common prefix and seeks past it in the same query, so a page of the top level of a bucket with
+a million keys costs the same as in a bucket with a thousand.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from oscarpy.storage.store import ObjectDetails, ObjectStore
+from oscarpy.s3.errors import S3Error
+from oscarpy.storage.store import ObjectDetails, ObjectStore, successor
 
-#: Sorts after every key that starts with a given prefix (the highest code point).
-_BEYOND = "\U0010ffff"
 MAX_KEYS = 1000
 
 
@@ -32,32 +32,23 @@ def list_entries(
     listing = Listing()
     if max_keys <= 0:
         return listing
-    cursor = after
-    if (
-        delimiter
-        and len(after) > len(prefix)
-        and after.startswith(prefix)
-        and after.endswith(delimiter)
-    ):
-        # Resuming after a common prefix: skip everything under it.
-        cursor = after + _BEYOND
-    count = 0
-    while True:
-        page = store.list_page(bucket, prefix=prefix, after=cursor, limit=max_keys - count + 1)
-        for found in page:
-            if count == max_keys:
-                listing.truncated = True
-                return listing
-            count += 1
-            position = found.key.find(delimiter, len(prefix)) if delimiter else -1
-            if position >= 0:
-                common = found.key[: position + len(delimiter)]
-                listing.prefixes.append(common)
-                listing.next_marker = common
-                cursor = common + _BEYOND
-                break  # query again from beyond this common prefix
-            listing.contents.append(found)
-            listing.next_marker = found.key
+    entries: list[ObjectDetails | str]
+    if delimiter:
+        if successor(delimiter) is None:
+            raise S3Error("InvalidArgument", "the delimiter is not supported")
+        entries = store.list_grouped(
+            bucket, prefix=prefix, delimiter=delimiter, after=after, limit=max_keys + 1
+        )
+    else:
+        entries = list(store.list_page(bucket, prefix=prefix, after=after, limit=max_keys + 1))
+    if len(entries) > max_keys:
+        listing.truncated = True
+        entries = entries[:max_keys]
+    for entry in entries:
+        if isinstance(entry, str):
+            listing.prefixes.append(entry)
+            listing.next_marker = entry
         else:
-            # The page ended without reaching max_keys + 1 entries: nothing is left.
-            return listing
+            listing.contents.append(entry)
+            listing.next_marker = entry.key
+    return listing

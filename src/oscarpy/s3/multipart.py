@@ -4,6 +4,7 @@ ListMultipartUploads."""
 from __future__ import annotations
 
 import os
+import re
 from typing import BinaryIO
 
 from anyio import to_thread
@@ -21,13 +22,14 @@ from oscarpy.s3.documents import (
 )
 from oscarpy.s3.errors import S3Error
 from oscarpy.s3.headers import object_settings
-from oscarpy.s3.objects import copy_source, parse_range, validate_or_raise
+from oscarpy.s3.objects import copy_source, validate_or_raise, write_condition
 from oscarpy.s3.payload import plan_payload, receive_body, receive_document
 from oscarpy.storage.blobs import BlobWriter, WrittenBlob
 
 MAX_PART_NUMBER = 10_000
 MAX_LISTED = 1000
 COPY_CHUNK = 1024 * 1024
+_COPY_RANGE = re.compile(r"bytes=(\d+)-(\d+)")
 
 
 async def create_upload(call: S3Call) -> Response:
@@ -90,16 +92,31 @@ def _copy_range(handle: BinaryIO, start: int, length: int, writer: BlobWriter) -
         raise
 
 
+def _copy_source_range(value: str, size: int) -> tuple[int, int]:
+    """(start, length) of `bytes=first-last`, both given and within the source, or S3's 400
+    `InvalidArgument` (a GET's open-ended and suffix forms are not accepted here)."""
+    match = _COPY_RANGE.fullmatch(value.strip())
+    if match is None:
+        raise S3Error(
+            "InvalidArgument",
+            "The x-amz-copy-source-range value must be of the form bytes=first-last where first "
+            "and last are the zero-based offsets of the first and last bytes to copy",
+        )
+    first, last = int(match[1]), int(match[2])
+    if first > last or last >= size:
+        raise S3Error(
+            "InvalidArgument", f"Range specified is not valid for source object of size: {size}"
+        )
+    return first, last - first + 1
+
+
 async def _upload_part_copy(call: S3Call, upload_id: str, number: int) -> Response:
     source_bucket, source_key = copy_source(call)
     found, handle = await call.run(call.store.open_object, source_bucket, source_key)
     try:
-        selected = None
+        start, length = 0, found.size
         if "x-amz-copy-source-range" in call.headers:
-            selected = parse_range(call.headers["x-amz-copy-source-range"], found.size)
-            if selected is None:
-                raise S3Error("InvalidArgument", "x-amz-copy-source-range must be bytes=first-last")
-        start, length = selected or (0, found.size)
+            start, length = _copy_source_range(call.headers["x-amz-copy-source-range"], found.size)
     except BaseException:
         handle.close()
         raise
@@ -123,7 +140,10 @@ async def complete_upload(call: S3Call) -> Response:
             parts.append((int(number), etag))
         except ValueError as error:
             raise S3Error("MalformedXML", "PartNumber must be an integer") from error
-    found = await call.run(call.store.complete_upload, call.bucket, call.key, upload_id, parts)
+    condition = await write_condition(call)
+    found = await call.run(
+        call.store.complete_upload, call.bucket, call.key, upload_id, parts, condition
+    )
     location = f"{call.request.base_url}{call.bucket}/{call.key}"
     result = elements(Location=location, Bucket=call.bucket, Key=call.key, ETag=f'"{found.etag}"')
     return xml_response("CompleteMultipartUploadResult", result)

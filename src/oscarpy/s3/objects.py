@@ -16,6 +16,8 @@ from oscarpy.s3.errors import S3Error, from_store_error, not_implemented
 from oscarpy.s3.headers import object_headers, object_settings, parse_http_date
 from oscarpy.s3.payload import plan_payload, receive_body
 from oscarpy.storage.blobs import WrittenBlob
+from oscarpy.storage.errors import StorageError
+from oscarpy.storage.rows import WriteCondition
 from oscarpy.storage.store import ObjectDetails, validate_key
 
 READ_CHUNK = 1024 * 1024
@@ -90,6 +92,25 @@ def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
     return start, end - start + 1
 
 
+def part_range(found: ObjectDetails, part: str) -> tuple[int, int] | None:
+    """(start, length) of part `part` of the object, as GET/HEAD `?partNumber=` selects it: a
+    part of the upload it was completed from, or part 1 of an object PUT whole."""
+    try:
+        number = int(part)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= 10_000:
+        raise S3Error(
+            "InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive"
+        )
+    sizes = found.part_sizes or (found.size,)
+    if number > len(sizes):
+        raise S3Error("InvalidPartNumber", "The requested partnumber is not satisfiable")
+    if found.size == 0:
+        return None
+    return sum(sizes[: number - 1]), sizes[number - 1]
+
+
 def _invalid_range(size: int) -> S3Error:
     error = S3Error("InvalidRange", "The requested range is not satisfiable")
     error.headers["Content-Range"] = f"bytes */{size}"
@@ -127,11 +148,6 @@ async def get_object(call: S3Call, *, head: bool = False) -> Response:
     check_version(call)
     found, handle = await call.run(call.store.open_object, call.bucket, call.key)
     try:
-        part = call.query.get("partNumber")
-        if part is not None and (part != "1" or "-" in found.etag):
-            # Part boundaries of completed uploads are not kept; part 1 of a single-part
-            # object is the whole object, as in S3.
-            raise not_implemented("GET or HEAD of one part of a multipart object")
         headers = object_headers(found, call.query)
         if check_preconditions(found, call.headers):
             handle.close()
@@ -139,7 +155,17 @@ async def get_object(call: S3Call, *, head: bool = False) -> Response:
                 status_code=304,
                 headers={"ETag": headers["ETag"], "Last-Modified": headers["Last-Modified"]},
             )
-        selected = parse_range(call.headers.get("range"), found.size)
+        part = call.query.get("partNumber")
+        if part is not None:
+            if "range" in call.headers:
+                raise S3Error(
+                    "InvalidRequest", "Cannot specify both Range header and partNumber query"
+                )
+            selected = part_range(found, part)
+            if found.part_sizes:
+                headers["x-amz-mp-parts-count"] = str(len(found.part_sizes))
+        else:
+            selected = parse_range(call.headers.get("range"), found.size)
     except BaseException:
         handle.close()
         raise
@@ -161,15 +187,41 @@ def check_version(call: S3Call) -> None:
         raise S3Error("NoSuchVersion", "buckets are unversioned: the only version is 'null'")
 
 
+async def write_condition(call: S3Call, *, check_now: bool = True) -> WriteCondition | None:
+    """The `If-Match` / `If-None-Match: *` of a write (PUT, copy, completion). The store checks
+    it atomically when the write commits; `check_now` checks it once before, so that a doomed
+    big upload fails before its body is received."""
+    if_match = call.headers.get("if-match")
+    if_none_match = call.headers.get("if-none-match")
+    if if_match is None and if_none_match is None:
+        return None
+    if if_none_match is not None and if_none_match.strip() != "*":
+        raise not_implemented("If-None-Match with an ETag on a write (only '*' is)")
+    condition = WriteCondition(
+        if_match=if_match.strip().strip('"') if if_match is not None else None,
+        if_none_match=if_none_match is not None,
+    )
+    if not check_now:
+        return condition
+    found = await call.run(call.store.head, call.bucket, call.key)
+    try:
+        condition.check(None if found is None else found.etag, call.key)
+    except StorageError as error:
+        raise from_store_error(error) from error
+    return condition
+
+
 async def put_object(call: S3Call) -> Response:
     validate_or_raise(call.key)
     if "x-amz-copy-source" in call.headers:
         return await copy_object(call)
     content_type, metadata, stored = object_settings(call.headers)
-    if int(call.headers.get("content-length") or 0) > READ_CHUNK:
+    big = int(call.headers.get("content-length") or 0) > READ_CHUNK
+    if big:
         # Fail before receiving a big body for a bucket that is not there.
         if not await call.run(call.store.bucket_exists, call.bucket):
             raise S3Error("NoSuchBucket", f"bucket {call.bucket!r} does not exist")
+    condition = await write_condition(call, check_now=big)
     plan = plan_payload(call.headers, call.auth)
 
     def commit(blob: WrittenBlob) -> ObjectDetails:
@@ -180,6 +232,7 @@ async def put_object(call: S3Call) -> Response:
             content_type=content_type,
             metadata=metadata,
             headers=stored,
+            condition=condition,
         )
 
     found = await receive_body(
@@ -235,8 +288,15 @@ async def copy_object(call: S3Call) -> Response:
             "PreconditionFailed", "At least one of the pre-conditions you specified did not hold"
         )
     replace = object_settings(call.headers) if directive == "REPLACE" else None
+    condition = await write_condition(call)
     found = await call.run(
-        call.store.copy_object, source_bucket, source_key, call.bucket, call.key, replace=replace
+        call.store.copy_object,
+        source_bucket,
+        source_key,
+        call.bucket,
+        call.key,
+        replace=replace,
+        condition=condition,
     )
     body = elements(LastModified=iso(found.last_modified), ETag=f'"{found.etag}"')
     return Response(document("CopyObjectResult", body), media_type="application/xml")

@@ -10,7 +10,8 @@
     ├── UploadNotFound           no such multipart upload
     ├── InvalidPart              a part of a completion is missing or its ETag differs
     ├── InvalidPartOrder         the parts of a completion are out of order
-    └── PartTooSmall             a part but the last is under 5 MiB
+    ├── PartTooSmall             a part but the last is under 5 MiB
+    └── PreconditionFailed       a conditional write's If-Match / If-None-Match did not hold
 
 Both the embedded store and the external providers (`storage/providers/`) raise these; boto3's
 errors are translated in `providers/s3.py`. The HTTP status of each class is in
@@ -31,6 +32,7 @@ __all__ = [
     "ObjectKeyTooLong",
     "ObjectNotFound",
     "PartTooSmall",
+    "PreconditionFailed",
     "StorageError",
     "UploadNotFound",
     "is_disk_full",
@@ -82,6 +84,11 @@ class InvalidPartOrder(StorageError):
 
 class PartTooSmall(StorageError):
     """A part other than the last is smaller than the 5 MiB S3 minimum."""
+
+
+class PreconditionFailed(StorageError):
+    """A conditional write's condition (If-Match, If-None-Match) did not hold when it
+    committed."""
 
 
 def is_disk_full(error: BaseException) -> bool:

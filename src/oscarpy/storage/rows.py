@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from sqlalchemy import Table, bindparam, insert, select, text, update
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql import Insert, Select, Update
 
-from oscarpy.storage.errors import BucketNotFound
+from oscarpy.storage.errors import BucketNotFound, ObjectNotFound, PreconditionFailed
 from oscarpy.storage.events import ObjectEvent
 from oscarpy.storage.tables import BucketRow, ObjectRow
 
@@ -33,12 +34,16 @@ OBJECT_COLUMNS = (
     "user_metadata",
     "headers",
     "last_modified",
+    "part_sizes",
 )
 _EVENT_COLUMNS = ("kind", "bucket", "key", "size", "etag", "occurred_at")
 # Statements built once and executed with parameters: building them per write costs more
 # than running them.
 _BUCKET_EXISTS = select(BucketRow.name).where(BucketRow.name == bindparam("name"))
 _PREVIOUS_BLOB = select(OBJECTS.c.blob_id).where(
+    (OBJECTS.c.bucket == bindparam("match_bucket")) & (OBJECTS.c.key == bindparam("match_key"))
+)
+_CURRENT_ETAG = select(OBJECTS.c.etag).where(
     (OBJECTS.c.bucket == bindparam("match_bucket")) & (OBJECTS.c.key == bindparam("match_key"))
 )
 _INSERT_OBJECT = insert(OBJECTS)
@@ -121,6 +126,7 @@ class DriverStatements:
             for statement in (
                 _BUCKET_EXISTS,
                 _PREVIOUS_BLOB,
+                _CURRENT_ETAG,
                 _INSERT_OBJECT,
                 _UPDATE_OBJECT,
                 _INSERT_EVENT,
@@ -151,21 +157,45 @@ class DriverRows:
         pass
 
 
+@dataclass(frozen=True)
+class WriteCondition:
+    """What must hold of the current object for a conditional write to replace it."""
+
+    if_match: str | None = None
+    """Its ETag (unquoted), or "*" for any: the object must exist."""
+    if_none_match: bool = False
+    """`If-None-Match: *`: the object must not exist."""
+
+    def check(self, current_etag: str | None, key: str) -> None:
+        if self.if_none_match and current_etag is not None:
+            raise PreconditionFailed(f"object {key!r} exists (If-None-Match: *)")
+        if self.if_match is not None:
+            if current_etag is None:
+                raise ObjectNotFound(f"object {key!r} not found (If-Match)")
+            if self.if_match not in ("*", current_etag):
+                raise PreconditionFailed(f"object {key!r} has another ETag (If-Match)")
+
+
 def write_object_row(
     rows: Rows,
     bucket: str,
     key: str,
     values: dict[str, Any],
     record_event: bool,
+    condition: WriteCondition | None = None,
 ) -> list[str]:
     """Insert or replace the row of `bucket/key` with `values` (the `OBJECT_COLUMNS`), with
     its "created" event if `record_event`. Returns the blob it replaced.
 
-    Raises `BucketNotFound` before writing anything.
+    Raises `BucketNotFound`, or for an unmet `condition` `PreconditionFailed` or
+    `ObjectNotFound`, before writing anything: checked here, in the transaction that writes,
+    a condition holds at the moment of the write.
     """
     if rows.first(_BUCKET_EXISTS, {"name": bucket}) is None:
         raise BucketNotFound(f"bucket {bucket!r} does not exist")
     match = {"match_bucket": bucket, "match_key": key}
+    if condition is not None:
+        condition.check(rows.first(_CURRENT_ETAG, match), key)
     previous = rows.first(_PREVIOUS_BLOB, match)
     if previous is None:
         rows.run(_INSERT_OBJECT, {"bucket": bucket, "key": key, **values})

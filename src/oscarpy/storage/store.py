@@ -24,7 +24,8 @@ from typing import Any, BinaryIO, cast
 
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.sql import ColumnElement
 
 from oscarpy.db import Database, utcnow
 from oscarpy.storage.blobs import Blobs, BlobWriter, WrittenBlob
@@ -43,7 +44,7 @@ from oscarpy.storage.errors import (
 )
 from oscarpy.storage.events import EventKind, ObjectEvent, fetch_events
 from oscarpy.storage.providers.base import ObjectInfo
-from oscarpy.storage.rows import DriverStatements, SessionRows, write_object_row
+from oscarpy.storage.rows import DriverStatements, SessionRows, WriteCondition, write_object_row
 from oscarpy.storage.tables import BucketRow, ObjectRow, PartRow, UploadRow
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ class ObjectDetails(ObjectInfo):
     headers: dict[str, str] = field(default_factory=dict)
     last_modified: datetime = field(default_factory=utcnow)
     blob_id: str = field(default="", repr=False)
+    part_sizes: tuple[int, ...] = ()
+    """The sizes of the parts of an object completed from a multipart upload."""
 
 
 @dataclass
@@ -76,6 +79,7 @@ class _PendingWrite:
     details: ObjectDetails
     values: dict[str, Any]
     record_event: bool
+    condition: WriteCondition | None = None
     done: bool = False
     error: BaseException | None = None
     freed: list[str] = field(default_factory=list)
@@ -123,6 +127,25 @@ def validate_key(key: str) -> None:
         raise InvalidObjectKey("object key holds a NUL character")
 
 
+def successor(prefix: str) -> str | None:
+    """The least string above every string that starts with `prefix` (None if there is none):
+    `prefix` with its last character incremented, dropping trailing U+10FFFF."""
+    trimmed = prefix.rstrip("\U0010ffff")
+    if not trimmed:
+        return None
+    following = ord(trimmed[-1]) + 1
+    if 0xD800 <= following <= 0xDFFF:  # surrogates are not characters of a stored key
+        following = 0xE000
+    return trimmed[:-1] + chr(following)
+
+
+def starting_with(column: InstrumentedAttribute[str], prefix: str) -> list[ColumnElement[bool]]:
+    """The values of `column` that start with `prefix` are exactly those in [prefix,
+    successor): one index range (LIKE would be case-insensitive on SQLite, and scan)."""
+    end = successor(prefix)
+    return [column >= prefix] if end is None else [column >= prefix, column < end]
+
+
 def multipart_etag(part_etags: list[str]) -> str:
     """The S3 ETag of a multipart object: MD5 of the concatenated binary part MD5s, and a count."""
     digest = hashlib.md5(usedforsecurity=False)
@@ -147,6 +170,7 @@ def _details(row: ObjectRow) -> ObjectDetails:
         headers=dict(row.headers or {}),
         last_modified=_aware(row.last_modified),
         blob_id=row.blob_id,
+        part_sizes=tuple(row.part_sizes or ()),
     )
 
 
@@ -235,10 +259,20 @@ class ObjectStore:
     def list_buckets(self) -> list[str]:
         return [bucket.name for bucket in self.bucket_details()]
 
-    def bucket_details(self) -> list[BucketInfo]:
+    def bucket_details(
+        self, *, prefix: str = "", after: str = "", limit: int | None = None
+    ) -> list[BucketInfo]:
+        """Buckets by name: those starting with `prefix`, after `after`, at most `limit`."""
+        query = select(BucketRow)
+        if prefix:
+            query = query.where(*starting_with(BucketRow.name, prefix))
+        if after:
+            query = query.where(BucketRow.name > after)
+        query = query.order_by(BucketRow.name)
+        if limit is not None:
+            query = query.limit(limit)
         with self.database.session() as session:
-            rows = session.scalars(select(BucketRow).order_by(BucketRow.name))
-            return [BucketInfo(row.name, _aware(row.created_at)) for row in rows]
+            return [BucketInfo(row.name, _aware(row.created_at)) for row in session.scalars(query)]
 
     def delete_bucket(self, name: str, force: bool = False) -> None:
         """Delete an empty bucket; with `force`, its objects and uploads first.
@@ -327,8 +361,10 @@ class ObjectStore:
         content_type: str | None = None,
         metadata: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        condition: WriteCondition | None = None,
     ) -> ObjectDetails:
-        """Make a written blob the object `key` and record its "created" event, atomically.
+        """Make a written blob the object `key` and record its "created" event, atomically
+        (and only if `condition` holds when it commits).
 
         On any error the blob is removed: nothing of the write stays visible.
         """
@@ -340,6 +376,7 @@ class ObjectStore:
             content_type=content_type,
             metadata=metadata,
             headers=headers,
+            condition=condition,
         )
 
     def head(self, bucket: str, key: str) -> ObjectDetails | None:
@@ -386,15 +423,94 @@ class ObjectStore:
         """Up to `limit` objects with keys starting with `prefix` and sorting after `after`."""
         query = select(ObjectRow).where(ObjectRow.bucket == bucket)
         if prefix:
-            # A range plus an exact prefix test: LIKE would be case-insensitive on SQLite.
-            query = query.where(
-                ObjectRow.key >= prefix, func.substr(ObjectRow.key, 1, len(prefix)) == prefix
-            )
+            query = query.where(*starting_with(ObjectRow.key, prefix))
         if after:
             query = query.where(ObjectRow.key > after)
         with self.database.session() as session:
             rows = session.scalars(query.order_by(ObjectRow.key).limit(limit))
             return [_details(row) for row in rows]
+
+    def list_grouped(
+        self, bucket: str, *, prefix: str, delimiter: str, after: str = "", limit: int = _PAGE
+    ) -> list[ObjectDetails | str]:
+        """Up to `limit` entries after `after`, in key order, of the keys starting with
+        `prefix`: an object, or, for keys holding `delimiter` after the prefix, their common
+        prefix (up to and including the delimiter) once.
+
+        One query walks the index: after each common prefix it seeks straight past every key
+        under it (a recursive query, one index seek per entry), so a page costs the same
+        whatever the number of keys under each prefix or in the bucket.
+        """
+        beyond = successor(delimiter)
+        if not delimiter or beyond is None:
+            raise ValueError(f"cannot group by the delimiter {delimiter!r}")
+        rest = len(prefix) + 1  # where, in characters from 1, a key's part after prefix starts
+        start, skip = prefix, ""
+        if after >= prefix:
+            start, skip = after, after
+            cut = after.find(delimiter, len(prefix))
+            if after.startswith(prefix) and 0 <= cut == len(after) - len(delimiter):
+                # `after` is a common prefix we returned: resume past every key under it.
+                start = after[: -len(delimiter)] + beyond
+        end = successor(prefix) if prefix else None
+        position = "instr(substr({key}, :rest), :delimiter)"
+        if self.database.dialect == "postgresql":
+            position = "strpos(substr({key}, :rest), :delimiter)"
+        within = "AND key < :end" if end is not None else ""
+        statement = text(
+            f"""
+            WITH RECURSIVE walk(n, key) AS (
+                SELECT 0, (
+                    SELECT key FROM objects
+                    WHERE bucket = :bucket AND key >= :start AND key != :skip {within}
+                    ORDER BY key LIMIT 1
+                )
+                UNION ALL
+                SELECT walk.n + 1, (
+                    SELECT key FROM objects
+                    WHERE bucket = :bucket {within} AND key != walk.key AND key >= CASE
+                        WHEN {position.format(key="walk.key")} > 0
+                        THEN substr(
+                            walk.key, 1, :before_delimiter + {position.format(key="walk.key")}
+                        ) || :beyond
+                        ELSE walk.key
+                    END
+                    ORDER BY key LIMIT 1
+                )
+                FROM walk WHERE walk.key IS NOT NULL AND walk.n < :last
+            )
+            SELECT key FROM walk WHERE key IS NOT NULL ORDER BY n
+            """
+        )
+        parameters = {
+            "bucket": bucket,
+            "start": start,
+            "skip": skip,
+            "end": end,
+            "rest": rest,
+            "delimiter": delimiter,
+            # A common prefix ends with the delimiter: the keys under it end before the key
+            # that has `beyond` in the delimiter's place.
+            "before_delimiter": len(prefix) - 1,
+            "beyond": beyond,
+            "last": limit - 1,
+        }
+        with self.database.session() as session:
+            keys = list(session.scalars(statement, parameters))
+            # (common prefix, "") or ("", key of an object)
+            walked = []
+            for found in keys:
+                cut = found.find(delimiter, len(prefix))
+                walked.append((found[: cut + len(delimiter)], "") if cut >= 0 else ("", found))
+            objects = [found for _, found in walked if found]
+            details: dict[str, ObjectDetails] = {}
+            if objects:
+                query = select(ObjectRow).where(
+                    ObjectRow.bucket == bucket, ObjectRow.key.in_(objects)
+                )
+                details = {row.key: _details(row) for row in session.scalars(query)}
+        # An object deleted between the two queries is left out.
+        return [common or details[found] for common, found in walked if common or found in details]
 
     def delete_object(self, bucket: str, key: str) -> bool:
         """Delete the object; False if there was none."""
@@ -432,6 +548,7 @@ class ObjectStore:
         key: str,
         *,
         replace: tuple[str | None, dict[str, str], dict[str, str]] | None = None,
+        condition: WriteCondition | None = None,
     ) -> ObjectDetails:
         """Copy an object; `replace` = (content type, metadata, headers) replaces the source's
         (S3's REPLACE metadata directive), else they are copied."""
@@ -457,6 +574,8 @@ class ObjectStore:
             content_type=content_type,
             metadata=metadata,
             headers=headers,
+            condition=condition,
+            part_sizes=source.part_sizes,
         )
 
     # -- multipart uploads ------------------------------------------------------------------
@@ -545,9 +664,7 @@ class ObjectStore:
     ) -> list[UploadInfo]:
         query = select(UploadRow).where(UploadRow.bucket == bucket)
         if prefix:
-            query = query.where(
-                UploadRow.key >= prefix, func.substr(UploadRow.key, 1, len(prefix)) == prefix
-            )
+            query = query.where(*starting_with(UploadRow.key, prefix))
         if key_marker:
             after_key = UploadRow.key > key_marker
             if upload_id_marker:
@@ -559,7 +676,12 @@ class ObjectStore:
             return [_upload_info(row) for row in session.scalars(query)]
 
     def complete_upload(
-        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[tuple[int, str]],
+        condition: WriteCondition | None = None,
     ) -> ObjectDetails:
         """Join the named parts (number, ETag) into the object; the upload ends.
 
@@ -595,6 +717,8 @@ class ObjectStore:
             metadata=upload.metadata,
             headers=upload.headers,
             ending_upload=upload_id,
+            condition=condition,
+            part_sizes=tuple(row.size for row in chosen),
         )
         return details
 
@@ -646,6 +770,8 @@ class ObjectStore:
         headers: dict[str, str] | None = None,
         record_event: bool = True,
         ending_upload: str | None = None,
+        condition: WriteCondition | None = None,
+        part_sizes: tuple[int, ...] = (),
     ) -> ObjectDetails:
         freed: list[str] = []
         details = ObjectDetails(
@@ -658,6 +784,7 @@ class ObjectStore:
             headers=dict(headers or {}),
             last_modified=utcnow(),
             blob_id=blob.blob_id,
+            part_sizes=tuple(part_sizes),
         )
         values = {
             "blob_id": details.blob_id,
@@ -667,11 +794,13 @@ class ObjectStore:
             "user_metadata": details.metadata,
             "headers": details.headers,
             "last_modified": details.last_modified,
+            "part_sizes": list(part_sizes) or None,
         }
         try:
             validate_key(key)
             if ending_upload is None and self.database.write_lock is not None:
-                freed.extend(self._commit_grouped(_PendingWrite(details, values, record_event)))
+                pending = _PendingWrite(details, values, record_event, condition)
+                freed.extend(self._commit_grouped(pending))
             else:
                 with self.database.writing() as session:
                     if ending_upload is not None:
@@ -681,7 +810,12 @@ class ObjectStore:
                     self._lock_key(session, bucket, key)
                     freed.extend(
                         write_object_row(
-                            SessionRows(session.connection()), bucket, key, values, record_event
+                            SessionRows(session.connection()),
+                            bucket,
+                            key,
+                            values,
+                            record_event,
+                            condition,
                         )
                     )
         except BaseException:
@@ -722,13 +856,15 @@ class ObjectStore:
                 rows = self._driver_statements.rows(cursor)
                 for pending in batch:
                     try:
-                        # Only the bucket check raises StorageError, before anything is written.
+                        # Only the checks (bucket, condition) raise StorageError, before
+                        # anything of this write is written.
                         pending.freed = write_object_row(
                             rows,
                             pending.details.bucket,
                             pending.details.key,
                             pending.values,
                             pending.record_event,
+                            pending.condition,
                         )
                     except StorageError as error:
                         pending.error = error

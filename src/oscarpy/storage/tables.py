@@ -40,6 +40,8 @@ class ObjectRow(Base):
     headers: Mapped[dict[str, Any]] = mapped_column(JSON)
     """Stored response headers: Cache-Control, Content-Disposition, Content-Encoding..."""
     last_modified: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    part_sizes: Mapped[list[int] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    """Of an object completed from a multipart upload, the size of each part, in order."""
 
 
 class UploadRow(Base):

@@ -1,5 +1,5 @@
 """Ways of running a job's script: `docker` (default), `process` (on the host), and `fake` (a
-test double); `warm` holds the containers that answer `/run`."""
+test double), `swarm` (cluster mode); `warm` holds the containers that answer `/run`."""
 
 from __future__ import annotations
 
@@ -30,12 +30,16 @@ __all__ = [
 
 
 def make_runtime(name: str, instance: str) -> Runtime:
-    """The runtime `oscar serve --runtime` names (`docker` or `process`)."""
+    """The runtime `oscar serve --runtime` names (`docker`, `process` or `swarm`)."""
     if name == "process":
         from oscarpy.engine.runtimes.process import WARNING, ProcessRuntime
 
         log.warning(WARNING)
         return ProcessRuntime()
+    if name == "swarm":
+        from oscarpy.engine.runtimes.swarm import SwarmRuntime
+
+        return SwarmRuntime(instance)
     from oscarpy.engine.runtimes.docker import DockerRuntime
 
     return DockerRuntime(instance)

@@ -1,0 +1,481 @@
+"""Cluster mode: each job attempt runs as a Docker Swarm task, on whichever node has room.
+
+The manager side (this module) stages the job as in local mode, into a work directory on the
+manager, then creates one Swarm *replicated-job* service per attempt: one task of the
+supervisor image (`swarm_agent.py`), with the service's CPU and memory as reservations, so
+that Swarm places it on a node with room. The agent fetches the work directory from this
+runtime's staging endpoint (HTTP on an address the nodes reach; each attempt has its own
+unguessable URL), runs the script in the service's image through the node's Docker Engine
+with the same limits and restrictions as the `docker` runtime, streams the output back and
+returns the outputs and the exit status. Storage, ledger and API stay on the manager.
+
+Swarm does not end a task whose node died (it stays "running"): the runtime watches the nodes
+itself and reports such an attempt as an infrastructure failure, so the job runs again
+elsewhere. Services carry the `oscar.*` labels of the `docker` runtime, so a restarted manager
+adopts the attempts still running.
+
+Settings (environment): `DOCKER_HOST` (the manager's Docker Engine), `OSCAR_SWARM_STAGING`
+(`host:port` the staging endpoint listens on and nodes connect to; default: this node's Swarm
+address, port 9500), `OSCAR_SWARM_AGENT_IMAGE`, `OSCAR_SWARM_NODE_WORK` and
+`OSCAR_SWARM_NODE_SOCKET` (a directory and the Docker socket on every node). See docs/cluster.md.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import secrets
+import tarfile
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+import docker.types
+
+from oscarpy import __version__
+from oscarpy.engine.errors import (
+    ContainerError,
+    ContainerMissing,
+    ImageUnavailable,
+    RuntimeUnavailable,
+)
+from oscarpy.engine.runtimes.base import (
+    OutputSink,
+    RunResult,
+    RunSpec,
+    Runtime,
+    result_from_exit,
+    timed_out,
+)
+from oscarpy.engine.runtimes.docker import ENVIRONMENT_FILE, WORK_MOUNT, write_environment_file
+from oscarpy.engine.runtimes.docker_api import (
+    LABEL_ATTEMPT,
+    LABEL_INSTANCE,
+    LABEL_JOB,
+    LABEL_SERVICE,
+    DockerConnection,
+    restricted_options,
+    translated,
+)
+from oscarpy.engine.runtimes.swarm_agent import directory_archive
+
+log = logging.getLogger(__name__)
+
+AGENT_IMAGE = f"oscar-py/supervisor:{__version__}"
+NODE_WORK = "/var/lib/oscar-py/node-work"
+NODE_SOCKET = "/var/run/docker.sock"
+STAGING_PORT = 9500
+"""Where agents report by default; it must not change across restarts of the manager, or the
+agents of adopted attempts could not hand their results in."""
+LABEL_TOKEN = "oscar.staging-token"
+LABEL_WORK_DIR = "oscar.work-dir"
+_WATCH_INTERVAL = 0.5
+_RESULT_GRACE_SECONDS = 10.0
+_ENDED = {"complete", "failed", "rejected", "shutdown", "orphaned", "remove"}
+
+
+@dataclass
+class _Attempt:
+    """What the staging endpoint knows of one attempt, and what the node reported back."""
+
+    work_dir: Path
+    spec: dict[str, Any]
+    result: dict[str, Any] | None = None
+    sink: OutputSink | None = None
+    created: float = field(default_factory=time.time)
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class _Staging:
+    """The HTTP endpoint the agents talk to: `/a/<token>/{spec,work,output,result}`."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.attempts: dict[str, _Attempt] = {}
+        attempts = self.attempts
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("staging: " + format, *args)
+
+            def _attempt(self) -> tuple[_Attempt, str] | None:
+                parts = self.path.strip("/").split("/")
+                found = attempts.get(parts[1]) if len(parts) == 3 and parts[0] == "a" else None
+                if found is None:
+                    self.send_error(404)
+                    return None
+                return found, parts[2]
+
+            def do_GET(self) -> None:
+                found = self._attempt()
+                if found is None:
+                    return
+                attempt, what = found
+                if what == "spec":
+                    body = json.dumps(attempt.spec).encode()
+                elif what == "work":
+                    body = directory_archive(str(attempt.work_dir))
+                else:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                found = self._attempt()
+                if found is None or found[1] != "output":
+                    self.send_error(404) if found else None
+                    return
+                attempt = found[0]
+                try:
+                    for chunk in _chunks(self.rfile):
+                        if attempt.sink is not None and not attempt.done.is_set():
+                            attempt.sink(chunk)
+                except (OSError, ValueError) as error:
+                    log.debug("output stream of an attempt ended: %s", error)
+                    return
+                self._empty(204)
+
+            def do_PUT(self) -> None:
+                found = self._attempt()
+                if found is None or found[1] != "result":
+                    self.send_error(404) if found else None
+                    return
+                attempt = found[0]
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if self.headers.get("X-Oscar-Error"):
+                    attempt.result = {
+                        "error": self.headers["X-Oscar-Error"],
+                        "message": self.headers.get("X-Oscar-Message", ""),
+                    }
+                    attempt.done.set()
+                    self._empty(204)
+                    return
+                output_dir = attempt.work_dir / "output"
+                try:
+                    with tarfile.open(fileobj=io.BytesIO(body)) as archive:
+                        archive.extractall(output_dir, filter="data")
+                except (tarfile.TarError, OSError) as error:
+                    self.send_error(400, f"bad output archive: {error}")
+                    return
+                attempt.result = {
+                    "exit_code": int(self.headers.get("X-Oscar-Exit-Code", "-1")),
+                    "oom": self.headers.get("X-Oscar-OOM") == "1",
+                }
+                log.debug(
+                    "attempt %s: created %.3f, result %.3f, node steps %s",
+                    attempt.spec.get("name"),
+                    attempt.created,
+                    time.time(),
+                    self.headers.get("X-Oscar-Timing", ""),
+                )
+                attempt.done.set()
+                self._empty(204)
+
+            def _empty(self, status: int) -> None:
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, name="swarm-staging", daemon=True
+        )
+        self.thread.start()
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _chunks(stream: Any) -> Any:
+    """The chunks of an HTTP/1.1 chunked request body, as they arrive."""
+    while True:
+        size = int(stream.readline().split(b";")[0].strip() or b"0", 16)
+        if size == 0:
+            stream.readline()
+            return
+        chunk = stream.read(size)
+        stream.readline()
+        yield chunk
+
+
+class SwarmExecution:
+    """One attempt's Swarm service (one task of the supervisor image)."""
+
+    def __init__(self, runtime: SwarmRuntime, service_id: str, token: str) -> None:
+        self._runtime = runtime
+        self._service_id = service_id
+        self._token = token
+        self.node: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self._service_id
+
+    def wait(
+        self, timeout: float | None, on_output: OutputSink, *, follow_from: float | None = None
+    ) -> RunResult:
+        attempt = self._runtime.staging.attempts.get(self._token)
+        if attempt is None:
+            raise ContainerError(f"attempt of service {self._service_id[:12]} is not staged here")
+        attempt.sink = on_output
+        deadline = None if timeout is None else time.monotonic() + timeout
+        ended_at: float | None = None
+        while not attempt.done.wait(_WATCH_INTERVAL):
+            if deadline is not None and time.monotonic() >= deadline:
+                self.kill()
+                return timed_out(timeout or 0.0)
+            task = self._runtime.task_of(self._service_id)
+            if task is None:
+                continue
+            node = self._runtime.node_of(task)
+            if node is not None and self.node != node.name:
+                self.node = node.name
+                on_output(f"oscar: attempt runs on node {node.name}\n".encode())
+            if node is not None and node.state == "down":
+                self.kill()
+                raise ContainerError(f"node {node.name} went down while running the attempt")
+            state = task.get("Status", {}).get("State")
+            if state in _ENDED:
+                # The agent reports before it exits; give a late report a moment.
+                ended_at = ended_at or time.monotonic()
+                if time.monotonic() - ended_at > _RESULT_GRACE_SECONDS:
+                    error = task.get("Status", {}).get("Err") or state
+                    raise ContainerError(f"the task ended without a result: {error}")
+        result = attempt.result or {}
+        if "error" in result:
+            where = f" on node {self.node}" if self.node else ""
+            error = ImageUnavailable if result["error"] == "image" else ContainerError
+            raise error(f"{result['message']}{where}")
+        return result_from_exit(int(result.get("exit_code", -1)), oom=bool(result.get("oom")))
+
+    def kill(self) -> None:
+        self._runtime.remove_service(self._service_id)
+
+    def writable_layer(self) -> Path | None:
+        return None  # on another machine
+
+    def remove(self) -> None:
+        self._runtime.remove_service(self._service_id)
+        self._runtime.staging.attempts.pop(self._token, None)
+
+
+@dataclass(frozen=True)
+class _Node:
+    name: str
+    state: str
+
+
+class SwarmRuntime:
+    """Runs each job attempt as a one-task Swarm job service placed by Swarm."""
+
+    name = "swarm"
+
+    def __init__(self, instance: str, connection: DockerConnection | None = None) -> None:
+        self.instance = instance
+        self.agent_image = os.environ.get("OSCAR_SWARM_AGENT_IMAGE", AGENT_IMAGE)
+        self.node_work = os.environ.get("OSCAR_SWARM_NODE_WORK", NODE_WORK)
+        self.node_socket = os.environ.get("OSCAR_SWARM_NODE_SOCKET", NODE_SOCKET)
+        self.connection = connection or DockerConnection()
+        with translated("the Docker Engine does not answer"):
+            swarm = self.connection.client.info().get("Swarm", {})
+        if not swarm.get("ControlAvailable"):
+            raise RuntimeUnavailable(
+                "the swarm runtime needs a Swarm manager: run `docker swarm init` here (or set "
+                "DOCKER_HOST to a manager)"
+            )
+        host, _, port = os.environ.get("OSCAR_SWARM_STAGING", "").rpartition(":")
+        host = host or str(swarm.get("NodeAddr", "0.0.0.0"))
+        self.staging = _Staging(host, int(port or STAGING_PORT))
+        self.staging_url = f"http://{host}:{self.staging.port}"
+        self._lock = threading.Lock()
+        self._tasks: dict[str, dict[str, Any]] = {}
+        self._nodes: dict[str, _Node] = {}
+        self._stop = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="swarm-watch", daemon=True)
+        self._watcher.start()
+        log.info("swarm runtime: staging endpoint %s for the nodes", self.staging_url)
+
+    # -- cluster state, shared by every execution -------------------------------------------
+
+    def _watch(self) -> None:
+        """Poll tasks and nodes for every execution at once (one pair of API calls)."""
+        while not self._stop.wait(_WATCH_INTERVAL):
+            try:
+                with translated("reading the swarm's tasks and nodes"):
+                    tasks = self._client.api.tasks()
+                    nodes = self._client.api.nodes()
+            except RuntimeUnavailable as error:
+                log.warning("cannot read the swarm's state: %s", error)
+                continue
+            latest: dict[str, dict[str, Any]] = {}
+            for task in tasks:
+                previous = latest.get(task["ServiceID"])
+                if previous is None or task.get("Version", {}).get("Index", 0) > previous.get(
+                    "Version", {}
+                ).get("Index", 0):
+                    latest[task["ServiceID"]] = task
+            with self._lock:
+                self._tasks = latest
+                self._nodes = {
+                    node["ID"]: _Node(
+                        node.get("Description", {}).get("Hostname", node["ID"][:12]),
+                        node.get("Status", {}).get("State", "unknown"),
+                    )
+                    for node in nodes
+                }
+
+    def task_of(self, service_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._tasks.get(service_id)
+
+    def node_of(self, task: dict[str, Any]) -> _Node | None:
+        with self._lock:
+            return self._nodes.get(task.get("NodeID", ""))
+
+    # -- the Runtime protocol ---------------------------------------------------------------
+
+    def work_path(self, work_dir: Path) -> PurePosixPath:
+        return WORK_MOUNT
+
+    def prepare(self, image: str) -> None:
+        """Nothing to check here: the image is needed on the node Swarm picks, which pulls it
+        (or, failing that, the attempt fails as an infrastructure failure and is retried)."""
+        if not image:
+            raise ImageUnavailable("no image")
+
+    def start(self, spec: RunSpec) -> SwarmExecution:
+        token = secrets.token_urlsafe(24)
+        name = f"oscar-job-{spec.job_id}-{spec.attempt}"
+        # The contract's variables (secrets among them) reach the script through a file in its
+        # work directory, as with the docker runtime: never in a service or container config.
+        shown = write_environment_file(
+            spec.work_dir / ENVIRONMENT_FILE, spec.environment, spec.user
+        )
+        labels = {
+            LABEL_SERVICE: spec.service,
+            LABEL_JOB: spec.job_id,
+            LABEL_ATTEMPT: str(spec.attempt),
+            LABEL_INSTANCE: self.instance,
+        }
+        self.staging.attempts[token] = _Attempt(
+            work_dir=spec.work_dir,
+            spec={
+                "name": name,
+                "image": spec.image,
+                "command": [
+                    "/bin/sh",
+                    "-c",
+                    '. "$1" && exec /bin/sh "$2"',
+                    "sh",
+                    str(WORK_MOUNT / ENVIRONMENT_FILE),
+                    str(WORK_MOUNT / spec.script),
+                ],
+                "environment": shown,
+                "user": spec.user,
+                "labels": labels,
+                "host_config": self._client.api.create_host_config(
+                    **restricted_options(spec.limits, network=spec.network)
+                ),
+            },
+        )
+        reservations: dict[str, Any] = {}
+        if spec.limits.cpu_cores:
+            reservations["cpu_reservation"] = int(spec.limits.cpu_cores * 1e9)
+        if spec.limits.memory_bytes:
+            reservations["mem_reservation"] = spec.limits.memory_bytes
+        self.remove_service(name)  # left by a crash between its creation and the ledger
+        try:
+            with translated("cannot create the Swarm service"):
+                service = self._client.services.create(
+                    self.agent_image,
+                    name=name,
+                    labels={**labels, LABEL_TOKEN: token, LABEL_WORK_DIR: str(spec.work_dir)},
+                    mode=docker.types.ServiceMode("replicated-job", concurrency=1, replicas=1),
+                    restart_policy=docker.types.RestartPolicy(condition="none"),
+                    # The agent talks only to the manager and the node's socket: no network of its
+                    # own to set up (it has the node's Docker socket, so this grants nothing more).
+                    networks=["host"],
+                    resources=docker.types.Resources(**reservations),
+                    env=[
+                        f"OSCAR_STAGING_URL={self.staging_url}/a/{token}",
+                        f"OSCAR_NODE_WORK={self.node_work}",
+                    ],
+                    mounts=[
+                        docker.types.Mount("/var/run/docker.sock", self.node_socket, type="bind"),
+                        docker.types.Mount(self.node_work, self.node_work, type="bind"),
+                    ],
+                )
+        except (ContainerError, RuntimeUnavailable):
+            self.staging.attempts.pop(token, None)
+            raise
+        return SwarmExecution(self, str(service.id), token)
+
+    def _services(self, job_id: str | None = None, attempt: int | None = None) -> list[Any]:
+        labels = [f"{LABEL_INSTANCE}={self.instance}"]
+        if job_id is not None:
+            labels.append(f"{LABEL_JOB}={job_id}")
+        if attempt is not None:
+            labels.append(f"{LABEL_ATTEMPT}={attempt}")
+        with translated("cannot list Swarm services"):
+            return list(self._client.services.list(filters={"label": labels}))
+
+    def remove_service(self, service: str) -> None:
+        """Remove an attempt's service by id or name (its task's agent ends the script)."""
+        try:
+            with translated(f"cannot remove service {service[:40]}"):
+                self._client.api.remove_service(service)
+        except ContainerMissing:
+            pass
+
+    @property
+    def _client(self) -> Any:
+        return self.connection.client
+
+    def find(self, job_id: str, attempt: int) -> SwarmExecution | None:
+        services = self._services(job_id, attempt)
+        if not services:
+            return None
+        labels = services[0].attrs.get("Spec", {}).get("Labels", {})
+        token, work_dir = labels.get(LABEL_TOKEN), labels.get(LABEL_WORK_DIR)
+        if not token or not work_dir:
+            self.remove_service(services[0].id)
+            return None
+        # The agent keeps offering its result until a manager takes it.
+        self.staging.attempts.setdefault(token, _Attempt(work_dir=Path(work_dir), spec={}))
+        return SwarmExecution(self, str(services[0].id), token)
+
+    def job_ids(self) -> set[str]:
+        found = set()
+        for service in self._services():
+            job = service.attrs.get("Spec", {}).get("Labels", {}).get(LABEL_JOB)
+            if job:
+                found.add(job)
+        return found
+
+    def remove_job(self, job_id: str) -> None:
+        for service in self._services(job_id):
+            self.remove_service(service.id)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.staging.close()
+        self.connection.close()
+
+
+if TYPE_CHECKING:
+
+    def _fits_protocol(runtime: SwarmRuntime) -> Runtime:
+        return runtime

@@ -1,0 +1,265 @@
+"""The node side of the `swarm` runtime: runs as the Swarm task of one job attempt.
+
+Standard library only: this file is the whole program of the supervisor image
+(`oscar-py/supervisor`), next to a Python interpreter. It talks to two things:
+
+* the platform's staging endpoint (`OSCAR_STAGING_URL`, served by the `swarm` runtime on the
+  manager): it fetches the attempt's spec and work directory, streams the script's output back
+  while it runs, and sends back the outputs and the exit status;
+* the Docker Engine of the node it runs on (the socket mounted at `DOCKER_SOCKET`): it runs the
+  script in the service's image, in a fresh container with the work directory bind-mounted,
+  exactly as the local `docker` runtime does.
+
+The spec (image, environment, limits) is fetched, not passed in the Swarm service: the job's
+environment (service secrets) never appears in the cluster's service definitions.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import sys
+import tarfile
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+DOCKER_SOCKET = "/var/run/docker.sock"
+WORK_MOUNT = "/oscar-job"
+_RESULT_RETRY_SECONDS = 600.0
+_OUTPUT_RETRY_SECONDS = 1.0
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float | None = None) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+class DockerError(RuntimeError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _docker(method: str, path: str, body: Any = None, *, stream: bool = False) -> Any:
+    connection = _UnixConnection(os.environ.get("OSCAR_DOCKER_SOCKET", DOCKER_SOCKET))
+    payload = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"} if payload is not None else {}
+    connection.request(method, path, payload, headers)
+    response = connection.getresponse()
+    if response.status >= 300:
+        detail = response.read()[:500].decode(errors="replace").strip()
+        raise DockerError(response.status, f"Docker {method} {path}: {response.status} {detail}")
+    if stream:
+        return response
+    data = response.read()
+    connection.close()
+    return json.loads(data) if data else None
+
+
+def _staging(base: str, method: str, path: str, body: Any = None, headers: Any = None) -> Any:
+    url = urllib.parse.urlsplit(base)
+    connection = http.client.HTTPConnection(url.hostname or "", url.port, timeout=120)
+    connection.request(method, url.path + path, body, headers or {})
+    response = connection.getresponse()
+    data = response.read()
+    connection.close()
+    if response.status >= 300:
+        raise RuntimeError(f"staging {method} {path}: {response.status} {data[:500]!r}")
+    return data
+
+
+def _frames(response: Any) -> Iterator[bytes]:
+    """Payloads of Docker's multiplexed log stream (8-byte header, then the bytes)."""
+    while True:
+        header = response.read(8)
+        if len(header) < 8:
+            return
+        (size,) = struct.unpack(">L", header[4:])
+        payload = response.read(size)
+        if not payload:
+            return
+        yield payload
+
+
+class _OutputSender:
+    """Streams output to the manager as one chunked POST, reconnecting if the manager restarts
+    (what is printed while it is away is lost to the job log, not to the job)."""
+
+    def __init__(self, base: str) -> None:
+        self._base = urllib.parse.urlsplit(base)
+        self._connection: http.client.HTTPConnection | None = None
+        self._retry_at = 0.0
+
+    def send(self, chunk: bytes) -> None:
+        if self._connection is None and time.monotonic() >= self._retry_at:
+            try:
+                connection = http.client.HTTPConnection(
+                    self._base.hostname or "", self._base.port, timeout=30
+                )
+                connection.putrequest("POST", self._base.path + "/output")
+                connection.putheader("Transfer-Encoding", "chunked")
+                connection.endheaders()
+                self._connection = connection
+            except OSError:
+                self._retry_at = time.monotonic() + _OUTPUT_RETRY_SECONDS
+        if self._connection is None:
+            return
+        try:
+            self._connection.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        except OSError:
+            self._connection.close()
+            self._connection = None
+            self._retry_at = time.monotonic() + _OUTPUT_RETRY_SECONDS
+
+    def forward(self, chunks: Iterator[bytes]) -> None:
+        for chunk in chunks:
+            self.send(chunk)
+
+    def close(self) -> None:
+        if self._connection is None:
+            return
+        try:
+            self._connection.send(b"0\r\n\r\n")
+            self._connection.getresponse().read()
+        except OSError:
+            pass
+        self._connection.close()
+
+
+def directory_archive(directory: str) -> bytes:
+    """A directory as an uncompressed tar (the agent and the manager exchange work this way)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        archive.add(directory, arcname=".")
+    return buffer.getvalue()
+
+
+def _create(name: str, definition: dict[str, Any]) -> str:
+    """Create the script's container, pulling its image first if the node lacks it."""
+    try:
+        return str(_docker("POST", f"/containers/create?name={name}", definition)["Id"])
+    except DockerError as error:
+        if error.status != 404:
+            raise
+    image = urllib.parse.quote(definition["Image"], safe="")
+    try:
+        _docker("POST", f"/images/create?fromImage={image}")
+    except DockerError as error:
+        raise DockerError(
+            404, f"image {definition['Image']} is not on this node and cannot be pulled: {error}"
+        ) from error
+    return str(_docker("POST", f"/containers/create?name={name}", definition)["Id"])
+
+
+def _header_text(text: str) -> str:
+    return " ".join(text.split())[:500].encode("latin-1", "replace").decode("latin-1")
+
+
+def _report(base: str, outputs: bytes, headers: dict[str, str]) -> None:
+    """Hand the outcome to the manager, waiting out a manager restart."""
+    deadline = time.monotonic() + _RESULT_RETRY_SECONDS
+    while True:
+        try:
+            _staging(base, "PUT", "/result", outputs, headers)
+            return
+        except (OSError, RuntimeError) as error:
+            if time.monotonic() > deadline:
+                raise
+            print(f"oscar agent: cannot report the result yet: {error}", file=sys.stderr)
+            time.sleep(2)
+
+
+def main() -> int:
+    marks = [("agent", time.time())]
+    base = os.environ["OSCAR_STAGING_URL"].rstrip("/")
+    node_work = os.environ.get("OSCAR_NODE_WORK", "/var/lib/oscar-py/node-work")
+    spec = json.loads(_staging(base, "GET", "/spec"))
+    work_dir = os.path.join(node_work, spec["name"])
+    shutil.rmtree(work_dir, ignore_errors=True)
+    os.makedirs(work_dir)
+    with tarfile.open(fileobj=io.BytesIO(_staging(base, "GET", "/work"))) as archive:
+        archive.extractall(work_dir, filter="fully_trusted")
+    marks.append(("staged", time.time()))
+    host_config = dict(spec["host_config"])
+    host_config["Binds"] = [f"{work_dir}:{WORK_MOUNT}:rw"]
+    name = urllib.parse.quote(spec["name"])
+    try:
+        _docker("DELETE", f"/containers/{name}?force=1")
+    except DockerError:
+        pass  # none left by an earlier try
+    definition = {
+        "Image": spec["image"],
+        "Cmd": spec["command"],
+        "Env": [f"{k}={v}" for k, v in spec["environment"].items()],
+        "Labels": spec["labels"],
+        "HostConfig": host_config,
+    }
+    if spec.get("user"):
+        definition["User"] = spec["user"]
+    try:
+        container = _create(name, definition)
+    except DockerError as error:
+        # Said to the manager, so that the job's attempt records why (not "task failed").
+        kind = "image" if error.status == 404 else "container"
+        shutil.rmtree(work_dir, ignore_errors=True)
+        _report(base, b"", {"X-Oscar-Error": kind, "X-Oscar-Message": _header_text(str(error))})
+        return 1
+    marks.append(("created", time.time()))
+
+    def stop(_signum: int, _frame: Any) -> None:
+        # The manager removed the task (a kill, a timeout, a deleted job): end the script too.
+        try:
+            _docker("DELETE", f"/containers/{container}?force=1")
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)
+            os._exit(143)
+
+    signal.signal(signal.SIGTERM, stop)
+    output = _OutputSender(base)
+    try:
+        _docker("POST", f"/containers/{container}/start")
+        marks.append(("started", time.time()))
+        logs = _docker(
+            "GET", f"/containers/{container}/logs?follow=1&stdout=1&stderr=1", stream=True
+        )
+        follower = threading.Thread(target=output.forward, args=(_frames(logs),), daemon=True)
+        follower.start()
+        status = _docker("POST", f"/containers/{container}/wait")
+        marks.append(("exited", time.time()))
+        follower.join(30)
+        output.close()
+        state = _docker("GET", f"/containers/{container}/json")["State"]
+        headers = {
+            "X-Oscar-Exit-Code": str(status.get("StatusCode", -1)),
+            "X-Oscar-OOM": "1" if state.get("OOMKilled") else "0",
+            # When each step ended (Unix times), for the manager's per-attempt breakdown.
+            "X-Oscar-Timing": " ".join(f"{step}={moment:.3f}" for step, moment in marks),
+        }
+        _report(base, directory_archive(os.path.join(work_dir, "output")), headers)
+    finally:
+        try:
+            _docker("DELETE", f"/containers/{container}?force=1")
+        except (OSError, DockerError):
+            pass
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
