@@ -2,7 +2,8 @@
 
 uvicorn holds a connection whose request headers never finish, or whose body stops arriving,
 for as long as the client likes: 200 half-sent requests (slowloris) tie up the server without
-ever showing a credential. Here every connection gets, on top of uvicorn's HTTP/1.1 protocol:
+ever showing a credential. Here every connection gets, on top of uvicorn's HTTP/1.1 protocol
+(httptools or h11):
 
 - a *header deadline*: the request line and headers must be complete within `header_timeout`
   seconds of the connection (or of the previous response), sent slowly or not;
@@ -21,9 +22,14 @@ import asyncio
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+if TYPE_CHECKING:
+    _Protocol = H11Protocol
+else:
+    _Protocol = object
 
 log = logging.getLogger("oscarpy.server")
 
@@ -49,12 +55,23 @@ class ConnectionLimits:
         if self.waiting[address] <= 0:
             del self.waiting[address]
 
-    def protocol(self) -> type[H11Protocol]:
-        """The uvicorn protocol class that enforces these limits (one class per port)."""
-        return type("GuardedH11Protocol", (_GuardedH11Protocol,), {"limits": self})
+    def protocol(self) -> type[Any]:
+        """The uvicorn protocol class that enforces these limits (one class per port), built on
+        the HTTP implementation uvicorn would choose (httptools when installed, else h11)."""
+        base: type[Any]
+        try:
+            from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+            base = HttpToolsProtocol
+        except ImportError:
+            base = H11Protocol
+        return type("GuardedHttpProtocol", (_Guard, base), {"limits": self})
 
 
-class _GuardedH11Protocol(H11Protocol):
+class _Guard(_Protocol):
+    """Mixed into uvicorn's protocol class: both implementations keep `client`, `loop`,
+    `transport`, `flow` and the current request's `cycle`, and call `on_response_complete`."""
+
     limits: ConnectionLimits
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
