@@ -169,6 +169,22 @@ class Settings(BaseSettings):
         description="Comma-separated origins (https://oscar.example.org) besides the server's "
         "own address that may send state-changing requests from a browser; others get 403.",
     )
+    metrics: bool = Field(
+        True,
+        description="Count requests and jobs for GET /metrics (Prometheus); off, /metrics "
+        "answers 404 and no request is counted.",
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token Prometheus may scrape /metrics with (OSCAR_METRICS_TOKEN); "
+        "the admin's credentials always work.",
+    )
+    request_log_retention_days: float = Field(
+        30.0,
+        gt=0,
+        description="Days the request log (/system/logs) and the usage records behind "
+        "/system/metrics are kept.",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import uvicorn
 from starlette.types import ASGIApp
 
+from oscarpy.api import metrics as api_metrics
 from oscarpy.api.app import create_app
 from oscarpy.auth.credentials import (
     AdminCredentials,
@@ -35,7 +36,9 @@ from oscarpy.connections import ConnectionLimits
 from oscarpy.db import Database
 from oscarpy.engine import Engine, EngineError
 from oscarpy.engine.run import Runner
+from oscarpy.observability import Observability
 from oscarpy.s3.app import create_s3_app
+from oscarpy.s3.metrics import instrument
 from oscarpy.services.registry import ServiceRegistry
 from oscarpy.storage.store import ObjectStore
 from oscarpy.web.router import mount_dashboard
@@ -138,8 +141,13 @@ class Platform:
         except EngineError as error:
             self.close_sockets()
             raise StartupError(str(error)) from error
+        self.observability = Observability(
+            settings, self.database, self.registry, self.runner.pools.counts
+        )
+        self.engine.ledger.add_finish_listener(self.observability.attempt_finished)
         api_app = create_app(settings, self.database, self.admin)
         mount_dashboard(api_app, self.admin)
+        api_metrics.install(api_app, self.observability)
         api_app.state.store = self.store
         api_app.state.registry = self.registry
         api_app.state.engine = self.engine
@@ -147,10 +155,12 @@ class Platform:
         api_app.state.s3_endpoint = self.s3_endpoint
         self.api_app: ASGIApp = api_app
         # One throttle for both ports: failed S3 signatures and Basic passwords add up.
-        self.s3_app: ASGIApp = create_s3_app(
-            self.store, self.admin, settings, throttle=api_app.state.throttle
+        self.s3_app: ASGIApp = instrument(
+            create_s3_app(self.store, self.admin, settings, throttle=api_app.state.throttle),
+            self.observability.metrics,
         )
-        self.background: list[BackgroundService] = [self.engine, self.runner]
+        # The history starts first and stops last, to keep what the others report on stopping.
+        self.background: list[BackgroundService] = [self.observability, self.engine, self.runner]
 
     @property
     def api_endpoint(self) -> str:

@@ -17,13 +17,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import require_service
 from tests.support.browser import (
-    CHROMIUM,
-    CHROMIUM_FLAGS,
     DESKTOP,
     PHONE,
-    chromium_available,
     screenshot,
 )
 from tests.support.server import RunningServer, start_server
@@ -51,18 +47,6 @@ def platform(
     running = start_server(tmp_path_factory.mktemp("ui") / "data")
     yield running
     running.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    available, reason = chromium_available()
-    require_service(available, reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield launched
-        launched.close()
 
 
 def _succeeded_jobs(platform: RunningServer, service: str | None = None) -> int:
@@ -261,7 +245,8 @@ def test_a_user_runs_a_service_from_the_dashboard(
     page.goto(ui)
     succeeded = _succeeded_jobs(platform)
     expect(page.locator(".tiles .succeeded .number")).to_have_text(str(succeeded))
-    expect(page.locator("svg.chart desc")).to_contain_text(f"{succeeded} jobs succeeded")
+    throughput = page.locator("svg[data-chart=throughput] desc")
+    expect(throughput).to_contain_text(f"{succeeded} jobs succeeded")
     screenshot(page, "overview")
 
     # The same pages at phone width, signed in with the same session.

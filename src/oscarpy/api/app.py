@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 
 from oscarpy import __version__
-from oscarpy.api import jobs, logs, openapi, run, services, system
+from oscarpy.api import jobs, logs, metrics, openapi, run, services, system
 from oscarpy.api.auth import install_throttle
 from oscarpy.api.errors import install_error_handlers
 from oscarpy.api.origin import CrossSiteGuard
@@ -42,6 +42,8 @@ def create_app(settings: Settings, database: Database, admin: AdminCredentials) 
     app.include_router(jobs.router)
     app.include_router(logs.router)
     app.include_router(run.router)
+    app.include_router(metrics.router)
+    app.include_router(metrics.usage_router)
     install_error_handlers(app)
     install_throttle(app, settings)
     openapi.document(app)

@@ -6,12 +6,15 @@ import os
 import platform
 import socket
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from pydantic import BaseModel, Field
 
 from oscarpy import __version__
 from oscarpy.api.auth import require_admin
 from oscarpy.api.errors import error_responses
+from oscarpy.api.metrics import observability_of, parse_moment
 from oscarpy.api.schemas import (
     ClusterMetrics,
     ClusterStatus,
@@ -34,6 +37,7 @@ from oscarpy.api.schemas import (
 from oscarpy.auth.credentials import AdminCredentials
 from oscarpy.config import Settings
 from oscarpy.engine import Engine
+from oscarpy.observability.history import LoggedRequest
 
 router = APIRouter(
     prefix="/system",
@@ -165,3 +169,93 @@ def _memory_bytes() -> tuple[int, int]:
         return 0, 0
     total = fields.get("MemTotal", 0)
     return total, fields.get("MemAvailable", fields.get("MemFree", 0))
+
+
+# -- the request log ----------------------------------------------------------------------
+
+REQUEST_LOG_PAGE = 100
+REQUEST_LOG_MAX_PAGE = 1000
+EXECUTIONS_PREFIX = "[GIN-EXECUTIONS-LOGGER]"
+
+
+class RequestLogEntry(BaseModel):
+    """One `/job` or `/run` request, as OSCAR's `/system/logs` lists them (plus our fields)."""
+
+    timestamp: str
+    status: int
+    latency: str = Field(description="As Go prints a duration: 850µs, 12.5ms, 2.1s.")
+    client_ip: str
+    method: str
+    path: str
+    user: str = Field(description="The Basic user, service-token, or empty if refused.")
+    raw: str
+    service: str
+    kind: str = Field(description="sync (/run) or async (/job).")
+    job_id: str | None
+
+
+class RequestLogPage(BaseModel):
+    logs: list[RequestLogEntry]
+    next_page: str = Field(description="Pass as ?page= for the next entries; empty on the last.")
+
+
+@router.get("/logs", response_model=RequestLogPage, summary="Request log of /job and /run")
+def request_log(
+    request: Request,
+    page: Annotated[str, Query(description="The next_page of the previous answer.")] = "",
+    limit: Annotated[int, Query(ge=1, le=REQUEST_LOG_MAX_PAGE)] = REQUEST_LOG_PAGE,
+    service: str | None = None,
+    start: Annotated[str | None, Query(description="RFC 3339; oldest entry to list.")] = None,
+    end: Annotated[str | None, Query(description="RFC 3339; list entries before it.")] = None,
+) -> RequestLogPage:
+    """Who invoked which service when, and the answer's status, oldest first; kept for
+    `OSCAR_REQUEST_LOG_RETENTION_DAYS`."""
+    if page and not (page.isascii() and page.isdigit() and len(page) <= 18):
+        raise HTTPException(400, f"invalid page {page!r}: pass the next_page of an answer")
+    history = observability_of(request).history
+    if service is not None and "\x00" in service:
+        return RequestLogPage(logs=[], next_page="")  # no name holds one (see api.metrics)
+    found = history.requests(
+        after=int(page or 0),
+        limit=limit + 1,
+        service=service,
+        start=parse_moment(start, "start"),
+        end=parse_moment(end, "end"),
+    )
+    more = len(found) > limit
+    shown = found[:limit]
+    return RequestLogPage(
+        logs=[_log_entry(entry) for entry in shown],
+        next_page=str(shown[-1].id) if more and shown else "",
+    )
+
+
+def _log_entry(entry: LoggedRequest) -> RequestLogEntry:
+    timestamp = entry.at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    latency = go_duration(entry.duration)
+    request_line = f"{entry.method} {entry.path}"
+    raw = (
+        f"{EXECUTIONS_PREFIX} {timestamp} | {entry.status} | {latency} | {entry.client_ip} | "
+        f"{request_line} | {entry.user}"
+    )
+    return RequestLogEntry(
+        timestamp=timestamp,
+        status=entry.status,
+        latency=latency,
+        client_ip=entry.client_ip,
+        method=entry.method,
+        path=entry.path,
+        user=entry.user,
+        raw=raw,
+        service=entry.service,
+        kind=entry.kind,
+        job_id=entry.job_id,
+    )
+
+
+def go_duration(seconds: float) -> str:
+    """A duration as Go's `time.Duration.String` prints it, which OSCAR's log shows."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale or unit == "µs":
+            return f"{seconds / scale:.6f}".rstrip("0").rstrip(".") + unit
+    return "0s"

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from oscarpy.db import Database, utcnow
 from oscarpy.engine.errors import InvalidJobOperation, JobNotFound
-from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
+from oscarpy.engine.outcomes import AttemptOutcome, FinishedAttempt, OutcomeKind
 from oscarpy.engine.records import (
     ExpiredObject,
     Job,
@@ -170,6 +170,23 @@ def _transition(job: Job, target: JobStatus, now: datetime) -> None:
         job.lease_expires_at = None
 
 
+def _finished_attempt(
+    job: Job, record: JobAttempt, ready_at: datetime, now: datetime
+) -> FinishedAttempt:
+    return FinishedAttempt(
+        job_id=job.id,
+        service=job.service,
+        source=job.source,
+        attempt=record.number,
+        outcome=record.outcome or "",
+        reason=record.reason,
+        status=job.status,
+        ready_at=ready_at,
+        started_at=record.started_at,
+        finished_at=now,
+    )
+
+
 class Ledger:
     def __init__(
         self,
@@ -185,6 +202,12 @@ class Ledger:
         self.lease = timedelta(seconds=lease_seconds)
         self.log_cap = log_cap
         self.retry_policy = retry_policy or RetryPolicy()
+        self._finish_listeners: list[Callable[[FinishedAttempt], None]] = []
+
+    def add_finish_listener(self, listener: Callable[[FinishedAttempt], None]) -> None:
+        """Call `listener` after each attempt's end is committed (metrics, usage records); it
+        must be quick and must not write to the state DB itself."""
+        self._finish_listeners.append(listener)
 
     @contextmanager
     def writing(self) -> Iterator[Session]:
@@ -430,6 +453,24 @@ class Ledger:
         Returns the job's new status, or `None` when the job is no longer this attempt's to
         finish (deleted or cancelled meanwhile).
         """
+        finished: list[FinishedAttempt] = []
+        status = self._finish(job_id, attempt, outcome, script_retries, finished)
+        for report in finished:
+            for listener in self._finish_listeners:
+                try:
+                    listener(report)
+                except Exception:
+                    log.exception("job %s: a finish listener failed", job_id)
+        return status
+
+    def _finish(
+        self,
+        job_id: str,
+        attempt: int,
+        outcome: AttemptOutcome,
+        script_retries: int,
+        finished: list[FinishedAttempt],
+    ) -> JobStatus | None:
         now = utcnow()
         with self.writing() as session:
             job = session.get(Job, job_id, with_for_update=True)
@@ -447,6 +488,7 @@ class Ledger:
             job.exit_code = outcome.exit_code
             job.reason = outcome.reason
             job.message = outcome.message
+            ready_at = job.next_attempt_at  # the retry below moves it
             if job.source == JobSource.RUN:
                 # Its client waited for this very attempt: running it again would answer no one.
                 succeeded = outcome.kind is OutcomeKind.SUCCEEDED
@@ -468,6 +510,8 @@ class Ledger:
                     job.next_attempt_at = now + timedelta(seconds=delay)
                 else:
                     _transition(job, JobStatus.FAILED, now)
+            if record is not None:
+                finished.append(_finished_attempt(job, record, ready_at, now))
             return JobStatus(job.status)
 
     def take_over_orphans(self, alive: Callable[[str], bool | None] | None = None) -> list[Claim]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from oscarpy.engine.runtimes.base import EndReason
@@ -33,3 +34,29 @@ class AttemptOutcome:
     @classmethod
     def success(cls, message: str = "script exited with 0") -> AttemptOutcome:
         return cls(OutcomeKind.SUCCEEDED, message, None, 0)
+
+
+@dataclass(frozen=True)
+class FinishedAttempt:
+    """One attempt of a job that ended, as the ledger recorded it."""
+
+    job_id: str
+    service: str
+    source: str
+    attempt: int
+    outcome: str
+    reason: str | None
+    status: str
+    """The job's status after this attempt: `succeeded`, `failed`, or `pending` to run again."""
+    ready_at: datetime
+    """When the job became ready to run this attempt (created, or its retry was due)."""
+    started_at: datetime
+    finished_at: datetime
+
+    @property
+    def wait_seconds(self) -> float:
+        return max((self.started_at - self.ready_at).total_seconds(), 0.0)
+
+    @property
+    def run_seconds(self) -> float:
+        return max((self.finished_at - self.started_at).total_seconds(), 0.0)

@@ -1,11 +1,13 @@
-"""What the overview shows: jobs finished over time and the capacity running jobs hold.
+"""What the overview and a service's page show: jobs finished over time, how long jobs waited
+and ran (percentiles per slot), and the capacity running jobs hold.
 
-These are read-only queries over the job ledger's table that the ledger has no method for
+These are read-only queries over the job ledger's tables that the ledger has no method for
 yet; they never write (only `oscarpy.engine.ledger` does).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 
 from oscarpy.db import Database, utcnow
-from oscarpy.engine.records import Job, JobStatus
+from oscarpy.engine.records import Job, JobAttempt, JobSource, JobStatus
 from oscarpy.services.model import Service
 
 
@@ -41,34 +43,116 @@ class Slot:
     failed: int
 
 
-def finished_over_time(
-    database: Database, window: Window, now: datetime | None = None
-) -> list[Slot]:
-    """Jobs that succeeded or failed in each slot of the window, oldest slot first."""
+def window_start(window: Window, now: datetime | None = None) -> datetime:
+    """Where the window's first slot starts: slots end at the next whole slot boundary after
+    now, so the newest one is the current."""
     now = now or utcnow()
-    # Slots end at the next whole slot boundary after now, so the newest one is the current.
     seconds = window.slot.total_seconds()
     end_epoch = (int(now.timestamp() // seconds) + 1) * seconds
-    end = datetime.fromtimestamp(end_epoch, tz=now.tzinfo)
-    start = end - window.slot * window.slots
+    return datetime.fromtimestamp(end_epoch, tz=now.tzinfo) - window.slot * window.slots
+
+
+def slot_index(window: Window, start: datetime, moment: datetime) -> int | None:
+    index = int((moment - start) / window.slot)
+    return index if 0 <= index < window.slots else None
+
+
+def finished_over_time(
+    database: Database, window: Window, now: datetime | None = None, service: str | None = None
+) -> list[Slot]:
+    """Jobs (of one service, or all) that succeeded or failed in each slot of the window,
+    oldest slot first."""
+    start = window_start(window, now)
     counts = [[0, 0] for _ in range(window.slots)]
+    query = select(Job.status, Job.finished_at).where(
+        Job.finished_at >= start,
+        Job.status.in_([JobStatus.SUCCEEDED.value, JobStatus.FAILED.value]),
+    )
+    if service is not None:
+        query = query.where(Job.service == service)
     with database.session() as session:
-        rows = session.execute(
-            select(Job.status, Job.finished_at).where(
-                Job.finished_at >= start,
-                Job.status.in_([JobStatus.SUCCEEDED.value, JobStatus.FAILED.value]),
-            )
-        ).all()
+        rows = session.execute(query).all()
     for status, finished in rows:
-        if finished is None:
-            continue
-        index = int((finished - start) / window.slot)
-        if 0 <= index < window.slots:
+        index = slot_index(window, start, finished) if finished is not None else None
+        if index is not None:
             counts[index][0 if status == JobStatus.SUCCEEDED else 1] += 1
     return [
         Slot(start + window.slot * index, succeeded, failed)
         for index, (succeeded, failed) in enumerate(counts)
     ]
+
+
+@dataclass(frozen=True)
+class Percentiles:
+    p50: float
+    p95: float
+    count: int
+
+
+def percentiles(values: list[float]) -> Percentiles | None:
+    """Nearest-rank median and 95th percentile; `None` for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+
+    def rank(fraction: float) -> float:
+        return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+    return Percentiles(rank(0.5), rank(0.95), len(ordered))
+
+
+@dataclass(frozen=True)
+class TimingSlot:
+    start: datetime
+    wait: Percentiles | None
+    run: Percentiles | None
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Wait and run time percentiles per slot and over the whole window."""
+
+    slots: list[TimingSlot]
+    wait: Percentiles | None
+    run: Percentiles | None
+
+
+def timings_over_time(
+    database: Database, window: Window, now: datetime | None = None, service: str | None = None
+) -> Timings:
+    """How long the attempts that ended in each slot ran, and how long jobs waited for their
+    first attempt (`/run` requests wait for no queue and are left out of the waits)."""
+    start = window_start(window, now)
+    waits: list[list[float]] = [[] for _ in range(window.slots)]
+    runs: list[list[float]] = [[] for _ in range(window.slots)]
+    query = (
+        select(
+            JobAttempt.number,
+            JobAttempt.started_at,
+            JobAttempt.finished_at,
+            Job.created_at,
+            Job.source,
+        )
+        .join(Job, Job.id == JobAttempt.job_id)
+        .where(JobAttempt.finished_at >= start)
+    )
+    if service is not None:
+        query = query.where(Job.service == service)
+    with database.session() as session:
+        rows = session.execute(query).all()
+    for number, started, finished, created, source in rows:
+        if finished is None or (index := slot_index(window, start, finished)) is None:
+            continue
+        runs[index].append(max((finished - started).total_seconds(), 0.0))
+        if number == 1 and source != JobSource.RUN:
+            waits[index].append(max((started - created).total_seconds(), 0.0))
+    slots = [
+        TimingSlot(start + window.slot * index, percentiles(wait), percentiles(run))
+        for index, (wait, run) in enumerate(zip(waits, runs, strict=True))
+    ]
+    every_wait = [value for values in waits for value in values]
+    every_run = [value for values in runs for value in values]
+    return Timings(slots, percentiles(every_wait), percentiles(every_run))
 
 
 def running_by_service(database: Database) -> dict[str, int]:

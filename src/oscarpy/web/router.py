@@ -14,7 +14,7 @@ from oscarpy.auth.sessions import SessionCodec
 from oscarpy.auth.throttle import Throttle, Throttled, client_address
 from oscarpy.config import Settings
 from oscarpy.engine.records import JobStatus
-from oscarpy.web import activity, services, storage
+from oscarpy.web import activity, charts, services, storage
 from oscarpy.web.dashboard import (
     _HERE,
     PREFIX,
@@ -129,41 +129,6 @@ def _overview(request: Request, window: activity.Window) -> dict[str, Any]:
     capacity = running_engine.dispatcher.capacity
     context["cpu"] = activity.Usage(cpu, capacity.cpu)
     context["memory"] = activity.Usage(memory, capacity.memory)
-    context["chart"] = _chart(context["slots"])
+    context["chart"] = charts.bar_chart(context["slots"])
+    context.update(charts.timing_context(database, window))
     return context
-
-
-def _chart(slots: list[activity.Slot]) -> dict[str, Any]:
-    """Bar geometry for the inline SVG chart (succeeded under failed, per slot) and its labels;
-    the labels are HTML beside the drawing, so that they stay legible when it stretches."""
-    width, height = 600, 200
-    peak = max((slot.succeeded + slot.failed for slot in slots), default=0)
-    scale_top = max(1, peak)
-    step = width / max(1, len(slots))
-    bars = []
-    for index, slot in enumerate(slots):
-        ok = (height - 2) * slot.succeeded / scale_top
-        bad = (height - 2) * slot.failed / scale_top
-        bars.append(
-            {
-                "x": round(index * step + step * 0.1, 2),
-                "width": round(step * 0.8, 2),
-                "ok_y": round(height - ok, 2),
-                "ok_height": round(ok, 2),
-                "bad_y": round(height - ok - bad, 2),
-                "bad_height": round(bad, 2),
-                "slot": slot,
-            }
-        )
-    daily = len(slots) > 1 and (slots[1].start - slots[0].start).total_seconds() >= 3600
-    pattern = "%d %b %H:%M" if daily else "%H:%M"
-    shown = [slots[index] for index in range(0, len(slots), max(1, len(slots) // 5))]
-    return {
-        "width": width,
-        "height": height,
-        "top": scale_top,
-        "bars": bars,
-        "labels": [slot.start.strftime(pattern) for slot in shown],
-        "total_succeeded": sum(slot.succeeded for slot in slots),
-        "total_failed": sum(slot.failed for slot in slots),
-    }

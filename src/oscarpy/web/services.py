@@ -16,6 +16,7 @@ from oscarpy.engine.ledger import JobView
 from oscarpy.engine.records import JobStatus
 from oscarpy.services.errors import ServiceDefinitionError, ServiceExists, ServiceNotFound
 from oscarpy.services.model import Service, is_service_name, parse_fdl_text, parse_service
+from oscarpy.web import activity, charts
 from oscarpy.web.dashboard import (
     PREFIX,
     Checked,
@@ -222,16 +223,26 @@ def _apply(request: Request, services: list[Service]) -> tuple[list[str], list[s
 
 
 @router.get("/services/{name}")
-async def service_page(request: Request, name: str, _session: SignedIn) -> Response:
+async def service_page(
+    request: Request, name: str, _session: SignedIn, window: str = "1h"
+) -> Response:
+    chosen = activity.WINDOWS.get(window, activity.WINDOWS["1h"])
+
     def gather() -> dict[str, Any]:
         service = _found(request, name)
         running_engine = engine_or_none(request)
         jobs: list[dict[str, Any]] = []
         total = 0
+        context: dict[str, Any] = {"windows": activity.WINDOWS.values(), "window": chosen}
         if running_engine is not None:
             views, total = running_engine.jobs(name, 0, JOBS_SHOWN)
             jobs = [_job_json(name, view) for view in views]
+            database = running_engine.ledger.database
+            slots = activity.finished_over_time(database, chosen, service=name)
+            context["chart"] = charts.bar_chart(slots)
+            context.update(charts.timing_context(database, chosen, service=name))
         return {
+            **context,
             "service": service,
             "counts": _counts(request, name),
             "jobs": jobs,
