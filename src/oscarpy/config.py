@@ -112,6 +112,63 @@ class Settings(BaseSettings):
         description="Largest /run request body in bytes (streamed to disk); larger ones get 413.",
     )
 
+    job_body_limit: int = Field(
+        100 * 1024 * 1024,
+        ge=0,
+        description="Largest POST /job request body in bytes (streamed to disk); larger ones "
+        "get 413.",
+    )
+
+    header_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a client has to send a request's line and headers (both ports); "
+        "a slower connection is closed.",
+    )
+    body_timeout: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds a request body may stall (no byte while the server reads) before "
+        "its connection is closed (both ports).",
+    )
+    waiting_connections_per_address: int = Field(
+        64,
+        ge=1,
+        description="Connections from one client address that may wait for their headers at "
+        "once, per port; more are closed.",
+    )
+    waiting_connections: int = Field(
+        1024,
+        ge=1,
+        description="Connections that may wait for their headers at once, per port.",
+    )
+    signin_free_failures: int = Field(
+        5,
+        ge=1,
+        description="Failed sign-ins (Basic, dashboard, S3) per client address or user before "
+        "the next attempt must wait.",
+    )
+    signin_delay: float = Field(
+        1.0, gt=0, description="Seconds the first throttled attempt waits; doubles per failure."
+    )
+    signin_max_delay: float = Field(
+        300.0, gt=0, description="Longest wait between sign-in attempts after failures."
+    )
+    api_docs: bool = Field(
+        False,
+        description="Serve the interactive API pages /docs and /redoc (to the admin); they "
+        "load Swagger UI and ReDoc from a CDN. /openapi.json is always served to the admin.",
+    )
+    secure_cookie: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="Mark the dashboard's cookies Secure: auto when the request came over HTTPS "
+        "(or a proxy says so in X-Forwarded-Proto), always, or never.",
+    )
+    trusted_origins: str = Field(
+        "",
+        description="Comma-separated origins (https://oscar.example.org) besides the server's "
+        "own address that may send state-changing requests from a browser; others get 403.",
+    )
     metrics: bool = Field(
         True,
         description="Count requests and jobs for GET /metrics (Prometheus); off, /metrics "
@@ -149,6 +206,10 @@ class Settings(BaseSettings):
                 "more than the log it keeps"
             )
         return value
+
+    @property
+    def trusted_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.trusted_origins.split(",") if origin.strip()]
 
     @property
     def state_database_url(self) -> str:

@@ -20,6 +20,7 @@ storage is the server itself: `InternalError`, 500).
     │   │   └── ContainerConflict    its state forbids the call                    503
     │   └── PoolExhausted            no warm container freed up in time (/run)     503
     ├── JobNotFound                  no such job (for that service)                404
+    ├── EventNotAllowed              a token's event names another's object        403
     ├── InvalidJobOperation          the job's state does not allow it             409
     ├── InvocationError              a /run request cannot be run as sent          400
     │   ├── InvalidBody              neither JSON nor base64                       400
@@ -53,6 +54,7 @@ from oscarpy.engine.errors import (
     ContainerGone,
     ContainerMissing,
     EngineError,
+    EventNotAllowed,
     ImageUnavailable,
     InfrastructureError,
     InvalidJobOperation,
@@ -114,6 +116,7 @@ STATUS: Mapping[type[Exception], int] = {
     ContainerConflict: 503,
     PoolExhausted: 503,
     JobNotFound: 404,
+    EventNotAllowed: 403,
     InvalidJobOperation: 409,
     InvocationError: 400,
     InvalidBody: 400,

@@ -33,6 +33,7 @@ from oscarpy.auth.credentials import (
     record_endpoints,
 )
 from oscarpy.config import Settings
+from oscarpy.connections import ConnectionLimits
 from oscarpy.db import Database
 from oscarpy.engine import Engine, EngineError
 from oscarpy.engine.run import Runner
@@ -167,8 +168,10 @@ class Platform:
         api_app.state.runner = self.runner
         api_app.state.s3_endpoint = self.s3_endpoint
         self.api_app: ASGIApp = api_app
+        # One throttle for both ports: failed S3 signatures and Basic passwords add up.
         self.s3_app: ASGIApp = instrument(
-            create_s3_app(self.store, self.admin, settings), self.observability.metrics
+            create_s3_app(self.store, self.admin, settings, throttle=api_app.state.throttle),
+            self.observability.metrics,
         )
         # The history starts first and stops last, to keep what the others report on stopping.
         self.background: list[BackgroundService] = [self.observability, self.engine, self.runner]
@@ -224,8 +227,15 @@ class Platform:
         )
 
     def _uvicorn(self, app: ASGIApp) -> _Server:
+        limits = ConnectionLimits(
+            header_timeout=self.settings.header_timeout,
+            body_timeout=self.settings.body_timeout,
+            per_address=self.settings.waiting_connections_per_address,
+            total=self.settings.waiting_connections,
+        )
         config = uvicorn.Config(
             app,
+            http=limits.protocol(),
             log_config=None,
             access_log=self.settings.log_level == "DEBUG",
             timeout_graceful_shutdown=3,

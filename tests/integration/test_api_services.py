@@ -24,7 +24,9 @@ from tests.support.oscar import oscar_export
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
     """One platform for the module: each test uses its own service names."""
     data = tmp_path_factory.mktemp("api") / "data"
-    with in_process_server(data, password="api-tests-password") as running:
+    with in_process_server(
+        data, password="api-tests-password", signin_free_failures=1000000
+    ) as running:
         yield running
 
 

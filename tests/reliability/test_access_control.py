@@ -45,7 +45,10 @@ class Installation:
 @pytest.fixture(scope="module")
 def installation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installation]:
     data = tmp_path_factory.mktemp("access") / "data"
-    with in_process_server(data, password=PASSWORD, runtime="process") as server:
+    # Every wrong credential is tried on purpose: no sign-in throttling (test_brute_force.py).
+    with in_process_server(
+        data, password=PASSWORD, runtime="process", signin_free_failures=1000000
+    ) as server:
         tokens = {}
         with server.client() as client:
             for name in ("target", "other"):

@@ -86,7 +86,8 @@ def _modules_comparing_digests() -> set[str]:
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     # No job runs here: the process runtime spares the test a container engine.
     data = tmp_path_factory.mktemp("timing") / "data"
-    with running_engine(data, runtime=ProcessRuntime()) as harness:
+    # Wrong secrets are sent on purpose, many times: no sign-in throttling here.
+    with running_engine(data, runtime=ProcessRuntime(), signin_free_failures=1_000_000) as harness:
         harness.store.ensure_bucket(BUCKET)
         yield harness
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
-from oscarpy.engine.contract import decode_body, input_file_name
+from oscarpy.engine.contract import decode_body_file, input_file_name
 from oscarpy.engine.events import parse_object_event, storage_event
 from oscarpy.engine.logstream import MAX_LINE, LogLine, LogStream
 from oscarpy.engine.retries import RetryPolicy
@@ -86,10 +87,19 @@ def test_the_event_we_write_is_one_we_read() -> None:
     assert json.loads(text)["Records"][0]["eventTime"] == "2026-01-02T00:00:00.000Z"
 
 
-def test_bodies_follow_oscars_rule() -> None:
-    assert decode_body(b'{"a": 1}') == b'{"a": 1}'
-    assert decode_body(base64.b64encode(b"\x00\x01binary")) == b"\x00\x01binary"
-    assert decode_body(b"plain text, not base64!") == b"plain text, not base64!"
+@pytest.mark.parametrize(
+    ("body", "decoded"),
+    [
+        (b'{"a": 1}', b'{"a": 1}'),
+        (base64.b64encode(b"\x00\x01binary"), b"\x00\x01binary"),
+        (b"plain text, not base64!", b"plain text, not base64!"),
+    ],
+)
+def test_bodies_follow_oscars_rule(tmp_path: Path, body: bytes, decoded: bytes) -> None:
+    raw, staged = tmp_path / "raw", tmp_path / "staged"
+    raw.write_bytes(body)
+    decode_body_file(raw, staged)
+    assert staged.read_bytes() == decoded
 
 
 def test_output_becomes_lines_across_chunks_with_secrets_masked() -> None:

@@ -13,9 +13,10 @@ import pytest
 import uvicorn
 from fastapi import FastAPI, Request
 
-from oscarpy.api.auth import require_service_access
+from oscarpy.api.auth import install_throttle, require_service_access
 from oscarpy.api.errors import install_error_handlers
 from oscarpy.auth.credentials import AdminCredentials
+from oscarpy.config import Settings
 from oscarpy.db import Database
 from oscarpy.services.model import parse_service
 from oscarpy.services.registry import ServiceRegistry
@@ -38,6 +39,7 @@ def app_and_tokens(tmp_path: Path) -> Iterator[tuple[httpx.Client, dict[str, str
     }
     app = FastAPI()
     app.state.admin = ADMIN
+    install_throttle(app, Settings(signin_free_failures=1000000))
     app.state.registry = registry
     install_error_handlers(app)
 

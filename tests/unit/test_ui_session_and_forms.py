@@ -3,44 +3,66 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from starlette.datastructures import FormData, UploadFile
 
 from oscarpy.auth.credentials import AdminCredentials
+from oscarpy.auth.revocations import Revocations
 from oscarpy.auth.sessions import SessionCodec
+from oscarpy.db import Database
 from oscarpy.services.model import parse_service
 from oscarpy.web.forms import ServiceForm
 
 ADMIN = AdminCredentials("oscar", "first-password", generated=False)
+SECRET = b"0" * 64
 
 
-def test_a_session_reads_back_until_revoked() -> None:
-    codec = SessionCodec(ADMIN)
+@pytest.fixture
+def revocations(tmp_path: Path) -> Revocations:
+    database = Database(f"sqlite:///{tmp_path / 'state.db'}")
+    database.migrate()
+    return Revocations(database)
+
+
+def _codec(revocations: Revocations, admin: AdminCredentials = ADMIN) -> SessionCodec:
+    return SessionCodec(admin, SECRET, revocations)
+
+
+def test_a_session_reads_back_until_revoked(revocations: Revocations) -> None:
+    codec = _codec(revocations)
     session, cookie = codec.issue()
     assert codec.read(cookie) == session
     assert codec.csrf_ok(session, session.csrf_token)
     assert not codec.csrf_ok(session, "") and not codec.csrf_ok(session, None)
     codec.revoke(session)
     assert codec.read(cookie) is None
+    assert _codec(revocations).read(cookie) is None  # another codec on the same state DB
+
+
+def test_the_key_is_the_installations_not_the_passwords(revocations: Revocations) -> None:
+    _session, cookie = _codec(revocations).issue()
+    other = SessionCodec(ADMIN, b"1" * 64, revocations)
+    assert other.read(cookie) is None
 
 
 def test_a_changed_password_or_an_expired_session_signs_out(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, revocations: Revocations
 ) -> None:
-    _session, cookie = SessionCodec(ADMIN).issue()
+    _session, cookie = _codec(revocations).issue()
     changed = AdminCredentials("oscar", "second-password", generated=False)
-    assert SessionCodec(changed).read(cookie) is None
+    assert _codec(revocations, changed).read(cookie) is None
 
-    codec = SessionCodec(ADMIN)
+    codec = _codec(revocations)
     _session, cookie = codec.issue()
     later = time.time() + 13 * 3600
     monkeypatch.setattr(time, "time", lambda: later)
     assert codec.read(cookie) is None
 
 
-def test_the_password_check_wants_both_user_and_password() -> None:
-    codec = SessionCodec(ADMIN)
+def test_the_password_check_wants_both_user_and_password(revocations: Revocations) -> None:
+    codec = _codec(revocations)
     assert codec.check_password("oscar", "first-password")
     assert not codec.check_password("oscar", "first-passwor")
     assert not codec.check_password("root", "first-password")

@@ -9,7 +9,9 @@ from fastapi.responses import PlainTextResponse
 
 from oscarpy import __version__
 from oscarpy.api import jobs, logs, metrics, openapi, run, services, system
+from oscarpy.api.auth import install_throttle
 from oscarpy.api.errors import install_error_handlers
+from oscarpy.api.origin import CrossSiteGuard
 from oscarpy.api.slashes import StripTrailingSlash
 from oscarpy.auth.credentials import AdminCredentials
 from oscarpy.config import Settings
@@ -22,6 +24,9 @@ def create_app(settings: Settings, database: Database, admin: AdminCredentials) 
         version=__version__,
         description="OSCAR-compatible API for event-driven file processing in containers.",
         redirect_slashes=False,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.database = database
@@ -40,6 +45,9 @@ def create_app(settings: Settings, database: Database, admin: AdminCredentials) 
     app.include_router(metrics.router)
     app.include_router(metrics.usage_router)
     install_error_handlers(app)
+    install_throttle(app, settings)
     openapi.document(app)
+    openapi.serve(app, interactive=settings.api_docs)
     app.add_middleware(StripTrailingSlash)
+    app.add_middleware(CrossSiteGuard, trusted_origins=settings.trusted_origin_list)
     return app

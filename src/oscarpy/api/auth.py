@@ -16,12 +16,15 @@ import binascii
 import hmac
 from typing import Annotated
 
-from fastapi import HTTPException, Request, Security, status
+from fastapi import FastAPI, HTTPException, Request, Security, status
 from fastapi.params import Depends
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBasic, HTTPBearer
 
 from oscarpy.auth.credentials import AdminCredentials
 from oscarpy.auth.sessions import session_from_api_request
+from oscarpy.auth.throttle import Throttle, Throttled, client_address
+from oscarpy.config import Settings
 from oscarpy.services.model import is_service_name
 
 BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="oscar"'}
@@ -80,15 +83,36 @@ def parse_bearer(header: str) -> str | None:
 
 
 def is_admin(request: Request, admin: AdminCredentials) -> bool:
-    """The admin's Basic credentials, or a dashboard session with its CSRF header."""
+    """The admin's Basic credentials, or a dashboard session with its CSRF header. Raises
+    `Throttled` (429) while the caller's address or user must wait after failed attempts."""
     parsed = parse_basic(request.headers.get("authorization", ""))
     if parsed is None:
         return session_from_api_request(request) is not None
     username, password = parsed
-    # Evaluate both comparisons so that timing does not tell which one failed.
-    user_ok = secrets_equal(username, admin.username)
-    password_ok = secrets_equal(password, admin.password)
-    return user_ok and password_ok
+    throttle: Throttle = request.app.state.throttle
+
+    def matches() -> bool:
+        # Evaluate both comparisons so that timing does not tell which one failed.
+        user_ok = secrets_equal(username, admin.username)
+        password_ok = secrets_equal(password, admin.password)
+        return user_ok and password_ok
+
+    return throttle.attempt(client_address(request.scope), username, "REST API", matches)
+
+
+async def _throttled(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, Throttled)
+    return JSONResponse(
+        {"detail": str(error)},
+        status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+        headers={"Retry-After": error.retry_after_header},
+    )
+
+
+def install_throttle(app: FastAPI, settings: Settings) -> None:
+    """One `Throttle` for the app (the server hands it to the S3 edge too), answered with 429."""
+    app.state.throttle = Throttle.from_settings(settings)
+    app.add_exception_handler(Throttled, _throttled)
 
 
 def require_admin(
@@ -101,20 +125,21 @@ def require_admin(
         raise unauthorized()
 
 
-def require_service_access(request: Request, service_name: str) -> None:
-    """Pass with the admin's Basic credentials or the Bearer token of `service_name`, else 401.
+def require_service_access(request: Request, service_name: str) -> bool:
+    """Pass with the admin's Basic credentials or the Bearer token of `service_name`, else 401;
+    True for the admin, False for the token (which opens less: see `/job` events).
 
     An absent service answers 401 to a token as to a wrong one (it tells a caller without the
     admin's credentials nothing); with the admin's credentials the route reports the 404.
     """
     if is_admin(request, request.app.state.admin):
-        return
+        return True
     token = parse_bearer(request.headers.get("authorization", ""))
     if token is not None:
         registry = request.app.state.registry
         service = registry.get(service_name) if is_service_name(service_name) else None
         if service is not None and service.token and secrets_equal(token, service.token):
-            return
+            return False
     raise unauthorized(headers=SERVICE_CHALLENGE)
 
 

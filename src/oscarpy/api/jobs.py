@@ -6,6 +6,7 @@ statuses.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response, status
@@ -13,7 +14,9 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from oscarpy.api.auth import SERVICE_AUTH_DOCUMENTATION, require_admin, require_service_access
+from oscarpy.api.bodies import BodyLimit, save_body
 from oscarpy.api.errors import error_responses
+from oscarpy.api.schemas import ErrorBody
 from oscarpy.engine import Engine
 from oscarpy.services.errors import ServiceNotFound
 from oscarpy.services.model import is_service_name
@@ -48,16 +51,26 @@ def checked_name(name: str) -> str:
     dependencies=SERVICE_AUTH_DOCUMENTATION,
     responses={
         **error_responses(401, 404),
+        403: {"model": ErrorBody, "description": "A token's event names another object."},
+        413: {"model": ErrorBody, "description": "The body is larger than the limit."},
         201: {"headers": {"Location": {"description": "The job's log."}}},
     },
 )
 async def submit_job(service_name: str, request: Request, response: Response) -> dict[str, Any]:
-    """Run the service once: a MinIO/S3 event body names an object to process; any other body
-    is the input itself (JSON as-is, anything else base64-decoded). The job is recorded before
-    this answers (OSCAR returns no id; we return it, still with 201)."""
-    require_service_access(request, service_name)
-    body = await request.body()
-    job_id = await run_in_threadpool(engine_of(request).submit, checked_name(service_name), body)
+    """Run the service once: a MinIO/S3 event body names an object to process (with the
+    service's token, only an object under one of its inputs); any other body is the input
+    itself (JSON as-is, anything else base64-decoded). The job is recorded before this answers
+    (OSCAR returns no id; we return it, still with 201)."""
+    as_admin = require_service_access(request, service_name)
+    engine = engine_of(request)
+    limit = BodyLimit(request.app.state.settings.job_body_limit, "job_body_limit")
+    path = engine.new_body_path()
+    try:
+        await save_body(request, path, limit)
+        submit = functools.partial(engine.submit, inputs_only=not as_admin)
+        job_id = await run_in_threadpool(submit, checked_name(service_name), path)
+    finally:
+        path.unlink(missing_ok=True)
     response.headers["Location"] = f"/system/logs/{service_name}/{job_id}"
     return {"job_id": job_id}
 

@@ -10,15 +10,41 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 
+from oscarpy.api.auth import require_admin
 from oscarpy.services.model import Service
 
+OPENAPI_URL = "/openapi.json"
 DEFINITION_REF = "#/components/schemas/ServiceDefinition"
 _ERROR_400 = {
     "description": "Invalid request; the detail names the field",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
 }
+
+
+def serve(app: FastAPI, *, interactive: bool) -> None:
+    """`/openapi.json` for the admin only; `/docs` and `/redoc` (for the admin too) only when
+    `interactive`, because their pages load Swagger UI and ReDoc scripts from a CDN, which
+    would then run with the admin's credentials."""
+    guarded = [Depends(require_admin)]
+
+    @app.get(OPENAPI_URL, include_in_schema=False, dependencies=guarded)
+    def openapi_document() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    if not interactive:
+        return
+
+    @app.get("/docs", include_in_schema=False, dependencies=guarded)
+    def swagger_page() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=OPENAPI_URL, title=f"{app.title} API")
+
+    @app.get("/redoc", include_in_schema=False, dependencies=guarded)
+    def redoc_page() -> HTMLResponse:
+        return get_redoc_html(openapi_url=OPENAPI_URL, title=f"{app.title} API")
 
 
 def document(app: FastAPI) -> None:

@@ -17,13 +17,13 @@ from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
 from oscarpy.api.auth import SERVICE_AUTH_DOCUMENTATION, require_service_access
+from oscarpy.api.bodies import BodyLimit, save_body
 from oscarpy.api.errors import error_responses
 from oscarpy.api.jobs import checked_name
 from oscarpy.api.schemas import ErrorBody
 from oscarpy.engine import AttemptOutcome, OutcomeKind
 from oscarpy.engine.run import (
     Answer,
-    BodyTooLarge,
     Runner,
     iterate_answer,
 )
@@ -99,19 +99,9 @@ async def run_service(service_name: str, request: Request) -> Response:
     result; the request is recorded as a job (source `sync`) with its log."""
     require_service_access(request, service_name)
     runner: Runner = request.app.state.runner
-    limit = runner.settings.run_body_limit
-    declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(_too_large(limit))
     path = runner.new_body_path()
     try:
-        size = 0
-        with path.open("wb") as handle:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise BodyTooLarge(_too_large(limit))
-                handle.write(chunk)
+        await save_body(request, path, BodyLimit(runner.settings.run_body_limit, "run_body_limit"))
         invoke = functools.partial(
             runner.invoke,
             checked_name(service_name),
@@ -122,13 +112,6 @@ async def run_service(service_name: str, request: Request) -> Response:
     finally:
         path.unlink(missing_ok=True)
     return _respond(answer, binary=BINARY in request.headers.get("accept", "").lower())
-
-
-def _too_large(limit: int) -> str:
-    return (
-        f"the request body is larger than {limit} bytes (run_body_limit); send the input "
-        "through storage instead, or raise OSCAR_RUN_BODY_LIMIT"
-    )
 
 
 def _respond(answer: Answer, *, binary: bool) -> Response:

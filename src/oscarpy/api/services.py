@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from oscarpy.api.auth import require_admin
 from oscarpy.api.errors import error_responses
 from oscarpy.api.openapi import DEFINITION_REF
+from oscarpy.api.origin import require_json
 from oscarpy.services.errors import ServiceDefinitionError, ServiceNotFound
 from oscarpy.services.model import Service, is_service_name, parse_service
 from oscarpy.services.registry import ADMIN_OWNER, ServiceRegistry
@@ -42,6 +43,7 @@ def _registry(request: Request) -> ServiceRegistry:
 
 
 async def _definition(request: Request) -> Service:
+    require_json(request)
     body = await request.body()
     try:
         data = json.loads(body)

@@ -16,7 +16,9 @@ from oscarpy.config import Settings
 from oscarpy.log import register_secret
 
 CREDENTIALS_FILE = "credentials.json"
+SESSION_SECRET_FILE = "session-secret"
 _PASSWORD_BYTES = 24
+_SECRET_BYTES = 32
 
 
 @dataclass(frozen=True)
@@ -73,13 +75,46 @@ def read_credentials_file(path: Path) -> dict[str, str] | None:
 def write_credentials_file(path: Path, data: dict[str, str]) -> None:
     """Write atomically, readable by the owner only from the first byte on."""
     temporary = path.with_name(path.name + ".tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    _write_owner_only(temporary, json.dumps(data, indent=2), os.O_TRUNC)
+    os.replace(temporary, path)
+
+
+def _write_owner_only(path: Path, text: str, mode_flag: int) -> None:
+    """`text` in a new file of mode 0600, on disk before this returns."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | mode_flag, 0o600)
     with os.fdopen(descriptor, "w") as handle:
-        json.dump(data, handle, indent=2)
+        handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
-    os.chmod(temporary, 0o600)
-    os.replace(temporary, path)
+    os.chmod(path, 0o600)  # also when the file existed with another mode
+
+
+def load_or_create_session_secret(data_dir: Path) -> bytes:
+    """This installation's random secret for signing dashboard sessions, created once with mode
+    0600 (exclusively: processes starting together on one data directory agree on it)."""
+    path = data_dir / SESSION_SECRET_FILE
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    try:
+        if path.exists():
+            return _read_session_secret(path)
+        _write_owner_only(temporary, secrets.token_hex(_SECRET_BYTES), os.O_EXCL)
+        try:
+            os.link(temporary, path)  # fails if another process made it first: theirs stands
+        except FileExistsError:
+            pass
+    finally:
+        temporary.unlink(missing_ok=True)
+    return _read_session_secret(path)
+
+
+def _read_session_secret(path: Path) -> bytes:
+    try:
+        stored = path.read_text().strip()
+    except OSError as error:
+        raise CredentialsError(f"cannot read {path}: {error.strerror or error}") from error
+    if len(stored) < 2 * _SECRET_BYTES:
+        raise CredentialsError(f"{path} is damaged; remove it (everyone signs in again)")
+    return stored.encode()
 
 
 def record_endpoints(settings: Settings, api_endpoint: str, s3_endpoint: str) -> None:

@@ -1,9 +1,14 @@
 """The dashboard's signed session cookie and its CSRF token.
 
 The cookie holds who signed in, until when, a session id and the CSRF token, as JSON signed
-with HMAC-SHA256. Its key is derived from the admin's password: a session survives a restart of
-the server, and changing the password signs everyone out. Logging out revokes the session id
-in this process (the cookie is also cleared), so a copied cookie stops working at once.
+with HMAC-SHA256. Its key is derived from a random secret of the installation (stored with mode
+0600 in the data directory) and the admin's password: a session survives a restart of the
+server, changing the password signs everyone out, and a cookie gives nothing to guess the
+password from offline. Logging out revokes the session id in the state DB (the cookie is also
+cleared), so a copied cookie stops working at once, after a restart and in every process.
+
+The cookie is `Secure` when the request came over HTTPS (directly, or through a proxy that says
+so in `X-Forwarded-Proto`), or always or never as the `secure_cookie` setting says.
 
 The CSRF token travels in every state-changing form (`csrf_token`) and in the `X-CSRF-Token`
 header of the dashboard's script; a request from another site cannot read it. The cookie is
@@ -18,20 +23,23 @@ import hashlib
 import hmac
 import json
 import secrets
-import threading
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from oscarpy.auth.credentials import AdminCredentials
+from oscarpy.auth.revocations import Revocations
+
+SecureCookie = Literal["auto", "always", "never"]
 
 COOKIE_NAME = "oscar_session"
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
 SESSION_SECONDS = 12 * 3600
-_KEY_PURPOSE = b"oscar-py dashboard session v1"
+_KEY_PURPOSE = b"oscar-py dashboard session v2"
 
 
 @dataclass(frozen=True)
@@ -55,12 +63,19 @@ def _decode(text: str) -> bytes:
 class SessionCodec:
     """Issues, reads and revokes dashboard sessions for one admin."""
 
-    def __init__(self, admin: AdminCredentials, *, secure_cookie: bool = False) -> None:
+    def __init__(
+        self,
+        admin: AdminCredentials,
+        secret: bytes,
+        revocations: Revocations,
+        *,
+        secure_cookie: SecureCookie = "auto",
+    ) -> None:
         self.admin = admin
         self.secure_cookie = secure_cookie
-        self._key = hmac.new(admin.password.encode(), _KEY_PURPOSE, hashlib.sha256).digest()
-        self._revoked: dict[str, float] = {}
-        self._lock = threading.Lock()
+        password_digest = hashlib.sha256(admin.password.encode()).digest()
+        self._key = hmac.new(secret, _KEY_PURPOSE + password_digest, hashlib.sha256).digest()
+        self.revocations = revocations
 
     def check_password(self, username: str, password: str) -> bool:
         # Both comparisons run, so that timing does not tell which one failed.
@@ -99,26 +114,28 @@ class SessionCodec:
             return None
         if session.expires_at < time.time() or session.username != self.admin.username:
             return None
-        with self._lock:
-            if session.session_id in self._revoked:
-                return None
+        if self.revocations.is_revoked(session.session_id):
+            return None
         return session
 
     def from_request(self, connection: HTTPConnection) -> Session | None:
         return self.read(connection.cookies.get(COOKIE_NAME))
 
     def revoke(self, session: Session) -> None:
-        now = time.time()
-        with self._lock:
-            # Forget revocations whose cookies have expired anyway.
-            self._revoked = {sid: until for sid, until in self._revoked.items() if until > now}
-            self._revoked[session.session_id] = session.expires_at
+        self.revocations.revoke(session.session_id, session.expires_at)
 
     @staticmethod
     def csrf_ok(session: Session, given: str | None) -> bool:
         return bool(given) and hmac.compare_digest(str(given).encode(), session.csrf_token.encode())
 
-    def set_cookie(self, response: Response, value: str) -> None:
+    def secure(self, connection: HTTPConnection) -> bool:
+        """Whether cookies set in answer to `connection` carry `Secure`."""
+        if self.secure_cookie != "auto":
+            return self.secure_cookie == "always"
+        forwarded = connection.headers.get("x-forwarded-proto", "").split(",")[0].strip()
+        return connection.url.scheme == "https" or forwarded.lower() == "https"
+
+    def set_cookie(self, response: Response, value: str, connection: HTTPConnection) -> None:
         response.set_cookie(
             COOKIE_NAME,
             value,
@@ -126,12 +143,16 @@ class SessionCodec:
             path="/",
             httponly=True,
             samesite="strict",
-            secure=self.secure_cookie,
+            secure=self.secure(connection),
         )
 
-    def clear_cookie(self, response: Response) -> None:
+    def clear_cookie(self, response: Response, connection: HTTPConnection) -> None:
         response.delete_cookie(
-            COOKIE_NAME, path="/", httponly=True, samesite="strict", secure=self.secure_cookie
+            COOKIE_NAME,
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=self.secure(connection),
         )
 
     def seal(self, payload: bytes) -> str:

@@ -22,6 +22,13 @@ if TYPE_CHECKING:
 FDL_ARGUMENT = typer.Argument(..., metavar="FDL", help="An FDL file (oscar-cli's YAML format).")
 
 
+ANY_SCRIPT_OPTION = typer.Option(
+    False,
+    "--allow-any-script-path",
+    help="Let the FDL's script paths point outside the FDL's directory (absolute or ../ paths).",
+)
+
+
 class FdlService(NamedTuple):
     cluster_id: str
     definition: dict[str, Any]
@@ -29,12 +36,17 @@ class FdlService(NamedTuple):
     warnings: list[str]
 
 
-def read_fdl(path: Path, name: str | None = None) -> list[FdlService]:
-    """Each service in the file with its cluster id; `name` renames a lone one."""
-    from oscarpy.services.model import ServiceDefinitionError, parse_fdl
+def read_fdl(
+    path: Path, name: str | None = None, *, any_script_path: bool = False
+) -> list[FdlService]:
+    """Each service in the file with its cluster id; `name` renames a lone one.
+
+    Script files are read only from the FDL's directory unless `any_script_path`: an FDL
+    someone else wrote must not upload this user's files (`script: ~/.ssh/id_rsa`)."""
+    from oscarpy.services.model import ANY_SCRIPT_PATH, ServiceDefinitionError, parse_fdl
 
     try:
-        entries = parse_fdl(path)
+        entries = parse_fdl(path, scripts_under=ANY_SCRIPT_PATH if any_script_path else None)
     except ServiceDefinitionError as error:
         raise UsageError(str(error)) from None
     if name is not None and len(entries) != 1:
@@ -74,11 +86,12 @@ def apply(
         None, "--name", "-n", help="Deploy the FDL's only service under this name."
     ),
     use_default: bool = DEFAULT_OPTION,
+    any_script_path: bool = ANY_SCRIPT_OPTION,
 ) -> None:
     """Create the services of an FDL file, or update those that exist."""
     from oscarpy.cli.client import OscarClient
 
-    definitions = read_fdl(fdl, name)
+    definitions = read_fdl(fdl, name, any_script_path=any_script_path)
     config = load_cluster_config()
     for fdl_cluster_id, definition, local_warnings in definitions:
         cluster_id, target = target_cluster(config, fdl_cluster_id, cluster, use_default)

@@ -5,7 +5,7 @@ One module owns it so that a script behaves the same however it is invoked:
 - the work directory's layout (`script.sh`, `event.json`, `input/`, `output/`, `tmp/`),
   built by `build_work_dir` with calls that never follow a link;
 - the environment (`environment`): OSCAR's variables, the service's variables and secrets;
-- how a request body becomes the script's input (`decode_body`) and the `EVENT` text
+- how a request body becomes the script's input (`decode_body_file`) and the `EVENT` text
   (`event_text`, capped at `MAX_EVENT_TEXT`);
 - which outputs are taken (`outputs.collect_outputs`, links never followed) and how a run's
   result becomes the attempt's outcome (`outcome_of`);
@@ -14,9 +14,6 @@ One module owns it so that a script behaves the same however it is invoked:
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import os
 import socket
 from pathlib import Path, PurePosixPath
@@ -77,20 +74,23 @@ def input_name(spec: JobSpec) -> str:
 # -- bodies and events ----------------------------------------------------------------------
 
 
-def decode_body(body: bytes) -> bytes:
-    """OSCAR's rule for a `/job` invocation: JSON is kept as it is, anything else is base64
-    (decoded; a body that is not valid base64 is kept as it is rather than refused).
+def decode_body_file(raw: Path, destination: Path) -> None:
+    """OSCAR's rule for a `/job` invocation, on files (a body may be larger than memory): JSON
+    is kept as it is, anything else is base64 (decoded; a body that is not valid base64 is
+    kept as it is rather than refused). `raw` is moved or left for the caller to remove.
 
-    `/run` applies the same rule to files, refusing invalid base64 (`run.body.stage_body`)."""
-    try:
-        json.loads(body)
-        return body
-    except ValueError:
-        pass
-    try:
-        return base64.b64decode(b"".join(body.split()), validate=True)
-    except (binascii.Error, ValueError):
-        return body
+    `/run` applies the same rule, refusing invalid base64 (`run.body.stage_body`)."""
+    # Imported here: the run package imports this module.
+    from oscarpy.engine.run.body import decode_base64_file, is_json
+    from oscarpy.engine.run.errors import InvalidBody
+
+    if not is_json(raw):
+        try:
+            decode_base64_file(raw, destination)
+            return
+        except InvalidBody:
+            destination.unlink(missing_ok=True)
+    os.replace(raw, destination)
 
 
 def event_text(content: bytes) -> str:

@@ -15,6 +15,7 @@ import threading
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -23,7 +24,7 @@ from oscarpy.db import Database, SystemMeta
 from oscarpy.engine import contract
 from oscarpy.engine.catalog import ServiceCatalog
 from oscarpy.engine.dispatcher import Capacity, Dispatcher, host_capacity
-from oscarpy.engine.errors import JobNotFound
+from oscarpy.engine.errors import EventNotAllowed, JobNotFound
 from oscarpy.engine.events import ObjectReference, parse_object_event, upload_identity
 from oscarpy.engine.intake import Intake
 from oscarpy.engine.ledger import AttemptView, Claim, JobView, Ledger, NewJob
@@ -63,6 +64,13 @@ def instance_id(database: Database) -> str:
         value = uuid.uuid4().hex[:16]
         session.add(SystemMeta(key=INSTANCE_KEY, value=value))
         return value
+
+
+def _under_an_input(service: Service, reference: ObjectReference) -> bool:
+    return any(
+        path.bucket == reference.bucket and reference.key.startswith(path.key_prefix())
+        for path in service.input
+    )
 
 
 def _event_upload(reference: ObjectReference) -> str | None:
@@ -223,57 +231,86 @@ class Engine:
 
     # -- submissions ----------------------------------------------------------------------
 
-    def submit(self, service_name: str, body: bytes) -> str:
-        """A `/job` request: a MinIO/S3 event names an object to stage; any other body is
-        the input itself. The job is committed before this returns."""
-        service = self.catalog.require(service_name)
-        reference = parse_object_event(body)
-        if reference is not None:
-            provider = DEFAULT_PROVIDER
-            for input_path in service.input:
-                if input_path.bucket == reference.bucket:
-                    provider = input_path.storage_provider
-                    break
-            etag, upload = reference.etag, _event_upload(reference)
-            if self.providers.is_embedded(service, provider):
-                # The object as stored names its upload exactly as the intake does, so an
-                # event for an upload that already ran returns that job.
-                found = self.store.head(reference.bucket, reference.key)
-                if found is not None and etag in (None, found.etag):
-                    etag, upload = found.etag, upload_identity(found.etag, found.last_modified)
-            new = NewJob(
-                service=service.name,
-                source=JobSource.EVENT,
-                event=body.decode("utf-8", errors="replace"),
-                provider=provider,
-                bucket=reference.bucket,
-                key=reference.key,
-                etag=etag,
-                upload=upload,
-            )
-            created = self.ledger.add_job(new)
-            if created is None:
-                # Only a job with an upload identity is ever refused as a duplicate.
-                existing = upload and self.ledger.find_upload(
-                    service.name, reference.bucket, reference.key, upload
-                )
-                if existing:
-                    return existing
-                raise JobNotFound("the job of this event vanished; send it again")
-            self.dispatcher.wake()
-            return created
-        job_id = str(uuid.uuid4())
-        content = contract.decode_body(body)
-        path = self.bodies / job_id
+    def new_body_path(self) -> Path:
+        """Where the API streams a `/job` body before `submit` (which moves or removes it)."""
         self.bodies.mkdir(parents=True, exist_ok=True)
+        return self.bodies / f".incoming-{uuid.uuid4().hex}"
+
+    def submit(self, service_name: str, body: bytes | Path, *, inputs_only: bool = False) -> str:
+        """A `/job` request: a MinIO/S3 event names an object to stage; any other body is
+        the input itself. `body` is the bytes, or a file from `new_body_path` that this takes
+        over (never read whole: a body may be larger than memory). With `inputs_only` (a caller
+        holding only the service's token) an event must name an object under one of the
+        service's inputs, else `EventNotAllowed`. The job is committed before this returns."""
+        service = self.catalog.require(service_name)
+        raw = body if isinstance(body, Path) else self._spool(body)
+        try:
+            if raw.stat().st_size <= contract.MAX_EVENT_TEXT:
+                event = raw.read_bytes()
+                reference = parse_object_event(event)
+                if reference is not None:
+                    if inputs_only and not _under_an_input(service, reference):
+                        raise EventNotAllowed(
+                            f"the event names {reference.bucket}/{reference.key}, which is not "
+                            f"under an input of {service.name}; its token may send events for "
+                            "its own inputs only"
+                        )
+                    return self._submit_event(service, reference, event)
+            return self._submit_invocation(service, raw)
+        finally:
+            raw.unlink(missing_ok=True)
+
+    def _spool(self, body: bytes) -> Path:
+        path = self.new_body_path()
         with open(path, "wb", opener=private_opener) as handle:
-            handle.write(content)
-            handle.flush()
+            handle.write(body)
+        return path
+
+    def _submit_event(self, service: Service, reference: ObjectReference, body: bytes) -> str:
+        provider = DEFAULT_PROVIDER
+        for input_path in service.input:
+            if input_path.bucket == reference.bucket:
+                provider = input_path.storage_provider
+                break
+        etag, upload = reference.etag, _event_upload(reference)
+        if self.providers.is_embedded(service, provider):
+            # The object as stored names its upload exactly as the intake does, so an
+            # event for an upload that already ran returns that job.
+            found = self.store.head(reference.bucket, reference.key)
+            if found is not None and etag in (None, found.etag):
+                etag, upload = found.etag, upload_identity(found.etag, found.last_modified)
+        new = NewJob(
+            service=service.name,
+            source=JobSource.EVENT,
+            event=body.decode("utf-8", errors="replace"),
+            provider=provider,
+            bucket=reference.bucket,
+            key=reference.key,
+            etag=etag,
+            upload=upload,
+        )
+        created = self.ledger.add_job(new)
+        if created is None:
+            # Only a job with an upload identity is ever refused as a duplicate.
+            existing = upload and self.ledger.find_upload(
+                service.name, reference.bucket, reference.key, upload
+            )
+            if existing:
+                return existing
+            raise JobNotFound("the job of this event vanished; send it again")
+        self.dispatcher.wake()
+        return created
+
+    def _submit_invocation(self, service: Service, raw: Path) -> str:
+        job_id = str(uuid.uuid4())
+        path = self.bodies / job_id
+        contract.decode_body_file(raw, path)
+        with open(path, "rb") as handle:
             os.fsync(handle.fileno())
         new = NewJob(
             service=service.name,
             source=JobSource.INVOCATION,
-            event=contract.event_text(content),
+            event=contract.event_text_of_file(path),
             body_path=str(path),
             job_id=job_id,
         )

@@ -11,6 +11,7 @@
     │       └── ContainerConflict    its state forbids the call (409: not running, being removed)
     ├── ContainerGone                a warm container died before a `/run` script started in it
     ├── JobNotFound                  no such job (for that service)
+    ├── EventNotAllowed              a caller's event names an object it may not have processed
     └── InvalidJobOperation          the job's state does not allow the operation
 
 A script's own failure (non-zero exit, timeout, OOM) is not an exception: it is an outcome,
@@ -71,3 +72,7 @@ class JobNotFound(EngineError):
 
 class InvalidJobOperation(EngineError):
     pass
+
+
+class EventNotAllowed(EngineError):
+    """A service's token sent an event for an object outside that service's inputs."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from urllib.parse import unquote, urlsplit
@@ -19,13 +20,14 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from oscarpy.auth.credentials import AdminCredentials
+from oscarpy.auth.throttle import Throttle, Throttled, client_address
 from oscarpy.config import Settings
 from oscarpy.s3 import buckets, multipart, objects
 from oscarpy.s3.call import S3Call
 from oscarpy.s3.errors import S3Error, from_store_error, not_implemented
 from oscarpy.s3.payload import InlineWrites
 from oscarpy.s3.sigv2 import PRESIGNED_PARAMETERS
-from oscarpy.s3.sigv4 import Credentials, Verifier
+from oscarpy.s3.sigv4 import Authorization, Credentials, Verifier
 from oscarpy.storage.errors import StorageError, is_disk_full
 from oscarpy.storage.store import ObjectStore
 
@@ -143,8 +145,15 @@ def choose(method: str, bucket: str, key: str, query: dict[str, str]) -> Handler
 class S3App:
     """The ASGI application; see the module docstring."""
 
-    def __init__(self, store: ObjectStore, admin: AdminCredentials, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        admin: AdminCredentials,
+        settings: Settings,
+        throttle: Throttle | None = None,
+    ) -> None:
         self.store = store
+        self.throttle = throttle or Throttle.from_settings(settings)
         self.owner = admin.username
         self.region = settings.region
         self.verifier = Verifier(Credentials(admin.username, admin.password))
@@ -182,7 +191,7 @@ class S3App:
         try:
             response = await self._handle(request, method, raw_path, path)
         except ClientDisconnect:
-            log.debug("client went away during %s %s", method, path)
+            log.debug("client went away during %s %s", method, loggable(path))
             return
         except S3Error as error:
             response = self._error(error, method, path, request_id)
@@ -190,10 +199,12 @@ class S3App:
             response = self._error(from_store_error(error), method, path, request_id)
         except Exception as error:
             if is_disk_full(error):
-                log.warning("S3 %s %s: the data directory is full (%s)", method, path, error)
+                log.warning(
+                    "S3 %s %s: the data directory is full (%s)", method, loggable(path), error
+                )
                 failure = S3Error("InsufficientStorage", "the server's data directory is full")
             else:
-                log.exception("S3 %s %s failed", method, path)
+                log.exception("S3 %s %s failed", method, loggable(path))
                 failure = S3Error(
                     "InternalError", "We encountered an internal error. Please try again."
                 )
@@ -207,9 +218,7 @@ class S3App:
         for name, value in request.scope["headers"]:
             headers.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
         host = (headers.get("host") or [""])[0]
-        auth = self.verifier.verify(
-            method, raw_path, raw_query, headers, bucket_from_host=self.bucket_from_host(host)
-        )
+        auth = self._verified(request, method, raw_path, raw_query, headers, host)
         bucket, key = self.address(host, path)
         query = parse_query(raw_query)
         handler = choose(method, bucket, key, query)
@@ -227,11 +236,56 @@ class S3App:
         )
         return await handler(call)
 
+    def _verified(
+        self,
+        request: Request,
+        method: str,
+        raw_path: str,
+        raw_query: str,
+        headers: dict[str, list[str]],
+        host: str,
+    ) -> Authorization:
+        """The request's signature checked, unless its address or key must wait after failed
+        attempts (503 SlowDown, which S3 clients retry with backoff)."""
+        verified: list[Authorization] = []
+        refused: list[S3Error] = []
+
+        def signature_holds() -> bool:
+            try:
+                verified.append(
+                    self.verifier.verify(
+                        method,
+                        raw_path,
+                        raw_query,
+                        headers,
+                        bucket_from_host=self.bucket_from_host(host),
+                    )
+                )
+            except S3Error as error:
+                if error.code in _WRONG_SECRET:
+                    refused.append(error)
+                    return False
+                raise
+            return True
+
+        access_key = _claimed_access_key(headers, raw_query)
+        try:
+            signed = self.throttle.attempt(
+                client_address(request.scope), access_key, "S3", signature_holds
+            )
+        except Throttled as throttled:
+            error = S3Error("SlowDown", str(throttled))
+            error.headers["Retry-After"] = throttled.retry_after_header
+            raise error from None
+        if not signed:
+            raise refused[0]
+        return verified[0]
+
     def _error(self, error: S3Error, method: str, path: str, request_id: str) -> Response:
-        if error.status >= 500 and error.code != "NotImplemented":
-            log.warning("S3 %s %s: %s", method, path, error.message)
+        if error.status >= 500 and error.code not in ("NotImplemented", "SlowDown"):
+            log.warning("S3 %s %s: %s", method, loggable(path), error.message)
         else:
-            log.debug("S3 %s %s: %s %s", method, path, error.code, error.message)
+            log.debug("S3 %s %s: %s %s", method, loggable(path), error.code, error.message)
         body = b"" if method == "HEAD" else error.xml(path, request_id)
         headers = dict(error.headers)
         if method == "HEAD":
@@ -239,6 +293,26 @@ class S3App:
         return Response(
             body, status_code=error.status, headers=headers, media_type="application/xml"
         )
+
+
+_WRONG_SECRET = {"SignatureDoesNotMatch", "InvalidAccessKeyId"}
+_CREDENTIAL = re.compile(r"Credential=([^/,\s]*)/")
+_SIGV2_KEY = re.compile(r"AWS ([^:\s]*):")
+
+
+def _claimed_access_key(headers: dict[str, list[str]], raw_query: str) -> str:
+    """The access key a request says it is signed with, before the signature is checked."""
+    header = (headers.get("authorization") or [""])[0]
+    found = _CREDENTIAL.search(header) or _SIGV2_KEY.match(header)
+    if found is None:
+        found = re.search(r"(?:X-Amz-Credential|AWSAccessKeyId)=([^%/&]*)", raw_query)
+    return unquote(found.group(1)) if found else ""
+
+
+def loggable(text: str) -> str:
+    """`text` with control and non-ASCII characters escaped (`\\n`, `\\x1b`): a path comes from
+    whoever sent the request, signed or not, and must not forge log lines or colour a terminal."""
+    return text.encode("unicode_escape").decode("ascii")
 
 
 def _is_ip(host: str) -> bool:
@@ -249,5 +323,10 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def create_s3_app(store: ObjectStore, admin: AdminCredentials, settings: Settings) -> ASGIApp:
-    return S3App(store, admin, settings)
+def create_s3_app(
+    store: ObjectStore,
+    admin: AdminCredentials,
+    settings: Settings,
+    throttle: Throttle | None = None,
+) -> ASGIApp:
+    return S3App(store, admin, settings, throttle)

@@ -43,6 +43,7 @@ STATUS: dict[str, int] = {
     "PreconditionFailed": 412,
     "RequestTimeTooSkewed": 403,
     "SignatureDoesNotMatch": 403,
+    "SlowDown": 503,
     "AuthorizationQueryParametersError": 400,
     "XAmzContentSHA256Mismatch": 400,
 }

@@ -400,6 +400,10 @@ class Verifier:
         *,
         presigned: bool,
     ) -> Authorization:
+        if "host" not in signed:
+            # Unsigned, the Host header could be changed in transit: a request signed for one
+            # server (or bucket, virtual-host style) would be replayed against another.
+            raise S3Error("AccessDenied", "SignedHeaders must include host")
         for path in _path_candidates(raw_path):
             canonical = "\n".join([method, path, query, headers, ";".join(signed), payload_hash])
             for form in signed_forms(canonical):

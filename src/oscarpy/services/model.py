@@ -35,6 +35,7 @@ from oscarpy.services import quantities
 from oscarpy.services.errors import ServiceDefinitionError
 
 __all__ = [
+    "ANY_SCRIPT_PATH",
     "DEFAULT_PROVIDER",
     "Environment",
     "MinioProviderConfig",
@@ -47,6 +48,7 @@ __all__ = [
     "WebdavProviderConfig",
     "is_service_name",
     "parse_fdl",
+    "parse_fdl_text",
     "parse_service",
 ]
 
@@ -810,54 +812,107 @@ def _lower_keys(data: dict[Any, Any]) -> dict[str, Any]:
     return {str(key).lower(): value for key, value in data.items()}
 
 
-def parse_fdl(path: Path) -> list[tuple[str, Service]]:
+ANY_SCRIPT_PATH = Path("/")
+"""`scripts_under` that lets an FDL name a script file anywhere (the CLI's explicit opt-in)."""
+
+
+def parse_fdl(path: Path, *, scripts_under: Path | None = None) -> list[tuple[str, Service]]:
     """The services of an FDL file, each with the id of the cluster it is meant for.
 
     The format is oscar-cli's: `functions: oscar: - <cluster-id>: {service}`, with `script` the
     path of a file relative to the FDL (or, as an oscar-py extension, the script text itself when
     it spans several lines), and an optional top-level `storage_providers` shared by all services.
+    A script file must lie under `scripts_under` (default: the FDL's own directory), so that an
+    FDL from elsewhere cannot make whoever applies it read `/etc/shadow` or `../../secret`.
     """
     try:
-        document = _load_yaml(path.read_text())
+        text = path.read_text()
     except OSError as error:
         raise ServiceDefinitionError(f"{path}: cannot read: {error.strerror or error}") from None
+    root = scripts_under if scripts_under is not None else path.parent
+    return parse_fdl_text(text, str(path), base=path.parent, scripts_under=root)
+
+
+def parse_fdl_text(
+    text: str, source: str, *, base: Path | None = None, scripts_under: Path | None = None
+) -> list[tuple[str, Service]]:
+    """The services of FDL `text` (named `source` in errors). Without `base`, as for an uploaded
+    FDL, no file is read: every script must be inline (a multi-line YAML block)."""
+    try:
+        document = _load_yaml(text)
     except yaml.YAMLError as error:
-        raise ServiceDefinitionError(f"{path}: not valid YAML: {error}") from None
+        raise ServiceDefinitionError(f"{source}: not valid YAML: {error}") from None
     if not isinstance(document, dict):
-        raise ServiceDefinitionError(f"{path}: expected a mapping with a 'functions' key")
+        raise ServiceDefinitionError(f"{source}: expected a mapping with a 'functions' key")
     document = _lower_keys(document)
     functions = document.get("functions")
     if not isinstance(functions, dict):
-        raise ServiceDefinitionError(f"{path}: functions: expected a mapping with an 'oscar' key")
+        raise ServiceDefinitionError(f"{source}: functions: expected a mapping with an 'oscar' key")
     entries = _lower_keys(functions).get("oscar")
     if not isinstance(entries, list) or not entries:
         raise ServiceDefinitionError(
-            f"{path}: functions.oscar: expected a list of '<cluster-id>: <service>' entries"
+            f"{source}: functions.oscar: expected a list of '<cluster-id>: <service>' entries"
         )
     shared_providers = document.get("storage_providers") or {}
     if not isinstance(shared_providers, dict):
-        raise ServiceDefinitionError(f"{path}: storage_providers: expected a mapping")
+        raise ServiceDefinitionError(f"{source}: storage_providers: expected a mapping")
     file_warnings = _fdl_warnings(document)
+    scripts = _ScriptFiles(source, base, scripts_under)
     services: list[tuple[str, Service]] = []
     for index, entry in enumerate(entries):
         where = f"functions.oscar[{index}]"
         if not isinstance(entry, dict) or len(entry) != 1:
             raise ServiceDefinitionError(
-                f"{path}: {where}: expected one '<cluster-id>: <service>' mapping"
+                f"{source}: {where}: expected one '<cluster-id>: <service>' mapping"
             )
         ((cluster_id, body),) = entry.items()
         where = f"{where}.{cluster_id}"
         if not isinstance(body, dict):
-            raise ServiceDefinitionError(f"{path}: {where}: expected the service's settings")
-        data = _with_script_text(body, path, where)
+            raise ServiceDefinitionError(f"{source}: {where}: expected the service's settings")
+        data = scripts.with_script_text(body, where)
         data = _with_shared_providers(data, shared_providers)
         try:
             service = parse_service(data, where=where)
         except ServiceDefinitionError as error:
-            raise ServiceDefinitionError(f"{path}: {error}") from None
+            raise ServiceDefinitionError(f"{source}: {error}") from None
         service._warnings = file_warnings + service._warnings
         services.append((str(cluster_id), service))
     return services
+
+
+class _ScriptFiles:
+    """Reads the script files an FDL names, only beneath `scripts_under` (none without `base`)."""
+
+    def __init__(self, source: str, base: Path | None, scripts_under: Path | None) -> None:
+        self.source = source
+        self.base = base
+        self.root = (scripts_under or base or ANY_SCRIPT_PATH).resolve()
+
+    def with_script_text(self, body: dict[Any, Any], where: str) -> dict[str, Any]:
+        data = dict(body)
+        key = next((key for key in data if str(key).lower() == "script"), None)
+        if key is None or not isinstance(data[key], str) or "\n" in data[key]:
+            return data  # absent, malformed or inline: validation reports it or takes it as is
+        named = data[key].strip()
+        field = f"{self.source}: {where}.script"
+        if self.base is None:
+            # Said before any file is touched: the answer tells nothing about the server's files.
+            raise ServiceDefinitionError(
+                f"{field}: {named!r} names a file, but an uploaded FDL can only carry its "
+                "script inline (a multi-line `script: |` block)"
+            )
+        script_path = (self.base / named).resolve()
+        if not script_path.is_relative_to(self.root):
+            raise ServiceDefinitionError(
+                f"{field}: {named!r} is outside {self.root}; keep scripts beside the FDL "
+                "(or allow other paths explicitly)"
+            )
+        try:
+            data[key] = script_path.read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            reason = getattr(error, "strerror", None) or str(error)
+            raise ServiceDefinitionError(f"{field}: cannot read {script_path}: {reason}") from None
+        return data
 
 
 def _load_yaml(text: str) -> Any:
@@ -894,22 +949,6 @@ def _fdl_warnings(document: dict[str, Any]) -> list[str]:
         elif not _is_zero(value):
             warnings.append(f"{key}: not supported by oscar-py, ignored: {loss}")
     return warnings
-
-
-def _with_script_text(body: dict[Any, Any], fdl: Path, where: str) -> dict[str, Any]:
-    data = dict(body)
-    key = next((key for key in data if str(key).lower() == "script"), None)
-    if key is None or not isinstance(data[key], str) or "\n" in data[key]:
-        return data  # absent, malformed or inline: validation reports it or takes it as is
-    script_path = (fdl.parent / data[key].strip()).resolve()
-    try:
-        data[key] = script_path.read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        reason = getattr(error, "strerror", None) or str(error)
-        raise ServiceDefinitionError(
-            f"{fdl}: {where}.script: cannot read {script_path}: {reason}"
-        ) from None
-    return data
 
 
 def _with_shared_providers(data: dict[str, Any], shared: dict[Any, Any]) -> dict[str, Any]:

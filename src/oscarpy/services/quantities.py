@@ -33,6 +33,12 @@ _MULTIPLIERS: dict[str, Decimal] = {
     "Ei": Decimal(2**60),
 }
 
+MAX_QUANTITY_LENGTH = 64
+#: Decimal exponents beyond these are refused before any arithmetic: turning "1e999999" into
+#: an int takes half a minute of CPU, and "1e1000000" overflows. 1e±30 spans every real size.
+MAX_EXPONENT = 30
+MIN_EXPONENT = -30
+
 #: Docker refuses a memory limit below 6 MiB; a smaller value is almost always a typo.
 MINIMUM_MEMORY_BYTES = 6 * 2**20
 
@@ -43,6 +49,11 @@ class QuantityError(ValueError):
 
 def parse_quantity(text: str) -> Decimal:
     """The value of a quantity, e.g. "500m" → 0.5 and "1Ki" → 1024."""
+    if len(text) > MAX_QUANTITY_LENGTH:
+        raise QuantityError(
+            f"{text[:20]!r}… is {len(text)} characters long; a quantity has at most "
+            f"{MAX_QUANTITY_LENGTH}"
+        )
     match = _QUANTITY.match(text.strip())
     if match is None:
         raise QuantityError(
@@ -53,6 +64,11 @@ def parse_quantity(text: str) -> Decimal:
         number = Decimal(match["number"])
     except InvalidOperation as error:  # pragma: no cover - the pattern only admits numbers
         raise QuantityError(f"{text!r} is not a number") from error
+    if number and not MIN_EXPONENT <= number.adjusted() <= MAX_EXPONENT:
+        raise QuantityError(
+            f"{text!r} is out of range; a quantity lies between 1e{MIN_EXPONENT} and "
+            f"1e{MAX_EXPONENT}"
+        )
     return number * _MULTIPLIERS[match["suffix"] or ""]
 
 

@@ -220,7 +220,13 @@ def flash(response: Response, request: Request, text: str, kind: str = "notice")
     """A message shown once on the next page (after a redirect)."""
     value = sessions(request).seal(json.dumps({"kind": kind, "text": text}).encode())
     response.set_cookie(
-        FLASH_COOKIE, value, max_age=60, path=PREFIX, httponly=True, samesite="strict"
+        FLASH_COOKIE,
+        value,
+        max_age=60,
+        path=PREFIX,
+        httponly=True,
+        samesite="strict",
+        secure=sessions(request).secure(request),
     )
     return response
 

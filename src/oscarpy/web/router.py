@@ -8,8 +8,11 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from oscarpy.auth.credentials import AdminCredentials
+from oscarpy.auth.credentials import AdminCredentials, load_or_create_session_secret
+from oscarpy.auth.revocations import Revocations
 from oscarpy.auth.sessions import SessionCodec
+from oscarpy.auth.throttle import Throttle, Throttled, client_address
+from oscarpy.config import Settings
 from oscarpy.engine.records import JobStatus
 from oscarpy.web import activity, charts, services, storage
 from oscarpy.web.dashboard import (
@@ -31,7 +34,13 @@ router = APIRouter(prefix=PREFIX, route_class=DashboardRoute, include_in_schema=
 
 def mount_dashboard(app: FastAPI, admin: AdminCredentials) -> None:
     """Serve the dashboard at `/ui` of `app`, with sessions for `admin`."""
-    app.state.sessions = SessionCodec(admin)
+    settings: Settings = app.state.settings
+    app.state.sessions = SessionCodec(
+        admin,
+        load_or_create_session_secret(settings.data_dir),
+        Revocations(app.state.database),
+        secure_cookie=settings.secure_cookie,
+    )
     app.include_router(router)
     app.include_router(services.router)
     app.include_router(storage.router)
@@ -59,12 +68,25 @@ async def login(request: Request) -> Response:
     password = str(form.get("password") or "")
     target = _safe_next(str(form.get("next") or PREFIX))
     codec = sessions(request)
-    if not codec.check_password(username, password):
+    throttle: Throttle = request.app.state.throttle
+    try:
+        signed_in = throttle.attempt(
+            client_address(request.scope),
+            username,
+            "dashboard",
+            lambda: codec.check_password(username, password),
+        )
+    except Throttled as error:
+        context = {"next": target, "username": username, "error": f"{error}.".capitalize()}
+        answer = render(request, "login.html", context, status=429)
+        answer.headers["Retry-After"] = error.retry_after_header
+        return answer
+    if not signed_in:
         context = {"next": target, "username": username, "error": "Wrong user or password."}
         return render(request, "login.html", context, status=401)
     _session, cookie = codec.issue()
     response = redirect(request, target)
-    codec.set_cookie(response, cookie)
+    codec.set_cookie(response, cookie, request)
     return response
 
 
@@ -73,7 +95,7 @@ def logout(request: Request, session: Checked) -> Response:
     codec = sessions(request)
     codec.revoke(session)
     response = redirect(request, f"{PREFIX}/login", "Signed out.")
-    codec.clear_cookie(response)
+    codec.clear_cookie(response, request)
     return response
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -16,7 +14,7 @@ from starlette.datastructures import UploadFile
 
 from oscarpy.engine import JobStatus, JobView
 from oscarpy.services.errors import ServiceDefinitionError, ServiceExists, ServiceNotFound
-from oscarpy.services.model import Service, is_service_name, parse_fdl, parse_service
+from oscarpy.services.model import Service, is_service_name, parse_fdl_text, parse_service
 from oscarpy.web import activity, charts
 from oscarpy.web.dashboard import (
     PREFIX,
@@ -202,15 +200,9 @@ def _parse_definition(filename: str, content: bytes) -> list[Service]:
             raise DashboardError(f"{filename} is not valid JSON: {error}") from None
         items = data if isinstance(data, list) else [data]
         return [parse_service(item, where=filename) for item in items]
-    # An FDL names its script files relative to itself; uploaded alone, it can only carry
-    # inline scripts, and parse_fdl says which file it could not read.
-    with tempfile.TemporaryDirectory(prefix="oscar-fdl-") as directory:
-        path = Path(directory) / Path(filename).name
-        path.write_text(text)
-        try:
-            return [service for _cluster, service in parse_fdl(path)]
-        except ServiceDefinitionError as error:
-            raise ServiceDefinitionError(str(error).replace(str(path), filename)) from None
+    # An uploaded FDL has no directory of its own on this server: its scripts must be inline,
+    # and the server reads none of its own files for it.
+    return [service for _cluster, service in parse_fdl_text(text, filename)]
 
 
 def _apply(request: Request, services: list[Service]) -> tuple[list[str], list[str]]:

@@ -42,6 +42,13 @@ class S3Provider:
         verify: bool = True,
         name: str = "s3",
     ) -> None:
+        if not access_key or not secret_key:
+            # boto3 would fall back to the host's own credentials (environment, ~/.aws, the
+            # instance role): a service would read and write with the server's identity.
+            raise StorageError(
+                f"storage provider {name} has no access_key or secret_key; give both (the "
+                "server never lends its own cloud credentials to a service)"
+            )
         register_secret(secret_key)
         self.name = name
         if endpoint and "://" not in endpoint:
@@ -50,8 +57,8 @@ class S3Provider:
         self._client: Any = boto3.session.Session().client(
             "s3",
             endpoint_url=endpoint or None,
-            aws_access_key_id=access_key or None,
-            aws_secret_access_key=secret_key or None,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
             region_name=region or "us-east-1",
             verify=verify,
             config=botocore.config.Config(
