@@ -14,7 +14,6 @@ import os
 import threading
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select
@@ -349,12 +348,6 @@ class Engine:
     def counts(self, service_name: str | None = None) -> dict[JobStatus, int]:
         """How many jobs are in each state, of one service or of all."""
         return self.ledger.count_by_status(service_name)
-
-    def finished_since(self, start: datetime) -> list[tuple[JobStatus, datetime]]:
-        return self.ledger.finished_since(start)
-
-    def running_by_service(self) -> dict[str, int]:
-        return self.ledger.running_by_service()
 
     def retry(self, service_name: str, job_id: str) -> JobView:
         return self.operations.retry(service_name, job_id)

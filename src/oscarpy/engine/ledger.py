@@ -355,26 +355,6 @@ class Ledger:
                 query = query.where(Job.service == service)
             return {JobStatus(status): count for status, count in session.execute(query).all()}
 
-    def finished_since(self, start: datetime) -> list[tuple[JobStatus, datetime]]:
-        """When each job that succeeded or failed from `start` on ended, and how."""
-        with self.database.session() as session:
-            rows = session.execute(
-                select(Job.status, Job.finished_at).where(
-                    Job.finished_at >= start,
-                    Job.status.in_([JobStatus.SUCCEEDED.value, JobStatus.FAILED.value]),
-                )
-            ).all()
-        return [(JobStatus(status), finished) for status, finished in rows if finished]
-
-    def running_by_service(self) -> dict[str, int]:
-        with self.database.session() as session:
-            rows = session.execute(
-                select(Job.service, func.count())
-                .where(Job.status == JobStatus.RUNNING.value)
-                .group_by(Job.service)
-            ).all()
-        return {str(service): int(count) for service, count in rows}
-
     # -- dispatching ----------------------------------------------------------------------
 
     def ready_services(self) -> dict[str, int]:

@@ -10,8 +10,8 @@ from datetime import datetime
 from typing import Any
 
 from oscarpy.db import Database
-from oscarpy.web import activity
-from oscarpy.web.activity import Percentiles, Slot, TimingSlot, Window
+from oscarpy.engine import activity
+from oscarpy.engine.activity import Percentiles, Slot, TimingSlot, Window
 from oscarpy.web.dashboard import templates
 
 WIDTH, HEIGHT = 600, 200

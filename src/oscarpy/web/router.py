@@ -13,8 +13,8 @@ from oscarpy.auth.revocations import Revocations
 from oscarpy.auth.sessions import SessionCodec
 from oscarpy.auth.throttle import Throttle, Throttled, client_address
 from oscarpy.config import Settings
-from oscarpy.engine.records import JobStatus
-from oscarpy.web import activity, charts, services, storage
+from oscarpy.engine import JobStatus, activity
+from oscarpy.web import charts, services, storage
 from oscarpy.web.dashboard import (
     _HERE,
     PREFIX,

@@ -12,10 +12,10 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from oscarpy.engine import JobStatus, JobView
+from oscarpy.engine import JobStatus, JobView, activity
 from oscarpy.services.errors import ServiceDefinitionError, ServiceExists, ServiceNotFound
 from oscarpy.services.model import Service, is_service_name, parse_fdl_text, parse_service
-from oscarpy.web import activity, charts
+from oscarpy.web import charts
 from oscarpy.web.dashboard import (
     PREFIX,
     Checked,

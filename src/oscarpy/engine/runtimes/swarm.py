@@ -256,6 +256,10 @@ class SwarmExecution:
                     raise ContainerError(f"the task ended without a result: {error}")
         result = attempt.result or {}
         if "error" in result:
+            if self.node is None:  # the agent answered before the watch saw its node
+                task = self._runtime.task_of(self._service_id)
+                node = self._runtime.node_of(task) if task is not None else None
+                self.node = node.name if node is not None else None
             where = f" on node {self.node}" if self.node else ""
             error = ImageUnavailable if result["error"] == "image" else ContainerError
             raise error(f"{result['message']}{where}")

@@ -1,8 +1,8 @@
 """What the overview and a service's page show: jobs finished over time, how long jobs waited
 and ran (percentiles per slot), and the capacity running jobs hold.
 
-These are read-only queries over the job ledger's tables that the ledger has no method for
-yet; they never write (only `oscarpy.engine.ledger` does).
+Read-only queries over the job ledger's tables, kept in the engine so that the dashboard never
+touches the tables itself; they never write (only `oscarpy.engine.ledger` does).
 """
 
 from __future__ import annotations
