@@ -146,3 +146,11 @@ def require_service_access(request: Request, service_name: str) -> bool:
 #: Dependencies a route of one service adds to document both schemes in the OpenAPI document;
 #: the route still calls `require_service_access` with its service's name.
 SERVICE_AUTH_DOCUMENTATION: list[Depends] = [Security(basic_scheme), Security(bearer_scheme)]
+
+metrics_scheme = _DocumentedBearer(
+    auto_error=False,
+    scheme_name="metricsToken",
+    description="OSCAR_METRICS_TOKEN.",
+)
+METRICS_AUTH_DOCUMENTATION: list[Depends] = [Security(basic_scheme), Security(metrics_scheme)]
+"""`/metrics`: the admin, or Prometheus with the scrape token (never a service's token)."""

@@ -18,7 +18,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oscarpy.api.auth import (
-    SERVICE_AUTH_DOCUMENTATION,
+    METRICS_AUTH_DOCUMENTATION,
     is_admin,
     parse_basic,
     parse_bearer,
@@ -56,7 +56,7 @@ def observability_of(request: Request) -> Observability:
     "/metrics",
     tags=["metrics"],
     summary="Metrics in the Prometheus text format",
-    dependencies=SERVICE_AUTH_DOCUMENTATION,
+    dependencies=METRICS_AUTH_DOCUMENTATION,
     response_class=Response,
     responses={
         200: {"content": {"text/plain": {}}, "description": "The exposition format, 0.0.4."},
