@@ -81,8 +81,9 @@ def test_a_service_shows_its_throughput_and_percentiles(
     page.goto(f"{platform.url}/ui/services/{SERVICE}")
     section = page.locator("[data-activity]")
     expect(section.get_by_role("heading", name="Jobs finished, last hour")).to_be_visible()
+    # The four jobs end within seconds, in one slot or across the boundary of two.
     expect(section.locator("svg[data-chart=throughput] desc")).to_have_text(
-        "3 jobs succeeded and 1 failed in the last hour; the busiest slot had 4."
+        re.compile(r"3 jobs succeeded and 1 failed in the last hour; the busiest slot had [234]\.")
     )
     # Three /job calls waited for a first attempt; all four ran, each for about a second
     # or more (the failing one exits at once).

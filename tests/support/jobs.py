@@ -208,13 +208,18 @@ class HealthProbe:
         self.platform = platform
         self.slowest = 0.0
         self.calls = 0
+        self.failure: httpx.HTTPError | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             started = time.monotonic()
-            answer = self.platform.client.get("/health")
+            try:
+                answer = self.platform.client.get("/health")
+            except httpx.HTTPError as error:  # reported by __exit__, in the test's own thread
+                self.failure = error
+                return
             assert answer.text == "Ok"
             self.slowest = max(self.slowest, time.monotonic() - started)
             self.calls += 1
@@ -227,3 +232,5 @@ class HealthProbe:
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join(10)
+        if self.failure is not None:
+            raise AssertionError(f"/health did not answer: {self.failure!r}") from self.failure
