@@ -243,14 +243,7 @@ class DockerRuntime:
             spec.work_dir / ENVIRONMENT_FILE, spec.environment, spec.user
         )
         options: dict[str, Any] = {
-            "command": [
-                "/bin/sh",
-                "-c",
-                '. "$1" && exec /bin/sh "$2"',
-                "sh",
-                str(WORK_MOUNT / ENVIRONMENT_FILE),
-                str(WORK_MOUNT / spec.script),
-            ],
+            "command": script_command(spec.script),
             "environment": shown,
             "labels": {
                 LABEL_SERVICE: spec.service,
@@ -338,6 +331,19 @@ class DockerRuntime:
 
     def close(self) -> None:
         self.connection.close()
+
+
+def script_command(script: str) -> list[str]:
+    """The container's command: source the environment file, then run the script, so that
+    secrets reach the script without being in the container's configuration."""
+    return [
+        "/bin/sh",
+        "-c",
+        '. "$1" && exec /bin/sh "$2"',
+        "sh",
+        str(WORK_MOUNT / ENVIRONMENT_FILE),
+        str(WORK_MOUNT / script),
+    ]
 
 
 def write_environment_file(

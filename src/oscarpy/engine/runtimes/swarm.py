@@ -52,7 +52,12 @@ from oscarpy.engine.runtimes.base import (
     result_from_exit,
     timed_out,
 )
-from oscarpy.engine.runtimes.docker import ENVIRONMENT_FILE, WORK_MOUNT, write_environment_file
+from oscarpy.engine.runtimes.docker import (
+    ENVIRONMENT_FILE,
+    WORK_MOUNT,
+    script_command,
+    write_environment_file,
+)
 from oscarpy.engine.runtimes.docker_api import (
     LABEL_ATTEMPT,
     LABEL_INSTANCE,
@@ -379,14 +384,7 @@ class SwarmRuntime:
             spec={
                 "name": name,
                 "image": spec.image,
-                "command": [
-                    "/bin/sh",
-                    "-c",
-                    '. "$1" && exec /bin/sh "$2"',
-                    "sh",
-                    str(WORK_MOUNT / ENVIRONMENT_FILE),
-                    str(WORK_MOUNT / spec.script),
-                ],
+                "command": script_command(spec.script),
                 "environment": shown,
                 "user": spec.user,
                 "labels": labels,
