@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from oscarpy.db import Database
 from tests.support.server import RunningServer, start_server
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -76,3 +77,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     require_service(reachable, reason)
     with fresh_postgres_database() as url:
         yield url
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    """A migrated state DB at `database_url` (SQLite, then PostgreSQL)."""
+    opened = Database(database_url)
+    opened.migrate()
+    yield opened
+    opened.close()

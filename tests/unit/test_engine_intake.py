@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,14 +13,6 @@ from oscarpy.engine.ledger import Ledger
 from oscarpy.engine.records import IntakeCursor, JobStatus
 from oscarpy.services.model import parse_service
 from oscarpy.storage.store import ObjectStore
-
-
-@pytest.fixture
-def database(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    database.migrate()
-    yield database
-    database.close()
 
 
 @dataclass

@@ -3,11 +3,9 @@ gauges read at scrape time."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -41,14 +39,6 @@ def usage(job: str, start: datetime, seconds: float) -> UsageRecord:
         0.5,
         2**30,
     )
-
-
-@pytest.fixture
-def database(database_url: str) -> Iterator[Database]:
-    opened = Database(database_url)
-    opened.migrate()
-    yield opened
-    opened.close()
 
 
 def test_records_are_written_in_batches_and_read_in_pages(database: Database) -> None:

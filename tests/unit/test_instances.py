@@ -5,20 +5,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from oscarpy.db import Database
 from oscarpy.instances import Instances, LeaseLost
-
-
-@pytest.fixture
-def database(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    database.migrate()
-    yield database
-    database.close()
 
 
 def test_an_instance_is_alive_while_its_lease_runs(database: Database) -> None:
