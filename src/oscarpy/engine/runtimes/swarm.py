@@ -158,6 +158,7 @@ class _Staging:
                     attempt.result = {
                         "error": self.headers["X-Oscar-Error"],
                         "message": self.headers.get("X-Oscar-Message", ""),
+                        "node": self.headers.get("X-Oscar-Node", ""),
                     }
                     attempt.done.set()
                     self._empty(204)
@@ -261,10 +262,8 @@ class SwarmExecution:
                     raise ContainerError(f"the task ended without a result: {error}")
         result = attempt.result or {}
         if "error" in result:
-            if self.node is None:  # the agent answered before the watch saw its node
-                task = self._runtime.task_of(self._service_id)
-                node = self._runtime.node_of(task) if task is not None else None
-                self.node = node.name if node is not None else None
+            # The agent names its node: it may fail before the watch has seen the task placed.
+            self.node = self.node or result.get("node") or None
             where = f" on node {self.node}" if self.node else ""
             error = ImageUnavailable if result["error"] == "image" else ContainerError
             raise error(f"{result['message']}{where}")
@@ -414,6 +413,8 @@ class SwarmRuntime:
                     env=[
                         f"OSCAR_STAGING_URL={self.staging_url}/a/{token}",
                         f"OSCAR_NODE_WORK={self.node_work}",
+                        # A Swarm template: the agent learns the name of the node it runs on.
+                        "OSCAR_NODE={{.Node.Hostname}}",
                     ],
                     mounts=[
                         docker.types.Mount("/var/run/docker.sock", self.node_socket, type="bind"),

@@ -218,7 +218,15 @@ def main() -> int:
         # Said to the manager, so that the job's attempt records why (not "task failed").
         kind = "image" if error.status == 404 else "container"
         shutil.rmtree(work_dir, ignore_errors=True)
-        _report(base, b"", {"X-Oscar-Error": kind, "X-Oscar-Message": _header_text(str(error))})
+        _report(
+            base,
+            b"",
+            {
+                "X-Oscar-Error": kind,
+                "X-Oscar-Message": _header_text(str(error)),
+                "X-Oscar-Node": _header_text(os.environ.get("OSCAR_NODE", "")),
+            },
+        )
         return 1
     marks.append(("created", time.time()))
 
