@@ -22,13 +22,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from oscarpy.db import Base, Database, utcnow
 from oscarpy.log import register_secret
+from oscarpy.auth.principal import ADMIN_USER_ID
 from oscarpy.services.errors import ServiceDefinitionError, ServiceExists, ServiceNotFound
 from oscarpy.services.model import Service
 
 log = logging.getLogger(__name__)
 
 #: OSCAR's owner of services created with the admin's Basic credentials.
-ADMIN_OWNER = "cluster_admin"
+ADMIN_OWNER = ADMIN_USER_ID
 
 Listener = Callable[[str, Service], None]
 
