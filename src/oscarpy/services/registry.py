@@ -20,9 +20,9 @@ from sqlalchemy import DateTime, String, Text, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
+from oscarpy.auth.principal import ADMIN_USER_ID
 from oscarpy.db import Base, Database, utcnow
 from oscarpy.log import register_secret
-from oscarpy.auth.principal import ADMIN_USER_ID
 from oscarpy.services.errors import ServiceDefinitionError, ServiceExists, ServiceNotFound
 from oscarpy.services.model import Service
 
