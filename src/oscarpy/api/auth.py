@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBasic, HTTPBearer
 
 from oscarpy.auth.credentials import AdminCredentials
+from oscarpy.auth.principal import ADMIN, Principal
 from oscarpy.auth.sessions import session_from_api_request
 from oscarpy.auth.throttle import Throttle, Throttled, client_address
 from oscarpy.config import Settings
@@ -123,6 +124,16 @@ def require_admin(
     admin: AdminCredentials = request.app.state.admin
     if not is_admin(request, admin):
         raise unauthorized()
+
+
+def current_principal(
+    request: Request,
+    _documented: Annotated[None, Security(basic_scheme)],
+) -> Principal:
+    """FastAPI dependency: who calls a `/system/*` route, else 401."""
+    if is_admin(request, request.app.state.admin):
+        return ADMIN
+    raise unauthorized()
 
 
 def require_service_access(request: Request, service_name: str) -> bool:

@@ -9,6 +9,7 @@ from typing import ParamSpec, TypeVar
 from anyio import to_thread
 from starlette.requests import Request
 
+from oscarpy.auth.principal import ADMIN, Principal
 from oscarpy.s3.errors import S3Error, from_store_error
 from oscarpy.s3.payload import InlineWrites
 from oscarpy.s3.sigv4 import Authorization
@@ -33,6 +34,8 @@ class S3Call:
     """Lower-case header names, first value."""
     inline_writes: InlineWrites | None = None
     """Shared by the requests of one event loop."""
+    principal: Principal = ADMIN
+    """Who signed the request (the admin's key pair is the admin)."""
 
     def require_bucket(self) -> str:
         if not self.bucket:
