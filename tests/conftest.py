@@ -27,6 +27,22 @@ def require_service(available: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In the parallel pass (`pytest -n N --dist loadgroup --no-loadscope-reorder`, see
+    scripts/test) a module runs on one worker, so that its module-scoped servers start once;
+    the cases of a `spread` module may run on different workers. `slow` modules come first,
+    so that the pass starts its longest work at once instead of ending on it."""
+    if not hasattr(config, "workerinput"):  # not an xdist worker: leave the order alone
+        return
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            spread = item.get_closest_marker("spread") is not None
+            module = item.nodeid.split("::")[0]
+            item.add_marker(pytest.mark.xdist_group(item.nodeid if spread else module))
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(autouse=True)
 def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings read OSCAR_* variables: a developer's own must not leak into tests."""

@@ -21,7 +21,7 @@ from oscarpy.config import Settings
 from oscarpy.engine.records import JobStatus
 from tests.support.jobs import Harness, HealthProbe, running_engine
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.serial]  # free disk space and latency: alone
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB

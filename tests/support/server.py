@@ -100,7 +100,7 @@ def start_server(
     s3_port: int | None = None,
     env: dict[str, str] | None = None,
     args: list[str] | None = None,
-    wait: float = 30,
+    wait: float = 60,
     log_name: str | None = None,
 ) -> RunningServer:
     """Start `oscar serve` and wait until `/health` answers; the process log goes to a file
@@ -131,6 +131,7 @@ def start_server(
         time.sleep(0.1)
     else:
         process.kill()
+        process.wait()
         raise RuntimeError(f"oscar serve did not answer in {wait} s:\n{log_path.read_text()}")
     password = (
         process_env.get("OSCAR_PASSWORD")
