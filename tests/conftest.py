@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,20 +28,33 @@ def require_service(available: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+#: Modules whose cases each run for minutes and share nothing: the parallel pass spreads their
+#: cases over the workers instead of running a module on one worker.
+SPREAD_MODULES = {"tests/reliability/test_multi_process.py"}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadfile` (scripts/test's parallel pass): a module runs on one worker, so that
+    its module-scoped servers start once, except for the cases of `SPREAD_MODULES`."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class ModuleScheduling(LoadFileScheduling):  # type: ignore[misc]  # xdist has no types
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::")[0]
+            return nodeid if module in SPREAD_MODULES else module
+
+    return ModuleScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """In the parallel pass (`pytest -n N --dist loadgroup --no-loadscope-reorder`, see
-    scripts/test) a module runs on one worker, so that its module-scoped servers start once;
-    the cases of a `spread` module may run on different workers. `slow` modules come first,
-    so that the pass starts its longest work at once instead of ending on it."""
-    if not hasattr(config, "workerinput"):  # not an xdist worker: leave the order alone
-        return
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            spread = item.get_closest_marker("spread") is not None
-            module = item.nodeid.split("::")[0]
-            item.add_marker(pytest.mark.xdist_group(item.nodeid if spread else module))
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """On a pytest-xdist worker, `slow` tests come first: with `--no-loadscope-reorder` the
+    parallel pass hands out modules in this order, so it starts its longest work at once
+    instead of ending on it."""
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(autouse=True)

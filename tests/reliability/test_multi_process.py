@@ -27,7 +27,7 @@ from tests.support import sigv4
 from tests.support.databases import fresh_postgres_database, postgres_reachable
 from tests.support.server import RunningServer, start_server
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.spread]
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 IMAGE = "oscar-test/busybox:latest"
 PASSWORD = "several-processes-secret"
