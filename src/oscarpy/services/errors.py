@@ -29,3 +29,11 @@ class ServiceNotFound(ServiceError):
     def __init__(self, name: str) -> None:
         super().__init__(f"no service named {name!r}")
         self.name = name
+
+
+class ServiceForbidden(ServiceError):
+    """The caller is signed in but may not do this with the service (see `services.access`)."""
+
+    def __init__(self, name: str, user_id: str, action: str) -> None:
+        super().__init__(f"user {user_id} may not {action} the service {name!r}")
+        self.name = name
