@@ -71,6 +71,8 @@ class OidcProvider:
         line = process.stdout.readline()
         if not line.startswith("READY "):
             process.kill()
+            process.wait()
+            process.stdout.close()
             raise RuntimeError(f"the OpenID provider did not start: {line!r}")
         return cls(process, line.split()[1], workdir)
 
@@ -78,6 +80,8 @@ class OidcProvider:
         self.http.close()
         self.process.terminate()
         self.process.wait(timeout=10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     @property
@@ -153,13 +157,14 @@ def wait_until_expired(token: str) -> None:
 
 @pytest.fixture(scope="module")
 def oidc_provider() -> Iterator[OidcProvider]:
-    """One provider per test module, with the standard test users: `alice` and `bob` in the
-    group, `carol` in it too, and `mallory` in no group."""
+    """One provider per test module, with its test users: `alice`, `bob`, `carol` and `dave`
+    in the group `GROUP` (by an EGI entitlement), `mallory` in none."""
     provider = OidcProvider.start(
         {
             "alice@example.org": {"name": "Alice", "eduperson_entitlement": [ENTITLEMENT]},
             "bob@example.org": {"name": "Bob", "eduperson_entitlement": [ENTITLEMENT]},
             "carol@example.org": {"name": "Carol", "eduperson_entitlement": [ENTITLEMENT]},
+            "dave@example.org": {"name": "Dave", "eduperson_entitlement": [ENTITLEMENT]},
             "mallory@example.org": {"name": "Mallory", "eduperson_entitlement": []},
         }
     )

@@ -40,7 +40,8 @@ OPAQUE_SECONDS = 60.0
 REFETCH_SECONDS = 10.0
 _MAX_CACHED_TOKENS = 10_000
 _HTTP_TIMEOUT = 5.0
-_LEEWAY_SECONDS = 30
+#: Clock skew allowed between the issuer and this server when checking `exp`.
+LEEWAY_SECONDS = 30
 #: EGI Check-in's entitlements name a group as urn:mace:egi.eu:group:<group>:...
 EGI_GROUP_PREFIX = "urn:mace:egi.eu:group:"
 
@@ -111,6 +112,7 @@ class OidcVerifier:
         self.http = http or httpx.Client(timeout=_HTTP_TIMEOUT, follow_redirects=False)
         self._lock = threading.Lock()
         self._tokens: dict[str, tuple[Identity, float]] = {}
+        self.leeway = LEEWAY_SECONDS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OidcVerifier | None:
@@ -187,7 +189,7 @@ class OidcVerifier:
                 issuer=issuer.metadata.get("issuer", issuer.url),
                 audience=self.audience or None,
                 options=options,
-                leeway=_LEEWAY_SECONDS,
+                leeway=self.leeway,
             )
         except jwt.ExpiredSignatureError:
             raise TokenRefused("the token has expired") from None
