@@ -151,7 +151,7 @@ def wait_until_expired(token: str) -> None:
     """Poll the clock until `token`'s `exp` (read, not checked) has passed."""
     payload = token.split(".")[1]
     exp = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["exp"]
-    while time.time() <= exp:
+    while int(time.time()) <= exp:  # clients compare whole seconds
         time.sleep(0.05)
 
 
