@@ -1,4 +1,5 @@
-"""The official `oscar_python` client, unchanged, signed in with OIDC tokens of a real provider."""
+"""OSCAR's clients signed in with OIDC tokens of a real provider: the official `oscar_python`
+client, unchanged, and the `oscar` CLI with a refresh token."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from oscar_python.client import Client
 
+from tests.support.cli import run_cli
 from tests.support.oidc import GROUP, OidcProvider, oidc_provider, wait_until_expired
 from tests.support.server import RunningServer, start_server
 
@@ -89,3 +92,59 @@ def test_the_client_refreshes_an_expired_token(
     )
     assert client.get_access_token() != tokens.access_token
     assert client.get_cluster_config().status_code == 200
+
+
+def test_oscar_cli_with_a_refresh_token(
+    server: RunningServer, oidc_provider: OidcProvider, tmp_path: Path
+) -> None:
+    """`oscar cluster add --oidc-refresh-token`: every command refreshes at the provider."""
+    tokens = oidc_provider.sign_in(BOB)
+    with httpx.Client(headers={"Authorization": f"Bearer {tokens.access_token}"}) as bob:
+        created = bob.post(f"{server.url}/system/services", json=_definition("bob-cli"))
+        assert created.status_code == 201, created.text
+    home = tmp_path / "home"
+    home.mkdir()
+    added = run_cli(
+        home,
+        "cluster",
+        "add",
+        "egi",
+        server.url,
+        "--oidc-refresh-token",
+        tokens.refresh_token,
+        "--oidc-token-endpoint",
+        oidc_provider.token_endpoint,
+        "--oidc-client-id",
+        "oscar-test",
+    )
+    assert added.returncode == 0, added.stderr
+    config = (home / ".oscar" / "config.yaml").read_text()
+    assert "oidc_refresh_token" in config and tokens.access_token not in config
+
+    listed = run_cli(home, "service", "list", "-o", "json")
+    assert listed.returncode == 0, listed.stderr
+    assert [service["name"] for service in json.loads(listed.stdout)] == ["bob-cli"]
+
+    removed = run_cli(home, "service", "delete", "bob-cli")
+    assert removed.returncode == 0, removed.stderr
+
+    refused = run_cli(
+        home,
+        "cluster",
+        "add",
+        "bad",
+        server.url,
+        "--oidc-refresh-token",
+        "nonsense",
+        "--oidc-token-endpoint",
+        oidc_provider.token_endpoint,
+        "--oidc-client-id",
+        "oscar-test",
+    )
+    assert refused.returncode == 0
+    failed = run_cli(home, "service", "list", "-c", "bad")
+    assert failed.returncode != 0 and "refused the refresh token" in failed.stderr
+
+
+def _definition(name: str) -> dict[str, object]:
+    return {"name": name, "image": "oscar-test/busybox:latest", "script": "echo hi"}
