@@ -8,7 +8,6 @@ OSCAR_OIDC_ADMIN_USERS; dave is another user; mallory is in no allowed group.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -262,19 +261,3 @@ def test_refresh_token_gives_a_working_access_token(
     assert refreshed.access_token != tokens.access_token
     with as_user(api, refreshed.access_token) as dave:
         assert dave.get("/system/config").status_code == 200
-
-
-def test_a_subject_cannot_be_the_admin(tmp_path: Path) -> None:
-    from oscarpy.auth.principal import ADMIN_USER_ID
-    from oscarpy.auth.users import SubjectRefused, Users
-    from oscarpy.db import Database
-
-    database = Database(f"sqlite:///{tmp_path / 'state.db'}")
-    database.migrate()
-    users = Users(database)
-    with pytest.raises(SubjectRefused):
-        users.sign_in("http://127.0.0.1:1", ADMIN_USER_ID)
-    users.sign_in("http://127.0.0.1:1", ALICE)
-    with pytest.raises(SubjectRefused, match="another issuer"):
-        users.sign_in("http://127.0.0.1:2", ALICE)
-    database.close()
