@@ -34,7 +34,9 @@ def allows(principal: Principal, service: Service, action: Action) -> bool:
 def require(principal: Principal, service: Service, action: Action) -> Service:
     """`service`, or `ServiceForbidden` (403) when `principal` may not `action` it."""
     if not allows(principal, service, action):
-        raise ServiceForbidden(service.name, principal.user_id, action)
+        raise ServiceForbidden(
+            f"user {principal.user_id} may not {action} the service {service.name!r}"
+        )
     return service
 
 
