@@ -37,7 +37,8 @@ storage is the server itself: `InternalError`, 500).
     ├── InvalidPart                  a part is missing or its ETag differs         400
     ├── InvalidPartOrder             the parts are out of order                    400
     ├── PartTooSmall                 a part but the last is under 5 MiB            400
-    └── PreconditionFailed           a conditional write's condition did not hold  412
+    ├── PreconditionFailed           a conditional write's condition did not hold  412
+    └── ChecksumMismatch             a declared checksum differs                   400
 
 Any error whose cause is a full disk is 507 (the client may retry later); anything else, 500.
 Every class has its own row, so that adding one is a decision (a unit test checks there is no
@@ -78,6 +79,7 @@ from oscarpy.services.errors import (
 from oscarpy.storage.errors import (
     BucketNotEmpty,
     BucketNotFound,
+    ChecksumMismatch,
     InvalidBucketName,
     InvalidObjectKey,
     InvalidPart,
@@ -136,6 +138,7 @@ STATUS: Mapping[type[Exception], int] = {
     InvalidPartOrder: 400,
     PartTooSmall: 400,
     PreconditionFailed: 412,
+    ChecksumMismatch: 400,
 }
 
 

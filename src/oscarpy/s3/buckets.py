@@ -189,6 +189,10 @@ def _entry(found: ObjectDetails, encode: object, call: S3Call, with_owner: bool)
         Size=found.size,
         StorageClass="STANDARD",
     )
+    if found.checksum is not None:
+        body += elements(
+            ChecksumAlgorithm=found.checksum.algorithm.upper(), ChecksumType=found.checksum.type
+        )
     return f"<Contents>{body}{owner(call.owner) if with_owner else ''}</Contents>"
 
 

@@ -15,6 +15,7 @@ STATUS: dict[str, int] = {
     "BadDigest": 400,
     "BucketAlreadyOwnedByYou": 409,
     "BucketNotEmpty": 409,
+    "EntityTooLarge": 400,
     "EntityTooSmall": 400,
     "IncompleteBody": 400,
     "InsufficientStorage": 507,
@@ -25,11 +26,13 @@ STATUS: dict[str, int] = {
     "InvalidBucketState": 409,
     "InvalidDigest": 400,
     "InvalidPart": 400,
+    "InvalidPolicyDocument": 400,
     "InvalidPartNumber": 416,
     "InvalidPartOrder": 400,
     "InvalidRange": 416,
     "InvalidRequest": 400,
     "KeyTooLongError": 400,
+    "MalformedPOSTRequest": 400,
     "MalformedXML": 400,
     "MetadataTooLarge": 400,
     "MissingContentLength": 411,
@@ -87,6 +90,7 @@ CODE_OF: dict[type[store_errors.StorageError], str] = {
     store_errors.InvalidPartOrder: "InvalidPartOrder",
     store_errors.PartTooSmall: "EntityTooSmall",
     store_errors.PreconditionFailed: "PreconditionFailed",
+    store_errors.ChecksumMismatch: "BadDigest",
 }
 
 

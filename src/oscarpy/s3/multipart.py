@@ -14,6 +14,7 @@ from oscarpy.s3.buckets import xml_response
 from oscarpy.s3.call import S3Call
 from oscarpy.s3.documents import (
     MAX_REQUEST_DOCUMENT,
+    checksum_elements,
     elements,
     iso,
     owner,
@@ -21,10 +22,12 @@ from oscarpy.s3.documents import (
     text_of,
 )
 from oscarpy.s3.errors import S3Error
-from oscarpy.s3.headers import object_settings
+from oscarpy.s3.headers import object_settings, requested_checksum
 from oscarpy.s3.objects import copy_source, validate_or_raise, write_condition
 from oscarpy.s3.payload import plan_payload, receive_body, receive_document
+from oscarpy.storage import checksums
 from oscarpy.storage.blobs import BlobWriter, WrittenBlob
+from oscarpy.storage.checksums import Checksum
 
 MAX_PART_NUMBER = 10_000
 MAX_LISTED = 1000
@@ -32,14 +35,47 @@ COPY_CHUNK = 1024 * 1024
 _COPY_RANGE = re.compile(r"bytes=(\d+)-(\d+)")
 
 
+def _upload_checksum(headers: dict[str, str]) -> Checksum | None:
+    """The checksum algorithm and type (`x-amz-checksum-algorithm`, `x-amz-checksum-type`) a
+    new upload's parts are checked with, as S3 allows them."""
+    algorithm = requested_checksum(headers)
+    kind = headers.get("x-amz-checksum-type", "").strip().upper()
+    if algorithm is None:
+        if kind:
+            raise S3Error(
+                "InvalidRequest",
+                "The x-amz-checksum-type header can only be used with the "
+                "x-amz-checksum-algorithm header.",
+            )
+        return None
+    kind = kind or checksums.default_type(algorithm)
+    if kind not in (checksums.COMPOSITE, checksums.FULL_OBJECT):
+        raise S3Error("InvalidRequest", "Value for x-amz-checksum-type header is invalid.")
+    if not checksums.supports(algorithm, kind):
+        raise S3Error(
+            "InvalidRequest",
+            f"The {algorithm.upper()} checksum algorithm does not support the {kind} type.",
+        )
+    return Checksum(algorithm, "", kind)
+
+
 async def create_upload(call: S3Call) -> Response:
     validate_or_raise(call.key)
     content_type, metadata, stored = object_settings(call.headers)
+    checksum = _upload_checksum(call.headers)
     upload_id = await call.run(
-        call.store.create_upload, call.bucket, call.key, content_type, metadata, stored
+        call.store.create_upload, call.bucket, call.key, content_type, metadata, stored, checksum
     )
     body = elements(Bucket=call.bucket, Key=call.key, UploadId=upload_id)
-    return xml_response("InitiateMultipartUploadResult", body)
+    headers = {}
+    if checksum is not None:
+        headers = {
+            "x-amz-checksum-algorithm": checksum.algorithm.upper(),
+            "x-amz-checksum-type": checksum.type,
+        }
+    response = xml_response("InitiateMultipartUploadResult", body)
+    response.headers.update(headers)
+    return response
 
 
 def _part_number(call: S3Call) -> int:
@@ -56,15 +92,25 @@ async def upload_part(call: S3Call) -> Response:
     number = _part_number(call)
     upload_id = call.query["uploadId"]
     # Fail before receiving the body when the upload is not there.
-    await call.run(call.store.get_upload, call.bucket, call.key, upload_id)
+    upload = await call.run(call.store.get_upload, call.bucket, call.key, upload_id)
     if "x-amz-copy-source" in call.headers:
         return await _upload_part_copy(call, upload_id, number)
     plan = plan_payload(call.headers, call.auth)
+    wanted = upload.checksum
+    if wanted is not None:
+        if plan.checksum_algorithm not in (None, wanted.algorithm):
+            raise S3Error(
+                "InvalidRequest",
+                f"Checksum Type mismatch occurred, expected checksum Type: {wanted.algorithm}, "
+                f"actual checksum Type: {plan.checksum_algorithm}",
+            )
+        plan.checksum_algorithm = wanted.algorithm  # computed, if the client sent none
 
-    def commit(blob: WrittenBlob) -> str:
-        return call.store.commit_part(call.bucket, call.key, upload_id, number, blob)
+    def commit(blob: WrittenBlob) -> tuple[str, Checksum | None]:
+        etag = call.store.commit_part(call.bucket, call.key, upload_id, number, blob)
+        return etag, blob.checksum
 
-    etag = await receive_body(
+    etag, checksum = await receive_body(
         call.request.stream(),
         plan,
         call.auth,
@@ -72,7 +118,10 @@ async def upload_part(call: S3Call) -> Response:
         commit,
         call.inline_writes,
     )
-    return Response(status_code=200, headers={"ETag": f'"{etag}"'})
+    headers = {"ETag": f'"{etag}"'}
+    if checksum is not None:
+        headers[checksum.header] = checksum.value
+    return Response(status_code=200, headers=headers)
 
 
 def _copy_range(handle: BinaryIO, start: int, length: int, writer: BlobWriter) -> WrittenBlob:
@@ -128,10 +177,17 @@ async def _upload_part_copy(call: S3Call, upload_id: str, number: int) -> Respon
 
 async def complete_upload(call: S3Call) -> Response:
     upload_id = call.query["uploadId"]
-    plan = plan_payload(call.headers, call.auth)
+    # Here x-amz-checksum-* headers declare the object's checksum, not the document's.
+    document_headers = {
+        name: value
+        for name, value in call.headers.items()
+        if not name.startswith("x-amz-checksum-")
+    }
+    plan = plan_payload(document_headers, call.auth)
     body = await receive_document(call.request.stream(), plan, call.auth, MAX_REQUEST_DOCUMENT)
     root = parse(body)
     parts: list[tuple[int, str]] = []
+    part_checksums: dict[int, str] = {}
     for part in root.findall("Part"):
         number, etag = text_of(part, "PartNumber"), text_of(part, "ETag")
         if not number or etag is None:
@@ -140,12 +196,32 @@ async def complete_upload(call: S3Call) -> Response:
             parts.append((int(number), etag))
         except ValueError as error:
             raise S3Error("MalformedXML", "PartNumber must be an integer") from error
+        for algorithm in checksums.ALGORITHMS:
+            claimed = text_of(part, "Checksum" + algorithm.upper())
+            if claimed:
+                part_checksums[int(number)] = claimed.strip()
+    expected = next(
+        (
+            call.headers[f"x-amz-checksum-{algorithm}"].strip()
+            for algorithm in checksums.ALGORITHMS
+            if f"x-amz-checksum-{algorithm}" in call.headers
+        ),
+        None,
+    )
     condition = await write_condition(call)
     found = await call.run(
-        call.store.complete_upload, call.bucket, call.key, upload_id, parts, condition
+        call.store.complete_upload,
+        call.bucket,
+        call.key,
+        upload_id,
+        parts,
+        condition,
+        part_checksums=part_checksums,
+        expected_checksum=expected,
     )
     location = f"{call.request.base_url}{call.bucket}/{call.key}"
     result = elements(Location=location, Bucket=call.bucket, Key=call.key, ETag=f'"{found.etag}"')
+    result += checksum_elements(found.checksum)
     return xml_response("CompleteMultipartUploadResult", result)
 
 
@@ -166,7 +242,7 @@ def _limit(call: S3Call, name: str) -> int:
 
 async def list_parts(call: S3Call) -> Response:
     upload_id = call.query["uploadId"]
-    await call.run(call.store.get_upload, call.bucket, call.key, upload_id)
+    upload = await call.run(call.store.get_upload, call.bucket, call.key, upload_id)
     limit = _limit(call, "max-parts")
     try:
         marker = int(call.query.get("part-number-marker") or 0)
@@ -184,6 +260,10 @@ async def list_parts(call: S3Call) -> Response:
         MaxParts=limit,
         IsTruncated=truncated,
     )
+    if upload.checksum is not None:
+        head += elements(
+            ChecksumAlgorithm=upload.checksum.algorithm.upper(), ChecksumType=upload.checksum.type
+        )
     entries = "".join(
         "<Part>"
         + elements(
@@ -192,6 +272,7 @@ async def list_parts(call: S3Call) -> Response:
             ETag=f'"{part.etag}"',
             Size=part.size,
         )
+        + checksum_elements(part.checksum, with_type=False)
         + "</Part>"
         for part in parts
     )

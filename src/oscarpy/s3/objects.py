@@ -11,11 +11,20 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from oscarpy.s3.call import S3Call
-from oscarpy.s3.documents import document, elements, iso
+from oscarpy.s3.documents import checksum_elements, document, elements, iso
 from oscarpy.s3.errors import S3Error, from_store_error, not_implemented
-from oscarpy.s3.headers import object_headers, object_settings, parse_http_date
+from oscarpy.s3.headers import (
+    checksum_headers,
+    http_date,
+    object_headers,
+    object_settings,
+    parse_http_date,
+    requested_checksum,
+)
 from oscarpy.s3.payload import plan_payload, receive_body
+from oscarpy.storage import checksums
 from oscarpy.storage.blobs import WrittenBlob
+from oscarpy.storage.checksums import Checksum
 from oscarpy.storage.errors import StorageError
 from oscarpy.storage.rows import WriteCondition
 from oscarpy.storage.store import ObjectDetails, validate_key
@@ -166,6 +175,8 @@ async def get_object(call: S3Call, *, head: bool = False) -> Response:
                 headers["x-amz-mp-parts-count"] = str(len(found.part_sizes))
         else:
             selected = parse_range(call.headers.get("range"), found.size)
+        if call.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+            headers.update(checksum_headers(_answered_checksum(found, part, selected)))
     except BaseException:
         handle.close()
         raise
@@ -179,6 +190,23 @@ async def get_object(call: S3Call, *, head: bool = False) -> Response:
         handle.close()
         return Response(status_code=status, headers={**headers, "Content-Length": str(length)})
     return BlobResponse(handle, start, length, status, headers)
+
+
+def _answered_checksum(
+    found: ObjectDetails, part: str | None, selected: tuple[int, int] | None
+) -> Checksum | None:
+    """The checksum a GET or HEAD answers with: the object's for the whole of it; a part's own
+    for one part of a composite multipart object; none for a byte range (S3 has none)."""
+    checksum = found.checksum
+    if checksum is None:
+        return None
+    if part is not None and found.part_sizes:
+        if checksum.type != checksums.COMPOSITE or not checksum.parts:
+            return None
+        return Checksum(checksum.algorithm, checksum.parts[int(part) - 1], checksums.COMPOSITE)
+    if selected is not None and (selected[0], selected[1]) != (0, found.size):
+        return None
+    return checksum
 
 
 def check_version(call: S3Call) -> None:
@@ -243,7 +271,10 @@ async def put_object(call: S3Call) -> Response:
         commit,
         call.inline_writes,
     )
-    return Response(status_code=200, headers={"ETag": f'"{found.etag}"'})
+    return Response(
+        status_code=200,
+        headers={"ETag": f'"{found.etag}"', **checksum_headers(found.checksum)},
+    )
 
 
 def validate_or_raise(key: str) -> None:
@@ -297,8 +328,10 @@ async def copy_object(call: S3Call) -> Response:
         call.key,
         replace=replace,
         condition=condition,
+        checksum_algorithm=requested_checksum(call.headers),
     )
     body = elements(LastModified=iso(found.last_modified), ETag=f'"{found.etag}"')
+    body += checksum_elements(found.checksum)
     return Response(document("CopyObjectResult", body), media_type="application/xml")
 
 
@@ -306,3 +339,72 @@ async def delete_object(call: S3Call) -> Response:
     check_version(call)
     await call.run(call.store.delete_objects, call.bucket, [call.key])
     return Response(status_code=204)
+
+
+OBJECT_ATTRIBUTES = ("ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize")
+
+
+def _header_number(call: S3Call, name: str, default: int) -> int:
+    try:
+        return int(call.headers.get(name, default))
+    except ValueError as error:
+        raise S3Error("InvalidArgument", f"{name} must be an integer") from error
+
+
+async def get_object_attributes(call: S3Call) -> Response:
+    """GetObjectAttributes: the attributes `x-amz-object-attributes` names, in one document."""
+    check_version(call)
+    wanted = {
+        name.strip() for name in call.headers.get("x-amz-object-attributes", "").split(",")
+    } - {""}
+    if not wanted:
+        raise S3Error(
+            "InvalidArgument",
+            "The x-amz-object-attributes header specifying the attributes to be retrieved is "
+            "either missing or empty",
+        )
+    if not wanted <= set(OBJECT_ATTRIBUTES):
+        raise S3Error("InvalidArgument", "Invalid attribute name specified.")
+    found = await call.run(call.store.head, call.bucket, call.key)
+    if found is None:
+        if not await call.run(call.store.bucket_exists, call.bucket):
+            raise S3Error("NoSuchBucket", f"bucket {call.bucket!r} does not exist")
+        raise S3Error("NoSuchKey", f"object {call.key!r} not found")
+    body = ""
+    if "ETag" in wanted:
+        body += elements(ETag=found.etag)
+    if "Checksum" in wanted and found.checksum is not None:
+        body += f"<Checksum>{checksum_elements(found.checksum)}</Checksum>"
+    if "ObjectParts" in wanted and found.part_sizes:
+        body += _object_parts(call, found)
+    if "StorageClass" in wanted:
+        body += elements(StorageClass="STANDARD")
+    if "ObjectSize" in wanted:
+        body += elements(ObjectSize=found.size)
+    return Response(
+        document("GetObjectAttributesResponse", body),
+        media_type="application/xml",
+        headers={"Last-Modified": http_date(found.last_modified)},
+    )
+
+
+def _object_parts(call: S3Call, found: ObjectDetails) -> str:
+    """The `ObjectParts` of a multipart object: a page of its parts, sizes and checksums."""
+    limit = min(max(_header_number(call, "x-amz-max-parts", 1000), 0), 1000)
+    marker = max(_header_number(call, "x-amz-part-number-marker", 0), 0)
+    numbers = range(marker + 1, min(marker + limit, len(found.part_sizes)) + 1)
+    part_checksums = found.checksum.parts if found.checksum is not None else ()
+    entries = ""
+    for number in numbers:
+        entries += "<Part>" + elements(PartNumber=number, Size=found.part_sizes[number - 1])
+        if found.checksum is not None and number <= len(part_checksums):
+            entries += elements(**{found.checksum.element: part_checksums[number - 1]})
+        entries += "</Part>"
+    head = elements(
+        PartsCount=len(found.part_sizes),
+        PartNumberMarker=marker,
+        NextPartNumberMarker=numbers[-1] if numbers else marker,
+        MaxParts=limit,
+        IsTruncated=marker + limit < len(found.part_sizes),
+    )
+    return f"<ObjectParts>{head}{entries}</ObjectParts>"

@@ -11,7 +11,8 @@
     ├── InvalidPart              a part of a completion is missing or its ETag differs
     ├── InvalidPartOrder         the parts of a completion are out of order
     ├── PartTooSmall             a part but the last is under 5 MiB
-    └── PreconditionFailed       a conditional write's If-Match / If-None-Match did not hold
+    ├── PreconditionFailed       a conditional write's If-Match / If-None-Match did not hold
+    └── ChecksumMismatch         a declared checksum differs from the one of the bytes
 
 Both the embedded store and the external providers (`storage/providers/`) raise these; boto3's
 errors are translated in `providers/s3.py`. The HTTP status of each class is in
@@ -25,6 +26,7 @@ import errno
 __all__ = [
     "BucketNotEmpty",
     "BucketNotFound",
+    "ChecksumMismatch",
     "InvalidBucketName",
     "InvalidObjectKey",
     "InvalidPart",
@@ -89,6 +91,11 @@ class PartTooSmall(StorageError):
 class PreconditionFailed(StorageError):
     """A conditional write's condition (If-Match, If-None-Match) did not hold when it
     committed."""
+
+
+class ChecksumMismatch(StorageError):
+    """A checksum the client declared (of a completed multipart object) is not the one of the
+    bytes."""
 
 
 def is_disk_full(error: BaseException) -> bool:

@@ -35,6 +35,7 @@ OBJECT_COLUMNS = (
     "headers",
     "last_modified",
     "part_sizes",
+    "checksum",
 )
 _EVENT_COLUMNS = ("kind", "bucket", "key", "size", "etag", "occurred_at")
 # Statements built once and executed with parameters: building them per write costs more

@@ -28,10 +28,13 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql import ColumnElement
 
 from oscarpy.db import Database, utcnow
+from oscarpy.storage import checksums
 from oscarpy.storage.blobs import TAG_LENGTH, Blobs, BlobWriter, WrittenBlob, tag_of
+from oscarpy.storage.checksums import Checksum
 from oscarpy.storage.errors import (
     BucketNotEmpty,
     BucketNotFound,
+    ChecksumMismatch,
     InvalidBucketName,
     InvalidObjectKey,
     InvalidPart,
@@ -70,6 +73,7 @@ class ObjectDetails(ObjectInfo):
     blob_id: str = field(default="", repr=False)
     part_sizes: tuple[int, ...] = ()
     """The sizes of the parts of an object completed from a multipart upload."""
+    checksum: Checksum | None = None
 
 
 @dataclass
@@ -100,6 +104,8 @@ class UploadInfo:
     content_type: str = DEFAULT_CONTENT_TYPE
     metadata: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    checksum: Checksum | None = None
+    """The algorithm and type (its value empty) every part is checked with."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,7 @@ class PartInfo:
     size: int
     etag: str
     last_modified: datetime
+    checksum: Checksum | None = None
 
 
 def validate_bucket_name(name: str) -> None:
@@ -171,6 +178,7 @@ def _details(row: ObjectRow) -> ObjectDetails:
         last_modified=_aware(row.last_modified),
         blob_id=row.blob_id,
         part_sizes=tuple(row.part_sizes or ()),
+        checksum=Checksum.from_json(row.checksum),
     )
 
 
@@ -183,7 +191,42 @@ def _upload_info(row: UploadRow) -> UploadInfo:
         content_type=row.content_type,
         metadata=dict(row.user_metadata or {}),
         headers=dict(row.headers or {}),
+        checksum=Checksum.from_json(row.checksum),
     )
+
+
+def _upload_checksum(
+    upload: UploadInfo,
+    chosen: list[PartRow],
+    claimed: dict[int, str],
+    expected: str | None,
+) -> Checksum | None:
+    """The checksum of the object the parts make, of the upload's algorithm and type; checks
+    what the client claims of the parts and of the whole."""
+    stored = [Checksum.from_json(row.checksum) for row in chosen]
+    for row, part in zip(chosen, stored, strict=True):
+        claim = claimed.get(row.part_number)
+        if claim is not None and (part is None or part.value != claim):
+            raise InvalidPart(f"part {row.part_number}'s checksum does not match the one listed")
+    wanted = upload.checksum
+    if wanted is None:
+        return None
+    values: list[str] = []
+    for row, part in zip(chosen, stored, strict=True):
+        if part is None or part.algorithm != wanted.algorithm:
+            raise InvalidPart(f"part {row.part_number} has no {wanted.algorithm} checksum")
+        values.append(part.value)
+    if wanted.type == checksums.COMPOSITE:
+        value = checksums.composite(wanted.algorithm, values)
+    else:
+        value = checksums.combine(
+            wanted.algorithm, [(part, row.size) for part, row in zip(values, chosen, strict=True)]
+        )
+    if expected is not None and expected.split("-")[0] != value.split("-")[0]:
+        raise ChecksumMismatch(
+            f"the {wanted.algorithm.upper()} you specified did not match the calculated checksum"
+        )
+    return Checksum(wanted.algorithm, value, wanted.type, tuple(values))
 
 
 class ObjectStore:
@@ -554,12 +597,21 @@ class ObjectStore:
         *,
         replace: tuple[str | None, dict[str, str], dict[str, str]] | None = None,
         condition: WriteCondition | None = None,
+        checksum_algorithm: str | None = None,
     ) -> ObjectDetails:
         """Copy an object; `replace` = (content type, metadata, headers) replaces the source's
-        (S3's REPLACE metadata directive), else they are copied."""
+        (S3's REPLACE metadata directive), else they are copied. The copy keeps the source's
+        checksum, or gets a new full-object one of `checksum_algorithm`."""
         validate_key(key)
         source, handle = self.open_object(source_bucket, source_key)
         writer = self.blobs.writer()
+        checksum = source.checksum
+        computing = None
+        if checksum_algorithm is not None and (
+            checksum is None or checksum.algorithm != checksum_algorithm
+        ):
+            computing = checksums.running(checksum_algorithm)
+            writer.track(computing)
         try:
             with handle:
                 writer.copy_from(handle)
@@ -571,6 +623,8 @@ class ObjectStore:
             source.metadata,
             source.headers,
         )
+        if computing is not None and checksum_algorithm is not None:
+            checksum = Checksum(checksum_algorithm, checksums.encode(computing.digest()))
         return self._commit(
             bucket,
             key,
@@ -581,6 +635,7 @@ class ObjectStore:
             headers=headers,
             condition=condition,
             part_sizes=source.part_sizes,
+            checksum=checksum,
         )
 
     # -- multipart uploads ------------------------------------------------------------------
@@ -592,7 +647,10 @@ class ObjectStore:
         content_type: str | None = None,
         metadata: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        checksum: Checksum | None = None,
     ) -> str:
+        """A new upload; with `checksum` (its value empty), every part is checked with that
+        algorithm and the object gets a checksum of that type."""
         validate_key(key)
         upload_id = uuid.uuid4().hex
         with self.database.writing() as session:
@@ -606,6 +664,7 @@ class ObjectStore:
                     content_type=content_type or DEFAULT_CONTENT_TYPE,
                     user_metadata=metadata or {},
                     headers=headers or {},
+                    checksum=checksum.to_json() if checksum is not None else None,
                     initiated_at=utcnow(),
                 )
             )
@@ -638,6 +697,7 @@ class ObjectStore:
                 row.size = blob.size
                 row.etag = blob.md5
                 row.last_modified = utcnow()
+                row.checksum = blob.checksum.to_json() if blob.checksum is not None else None
         except BaseException:
             self.blobs.remove(blob.blob_id)
             raise
@@ -654,7 +714,13 @@ class ObjectStore:
         )
         with self.database.session() as session:
             return [
-                PartInfo(row.part_number, row.size, row.etag, _aware(row.last_modified))
+                PartInfo(
+                    row.part_number,
+                    row.size,
+                    row.etag,
+                    _aware(row.last_modified),
+                    Checksum.from_json(row.checksum),
+                )
                 for row in session.scalars(query)
             ]
 
@@ -687,10 +753,17 @@ class ObjectStore:
         upload_id: str,
         parts: list[tuple[int, str]],
         condition: WriteCondition | None = None,
+        *,
+        part_checksums: dict[int, str] | None = None,
+        expected_checksum: str | None = None,
     ) -> ObjectDetails:
         """Join the named parts (number, ETag) into the object; the upload ends.
 
-        Raises `InvalidPartOrder`, `InvalidPart` (unknown part or wrong ETag), `PartTooSmall`.
+        `part_checksums` are the checksums the client lists for parts, `expected_checksum` the
+        one it declares for the object: each must be the stored one.
+
+        Raises `InvalidPartOrder`, `InvalidPart` (unknown part, wrong ETag or checksum),
+        `PartTooSmall`, `ChecksumMismatch`.
         """
         upload = self.get_upload(bucket, key, upload_id)
         if not parts:
@@ -711,6 +784,7 @@ class ObjectStore:
             if row.size < MIN_PART_SIZE and position < len(parts) - 1:
                 raise PartTooSmall(f"part {number} is smaller than 5 MiB and not the last")
             chosen.append(row)
+        checksum = _upload_checksum(upload, chosen, part_checksums or {}, expected_checksum)
         writer = self.blobs.concatenate([row.blob_id for row in chosen])
         blob = writer.finish()
         details = self._commit(
@@ -724,6 +798,7 @@ class ObjectStore:
             ending_upload=upload_id,
             condition=condition,
             part_sizes=tuple(row.size for row in chosen),
+            checksum=checksum,
         )
         return details
 
@@ -777,8 +852,11 @@ class ObjectStore:
         ending_upload: str | None = None,
         condition: WriteCondition | None = None,
         part_sizes: tuple[int, ...] = (),
+        checksum: Checksum | None = None,
     ) -> ObjectDetails:
+        """Commit `blob` as the object; its checksum is `checksum`, else the blob's own."""
         freed: list[str] = []
+        checksum = checksum or blob.checksum
         details = ObjectDetails(
             bucket=bucket,
             key=key,
@@ -790,6 +868,7 @@ class ObjectStore:
             last_modified=utcnow(),
             blob_id=blob.blob_id,
             part_sizes=tuple(part_sizes),
+            checksum=checksum,
         )
         values = {
             "blob_id": details.blob_id,
@@ -800,6 +879,7 @@ class ObjectStore:
             "headers": details.headers,
             "last_modified": details.last_modified,
             "part_sizes": list(part_sizes) or None,
+            "checksum": checksum.to_json() if checksum is not None else None,
         }
         try:
             validate_key(key)

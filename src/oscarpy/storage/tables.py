@@ -42,6 +42,8 @@ class ObjectRow(Base):
     last_modified: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     part_sizes: Mapped[list[int] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     """Of an object completed from a multipart upload, the size of each part, in order."""
+    checksum: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    """The additional checksum a client declared (`storage.checksums.Checksum.to_json`)."""
 
 
 class UploadRow(Base):
@@ -55,6 +57,8 @@ class UploadRow(Base):
     content_type: Mapped[str] = mapped_column(String(255))
     user_metadata: Mapped[dict[str, Any]] = mapped_column(JSON)
     headers: Mapped[dict[str, Any]] = mapped_column(JSON)
+    checksum: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    """The checksum algorithm and type the upload was created with."""
     initiated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -67,3 +71,4 @@ class PartRow(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     etag: Mapped[str] = mapped_column(String(80))
     last_modified: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    checksum: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
