@@ -28,6 +28,7 @@ storage is the server itself: `InternalError`, 500).
     └── ContainerGone                a warm container died before the script       503
     StorageError                     storage/errors.py; a storage failed           502
     ├── ObjectNotFound               no such object                                404
+    │   └── VersionNotFound          no such version of it                         404
     ├── BucketNotFound               no such bucket                                404
     ├── BucketNotEmpty               the bucket still holds objects                409
     ├── InvalidBucketName            the name breaks the S3 naming rules           400
@@ -90,6 +91,7 @@ from oscarpy.storage.errors import (
     PreconditionFailed,
     StorageError,
     UploadNotFound,
+    VersionNotFound,
     is_disk_full,
 )
 
@@ -128,6 +130,7 @@ STATUS: Mapping[type[Exception], int] = {
     # credentials): the server is a gateway to it.
     StorageError: 502,
     ObjectNotFound: 404,
+    VersionNotFound: 404,
     BucketNotFound: 404,
     BucketNotEmpty: 409,
     InvalidBucketName: 400,

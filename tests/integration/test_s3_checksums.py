@@ -250,3 +250,29 @@ def test_the_aws_cli_reads_checksums(
     )
     assert attributes["Checksum"]["ChecksumSHA256"] == CHECK_VALUES["SHA256"]
     assert attributes["ObjectSize"] == len(CHECK_INPUT)
+
+
+def test_a_copied_part_gets_the_uploads_checksum(s3: Any) -> None:
+    first, second = os.urandom(5 * MiB), b"tail"
+    s3.put_object(Bucket="sums", Key="part-source", Body=first)
+    upload = s3.create_multipart_upload(Bucket="sums", Key="copied", ChecksumAlgorithm="CRC32")
+    copied = s3.upload_part_copy(
+        Bucket="sums",
+        Key="copied",
+        UploadId=upload["UploadId"],
+        PartNumber=1,
+        CopySource={"Bucket": "sums", "Key": "part-source"},
+    )["CopyPartResult"]
+    assert copied["ChecksumCRC32"] == crc32(first)
+    tail = s3.upload_part(
+        Bucket="sums", Key="copied", UploadId=upload["UploadId"], PartNumber=2, Body=second
+    )
+    parts = [
+        {"PartNumber": 1, "ETag": copied["ETag"], "ChecksumCRC32": crc32(first)},
+        {"PartNumber": 2, "ETag": tail["ETag"], "ChecksumCRC32": crc32(second)},
+    ]
+    done = s3.complete_multipart_upload(
+        Bucket="sums", Key="copied", UploadId=upload["UploadId"], MultipartUpload={"Parts": parts}
+    )
+    assert done["ChecksumType"] == "COMPOSITE"
+    assert done["ChecksumCRC32"].endswith("-2")

@@ -60,6 +60,7 @@ ROUTES: dict[tuple[str, bool, str], Handler] = {
     ("DELETE", False, ""): buckets.delete_bucket,
     ("GET", False, "location"): buckets.get_location,
     ("GET", False, "versioning"): buckets.get_versioning,
+    ("PUT", False, "versioning"): buckets.put_versioning,
     ("GET", False, "versions"): buckets.list_versions,
     ("GET", False, "acl"): buckets.get_acl,
     ("GET", False, "object-lock"): buckets.get_object_lock,

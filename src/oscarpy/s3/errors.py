@@ -35,6 +35,7 @@ STATUS: dict[str, int] = {
     "MalformedPOSTRequest": 400,
     "MalformedXML": 400,
     "MetadataTooLarge": 400,
+    "MethodNotAllowed": 405,
     "MissingContentLength": 411,
     "MissingSecurityHeader": 400,
     "NoSuchBucket": 404,
@@ -80,6 +81,7 @@ def not_implemented(what: str) -> S3Error:
 CODE_OF: dict[type[store_errors.StorageError], str] = {
     store_errors.StorageError: "InternalError",
     store_errors.ObjectNotFound: "NoSuchKey",
+    store_errors.VersionNotFound: "NoSuchVersion",
     store_errors.BucketNotFound: "NoSuchBucket",
     store_errors.BucketNotEmpty: "BucketNotEmpty",
     store_errors.InvalidBucketName: "InvalidBucketName",

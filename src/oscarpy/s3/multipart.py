@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 from typing import BinaryIO
 
 from anyio import to_thread
@@ -23,7 +24,7 @@ from oscarpy.s3.documents import (
 )
 from oscarpy.s3.errors import S3Error
 from oscarpy.s3.headers import object_settings, requested_checksum
-from oscarpy.s3.objects import copy_source, validate_or_raise, write_condition
+from oscarpy.s3.objects import source_object, validate_or_raise, version_headers, write_condition
 from oscarpy.s3.payload import plan_payload, receive_body, receive_document
 from oscarpy.storage import checksums
 from oscarpy.storage.blobs import BlobWriter, WrittenBlob
@@ -94,7 +95,7 @@ async def upload_part(call: S3Call) -> Response:
     # Fail before receiving the body when the upload is not there.
     upload = await call.run(call.store.get_upload, call.bucket, call.key, upload_id)
     if "x-amz-copy-source" in call.headers:
-        return await _upload_part_copy(call, upload_id, number)
+        return await _upload_part_copy(call, upload_id, number, upload.checksum)
     plan = plan_payload(call.headers, call.auth)
     wanted = upload.checksum
     if wanted is not None:
@@ -124,7 +125,13 @@ async def upload_part(call: S3Call) -> Response:
     return Response(status_code=200, headers=headers)
 
 
-def _copy_range(handle: BinaryIO, start: int, length: int, writer: BlobWriter) -> WrittenBlob:
+def _copy_range(
+    handle: BinaryIO, start: int, length: int, writer: BlobWriter, algorithm: str | None
+) -> WrittenBlob:
+    """The range copied to a new blob, with its checksum of `algorithm` if one is given."""
+    running = checksums.running(algorithm) if algorithm is not None else None
+    if running is not None:
+        writer.track(running)
     try:
         with handle:
             position, remaining = start, length
@@ -135,7 +142,10 @@ def _copy_range(handle: BinaryIO, start: int, length: int, writer: BlobWriter) -
                 writer.write(chunk)
                 position += len(chunk)
                 remaining -= len(chunk)
-        return writer.finish()
+        blob = writer.finish()
+        if running is not None and algorithm is not None:
+            blob = replace(blob, checksum=Checksum(algorithm, checksums.encode(running.digest())))
+        return blob
     except BaseException:
         writer.abort()
         raise
@@ -159,9 +169,10 @@ def _copy_source_range(value: str, size: int) -> tuple[int, int]:
     return first, last - first + 1
 
 
-async def _upload_part_copy(call: S3Call, upload_id: str, number: int) -> Response:
-    source_bucket, source_key = copy_source(call)
-    found, handle = await call.run(call.store.open_object, source_bucket, source_key)
+async def _upload_part_copy(
+    call: S3Call, upload_id: str, number: int, wanted: Checksum | None
+) -> Response:
+    found, handle = await source_object(call)
     try:
         start, length = 0, found.size
         if "x-amz-copy-source-range" in call.headers:
@@ -169,9 +180,13 @@ async def _upload_part_copy(call: S3Call, upload_id: str, number: int) -> Respon
     except BaseException:
         handle.close()
         raise
-    blob = await to_thread.run_sync(_copy_range, handle, start, length, call.store.writer())
+    algorithm = wanted.algorithm if wanted is not None else None
+    blob = await to_thread.run_sync(
+        _copy_range, handle, start, length, call.store.writer(), algorithm
+    )
     etag = await call.run(call.store.commit_part, call.bucket, call.key, upload_id, number, blob)
     body = elements(ETag=f'"{etag}"', LastModified=iso(found.last_modified))
+    body += checksum_elements(blob.checksum, with_type=False)
     return xml_response("CopyPartResult", body)
 
 
@@ -222,7 +237,9 @@ async def complete_upload(call: S3Call) -> Response:
     location = f"{call.request.base_url}{call.bucket}/{call.key}"
     result = elements(Location=location, Bucket=call.bucket, Key=call.key, ETag=f'"{found.etag}"')
     result += checksum_elements(found.checksum)
-    return xml_response("CompleteMultipartUploadResult", result)
+    response = xml_response("CompleteMultipartUploadResult", result)
+    response.headers.update(version_headers(found))
+    return response
 
 
 async def abort_upload(call: S3Call) -> Response:

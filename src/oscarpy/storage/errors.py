@@ -2,6 +2,7 @@
 
     StorageError                 a storage operation failed (e.g. an unreachable S3 endpoint)
     ├── ObjectNotFound           the object (or its bucket) does not exist
+    │   └── VersionNotFound      no such version of the object
     ├── BucketNotFound           the bucket does not exist
     ├── BucketNotEmpty           the bucket still holds objects
     ├── InvalidBucketName        the name breaks the S3 bucket naming rules
@@ -37,6 +38,7 @@ __all__ = [
     "PreconditionFailed",
     "StorageError",
     "UploadNotFound",
+    "VersionNotFound",
     "is_disk_full",
 ]
 
@@ -50,6 +52,10 @@ class StorageError(Exception):
 
 class ObjectNotFound(StorageError):
     """The object does not exist (or its bucket does not)."""
+
+
+class VersionNotFound(ObjectNotFound):
+    """The object has no version of that id."""
 
 
 class BucketNotFound(StorageError):
