@@ -152,8 +152,9 @@ def _copy_range(
 
 
 def _copy_source_range(value: str, size: int) -> tuple[int, int]:
-    """(start, length) of `bytes=first-last`, both given and within the source, or S3's 400
-    `InvalidArgument` (a GET's open-ended and suffix forms are not accepted here)."""
+    """(start, length) of `bytes=first-last`, both given and within the source. Another form
+    (a GET's open-ended and suffix ones too) is S3's 400 `InvalidArgument`; a range that is
+    empty or beyond the source its `InvalidRange`."""
     match = _COPY_RANGE.fullmatch(value.strip())
     if match is None:
         raise S3Error(
@@ -164,7 +165,7 @@ def _copy_source_range(value: str, size: int) -> tuple[int, int]:
     first, last = int(match[1]), int(match[2])
     if first > last or last >= size:
         raise S3Error(
-            "InvalidArgument", f"Range specified is not valid for source object of size: {size}"
+            "InvalidRange", f"Range specified is not valid for source object of size: {size}"
         )
     return first, last - first + 1
 
