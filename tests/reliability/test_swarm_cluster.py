@@ -142,6 +142,18 @@ def _outputs_are_right(
     return spans
 
 
+def _status_while_busy(server: RunningServer) -> dict[str, Any]:
+    """`/system/status` once jobs run on at least two nodes."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with server.client() as client:
+            cluster: dict[str, Any] = client.get("/system/status").json()["cluster"]
+        if sum(1 for node in cluster["nodes"] if node["running_jobs"]) >= 2:
+            return cluster
+        time.sleep(0.2)
+    raise AssertionError(f"jobs never ran on two nodes at once: {cluster}")
+
+
 def _peak_concurrency(spans: list[tuple[float, float]]) -> int:
     events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
     running = peak = 0
@@ -158,7 +170,7 @@ def _records(data: Path, service: str) -> dict[str, Any]:
             "SELECT key, count(*) FROM jobs WHERE service = ? GROUP BY key", (service,)
         ).fetchall()
         attempts = database.execute(
-            "SELECT a.job_id, a.number, a.outcome, a.message FROM job_attempts a "
+            "SELECT a.job_id, a.number, a.outcome, a.message, a.node FROM job_attempts a "
             "JOIN jobs j ON j.id = a.job_id WHERE j.service = ?",
             (service,),
         ).fetchall()
@@ -187,14 +199,35 @@ def test_jobs_spread_over_three_nodes_and_run_in_parallel(swarm: Swarm, tmp_path
     try:
         started = time.monotonic()
         _upload_batch(server, "spread", FILES)
+        busy = _status_while_busy(server)
         _wait_all_succeeded(server, "spread", FILES, timeout=150)
         elapsed = time.monotonic() - started
         spans = _outputs_are_right(server, "spread", FILES)
+        with server.client() as client:
+            jobs = client.get("/system/logs/spread", params={"limit": 1000}).json()["jobs"]
+            idle = client.get("/system/status").json()["cluster"]
+            metrics = client.get("/metrics").text
     finally:
         server.stop()
     records = _records(data, "spread")
     assert {count for _, count in records["per_key"]} == {1} and len(records["per_key"]) == FILES
     assert {node.hostname for node in swarm.nodes} == set(records["nodes"])
+    # Each job record names the node of its attempt, as the log line does.
+    assert {job["node"] for job in jobs.values()} == {node.hostname for node in swarm.nodes}
+    assert all(job["nodes"] == [job["node"]] for job in jobs.values())
+    # /system/status shows every node: while busy, what the running jobs reserve on each.
+    names = {node.hostname for node in swarm.nodes}
+    assert {node["name"] for node in busy["nodes"]} == names and busy["nodes_count"] == 3
+    for node in busy["nodes"]:
+        assert node["cpu"]["capacity_cores"] == 2000
+        assert node["cpu"]["reserved_cores"] == 1000 * node["running_jobs"]
+        assert node["cpu"]["free_cores"] == 2000 - node["cpu"]["reserved_cores"]
+    assert sum(node["running_jobs"] for node in busy["nodes"]) >= 2
+    assert all(node["running_jobs"] == 0 for node in idle["nodes"])
+    assert idle["metrics"]["cpu"]["total_free_cores"] == 6000
+    for name in names:
+        assert f'oscar_node_cpu_cores{{node="{name}"}} 2.0' in metrics
+        assert f'oscar_node_ready{{node="{name}"}} 1.0' in metrics
     # One node (2 CPUs, `cpu: 1` each) runs 2 at a time; 3 nodes run up to 6.
     peak = _peak_concurrency(spans)
     print(
@@ -269,7 +302,7 @@ def test_a_restarted_manager_adopts_the_running_tasks(swarm: Swarm, tmp_path: Pa
         server.stop()
     records = _records(data, "adopt")
     assert {count for _, count in records["per_key"]} == {1} and len(records["per_key"]) == files
-    succeeded = [job for job, _, outcome, _ in records["attempts"] if outcome == "succeeded"]
+    succeeded = [job for job, _, outcome, *_ in records["attempts"] if outcome == "succeeded"]
     assert len(succeeded) == files and len(set(succeeded)) == files
     assert adopted > 0 and records["adopted"] > 0  # taken over, and the running task kept
     _no_services_left(swarm)
@@ -296,8 +329,9 @@ def test_a_worker_that_dies_mid_batch_costs_attempts_not_files(
     records = _records(data, "dies")
     per_key = records["per_key"]
     assert {count for _, count in per_key} == {1} and len(per_key) == DYING_FILES
-    succeeded = [job for job, _, outcome, _ in records["attempts"] if outcome == "succeeded"]
+    succeeded = [job for job, _, outcome, *_ in records["attempts"] if outcome == "succeeded"]
     assert len(succeeded) == DYING_FILES and len(set(succeeded)) == DYING_FILES
     lost = [a for a in records["attempts"] if a[2] == "infrastructure_failed"]
     assert lost, "the dead node ran attempts: they must be recorded as infrastructure failures"
-    assert all(f"node {victim.hostname} went down" in (message or "") for *_, message in lost)
+    assert all(f"node {victim.hostname} went down" in (message or "") for *_, message, _ in lost)
+    assert {node for *_, node in lost} == {victim.hostname}  # recorded on the attempts

@@ -44,6 +44,7 @@ from oscarpy.engine.errors import (
     ImageUnavailable,
     RuntimeUnavailable,
 )
+from oscarpy.engine.nodes import ClusterRuntime, NodeStatus
 from oscarpy.engine.runtimes.base import (
     OutputSink,
     RunResult,
@@ -82,6 +83,8 @@ LABEL_WORK_DIR = "oscar.work-dir"
 _WATCH_INTERVAL = 0.5
 _RESULT_GRACE_SECONDS = 10.0
 _ENDED = {"complete", "failed", "rejected", "shutdown", "orphaned", "remove"}
+_HOLDING = {"assigned", "accepted", "preparing", "ready", "starting", "running"}
+"""Task states in which a task holds its reservation on its node."""
 
 
 @dataclass
@@ -280,12 +283,6 @@ class SwarmExecution:
         self._runtime.staging.attempts.pop(self._token, None)
 
 
-@dataclass(frozen=True)
-class _Node:
-    name: str
-    state: str
-
-
 class SwarmRuntime:
     """Runs each job attempt as a one-task Swarm job service placed by Swarm."""
 
@@ -310,7 +307,7 @@ class SwarmRuntime:
         self.staging_url = f"http://{host}:{self.staging.port}"
         self._lock = threading.Lock()
         self._tasks: dict[str, dict[str, Any]] = {}
-        self._nodes: dict[str, _Node] = {}
+        self._nodes: dict[str, NodeStatus] = {}
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="swarm-watch", daemon=True)
         self._watcher.start()
@@ -337,19 +334,47 @@ class SwarmRuntime:
                     latest[task["ServiceID"]] = task
             with self._lock:
                 self._tasks = latest
-                self._nodes = {
-                    node["ID"]: _Node(
-                        node.get("Description", {}).get("Hostname", node["ID"][:12]),
-                        node.get("Status", {}).get("State", "unknown"),
-                    )
-                    for node in nodes
-                }
+                self._nodes = {node["ID"]: self._node_status(node, tasks) for node in nodes}
+
+    def _node_status(self, node: dict[str, Any], tasks: list[dict[str, Any]]) -> NodeStatus:
+        """A node as Swarm describes it, with what the tasks placed there reserve."""
+        description = node.get("Description", {})
+        resources = description.get("Resources", {})
+        cpu_reserved, memory_reserved, jobs = 0.0, 0, 0
+        for task in tasks:
+            if task.get("NodeID") != node["ID"]:
+                continue
+            if task.get("Status", {}).get("State") not in _HOLDING:
+                continue
+            spec = task.get("Spec", {})
+            reservations = spec.get("Resources", {}).get("Reservations", {})
+            cpu_reserved += reservations.get("NanoCPUs", 0) / 1e9
+            memory_reserved += reservations.get("MemoryBytes", 0)
+            if spec.get("ContainerSpec", {}).get("Image") == self.agent_image:
+                jobs += 1
+        return NodeStatus(
+            name=description.get("Hostname", node["ID"][:12]),
+            cpu_cores=resources.get("NanoCPUs", 0) / 1e9,
+            memory_bytes=resources.get("MemoryBytes", 0),
+            cpu_reserved=cpu_reserved,
+            memory_reserved=memory_reserved,
+            jobs_running=jobs,
+            state=node.get("Status", {}).get("State", "unknown"),
+            availability=node.get("Spec", {}).get("Availability", "active"),
+            labels=dict(node.get("Spec", {}).get("Labels") or {}),
+            node_id=node["ID"],
+        )
+
+    def nodes(self) -> list[NodeStatus]:
+        """Every node of the swarm as the watch last saw it, by name."""
+        with self._lock:
+            return sorted(self._nodes.values(), key=lambda node: node.name)
 
     def task_of(self, service_id: str) -> dict[str, Any] | None:
         with self._lock:
             return self._tasks.get(service_id)
 
-    def node_of(self, task: dict[str, Any]) -> _Node | None:
+    def node_of(self, task: dict[str, Any]) -> NodeStatus | None:
         with self._lock:
             return self._nodes.get(task.get("NodeID", ""))
 
@@ -481,4 +506,7 @@ class SwarmRuntime:
 if TYPE_CHECKING:
 
     def _fits_protocol(runtime: SwarmRuntime) -> Runtime:
+        return runtime
+
+    def _fits_cluster(runtime: SwarmRuntime) -> ClusterRuntime:
         return runtime
