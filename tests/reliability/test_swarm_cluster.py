@@ -44,34 +44,39 @@ ABSENT = "127.0.0.1:9/oscar-test/absent:1"
 NODE_LINE = re.compile(r"oscar: attempt runs on node (\S+)")
 
 
-def _usable() -> bool:
-    return all(shutil.which(tool) for tool in ("dockerd", "nsenter", "unshare", "ip", "iptables"))
-
-
 @pytest.fixture(scope="module")
 def swarm() -> Iterator[Swarm]:
-    if not _usable():
+    if not usable():
         pytest.skip("needs root with dockerd, nsenter, unshare, ip and iptables")
     root = Path(tempfile.mkdtemp(prefix="oscar-swarm-"))
     started = time.monotonic()
     cluster = start_swarm(3, root)
     try:
         print(f"3-node swarm up in {time.monotonic() - started:.1f} s")
-        cluster.load_image(IMAGE)
-        rootfs = subprocess.run(
-            [sys.executable, "-m", "oscarpy.engine.runtimes.swarm_image"],
-            capture_output=True,
-            check=True,
-        ).stdout
-        change = "ENTRYPOINT " + str(entrypoint()).replace("'", '"')
-        for node in cluster.nodes:
-            node.docker("import", "--change", change, "-", AGENT_IMAGE, stdin=rootfs)
+        install_images(cluster)
         yield cluster
     finally:
         cluster.stop()
 
 
-def _serve(
+def install_images(cluster: Swarm) -> None:
+    """The test image and the supervisor image (built offline) on every node."""
+    cluster.load_image(IMAGE)
+    rootfs = subprocess.run(
+        [sys.executable, "-m", "oscarpy.engine.runtimes.swarm_image"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    change = "ENTRYPOINT " + str(entrypoint()).replace("'", '"')
+    for node in cluster.nodes:
+        node.docker("import", "--change", change, "-", AGENT_IMAGE, stdin=rootfs)
+
+
+def usable() -> bool:
+    return all(shutil.which(tool) for tool in ("dockerd", "nsenter", "unshare", "ip", "iptables"))
+
+
+def serve_on(
     swarm: Swarm,
     data: Path,
     staging_port: int = 0,
@@ -82,7 +87,6 @@ def _serve(
         data,
         **options,
         env={
-            **(extra or {}),
             "OSCAR_PASSWORD": "swarm-pw",
             "DOCKER_HOST": swarm.manager.docker_host,
             "OSCAR_RUNTIME": "swarm",
@@ -93,6 +97,7 @@ def _serve(
             # What the engine hands to Swarm at once: the cluster's CPUs (3 nodes x 2).
             "OSCAR_JOB_CPU": "6",
             "OSCAR_JOB_RETRY_BACKOFF": "0.05",
+            **(extra or {}),
         },
     )
 
@@ -195,7 +200,7 @@ def _no_services_left(swarm: Swarm) -> None:
 
 def test_jobs_spread_over_three_nodes_and_run_in_parallel(swarm: Swarm, tmp_path: Path) -> None:
     data = tmp_path / "data"
-    server = _serve(swarm, data)
+    server = serve_on(swarm, data)
     try:
         started = time.monotonic()
         _upload_batch(server, "spread", FILES)
@@ -240,7 +245,7 @@ def test_jobs_spread_over_three_nodes_and_run_in_parallel(swarm: Swarm, tmp_path
 
 def test_failures_read_as_in_local_mode(swarm: Swarm, tmp_path: Path) -> None:
     """A script's exit code and an image no node has are reported as the docker runtime does."""
-    server = _serve(swarm, tmp_path / "data", extra={"OSCAR_JOB_RETRY_LIMIT": "1"})
+    server = serve_on(swarm, tmp_path / "data", extra={"OSCAR_JOB_RETRY_LIMIT": "1"})
     try:
         server.create_service(
             {"name": "exits", "image": IMAGE, "script": "echo failing\nexit 3\n",
@@ -285,7 +290,7 @@ def test_a_restarted_manager_adopts_the_running_tasks(swarm: Swarm, tmp_path: Pa
     port, s3_port, staging_port = free_port(), free_port(), free_port()
 
     def serve() -> RunningServer:
-        return _serve(swarm, data, staging_port, port=port, s3_port=s3_port)
+        return serve_on(swarm, data, staging_port, port=port, s3_port=s3_port)
 
     server = serve()
     try:
@@ -313,7 +318,7 @@ def test_a_worker_that_dies_mid_batch_costs_attempts_not_files(
 ) -> None:
     data = tmp_path / "data"
     victim = swarm.workers[-1]
-    server = _serve(swarm, data)
+    server = serve_on(swarm, data)
     try:
         _upload_batch(server, "dies", DYING_FILES)
         deadline = time.monotonic() + 60

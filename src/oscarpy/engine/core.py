@@ -23,7 +23,7 @@ from oscarpy.db import Database, SystemMeta
 from oscarpy.engine import activity, contract
 from oscarpy.engine.catalog import ServiceCatalog
 from oscarpy.engine.dispatcher import Capacity, Dispatcher, host_capacity
-from oscarpy.engine.errors import EventNotAllowed, JobNotFound
+from oscarpy.engine.errors import EngineError, EventNotAllowed, JobNotFound
 from oscarpy.engine.events import ObjectReference, parse_object_event, upload_identity
 from oscarpy.engine.intake import Intake
 from oscarpy.engine.ledger import AttemptView, Claim, JobView, Ledger, NewJob
@@ -39,6 +39,7 @@ from oscarpy.engine.retention import Retention
 from oscarpy.engine.retries import RetryPolicy
 from oscarpy.engine.runtimes import make_runtime
 from oscarpy.engine.runtimes.base import LOCAL_NODE, Limits, Runtime
+from oscarpy.engine.scaler import scaler_from_environment
 from oscarpy.engine.spec import JobSpec
 from oscarpy.engine.supervisor import Supervisor
 from oscarpy.instances import Instances
@@ -116,6 +117,10 @@ class Engine:
             ),
         )
         self.runtime = runtime or make_runtime(settings.runtime, self.instance)
+        try:
+            self.scaler = scaler_from_environment(self.runtime)
+        except ValueError as error:
+            raise EngineError(f"cannot scale the cluster: {error}") from error
         self.providers = Providers(store)
         self.bodies = settings.data_dir / "job-bodies"
         self.reporter = LedgerReporter(self.ledger, self.catalog.script_retries)
@@ -161,6 +166,8 @@ class Engine:
         self.intake.start()
         self.dispatcher.start()
         self.retention.start()
+        if self.scaler is not None:
+            self.scaler.start()
         log.info(
             "job engine started (runtime %s, capacity %.2f CPU / %d MiB)",
             self.runtime.name,
@@ -174,6 +181,8 @@ class Engine:
         left = self.dispatcher.stop(self.settings.job_shutdown_grace)
         if left:
             log.warning("%d job(s) still running are adopted on the next start", len(left))
+        if self.scaler is not None:
+            self.scaler.stop()
         self.runtime.close()
         if self._owns_instances:
             self.instances.stop()

@@ -30,6 +30,8 @@ class NodeStatus:
     labels: Mapping[str, str] = field(default_factory=dict)
     node_id: str = ""
     """The cluster's own id of the node (empty for this machine in local mode)."""
+    manager: bool = False
+    """A Swarm manager (never removed by the scaler: it runs `oscar serve`)."""
 
     @property
     def cpu_free(self) -> float:

@@ -69,6 +69,7 @@ from oscarpy.engine.runtimes.docker_api import (
     translated,
 )
 from oscarpy.engine.runtimes.swarm_agent import directory_archive
+from oscarpy.engine.scaler import PendingTask, ScalableCluster
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ LABEL_WORK_DIR = "oscar.work-dir"
 _WATCH_INTERVAL = 0.5
 _RESULT_GRACE_SECONDS = 10.0
 _ENDED = {"complete", "failed", "rejected", "shutdown", "orphaned", "remove"}
+_UNPLACED = {"new", "allocated", "pending"}
 _HOLDING = {"assigned", "accepted", "preparing", "ready", "starting", "running"}
 """Task states in which a task holds its reservation on its node."""
 
@@ -308,6 +310,7 @@ class SwarmRuntime:
         self._lock = threading.Lock()
         self._tasks: dict[str, dict[str, Any]] = {}
         self._nodes: dict[str, NodeStatus] = {}
+        self._pending: dict[str, tuple[float, dict[str, Any]]] = {}
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="swarm-watch", daemon=True)
         self._watcher.start()
@@ -332,9 +335,45 @@ class SwarmRuntime:
                     "Version", {}
                 ).get("Index", 0):
                     latest[task["ServiceID"]] = task
+            now = time.monotonic()
             with self._lock:
                 self._tasks = latest
                 self._nodes = {node["ID"]: self._node_status(node, tasks) for node in nodes}
+                self._pending = {
+                    task["ID"]: (self._pending.get(task["ID"], (now,))[0], task)
+                    for task in tasks
+                    if task.get("Status", {}).get("State") in _UNPLACED and not task.get("NodeID")
+                }
+
+    def pending_tasks(self) -> list[PendingTask]:
+        """Tasks no node has room for (yet), with when the watch first saw them waiting."""
+        with self._lock:
+            waiting = list(self._pending.values())
+        found = []
+        for since, task in waiting:
+            reservations = task.get("Spec", {}).get("Resources", {}).get("Reservations", {})
+            found.append(
+                PendingTask(
+                    since,
+                    reservations.get("NanoCPUs", 0) / 1e9,
+                    reservations.get("MemoryBytes", 0),
+                )
+            )
+        return found
+
+    def drain_node(self, node_id: str) -> None:
+        """`docker node update --availability drain`: no new task goes there."""
+        with translated(f"cannot drain node {node_id[:12]}"):
+            node = self._client.nodes.get(node_id)
+            node.update({**node.attrs["Spec"], "Availability": "drain"})
+
+    def remove_node(self, node_id: str) -> None:
+        """`docker node rm --force`: forget a node that was shut down."""
+        try:
+            with translated(f"cannot remove node {node_id[:12]}"):
+                self._client.api.remove_node(node_id, force=True)
+        except ContainerMissing:
+            pass
 
     def _node_status(self, node: dict[str, Any], tasks: list[dict[str, Any]]) -> NodeStatus:
         """A node as Swarm describes it, with what the tasks placed there reserve."""
@@ -363,6 +402,7 @@ class SwarmRuntime:
             availability=node.get("Spec", {}).get("Availability", "active"),
             labels=dict(node.get("Spec", {}).get("Labels") or {}),
             node_id=node["ID"],
+            manager=node.get("Spec", {}).get("Role") == "manager",
         )
 
     def nodes(self) -> list[NodeStatus]:
@@ -509,4 +549,7 @@ if TYPE_CHECKING:
         return runtime
 
     def _fits_cluster(runtime: SwarmRuntime) -> ClusterRuntime:
+        return runtime
+
+    def _fits_scaler(runtime: SwarmRuntime) -> ScalableCluster:
         return runtime
