@@ -212,6 +212,7 @@ class Supervisor:
             limits=spec.limits,
             user=spec.user,
             network=spec.network,
+            constraints=spec.constraints,
         )
 
     def _stage_out(

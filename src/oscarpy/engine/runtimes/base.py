@@ -53,6 +53,9 @@ class RunSpec:
     """Who the script runs as (`uid:gid`); `None`: the image's user."""
     network: str = "default"
     """`default` (the engine's default network) or `none` (no network at all)."""
+    constraints: tuple[str, ...] = ()
+    """Swarm placement constraints (`node.labels.gpu==true`): which nodes may run it. Local
+    runtimes run everything on this machine."""
 
 
 class EndReason(StrEnum):

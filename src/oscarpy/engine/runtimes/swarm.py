@@ -475,6 +475,7 @@ class SwarmRuntime:
                     # own to set up (it has the node's Docker socket, so this grants nothing more).
                     networks=["host"],
                     resources=docker.types.Resources(**reservations),
+                    constraints=list(spec.constraints) or None,
                     env=[
                         f"OSCAR_STAGING_URL={self.staging_url}/a/{token}",
                         f"OSCAR_NODE_WORK={self.node_work}",
