@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import pytest
 
 from oscarpy.engine.runtimes.swarm_image import entrypoint
 from tests.support.server import RunningServer, free_port, start_server
-from tests.support.swarm import NODE_RUN, Swarm, start_swarm
+from tests.support.swarm import NODE_RUN, Swarm, local_registry, start_swarm
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -83,6 +83,7 @@ def serve_on(
     extra: dict[str, str] | None = None,
     **options: Any,
 ) -> RunningServer:
+    options.setdefault("wait", 90)  # a loaded machine starts it slowly
     return start_server(
         data,
         **options,
@@ -149,14 +150,20 @@ def _outputs_are_right(
 
 def _status_while_busy(server: RunningServer) -> dict[str, Any]:
     """`/system/status` once jobs run on at least two nodes."""
+    return _status_when(server, lambda nodes: sum(1 for n in nodes if n["running_jobs"]) >= 2)
+
+
+def _status_when(
+    server: RunningServer, wanted: Callable[[list[dict[str, Any]]], bool]
+) -> dict[str, Any]:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         with server.client() as client:
             cluster: dict[str, Any] = client.get("/system/status").json()["cluster"]
-        if sum(1 for node in cluster["nodes"] if node["running_jobs"]) >= 2:
+        if wanted(cluster["nodes"]):
             return cluster
         time.sleep(0.2)
-    raise AssertionError(f"jobs never ran on two nodes at once: {cluster}")
+    raise AssertionError(f"/system/status never showed what was expected: {cluster}")
 
 
 def _peak_concurrency(spans: list[tuple[float, float]]) -> int:
@@ -210,8 +217,9 @@ def test_jobs_spread_over_three_nodes_and_run_in_parallel(swarm: Swarm, tmp_path
         spans = _outputs_are_right(server, "spread", FILES)
         with server.client() as client:
             jobs = client.get("/system/logs/spread", params={"limit": 1000}).json()["jobs"]
-            idle = client.get("/system/status").json()["cluster"]
             metrics = client.get("/metrics").text
+        # Back to idle once the last tasks have exited (they end just after their report).
+        idle = _status_when(server, lambda nodes: not any(n["running_jobs"] for n in nodes))
     finally:
         server.stop()
     records = _records(data, "spread")
@@ -228,7 +236,6 @@ def test_jobs_spread_over_three_nodes_and_run_in_parallel(swarm: Swarm, tmp_path
         assert node["cpu"]["reserved_cores"] == 1000 * node["running_jobs"]
         assert node["cpu"]["free_cores"] == 2000 - node["cpu"]["reserved_cores"]
     assert sum(node["running_jobs"] for node in busy["nodes"]) >= 2
-    assert all(node["running_jobs"] == 0 for node in idle["nodes"])
     assert idle["metrics"]["cpu"]["total_free_cores"] == 6000
     for name in names:
         assert f'oscar_node_cpu_cores{{node="{name}"}} 2.0' in metrics
@@ -268,6 +275,69 @@ def test_failures_read_as_in_local_mode(swarm: Swarm, tmp_path: Path) -> None:
     assert "failing" in log and "oscar: attempt runs on node" in log
     assert (absent["status"], absent["reason"], absent["attempts"]) == ("Failed", "image", 2)
     assert ABSENT in absent["message"] and "on node" in absent["message"]
+
+
+def test_placement_constraints_and_enable_gpu_choose_the_nodes(
+    swarm: Swarm, tmp_path: Path
+) -> None:
+    zoned, gpu = swarm.workers
+    swarm.manager.docker("node", "update", "--label-add", "zone=b", zoned.hostname)
+    swarm.manager.docker("node", "update", "--label-add", "gpu=true", gpu.hostname)
+    server = serve_on(swarm, tmp_path / "data")
+    try:
+        for name, extra in (
+            ("zoned", {"placement": ["node.labels.zone==b"]}),
+            ("gpu", {"enable_gpu": True}),
+        ):
+            server.create_service(
+                {"name": name, "image": IMAGE, "script": "true\n", "cpu": "0.1",
+                 "input": [{"path": f"{name}/in"}], **extra}
+            )  # fmt: skip
+            for index in range(4):
+                server.s3_client().put_object(Bucket=name, Key=f"in/{index}", Body=b"x")
+        for name in ("zoned", "gpu"):
+            _wait_all_succeeded(server, name, 4, timeout=90)
+        with server.client() as client:
+            ran_on = {
+                name: {
+                    job["node"]
+                    for job in client.get(f"/system/logs/{name}").json()["jobs"].values()
+                }
+                for name in ("zoned", "gpu")
+            }
+    finally:
+        server.stop()
+        swarm.manager.docker("node", "update", "--label-rm", "zone", zoned.hostname)
+        swarm.manager.docker("node", "update", "--label-rm", "gpu", gpu.hostname)
+    assert ran_on == {"zoned": {zoned.hostname}, "gpu": {gpu.hostname}}
+
+
+def test_images_reach_the_nodes_through_a_registry(swarm: Swarm, tmp_path: Path) -> None:
+    """The service's image is only in a registry (Debian's docker-registry here): every node
+    that runs a job pulls it from there (when absent: IfNotPresent)."""
+    with local_registry(swarm) as registry:
+        image = f"{registry}/oscar-test/pulled:1"
+        swarm.manager.docker("tag", IMAGE, image)
+        swarm.manager.docker("push", "-q", image)
+        swarm.manager.docker("rmi", image)  # the registry has the only copy now
+        server = serve_on(swarm, tmp_path / "data")
+        try:
+            server.create_service(
+                {"name": "pulled", "image": image, "script": "sleep 1\n", "cpu": "1",
+                 "input": [{"path": "pulled/in"}]}
+            )  # fmt: skip
+            for index in range(6):
+                server.s3_client().put_object(Bucket="pulled", Key=f"in/{index}", Body=b"x")
+            _wait_all_succeeded(server, "pulled", 6, timeout=120)
+            with server.client() as client:
+                jobs = client.get("/system/logs/pulled").json()["jobs"]
+        finally:
+            server.stop()
+    ran_on = {job["node"] for job in jobs.values()}
+    assert len(ran_on) >= 2, ran_on
+    for node in swarm.nodes:
+        if node.hostname in ran_on:
+            assert image in node.docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}")
 
 
 def _finished_job(server: RunningServer, service: str, timeout: float = 90) -> dict[str, Any]:

@@ -21,9 +21,12 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -257,6 +260,40 @@ def start_swarm(nodes: int, root: Path) -> Swarm:
     return swarm
 
 
+@contextlib.contextmanager
+def local_registry(swarm: Swarm) -> Iterator[str]:
+    """Debian's `docker-registry` on the host's side of the swarm's bridge (plain HTTP, storage
+    in the swarm's directory); yields its `host:port`, as image names start with it."""
+    program = shutil.which("docker-registry")
+    if program is None:
+        raise RuntimeError("no docker-registry: install the Debian package (scripts/test does)")
+    with socket.socket() as probe:
+        probe.bind((swarm.host_address, 0))
+        address = f"{swarm.host_address}:{probe.getsockname()[1]}"
+    config = swarm.root / "registry.yml"
+    config.write_text(
+        "version: 0.1\nlog:\n  level: warn\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {swarm.root / 'registry'}\n"
+        f"http:\n  addr: {address}\n"
+    )
+    with (swarm.root / "registry.log").open("wb") as log:
+        process = subprocess.Popen([program, "serve", str(config)], stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://{address}/v2/", timeout=2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("docker-registry did not start") from None
+                time.sleep(0.1)
+        yield address
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
 def add_nodes(swarm: Swarm, count: int) -> list[SwarmNode]:
     """Start `count` more daemons, join them as workers, give them the images saved under
     `<root>/images`, and wait until the swarm sees them ready."""
@@ -333,6 +370,8 @@ def _start_node(swarm: Swarm, index: int) -> SwarmNode:
         f"--pidfile {node.root / 'dockerd.pid'} -H unix://{NODE_RUN}/docker.sock "
         f"--bip 192.168.250.1/24 --iptables=true --ip6tables=false --userland-proxy=false "
         f"--default-address-pool base=10.214.0.0/16,size=24 "
+        # A test registry listens in plain HTTP on the host's side of the bridge.
+        f"--insecure-registry {_SUBNET_PREFIX}.0.0/16 "
         f"--cgroup-parent /{node.cgroup_parent}"
     )
     env = {**os.environ, "DOCKER_SERVICE_PREFER_OFFLINE_IMAGE": "1"}
