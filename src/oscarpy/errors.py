@@ -26,7 +26,8 @@ storage is the server itself: `InternalError`, 500).
     ├── InvocationError              a /run request cannot be run as sent          400
     │   ├── InvalidBody              neither JSON nor base64                       400
     │   └── BodyTooLarge             over the configured limit                     413
-    └── ContainerGone                a warm container died before the script       503
+    ├── ContainerGone                a warm container died before the script       503
+    └── ScalingError                 a node provider refused a step (only logged)  503
     StorageError                     storage/errors.py; a storage failed           502
     ├── ObjectNotFound               no such object                                404
     │   └── VersionNotFound          no such version of it                         404
@@ -64,6 +65,7 @@ from oscarpy.engine.errors import (
     JobNotFound,
     RuntimeLost,
     RuntimeUnavailable,
+    ScalingError,
     StagingError,
 )
 from oscarpy.engine.run.errors import (
@@ -122,6 +124,7 @@ STATUS: Mapping[type[Exception], int] = {
     ContainerMissing: 503,
     ContainerConflict: 503,
     PoolExhausted: 503,
+    ScalingError: 503,
     JobNotFound: 404,
     EventNotAllowed: 403,
     InvalidJobOperation: 409,

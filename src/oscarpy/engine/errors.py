@@ -76,3 +76,8 @@ class InvalidJobOperation(EngineError):
 
 class EventNotAllowed(EngineError):
     """A service's token sent an event for an object outside that service's inputs."""
+
+
+class ScalingError(EngineError):
+    """A node provider or the cluster refused a scaling step; the scaler logs it and goes on
+    (it never reaches a caller)."""
