@@ -69,7 +69,10 @@ class Reporter:
     def log(self, job_id: str, lines: Sequence[LogLine]) -> None:
         self.lines += [text for _at, text in lines]
 
-    def finished(self, job_id: str, attempt: int, outcome: AttemptOutcome) -> None:
+    def finished(
+        self, job_id: str, attempt: int, outcome: AttemptOutcome, lines: Sequence[LogLine] = ()
+    ) -> None:
+        self.lines += [text for _at, text in lines]
         self.outcomes.append(outcome)
 
     @property

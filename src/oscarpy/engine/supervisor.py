@@ -41,7 +41,15 @@ class JobReporter(Protocol):
 
     def log(self, job_id: str, lines: Sequence[LogLine]) -> None: ...
 
-    def finished(self, job_id: str, attempt: int, outcome: AttemptOutcome) -> None: ...
+    def finished(
+        self,
+        job_id: str,
+        attempt: int,
+        outcome: AttemptOutcome,
+        lines: Sequence[LogLine] = (),
+    ) -> None:
+        """The attempt ended; `lines` are its log's last lines, not sent through `log`."""
+        ...
 
 
 ProviderLookup = Callable[[str], StorageProvider]
@@ -118,7 +126,7 @@ class Supervisor:
             )
             ticker.stop()
             result = guard.verdict(result)
-            stream.flush(final=True)
+            stream.end_output()
             if cancelled.is_set():
                 outcome = AttemptOutcome(OutcomeKind.SCRIPT_FAILED, "cancelled", "cancelled")
             else:
@@ -127,7 +135,7 @@ class Supervisor:
             outcome = AttemptOutcome(OutcomeKind.SCRIPT_FAILED, "cancelled", "cancelled")
         except InfrastructureError as error:
             ticker.stop()
-            stream.flush(final=True)
+            stream.end_output()
             outcome = AttemptOutcome(
                 OutcomeKind.INFRASTRUCTURE_FAILED, str(error), error.reason, None
             )
@@ -138,10 +146,9 @@ class Supervisor:
                 OutcomeKind.INFRASTRUCTURE_FAILED, f"internal error: {error!r}", "internal"
             )
         stream.note(outcome.message)
-        stream.flush(final=True)
         # Recorded before the clean-up: a crash in between leaves litter (swept at start), not a
-        # finished job that would run again.
-        self.reporter.finished(spec.job_id, spec.attempt, outcome)
+        # finished job that would run again. The log's last lines go in the same write.
+        self.reporter.finished(spec.job_id, spec.attempt, outcome, stream.take())
         self._clean_up(execution, work_dir, self.outputs_dir(spec.job_id, spec.attempt))
         return outcome
 

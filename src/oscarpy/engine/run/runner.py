@@ -208,8 +208,7 @@ class Runner:
             raise
         finally:
             stream.note(answer.outcome.message)
-            stream.flush(final=True)
-            ledger.finish(job_id, claim.attempt, answer.outcome)
+            ledger.finish(job_id, claim.attempt, answer.outcome, log_lines=stream.take())
             with self._running_lock:
                 self._running.discard(job_id)
         if not answer.succeeded:
