@@ -123,7 +123,9 @@ class Runner:
 
             assert isinstance(runtime, DockerRuntime)
             ledger = self.engine.ledger
-            return DockerRunRuntime(runtime, ledger.owner, ledger.is_alive)
+            return DockerRunRuntime(
+                runtime, ledger.owner, ledger.is_alive, self.settings.data_dir / "agent"
+            )
         return ProcessRunRuntime(runtime)
 
     def start(self) -> None:
