@@ -83,14 +83,17 @@ class Supervisor:
         attempt_started: float | None = None,
         follow_from: float | None = None,
         cancelled: threading.Event | None = None,
+        runtime: Runtime | None = None,
     ) -> AttemptOutcome:
         """Run the attempt to its end and report the outcome; never raises for a job's failure.
 
         With `adopt`, the execution was started by an earlier server process at
         `attempt_started` (Unix time): staging in is skipped, its output is followed from
         `follow_from` (what the log already holds is not repeated) and the timeout counts
-        from its start.
+        from its start. `runtime` runs this attempt instead of the supervisor's own (a
+        service's warm containers).
         """
+        runtime = runtime or self.runtime
         cancelled = cancelled or threading.Event()
         stream = LogStream(lambda lines: self.reporter.log(spec.job_id, lines))
         work_dir = self.work_dir(spec.job_id, spec.attempt)
@@ -98,13 +101,13 @@ class Supervisor:
         ticker = _Ticker(stream.flush_if_due)
         try:
             if execution is None:
-                stream.note(f"attempt {spec.attempt} of job {spec.job_id} ({self.runtime.name})")
+                stream.note(f"attempt {spec.attempt} of job {spec.job_id} ({runtime.name})")
                 self._stage_in(spec, work_dir, providers)
                 staged = contract.staged_bytes(work_dir)
-                self.runtime.prepare(spec.image)
+                runtime.prepare(spec.image)
                 if cancelled.is_set():
                     raise _Cancelled
-                execution = self.runtime.start(self._run_spec(spec, work_dir))
+                execution = runtime.start(self._run_spec(spec, work_dir, runtime))
                 self.reporter.started(spec.job_id, spec.attempt, execution.id)
                 if cancelled.is_set():  # asked while the container was being created
                     execution.kill()
@@ -193,8 +196,9 @@ class Supervisor:
         except OSError as error:
             raise StagingError(f"cannot prepare the work directory {work_dir}: {error}") from error
 
-    def _run_spec(self, spec: JobSpec, work_dir: Path) -> RunSpec:
-        environment = contract.environment(spec, self.runtime.work_path(work_dir))
+    @staticmethod
+    def _run_spec(spec: JobSpec, work_dir: Path, runtime: Runtime) -> RunSpec:
+        environment = contract.environment(spec, runtime.work_path(work_dir))
         return RunSpec(
             job_id=spec.job_id,
             service=spec.service,

@@ -46,14 +46,13 @@ from oscarpy.engine.runtimes.docker_api import (
     restricted_options,
     translated,
 )
-from oscarpy.engine.runtimes.warm import WarmSpec
+from oscarpy.engine.runtimes.warm import RUN_MOUNT, WarmSpec
 
 if TYPE_CHECKING:
     from oscarpy.engine.runtimes.warm import RunRuntime
 
 log = logging.getLogger(__name__)
 
-RUN_MOUNT = PurePosixPath("/oscar-run")
 AGENT_MOUNT = PurePosixPath("/oscar-agent")
 AGENT_DIR = ".agent"
 """Under a container's host directory, root's only (the scripts run unprivileged): the
