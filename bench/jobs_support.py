@@ -26,7 +26,7 @@ def boot_clock() -> float:
 
 
 def server(data_dir: Path, **env: str) -> RunningServer:
-    return start_server(data_dir, env={"OSCAR_LOG_LEVEL": "WARNING", **env})
+    return start_server(data_dir, env={"OSCAR_LOG_LEVEL": "WARNING", **env}, wait=120)
 
 
 def warm_fields(warm: bool, containers: int) -> dict[str, object]:
