@@ -156,7 +156,7 @@ class Platform:
             self.close_sockets()
             raise StartupError(str(error)) from error
         self.observability = Observability(
-            settings, self.database, self.registry, self.runner.pools.counts
+            settings, self.database, self.registry, self.runner.pools.counts, self.engine.nodes
         )
         self.engine.ledger.add_finish_listener(self.observability.attempt_finished)
         api_app = create_app(settings, self.database, self.admin)
@@ -170,7 +170,13 @@ class Platform:
         self.api_app: ASGIApp = api_app
         # One throttle for both ports: failed S3 signatures and Basic passwords add up.
         self.s3_app: ASGIApp = instrument(
-            create_s3_app(self.store, self.admin, settings, throttle=api_app.state.throttle),
+            create_s3_app(
+                self.store,
+                self.admin,
+                settings,
+                throttle=api_app.state.throttle,
+                users=api_app.state.users,
+            ),
             self.observability.metrics,
         )
         # The history starts first and stops last, to keep what the others report on stopping.

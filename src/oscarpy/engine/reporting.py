@@ -18,8 +18,13 @@ class LedgerReporter:
         self.ledger = ledger
         self._script_retries = script_retries
 
-    def started(self, job_id: str, attempt: int, execution_id: str) -> None:
-        self.ledger.record_execution(job_id, attempt, execution_id)
+    def started(
+        self, job_id: str, attempt: int, execution_id: str, node: str | None = None
+    ) -> None:
+        self.ledger.record_execution(job_id, attempt, execution_id, node)
+
+    def placed(self, job_id: str, attempt: int, node: str) -> None:
+        self.ledger.record_node(job_id, attempt, node)
 
     def log(self, job_id: str, lines: Sequence[LogLine]) -> None:
         try:
