@@ -125,6 +125,9 @@ class Engine:
         self.bodies = settings.data_dir / "job-bodies"
         self.reporter = LedgerReporter(self.ledger, self.catalog.script_retries)
         self.supervisor = Supervisor(self.runtime, self.reporter, settings.data_dir / "jobs")
+        self.warm_jobs: Runtime | None = None
+        """Runs the jobs of services with `warm_jobs` (set by the `/run` runner, whose warm
+        pools they share); `None`: they run in fresh containers like the others."""
         self.dispatcher = Dispatcher(
             self.ledger,
             host_capacity(settings),
@@ -218,7 +221,7 @@ class Engine:
         def lookup(name: str) -> StorageProvider:
             return self.providers.resolve(service, name)
 
-        if adoption is not None:
+        if adoption is not None:  # a warm job is never adopted: it runs again
             self.supervisor.run(
                 spec,
                 lookup,
@@ -228,7 +231,8 @@ class Engine:
                 cancelled=cancelled,
             )
         else:
-            self.supervisor.run(spec, lookup, cancelled=cancelled)
+            warm = self.warm_jobs if service.warm_jobs else None
+            self.supervisor.run(spec, lookup, cancelled=cancelled, runtime=warm)
 
     def limits(self, service: Service) -> Limits:
         return contract.limits(service, self.settings)

@@ -524,6 +524,12 @@ class Service(_OscarModel):
         description="oscar-py extension: run the script as root in its container, for images "
         "that need it; by default it runs as an unprivileged user (uid 65534).",
     )
+    warm_jobs: bool = Field(
+        False,
+        description="oscar-py extension: run the service's file jobs in its warm containers "
+        "(the `/run` pool, sized by `synchronous.min_scale`/`max_scale`) instead of a fresh "
+        "container each; nothing of one job is visible to the next.",
+    )
     network: Literal["default", "none"] = Field(
         "default",
         description="oscar-py extension: `none` runs the service's containers without any "
