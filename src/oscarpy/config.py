@@ -90,6 +90,16 @@ class Settings(BaseSettings):
     job_expiry_interval: float = Field(
         600.0, gt=0, description="Seconds between two sweeps that delete expired jobs."
     )
+    exposed_scale_interval: float = Field(
+        15.0,
+        gt=0,
+        description="Seconds between two CPU checks that scale an exposed service by one replica.",
+    )
+    exposed_startup_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="Seconds an exposed service's new replica has to answer its health check.",
+    )
     job_lease_seconds: float = Field(
         30.0, gt=0, description="A running job whose server stops renewing it is taken over after."
     )

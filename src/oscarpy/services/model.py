@@ -33,6 +33,7 @@ from pydantic import (
 
 from oscarpy.services import quantities
 from oscarpy.services.errors import ServiceDefinitionError
+from oscarpy.services.expose import ExposeSettings
 
 __all__ = [
     "ANY_SCRIPT_PATH",
@@ -469,8 +470,7 @@ class Service(_OscarModel):
         "enable_sgx": "no SGX device is given to jobs",
         "image_prefetch": "the image is pulled when the first job runs",
         "image_pull_secrets": "registry credentials are not used; the image must pull without",
-        "expose": "exposed services (long-running containers behind "
-        "/system/services/<name>/exposed/) are not implemented",
+        "expose": "",  # acted on: see `expose_settings`
         "expose_options": "exposed services are not implemented",
         "mount": "nothing is mounted: bucket mounts are not implemented",
         "volume": "no persistent volume is attached: managed volumes are not implemented",
@@ -644,6 +644,8 @@ class Service(_OscarModel):
                         f"oscar-py; use a {' or '.join(SUPPORTED_PROVIDER_TYPES)} provider"
                     )
         self._check_no_loop()
+        if self.expose_settings() is not None and self.network == "none":
+            raise ValueError("expose: an exposed service needs a network; drop `network: none`")
         return self
 
     def _check_no_loop(self) -> None:
@@ -658,12 +660,13 @@ class Service(_OscarModel):
                         "write outputs to a folder outside the input folder"
                     )
 
+    def expose_settings(self) -> ExposeSettings | None:
+        """The `expose` section with OSCAR's defaults, or `None` when nothing is exposed."""
+        return ExposeSettings.of(_lower_keys(self.oscar_settings).get("expose"))
+
     def exposed_base_path(self) -> str:
         """OSCAR's `OSCAR_SERVICE_BASE_PATH`: where an exposed service is reached, or ""."""
-        expose = self.oscar_settings.get("expose")
-        if isinstance(expose, dict) and not _is_neutral("expose", expose):
-            return f"/system/services/{self.name}/exposed"
-        return ""
+        return f"/system/services/{self.name}/exposed" if self.expose_settings() else ""
 
     @property
     def cpu_cores(self) -> float:
