@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets.sync.client
 
 from tests.support.cli import TEST_IMAGE
 from tests.support.server import RunningServer, start_server
@@ -29,6 +30,40 @@ EOF
 chmod +x /tmp/www/cgi-bin/echo
 echo "replica starting"
 exec httpd -f -p 8080 -h /tmp/www
+"""
+
+# A WebSocket server in busybox sh (nc forks it per connection): it greets, then answers the
+# client's first (masked) text frame with "echo:" and the text; any other request gets "ok".
+WEBSOCKET_SCRIPT = r"""
+cat > /tmp/ws.sh <<'EOF'
+#!/bin/sh
+key=""
+while IFS= read -r line; do
+  line=$(printf '%s' "$line" | tr -d '\r')
+  [ -z "$line" ] && break
+  case "$line" in [Ss]ec-[Ww]eb[Ss]ocket-[Kk]ey:*) key=$(echo "${line#*:}" | tr -d ' ');; esac
+done
+if [ -z "$key" ]; then printf 'HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n'; exit; fi
+accept=$(printf '%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11' "$key" | sha1sum | cut -d' ' -f1 \
+  | xxd -r -p | base64)
+printf 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n'
+printf 'Sec-WebSocket-Accept: %s\r\n\r\n' "$accept"
+printf '\201\005hello'
+set -- $(dd bs=1 count=2 2>/dev/null | od -An -tu1)
+len=$(( $2 & 127 ))
+set -- $(dd bs=1 count=$((4 + len)) 2>/dev/null | od -An -tu1)
+m0=$1 m1=$2 m2=$3 m3=$4; shift 4
+out=""; i=0
+for b in "$@"; do
+  eval m=\$m$((i % 4))
+  out="$out\\$(printf '%03o' $((b ^ m)))"
+  i=$((i + 1))
+done
+printf "\\201\\$(printf '%03o' $((len + 5)))echo:$out"
+sleep 1
+EOF
+chmod +x /tmp/ws.sh
+exec nc -ll -p 8080 -e /tmp/ws.sh
 """
 
 
@@ -161,6 +196,17 @@ def test_dead_replicas_are_replaced_and_lifecycle_routes_work(
         _wait(lambda: _replicas(docker_client, "phoenix") == [])
 
 
+def test_websockets_are_proxied_both_ways(server: RunningServer) -> None:
+    _expose(server, "chat", WEBSOCKET_SCRIPT)
+    with server.client() as client:
+        _ready(client, "chat")
+    address = f"ws://127.0.0.1:{server.port}/system/services/chat/exposed/room"
+    with websockets.sync.client.connect(address, open_timeout=10) as socket:
+        assert socket.recv(timeout=10) == "hello"
+        socket.send("hi there")
+        assert socket.recv(timeout=10) == "echo:hi there"
+
+
 def test_busy_replicas_scale_up_to_max_scale(server: RunningServer, docker_client: Any) -> None:
     burner = "(while :; do :; done) &\n" + HTTPD_SCRIPT
     _expose(server, "busy", burner, cpu="0.1", max_scale=2, cpu_threshold=50)
@@ -175,7 +221,7 @@ def test_invalid_expose_settings_are_refused(server: RunningServer) -> None:
     with server.client() as client:
         answer = client.post(
             "/system/services",
-            json={"name": "bad", "image": TEST_IMAGE, "script": "true", "expose": {"api_port": 0.5}},
+            json={"name": "bad", "image": TEST_IMAGE, "script": "-", "expose": {"api_port": 0.5}},
         )
         assert answer.status_code == 400
         assert "expose.api_port" in answer.json()["detail"]

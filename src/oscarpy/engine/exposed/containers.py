@@ -20,7 +20,7 @@ from typing import Any
 
 from oscarpy.config import Settings
 from oscarpy.engine import contract
-from oscarpy.engine.errors import ContainerMissing, InfrastructureError
+from oscarpy.engine.errors import ContainerConflict, ContainerMissing, InfrastructureError
 from oscarpy.engine.runtimes.docker import (
     ENVIRONMENT_FILE,
     WORK_MOUNT,
@@ -81,6 +81,7 @@ class ExposedContainers:
         self.instance = instance
         self.root = root
         self.settings = settings
+        self._samples: dict[str, tuple[float, float, int]] = {}
 
     def start(self, service: Service, expose: ExposeSettings) -> Replica:
         """Create and start one replica; its published port is read back from Docker."""
@@ -155,28 +156,36 @@ class ExposedContainers:
         return [_replica(container) for container in found]
 
     def remove(self, replica_id: str) -> None:
+        self._samples.pop(replica_id, None)
         try:
             with translated(f"cannot remove the replica {replica_id[:12]}"):
                 self.connection.client.containers.get(replica_id).remove(force=True)
-        except ContainerMissing:
+        except (ContainerMissing, ContainerConflict):  # gone, or being removed already
             pass
 
     def cpu_percent(self, replica_id: str) -> float | None:
-        """CPU used since Docker's previous sample, in percent of one core; `None` unknown."""
+        """CPU used since the previous call for this replica, in percent of one core; `None`
+        on the first call or when unknown. One-shot samples: Docker's own two-sample read
+        blocks for a second or two, which would hold up the reconcile pass."""
         try:
             with translated("cannot read a replica's CPU use"):
-                stats = self.connection.api.stats(replica_id, stream=False)
+                stats = self.connection.api.stats(replica_id, stream=False, one_shot=True)
         except InfrastructureError:
             return None
-        now, before = stats.get("cpu_stats") or {}, stats.get("precpu_stats") or {}
-        used = (now.get("cpu_usage") or {}).get("total_usage", 0) - (
-            before.get("cpu_usage") or {}
-        ).get("total_usage", 0)
-        elapsed = now.get("system_cpu_usage", 0) - before.get("system_cpu_usage", 0)
+        cpu = stats.get("cpu_stats") or {}
+        sample = (
+            float((cpu.get("cpu_usage") or {}).get("total_usage", 0)),
+            float(cpu.get("system_cpu_usage", 0)),
+            int(cpu.get("online_cpus") or 1),
+        )
+        before = self._samples.get(replica_id)
+        self._samples[replica_id] = sample
+        if before is None:
+            return None
+        used, elapsed = sample[0] - before[0], sample[1] - before[1]
         if elapsed <= 0 or used < 0:
             return None
-        cores = now.get("online_cpus") or 1
-        return float(100.0 * used / elapsed * cores)
+        return 100.0 * used / elapsed * sample[2]
 
     def logs(self, replica_id: str, tail: int, timestamps: bool) -> builtins.list[tuple[str, str]]:
         """The last `tail` lines a replica printed, each with its time ("" without)."""

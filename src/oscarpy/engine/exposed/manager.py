@@ -206,11 +206,11 @@ class ExposedServices:
         self._require_exposed(service)
         with self._pass:
             deployment = self._deployments.get(service.name)
-            replicas = list(deployment.replicas) if deployment else []
-        if self.containers is not None:
-            for replica in replicas:
-                self.containers.remove(replica.id)
-        self.reconcile()
+            if deployment is not None and self.containers is not None:
+                for replica in deployment.replicas:
+                    self._forget_replica(deployment, replica.id)
+                    self.containers.remove(replica.id)
+            self.reconcile()
 
     def _require_exposed(self, service: Service) -> ExposeSettings:
         expose = service.expose_settings()
