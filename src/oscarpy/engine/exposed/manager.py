@@ -8,6 +8,7 @@ One thread reconciles every `interval` seconds (and at once after a change of a 
 - every `scale_interval` seconds, the replicas' average CPU use, in percent of the service's
   `cpu`, decides one step up (over `cpu_threshold`) or down (under half of it), between
   `min_scale` and `max_scale`;
+- a service whose replicas keep failing is started again after 2, 4, 8... (at most 60) seconds;
 - `stop` keeps no replica until `start` (remembered across restarts of the server).
 
 The proxy (the REST edge) asks `endpoint` for a ready replica's port, round-robin.
@@ -35,6 +36,7 @@ from oscarpy.services.registry import ServiceRegistry
 log = logging.getLogger(__name__)
 
 FAILURES_BEFORE_RESTART = 3
+MAX_RESTART_DELAY = 60.0
 _PROBE_TIMEOUT = 2.0
 
 
@@ -64,6 +66,9 @@ class _Deployment:
     state: str = "pending"
     changed_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     scaled_at: float = field(default_factory=time.monotonic)
+    crashes: int = 0
+    """Replicas replaced in a row without one becoming ready: the next start waits 2^n s."""
+    next_start: float = 0.0
 
 
 class ExposedServices:
@@ -199,6 +204,7 @@ class ExposedServices:
             deployment = self._deployments.get(service.name)
             if deployment is not None:
                 deployment.desired = _clamp(previous or expose.min_scale, expose)
+                deployment.crashes, deployment.next_start = 0, 0.0
         self.reconcile()
 
     def restart_service(self, service: Service) -> None:
@@ -207,6 +213,7 @@ class ExposedServices:
         with self._pass:
             deployment = self._deployments.get(service.name)
             if deployment is not None and self.containers is not None:
+                deployment.crashes, deployment.next_start = 0, 0.0
                 for replica in deployment.replicas:
                     self._forget_replica(deployment, replica.id)
                     self.containers.remove(replica.id)
@@ -260,6 +267,10 @@ class ExposedServices:
             if trouble:
                 if trouble != "definition changed":
                     deployment.trouble = trouble
+                    deployment.crashes += 1
+                    deployment.next_start = time.monotonic() + min(
+                        2.0**deployment.crashes, MAX_RESTART_DELAY
+                    )
                     log.warning("exposed service %s: %s; replacing it", service.name, trouble)
                 self._forget_replica(deployment, replica.id)
                 self.containers.remove(replica.id)
@@ -272,7 +283,7 @@ class ExposedServices:
             self.containers.remove(replica.id)
         kept = kept[:desired]
         try:
-            while len(kept) < desired:
+            while len(kept) < desired and time.monotonic() >= deployment.next_start:
                 kept.append(self.containers.start(service, expose))
         except InfrastructureError as error:
             deployment.trouble = str(error)
@@ -297,6 +308,7 @@ class ExposedServices:
             return f"an instance ended with exit code {replica.exit_code}"
         first_seen = deployment.first_seen.setdefault(replica.id, time.monotonic())
         if self._healthy(replica, expose):
+            deployment.crashes = 0
             deployment.ready.add(replica.id)
             deployment.failures[replica.id] = 0
             return ""
