@@ -22,6 +22,9 @@ _DEFAULTS: dict[str, Any] = {
     "health_path": "/",
 }
 
+#: Go's zero value, as OSCAR's clients send for a setting not given, means the default.
+_ZERO_IS_DEFAULT = frozenset({"max_scale", "cpu_threshold", "health_path"})
+
 
 def _int(value: Any, key: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
@@ -73,7 +76,7 @@ class ExposeSettings:
             return None
         settings: dict[str, Any] = dict(_DEFAULTS)
         for key, value in values.items():
-            if value is None:
+            if value is None or (value in (0, "0", "") and key in _ZERO_IS_DEFAULT):
                 continue
             if key in _DEFAULTS:  # others are ignored, as OSCAR ignores them
                 settings[key] = value
