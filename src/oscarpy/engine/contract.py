@@ -23,7 +23,7 @@ from oscarpy.engine.events import event_time
 from oscarpy.engine.ledger import JobView
 from oscarpy.engine.limits import disk_usage
 from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
-from oscarpy.engine.runtimes.base import EndReason, Limits, RunResult
+from oscarpy.engine.runtimes.base import EndReason, ImagePull, Limits, RunResult
 from oscarpy.engine.safefs import (
     Note,
     copy_tree,
@@ -203,6 +203,12 @@ def script_user(service: Service) -> str | None:
     return None if service.run_as_root else SCRIPT_USER
 
 
+def image_pull(service: Service) -> ImagePull:
+    """How the service's image is got: its pull policy and registry login."""
+    username, password = service.registry_login() or ("", "")
+    return ImagePull(service.image_pull_policy, username, password)
+
+
 def limits(service: Service, settings: Settings) -> Limits:
     """What one job of `service` may use: its own cpu and memory, the platform's disk and
     log flood limits."""
@@ -220,7 +226,7 @@ def job_spec(service: Service, job: JobView, attempt: int, settings: Settings) -
     if job.bucket is not None and job.key is not None:
         stored = StoredInput(job.provider or DEFAULT_PROVIDER, job.bucket, job.key)
     variables = dict(service.environment.variables)
-    variables.update(service.environment.secrets)
+    variables.update(service.script_secrets())
     return JobSpec(
         job_id=job.id,
         attempt=attempt,
@@ -237,6 +243,7 @@ def job_spec(service: Service, job: JobView, attempt: int, settings: Settings) -
         timeout=service.timeout,
         stage_in=not service.file_stage_in,
         base_path=service.exposed_base_path(),
+        pull=image_pull(service),
         outputs=tuple(
             StorageTarget(
                 path.storage_provider,

@@ -93,7 +93,7 @@ class Supervisor:
                 stream.note(f"attempt {spec.attempt} of job {spec.job_id} ({self.runtime.name})")
                 self._stage_in(spec, work_dir, providers)
                 staged = contract.staged_bytes(work_dir)
-                self.runtime.prepare(spec.image)
+                self.runtime.prepare(spec.image, spec.pull)
                 if cancelled.is_set():
                     raise _Cancelled
                 execution = self.runtime.start(self._run_spec(spec, work_dir))

@@ -468,8 +468,6 @@ class Service(_OscarModel):
         "ephemeral_storage_request": "jobs' disk use is not reserved",
         "enable_gpu": "no GPU is requested; jobs run on the CPU",
         "enable_sgx": "no SGX device is given to jobs",
-        "image_prefetch": "the image is pulled when the first job runs",
-        "image_pull_secrets": "registry credentials are not used; the image must pull without",
         "expose": "",  # acted on: see `expose_settings`
         "expose_options": "exposed services are not implemented",
         "mount": "nothing is mounted: bucket mounts are not implemented",
@@ -488,7 +486,9 @@ class Service(_OscarModel):
     }
     # What OSCAR's answers add about its own deployment of the service.
     answer_only_keys = frozenset({"namespace", "volume_status", "deployment"})
-    empty_means_default = frozenset({"cpu", "memory", "log_level", "visibility"})
+    empty_means_default = frozenset(
+        {"cpu", "memory", "log_level", "visibility", "image_pull_policy"}
+    )
 
     name: str = Field(min_length=1, max_length=39, description="A DNS label, e.g. `grayify`.")
     image: str = Field(min_length=1, description="Container image with `/bin/sh`.")
@@ -539,6 +539,19 @@ class Service(_OscarModel):
         False,
         description="As in OSCAR: `true` skips the download of the input file; the script gets "
         "the event only (EVENT, STORAGE_OBJECT_KEY) and no INPUT_FILE_PATH.",
+    )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(
+        None,
+        description="oscar-py extension: when the image is pulled before a job. Default as "
+        "OSCAR: `Always` for a `latest` or untagged image, else `IfNotPresent`.",
+    )
+    image_pull_secrets: list[str] = Field(
+        default_factory=list,
+        description="As in OSCAR, the secrets that log in to the image's registry: here names "
+        "of `environment.secrets` entries holding `username:password` (not given to the script).",
+    )
+    image_prefetch: bool = Field(
+        False, description="As in OSCAR: pull the image when the service is created or updated."
     )
     job_ttl: int | None = Field(
         None,
@@ -614,7 +627,7 @@ class Service(_OscarModel):
     def _texts(cls, value: Any) -> Any:
         return _text_map(value)
 
-    @field_validator("input", "output", "allowed_users", mode="before")
+    @field_validator("input", "output", "allowed_users", "image_pull_secrets", mode="before")
     @classmethod
     def _none_is_empty(cls, value: Any) -> Any:
         return [] if value is None else value
@@ -663,6 +676,22 @@ class Service(_OscarModel):
     def expose_settings(self) -> ExposeSettings | None:
         """The `expose` section with OSCAR's defaults, or `None` when nothing is exposed."""
         return ExposeSettings.of(_lower_keys(self.oscar_settings).get("expose"))
+
+    def registry_login(self) -> tuple[str, str] | None:
+        """(username, password) from the first `image_pull_secrets` entry that holds one."""
+        for name in self.image_pull_secrets:
+            username, colon, password = self.environment.secrets.get(name, "").partition(":")
+            if colon and username:
+                return username, password
+        return None
+
+    def script_secrets(self) -> dict[str, str]:
+        """The secrets the script gets: all but the registry credentials."""
+        return {
+            name: value
+            for name, value in self.environment.secrets.items()
+            if name not in self.image_pull_secrets
+        }
 
     def exposed_base_path(self) -> str:
         """OSCAR's `OSCAR_SERVICE_BASE_PATH`: where an exposed service is reached, or ""."""
@@ -807,6 +836,12 @@ def parse_service(data: Any, *, where: str = "") -> Service:
         service = Service.model_validate(data)
     except ValidationError as error:
         raise ServiceDefinitionError(describe_validation_error(error, where)) from None
+    for index, name in enumerate(service.image_pull_secrets):
+        if name not in service.environment.secrets:
+            warnings.append(
+                f"image_pull_secrets[{index}]: no secret {name!r} in environment.secrets; the "
+                "image is pulled without credentials"
+            )
     service._warnings = warnings
     return service
 

@@ -31,6 +31,7 @@ from oscarpy.engine.runtimes.docker_api import (
     LABEL_INSTANCE,
     LABEL_SERVICE,
     DockerConnection,
+    ImagePuller,
     restricted_options,
     translated,
 )
@@ -82,13 +83,14 @@ class ExposedContainers:
         self.root = root
         self.settings = settings
         self._samples: dict[str, tuple[float, float, int]] = {}
+        self.images = ImagePuller(connection)
 
     def start(self, service: Service, expose: ExposeSettings) -> Replica:
         """Create and start one replica; its published port is read back from Docker."""
         tag = revision(service)
         variables = {
             **service.environment.variables,
-            **service.environment.secrets,
+            **service.script_secrets(),
             "OSCAR_SERVICE_NAME": service.name,
             "OSCAR_SERVICE_TOKEN": service.token,
             "OSCAR_SERVICE_BASE_PATH": service.exposed_base_path(),
@@ -119,6 +121,7 @@ class ExposedContainers:
             options["environment"] = shown
             options["command"] = script_command(SCRIPT_NAME)
             options["volumes"] = {str(directory): {"bind": str(WORK_MOUNT), "mode": "ro"}}
+        self.images.ensure(service.image, contract.image_pull(service))
         with translated(f"cannot start a replica of the exposed service {service.name}"):
             container = self.connection.client.containers.run(service.image, **options)
             container.reload()

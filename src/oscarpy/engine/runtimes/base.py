@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import Literal, Protocol
 
 OutputSink = Callable[[bytes], None]
 """Receives what the script prints (stdout and stderr interleaved), as it is produced."""
@@ -32,6 +32,19 @@ class Limits:
     the supervisor kills the execution once its files add up to it (`engine.limits`)."""
     output_bytes: int | None = None
     """What the script may print before the supervisor kills it (a log flood)."""
+
+
+PullPolicy = Literal["Always", "IfNotPresent", "Never"]
+
+
+@dataclass(frozen=True)
+class ImagePull:
+    """How a service's image is got: its `image_pull_policy` (`None`: by the tag, as OSCAR) and
+    the registry login of its `image_pull_secrets`."""
+
+    policy: PullPolicy | None = None
+    username: str = ""
+    password: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -135,8 +148,8 @@ class Runtime(Protocol):
         """Where the script sees the job's work directory."""
         ...
 
-    def prepare(self, image: str) -> None:
-        """Make `image` available (pull it if absent); raises `ImageUnavailable`."""
+    def prepare(self, image: str, pull: ImagePull | None = None) -> None:
+        """Make `image` available as `pull` says; raises `ImageUnavailable`."""
         ...
 
     def start(self, spec: RunSpec) -> Execution: ...

@@ -45,6 +45,7 @@ from oscarpy.engine.errors import (
     RuntimeUnavailable,
 )
 from oscarpy.engine.runtimes.base import (
+    ImagePull,
     OutputSink,
     RunResult,
     RunSpec,
@@ -358,7 +359,7 @@ class SwarmRuntime:
     def work_path(self, work_dir: Path) -> PurePosixPath:
         return WORK_MOUNT
 
-    def prepare(self, image: str) -> None:
+    def prepare(self, image: str, pull: ImagePull | None = None) -> None:
         """Nothing to check here: the image is needed on the node Swarm picks, which pulls it
         (or, failing that, the attempt fails as an infrastructure failure and is retried)."""
         if not image:
