@@ -43,8 +43,10 @@ OUTPUT_DIR = "output"
 TMP_DIR = "tmp"
 BODY_FILE = "event_file"
 """The input file's name for a request body (`/run`, non-storage `/job`), as in OSCAR."""
-MAX_EVENT_TEXT = 64 * 1024
-"""Larger events (and bodies) reach the script only as files: `EVENT_FILE_PATH`, the input."""
+MAX_EVENT_TEXT = 128 * 1024 - len("EVENT=") - 1
+"""The most `EVENT` can hold: Linux refuses to start a program with a longer variable
+(MAX_ARG_STRLEN, 128 KiB with its name). Larger events and bodies reach the script only as
+files: `EVENT_FILE_PATH` (the body as decoded, for a `/job` or `/run` body) and the input."""
 READABLE = 0o644
 """What the platform stages: readable by the script whatever user the image runs as."""
 WRITABLE = 0o1777
@@ -128,7 +130,10 @@ def build_work_dir(
     root = open_dir(work_dir)
     try:
         write_new_at(root, SCRIPT_FILE, spec.script.encode(), READABLE)
-        write_new_at(root, EVENT_FILE, spec.event.encode(), READABLE)
+        if spec.event or body is None:
+            write_new_at(root, EVENT_FILE, spec.event.encode(), READABLE)
+        else:  # a body too large (or not text) for `EVENT`: the file is the body itself
+            put_file_at(root, EVENT_FILE, body, READABLE, link=link_body)
         for writable in (OUTPUT_DIR, TMP_DIR):
             os.close(make_dir_at(root, writable, WRITABLE))
         input_dir = make_dir_at(root, INPUT_DIR, 0o755)
