@@ -24,6 +24,7 @@ from oscarpy.auth.principal import ADMIN_USER_ID
 from oscarpy.db import Base, Database, utcnow
 from oscarpy.log import register_secret
 from oscarpy.services.errors import ServiceDefinitionError, ServiceExists, ServiceNotFound
+from oscarpy.services.images import AllowedImages
 from oscarpy.services.model import Service
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class ServiceRegistry:
         self.store = store
         self._listeners: list[Listener] = []
         self._listeners_lock = threading.Lock()
+        self.allowed_images = AllowedImages(database)
 
     def add_listener(self, callback: Listener) -> None:
         """Call `callback(event, service)` after each committed change."""
@@ -101,6 +103,7 @@ class ServiceRegistry:
         if self.get(service.name) is not None:
             raise ServiceExists(service.name)
         _refuse_placeholders(service)
+        self.allowed_images.check(service.image)
         service = service.model_copy(
             update={"token": generate_token(), "owner": service.owner or ADMIN_OWNER}
         )
@@ -133,6 +136,8 @@ class ServiceRegistry:
             update={"token": stored.token, "owner": stored.owner}
         )
         _refuse_placeholders(service)
+        if service.image != stored.image:  # a service the list now excludes can still be edited
+            self.allowed_images.check(service.image)
         for secret in service.secret_values():
             register_secret(secret)
         # Buckets first, outside the transaction: the store commits in its own sessions.
