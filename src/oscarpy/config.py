@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     job_expiry_interval: float = Field(
         600.0, gt=0, description="Seconds between two sweeps that delete expired jobs."
     )
+    gpu: Literal["required", "optional"] = Field(
+        "required",
+        description="`optional`: accept services with enable_gpu on a host without a GPU "
+        "(with a warning; they run on the CPU) instead of refusing them.",
+    )
     exposed_scale_interval: float = Field(
         15.0,
         gt=0,

@@ -147,6 +147,7 @@ class Platform:
         self.instances.start()
         self.store = ObjectStore(self.database, settings.data_dir, self.instances.token)
         self.registry = ServiceRegistry(self.database, self.store)
+        self.registry.gpu_optional = settings.gpu == "optional"
         try:
             self.engine = Engine(
                 settings, self.database, self.store, self.registry, instances=self.instances

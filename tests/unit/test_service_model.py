@@ -83,13 +83,13 @@ def test_go_zero_values_mean_defaults() -> None:
 
 
 def test_oscar_settings_we_do_not_honour_are_kept_returned_and_warned_of() -> None:
-    first = parse_service(definition(enable_gpu=True, enable_sgx=False, vo=""))
-    assert first.to_json()["enable_gpu"] is True
-    assert first.oscar_settings == {"enable_gpu": True, "enable_sgx": False, "vo": ""}
+    first = parse_service(definition(enable_sgx=True, total_cpu="", vo=""))
+    assert first.to_json()["enable_sgx"] is True
+    assert first.oscar_settings == {"enable_sgx": True, "total_cpu": "", "vo": ""}
     assert len(first.warnings) == 1
-    assert first.warnings[0].startswith("enable_gpu: not supported by oscar-py")
+    assert first.warnings[0].startswith("enable_sgx: not supported by oscar-py")
     # Zero values (what Go clients send for everything) are not worth a warning.
-    assert not any("enable_sgx" in line or "vo" in line for line in first.warnings)
+    assert not any("total_cpu" in line or "vo" in line for line in first.warnings)
 
 
 @pytest.mark.parametrize(

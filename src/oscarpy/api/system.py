@@ -37,6 +37,7 @@ from oscarpy.api.schemas import (
 from oscarpy.auth.credentials import AdminCredentials
 from oscarpy.config import Settings
 from oscarpy.engine import Engine
+from oscarpy.gpu import host_has_gpu
 from oscarpy.observability.history import LoggedRequest
 
 router = APIRouter(
@@ -75,7 +76,7 @@ def config(request: Request) -> SystemConfig:
         name="oscar-py",
         namespace="oscar",
         services_namespace="oscar-svc",
-        gpu_available=False,
+        gpu_available=host_has_gpu(),
         interLink_available=False,
         yunikorn_enable=False,
         oidc_groups=[],

@@ -34,6 +34,7 @@ from oscarpy.engine.safefs import (
     write_new_at,
 )
 from oscarpy.engine.spec import JobSpec, StorageTarget, StoredInput
+from oscarpy.gpu import host_has_gpu
 from oscarpy.services.model import DEFAULT_PROVIDER, Service
 
 SCRIPT_FILE = "script.sh"
@@ -222,6 +223,7 @@ def limits(service: Service, settings: Settings) -> Limits:
         memory_bytes=service.memory_bytes,
         disk_bytes=settings.job_disk_limit,
         output_bytes=settings.job_log_flood_limit,
+        gpu=service.enable_gpu and host_has_gpu(),
     )
 
 

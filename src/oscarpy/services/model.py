@@ -466,7 +466,6 @@ class Service(_OscarModel):
         "total_memory": "no limit over all of a service's jobs; `max_concurrency` caps them",
         "total_cpu": "no limit over all of a service's jobs; `max_concurrency` caps them",
         "ephemeral_storage_request": "jobs' disk use is not reserved",
-        "enable_gpu": "no GPU is requested; jobs run on the CPU",
         "enable_sgx": "no SGX device is given to jobs",
         "expose": "",  # acted on: see `expose_settings`
         "expose_options": "exposed services are not implemented",
@@ -539,6 +538,11 @@ class Service(_OscarModel):
         False,
         description="As in OSCAR: `true` skips the download of the input file; the script gets "
         "the event only (EVENT, STORAGE_OBJECT_KEY) and no INPUT_FILE_PATH.",
+    )
+    enable_gpu: bool = Field(
+        False,
+        description="As in OSCAR: the service's containers get the host's GPUs (refused where "
+        "the host has none, unless the server runs with OSCAR_GPU=optional).",
     )
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(
         None,

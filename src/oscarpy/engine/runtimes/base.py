@@ -32,6 +32,8 @@ class Limits:
     the supervisor kills the execution once its files add up to it (`engine.limits`)."""
     output_bytes: int | None = None
     """What the script may print before the supervisor kills it (a log flood)."""
+    gpu: bool = False
+    """The host's GPUs are given to the container."""
 
 
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]

@@ -152,6 +152,8 @@ def restricted_options(limits: Limits, *, network: str = "default") -> dict[str,
     }
     if network == "none":
         options["network_mode"] = "none"
+    if limits.gpu:  # every GPU, through the NVIDIA Container Toolkit (OSCAR's nvidia.com/gpu)
+        options["device_requests"] = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
     if limits.disk_bytes:
         # No single file larger than the disk limit: a write past it fails (SIGXFSZ/EFBIG)
         # instead of filling the disk between two of the supervisor's checks.
