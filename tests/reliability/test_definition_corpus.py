@@ -252,7 +252,7 @@ OSCAR_CORPUS: list[tuple[str, str, list[str], dict[str, object]]] = [
         path: corpus-mounted/input
         options: --vfs-cache-mode full
 """,
-        ["mount", "volume", "input[0].options"],
+        ["volume", "input[0].options"],
         {"volume": {"size": "1Gi", "mount_path": "/data"}},
     ),
     (

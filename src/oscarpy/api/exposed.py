@@ -192,9 +192,7 @@ def _client(request: Request) -> httpx.AsyncClient:
 
 @proxy.api_route("/system/services/{name}/exposed", methods=_METHODS, include_in_schema=False)
 @proxy.api_route(
-    "/system/services/{name}/exposed/{path:path}",
-    methods=_METHODS,
-    summary="An exposed service's own API, proxied",
+    "/system/services/{name}/exposed/{path:path}", methods=_METHODS, include_in_schema=False
 )
 async def forward(request: Request, name: str, path: str = "") -> Response:
     service = _service(request, name)

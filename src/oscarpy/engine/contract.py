@@ -42,6 +42,8 @@ EVENT_FILE = "event.json"
 INPUT_DIR = "input"
 OUTPUT_DIR = "output"
 TMP_DIR = "tmp"
+MOUNT_DIR = "mnt"
+"""OSCAR's `mount`, copied in before the script starts: `/mnt` in the container, read-only."""
 BODY_FILE = "event_file"
 """The input file's name for a request body (`/run`, non-storage `/job`), as in OSCAR."""
 MAX_EVENT_TEXT = 128 * 1024 - len("EVENT=") - 1
@@ -152,7 +154,9 @@ def build_work_dir(
 def staged_bytes(work_dir: Path) -> int:
     """What the platform put in the work directory (script, event, input): the disk limit
     counts only what the script adds."""
-    return disk_usage([work_dir / SCRIPT_FILE, work_dir / EVENT_FILE, work_dir / INPUT_DIR])
+    return disk_usage(
+        [work_dir / SCRIPT_FILE, work_dir / EVENT_FILE, work_dir / INPUT_DIR, work_dir / MOUNT_DIR]
+    )
 
 
 def environment(spec: JobSpec, mount: PurePosixPath) -> dict[str, str]:
@@ -185,6 +189,15 @@ def environment(spec: JobSpec, mount: PurePosixPath) -> dict[str, str]:
     return variables
 
 
+def mounted_file(work_dir: Path, bucket: str, key: str) -> Path | None:
+    """Where the object `key` of a mounted bucket goes under `mnt/`, or `None` for a key that
+    is no file path (`..`, empty parts, a folder marker): keys are data, never paths."""
+    parts = key.split("/")
+    if not parts[-1] or any(part in ("", ".", "..") or "\x00" in part for part in parts):
+        return None
+    return work_dir.joinpath(MOUNT_DIR, bucket, *parts)
+
+
 # -- outcomes -------------------------------------------------------------------------------
 
 
@@ -207,6 +220,13 @@ def outcome_of(result: RunResult, took: str = "") -> AttemptOutcome:
 def script_user(service: Service) -> str | None:
     """The user the service's scripts run as; `None` keeps the image's own (`run_as_root`)."""
     return None if service.run_as_root else SCRIPT_USER
+
+
+def _mount(service: Service) -> StorageTarget | None:
+    path = service.mount_path()
+    if path is None:
+        return None
+    return StorageTarget(path.storage_provider, path.bucket, path.folder)
 
 
 def image_pull(service: Service) -> ImagePull:
@@ -251,6 +271,7 @@ def job_spec(service: Service, job: JobView, attempt: int, settings: Settings) -
         stage_in=not service.file_stage_in,
         base_path=service.exposed_base_path(),
         pull=image_pull(service),
+        mount=_mount(service),
         outputs=tuple(
             StorageTarget(
                 path.storage_provider,

@@ -70,5 +70,8 @@ class JobSpec:
     event only."""
     base_path: str = ""
     """OSCAR_SERVICE_BASE_PATH: where the service is exposed, or ""."""
+    mount: StorageTarget | None = None
+    """OSCAR's `mount`: this storage folder is copied to `mnt/<bucket>/<folder>` of the work
+    directory before the script starts, and shown read-only at `/mnt`."""
     pull: ImagePull | None = None
     """How the image is got (pull policy, registry login); `None`: by its tag."""

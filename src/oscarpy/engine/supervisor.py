@@ -8,6 +8,7 @@ progress only through a `JobReporter`, so that it can run on another host than t
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 import time
@@ -22,7 +23,7 @@ from oscarpy.engine.logstream import LogLine, LogStream
 from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
 from oscarpy.engine.runtimes.base import EndReason, Execution, RunResult, RunSpec, Runtime
 from oscarpy.engine.safefs import set_mode
-from oscarpy.engine.spec import JobSpec
+from oscarpy.engine.spec import JobSpec, StorageTarget
 from oscarpy.storage.providers.base import StorageError, StorageProvider
 
 log = logging.getLogger(__name__)
@@ -181,10 +182,26 @@ class Supervisor:
                 provider = providers(spec.input.provider)
                 provider.download(spec.input.bucket, spec.input.key, input_path)
                 set_mode(input_path, contract.READABLE)
+            if spec.mount is not None:
+                self._stage_mount(spec.mount, work_dir, providers(spec.mount.provider))
         except StorageError as error:
             raise StagingError(f"cannot stage the input in: {error}") from error
         except OSError as error:
             raise StagingError(f"cannot prepare the work directory {work_dir}: {error}") from error
+
+    @staticmethod
+    def _stage_mount(mount: StorageTarget, work_dir: Path, provider: StorageProvider) -> None:
+        """OSCAR's `mount`: every object under the folder, as files under `mnt/<bucket>/`."""
+        prefix = f"{mount.folder}/" if mount.folder else ""
+        folder = contract.mounted_file(work_dir, mount.bucket, f"{prefix}_") or work_dir
+        _readable_dirs(folder.parent, work_dir)  # there, even when the folder is empty
+        for found in provider.list_objects(mount.bucket, prefix):
+            destination = contract.mounted_file(work_dir, mount.bucket, found.key)
+            if destination is None:
+                continue
+            _readable_dirs(destination.parent, work_dir)
+            provider.download(mount.bucket, found.key, destination)
+            set_mode(destination, contract.READABLE)
 
     def _run_spec(self, spec: JobSpec, work_dir: Path) -> RunSpec:
         environment = contract.environment(spec, self.runtime.work_path(work_dir))
@@ -289,3 +306,12 @@ class _Ticker:
                     task()
                 except Exception:  # one failing task must not stop the others
                     log.exception("job ticker task %r failed", task)
+
+
+def _readable_dirs(path: Path, root: Path) -> None:
+    """`path` and its missing parents below `root`, listable by the script's user whatever the
+    server's (private) umask."""
+    for directory in [*reversed(path.parents), path]:
+        if directory.is_relative_to(root) and directory != root and not directory.exists():
+            os.mkdir(directory)
+            set_mode(directory, 0o755)

@@ -469,7 +469,7 @@ class Service(_OscarModel):
         "enable_sgx": "no SGX device is given to jobs",
         "expose": "",  # acted on: see `expose_settings`
         "expose_options": "exposed services are not implemented",
-        "mount": "nothing is mounted: bucket mounts are not implemented",
+        "mount": "",  # acted on: see `mount_path`
         "volume": "no persistent volume is attached: managed volumes are not implemented",
         "kserve": "KServe inference services need Kubernetes; none is deployed",
         "interlink_node_name": "interLink nodes are not used; jobs run on this server",
@@ -661,6 +661,17 @@ class Service(_OscarModel):
                         f"oscar-py; use a {' or '.join(SUPPORTED_PROVIDER_TYPES)} provider"
                     )
         self._check_no_loop()
+        mount = self.mount_path()
+        if mount is not None:
+            _check_bucket_name(mount.bucket, "mount.path")
+            if mount.provider_type not in SUPPORTED_PROVIDER_TYPES or not (
+                mount.storage_provider == DEFAULT_PROVIDER
+                or self.storage_providers.defines(mount.storage_provider)
+            ):
+                raise ValueError(
+                    f"mount.storage_provider: {mount.storage_provider!r} is not a defined "
+                    f"{' or '.join(SUPPORTED_PROVIDER_TYPES)} provider"
+                )
         if self.expose_settings() is not None and self.network == "none":
             raise ValueError("expose: an exposed service needs a network; drop `network: none`")
         return self
@@ -676,6 +687,25 @@ class Service(_OscarModel):
                         f"{input_path.path}, so every result would trigger the service again; "
                         "write outputs to a folder outside the input folder"
                     )
+
+    def mount_path(self) -> StoragePath | None:
+        """OSCAR's `mount`: a storage path copied read-only to `/mnt/<bucket>/<folder>` before
+        each job; `None` when the section asks for nothing."""
+        section = _lower_keys(self.oscar_settings).get("mount")
+        if not isinstance(section, dict) or _is_neutral("mount", section):
+            return None
+        keys = _lower_keys(section)
+        if not keys.get("path"):
+            return None
+        path = StoragePath.model_validate(
+            {
+                "storage_provider": keys.get("storage_provider") or DEFAULT_PROVIDER,
+                "path": keys["path"],
+            }
+        )
+        if "/" not in path.path:
+            path = path.model_copy(update={"path": f"{path.path}/"})
+        return path
 
     def expose_settings(self) -> ExposeSettings | None:
         """The `expose` section with OSCAR's defaults, or `None` when nothing is exposed."""

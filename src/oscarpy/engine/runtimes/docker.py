@@ -229,7 +229,10 @@ class DockerRuntime:
                 LABEL_ATTEMPT: str(spec.attempt),
                 LABEL_INSTANCE: self.instance,
             },
-            "volumes": {str(spec.work_dir): {"bind": str(WORK_MOUNT), "mode": "rw"}},
+            "volumes": {
+                str(spec.work_dir): {"bind": str(WORK_MOUNT), "mode": "rw"},
+                **_mounted(spec.work_dir),
+            },
             "name": f"oscar-job-{spec.job_id}-{spec.attempt}",
             "detach": True,
             **restricted_options(spec.limits, network=spec.network),
@@ -309,6 +312,12 @@ class DockerRuntime:
 
     def close(self) -> None:
         self.connection.close()
+
+
+def _mounted(work_dir: Path) -> dict[str, dict[str, str]]:
+    """OSCAR's `mount`, staged in `mnt/` of the work directory: read-only at `/mnt`."""
+    staged = work_dir / "mnt"  # contract.MOUNT_DIR
+    return {str(staged): {"bind": "/mnt", "mode": "ro"}} if staged.is_dir() else {}
 
 
 def script_command(script: str) -> list[str]:
