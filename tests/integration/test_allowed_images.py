@@ -28,6 +28,8 @@ def test_only_allowed_images_are_taken_once_a_list_is_set(api: InProcessServer) 
         )
         assert answer.status_code == 200
         assert answer.json() == ["ghcr.io/grycap/", "busybox"]
+        shown = client.get("/system/config").json()["allowed_image_repositories"]
+        assert shown == ["ghcr.io/grycap/", "busybox"]
 
         assert client.post("/system/services", json=_service("ok", "busybox:1.36")).is_success
         refused = client.post("/system/services", json=_service("no", "evil.io/ghcr.io/grycap/x"))

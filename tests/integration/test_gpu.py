@@ -25,7 +25,7 @@ def test_no_gpu_refuses_enable_gpu_with_the_reason(
         refused = client.post("/system/services", json=GPU_SERVICE)
         assert refused.status_code == 400
         assert "enable_gpu: this host has no GPU" in refused.json()["detail"]
-        assert client.get("/system/config").json()["gpu_available"] is False
+        assert client.get("/system/config").json()["config"]["gpu_available"] is False
         assert client.post("/system/services", json={**GPU_SERVICE, "enable_gpu": False}).is_success
         changed = client.put("/system/services", json=GPU_SERVICE)
         assert changed.status_code == 400
@@ -54,7 +54,7 @@ def test_a_gpu_host_asks_docker_for_the_gpus(
     device.touch()
     monkeypatch.setenv("OSCAR_GPU_DEVICE", str(device))
     with in_process_server(tmp_path / "data") as api, api.client() as client:
-        assert client.get("/system/config").json()["gpu_available"] is True
+        assert client.get("/system/config").json()["config"]["gpu_available"] is True
         created = client.post("/system/services", json=GPU_SERVICE)
         assert created.status_code == 201
         assert created.json()["warnings"] == []
