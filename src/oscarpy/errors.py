@@ -23,6 +23,7 @@ storage is the server itself: `InternalError`, 500).
     ├── JobNotFound                  no such job (for that service)                404
     ├── EventNotAllowed              a token's event names another's object        403
     ├── InvalidJobOperation          the job's state does not allow it             409
+    ├── NotExposed                   an exposed service's route, no `expose`       400
     ├── InvocationError              a /run request cannot be run as sent          400
     │   ├── InvalidBody              neither JSON nor base64                       400
     │   └── BodyTooLarge             over the configured limit                     413
@@ -63,6 +64,7 @@ from oscarpy.engine.errors import (
     InfrastructureError,
     InvalidJobOperation,
     JobNotFound,
+    NotExposed,
     RuntimeLost,
     RuntimeUnavailable,
     ScalingError,
@@ -128,6 +130,7 @@ STATUS: Mapping[type[Exception], int] = {
     JobNotFound: 404,
     EventNotAllowed: 403,
     InvalidJobOperation: 409,
+    NotExposed: 400,
     InvocationError: 400,
     InvalidBody: 400,
     BodyTooLarge: 413,

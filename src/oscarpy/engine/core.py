@@ -23,7 +23,7 @@ from oscarpy.db import Database, SystemMeta
 from oscarpy.engine import activity, contract
 from oscarpy.engine.catalog import ServiceCatalog
 from oscarpy.engine.dispatcher import Capacity, Dispatcher, host_capacity
-from oscarpy.engine.errors import EngineError, EventNotAllowed, JobNotFound
+from oscarpy.engine.errors import EngineError, EventNotAllowed, InfrastructureError, JobNotFound
 from oscarpy.engine.events import ObjectReference, parse_object_event, upload_identity
 from oscarpy.engine.intake import Intake
 from oscarpy.engine.ledger import AttemptView, Claim, JobView, Ledger, NewJob
@@ -202,7 +202,19 @@ class Engine:
                 service.name, everything=True, check_service=False
             )
             log.info("service %s deleted: %d job(s) and their logs removed", service.name, removed)
+        elif service.image_prefetch:
+            threading.Thread(
+                target=self._prefetch, args=(service,), name="prefetch", daemon=True
+            ).start()
         self.dispatcher.wake()
+
+    def _prefetch(self, service: Service) -> None:
+        """`image_prefetch`: get the image now, so that the first job does not wait for it."""
+        try:
+            self.runtime.prepare(service.image, contract.image_pull(service))
+            log.info("service %s: image %s prefetched", service.name, service.image)
+        except InfrastructureError as error:
+            log.warning("service %s: image_prefetch failed: %s", service.name, error)
 
     # -- running (worker threads) ---------------------------------------------------------
 

@@ -8,6 +8,7 @@ progress only through a `JobReporter`, so that it can run on another host than t
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 import time
@@ -29,7 +30,7 @@ from oscarpy.engine.runtimes.base import (
     node_of,
 )
 from oscarpy.engine.safefs import set_mode
-from oscarpy.engine.spec import JobSpec
+from oscarpy.engine.spec import JobSpec, StorageTarget
 from oscarpy.storage.providers.base import StorageError, StorageProvider
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ class Supervisor:
                 stream.note(f"attempt {spec.attempt} of job {spec.job_id} ({runtime.name})")
                 self._stage_in(spec, work_dir, providers)
                 staged = contract.staged_bytes(work_dir)
-                runtime.prepare(spec.image)
+                runtime.prepare(spec.image, spec.pull)
                 if cancelled.is_set():
                     raise _Cancelled
                 execution = runtime.start(self._run_spec(spec, work_dir, runtime))
@@ -209,10 +210,26 @@ class Supervisor:
                 provider = providers(spec.input.provider)
                 provider.download(spec.input.bucket, spec.input.key, input_path)
                 set_mode(input_path, contract.READABLE)
+            if spec.mount is not None:
+                self._stage_mount(spec.mount, work_dir, providers(spec.mount.provider))
         except StorageError as error:
             raise StagingError(f"cannot stage the input in: {error}") from error
         except OSError as error:
             raise StagingError(f"cannot prepare the work directory {work_dir}: {error}") from error
+
+    @staticmethod
+    def _stage_mount(mount: StorageTarget, work_dir: Path, provider: StorageProvider) -> None:
+        """OSCAR's `mount`: every object under the folder, as files under `mnt/<bucket>/`."""
+        prefix = f"{mount.folder}/" if mount.folder else ""
+        folder = contract.mounted_file(work_dir, mount.bucket, f"{prefix}_") or work_dir
+        _readable_dirs(folder.parent, work_dir)  # there, even when the folder is empty
+        for found in provider.list_objects(mount.bucket, prefix):
+            destination = contract.mounted_file(work_dir, mount.bucket, found.key)
+            if destination is None:
+                continue
+            _readable_dirs(destination.parent, work_dir)
+            provider.download(mount.bucket, found.key, destination)
+            set_mode(destination, contract.READABLE)
 
     @staticmethod
     def _run_spec(spec: JobSpec, work_dir: Path, runtime: Runtime) -> RunSpec:
@@ -340,3 +357,12 @@ class _Ticker:
                     task()
                 except Exception:  # one failing task must not stop the others
                     log.exception("job ticker task %r failed", task)
+
+
+def _readable_dirs(path: Path, root: Path) -> None:
+    """`path` and its missing parents below `root`, listable by the script's user whatever the
+    server's (private) umask."""
+    for directory in [*reversed(path.parents), path]:
+        if directory.is_relative_to(root) and directory != root and not directory.exists():
+            os.mkdir(directory)
+            set_mode(directory, 0o755)

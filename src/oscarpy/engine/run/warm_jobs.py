@@ -22,7 +22,14 @@ from pathlib import Path, PurePosixPath
 
 from oscarpy.engine.errors import ContainerError, ContainerGone, InfrastructureError, StagingError
 from oscarpy.engine.run.pool import Member, ServicePool, WarmPools
-from oscarpy.engine.runtimes.base import EndReason, OutputSink, RunResult, RunSpec, result_from_exit
+from oscarpy.engine.runtimes.base import (
+    EndReason,
+    ImagePull,
+    OutputSink,
+    RunResult,
+    RunSpec,
+    result_from_exit,
+)
 from oscarpy.engine.runtimes.warm import RUN_MOUNT
 from oscarpy.services.errors import ServiceNotFound
 from oscarpy.services.model import Service
@@ -123,7 +130,7 @@ class WarmJobRuntime:
     def work_path(self, work_dir: Path) -> PurePosixPath:
         return RUN_MOUNT / work_dir.name
 
-    def prepare(self, image: str) -> None:
+    def prepare(self, image: str, pull: ImagePull | None = None) -> None:
         """The pool prepares the image when it starts a container."""
 
     def start(self, spec: RunSpec) -> WarmJobExecution:
