@@ -604,8 +604,7 @@ class Service(_OscarModel):
     def node_constraints(self) -> list[str]:
         """Where its jobs may run in cluster mode: `placement`, and GPU nodes for
         `enable_gpu` (nodes labelled `gpu=true`)."""
-        gpu = _lower_keys(self.oscar_settings).get("enable_gpu") in (True, "true", "True")
-        return [*self.placement, *(["node.labels.gpu==true"] if gpu else [])]
+        return [*self.placement, *(["node.labels.gpu==true"] if self.enable_gpu else [])]
 
     @field_validator("name", mode="after")
     @classmethod
