@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 
 from oscarpy import __version__
-from oscarpy.api import jobs, logs, metrics, openapi, run, services, system
+from oscarpy.api import buckets, jobs, logs, metrics, openapi, run, services, system
 from oscarpy.api.auth import install_throttle
 from oscarpy.api.errors import install_error_handlers
 from oscarpy.api.origin import CrossSiteGuard
@@ -39,6 +39,7 @@ def create_app(settings: Settings, database: Database, admin: AdminCredentials) 
 
     app.include_router(system.router)
     app.include_router(services.router)
+    app.include_router(buckets.router)
     app.include_router(jobs.router)
     app.include_router(logs.router)
     app.include_router(run.router)

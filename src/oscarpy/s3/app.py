@@ -22,7 +22,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from oscarpy.auth.credentials import AdminCredentials
 from oscarpy.auth.throttle import Throttle, Throttled, client_address
 from oscarpy.config import Settings
-from oscarpy.s3 import buckets, multipart, objects
+from oscarpy.s3 import buckets, multipart, objects, sharing
+from oscarpy.s3.access import ANONYMOUS, authorize, is_anonymous
 from oscarpy.s3.call import S3Call
 from oscarpy.s3.errors import S3Error, from_store_error, not_implemented
 from oscarpy.s3.payload import InlineWrites
@@ -61,7 +62,14 @@ ROUTES: dict[tuple[str, bool, str], Handler] = {
     ("GET", False, "location"): buckets.get_location,
     ("GET", False, "versioning"): buckets.get_versioning,
     ("GET", False, "versions"): buckets.list_versions,
-    ("GET", False, "acl"): buckets.get_acl,
+    ("GET", False, "acl"): sharing.get_acl,
+    ("PUT", False, "acl"): sharing.put_acl,
+    ("GET", False, "policy"): sharing.get_policy,
+    ("PUT", False, "policy"): sharing.put_policy,
+    ("DELETE", False, "policy"): sharing.delete_policy,
+    ("GET", False, "publicAccessBlock"): sharing.get_public_access_block,
+    ("PUT", False, "publicAccessBlock"): sharing.put_public_access_block,
+    ("DELETE", False, "publicAccessBlock"): sharing.delete_public_access_block,
     ("GET", False, "object-lock"): buckets.get_object_lock,
     ("PUT", False, "object-lock"): buckets.put_object_lock,
     ("GET", True, "retention"): buckets.object_lock_setting,
@@ -74,7 +82,8 @@ ROUTES: dict[tuple[str, bool, str], Handler] = {
     ("GET", True, ""): objects.get_object,
     ("HEAD", True, ""): _head_object,
     ("DELETE", True, ""): objects.delete_object,
-    ("GET", True, "acl"): buckets.get_acl,
+    ("GET", True, "acl"): sharing.get_acl,
+    ("PUT", True, "acl"): sharing.put_acl,
     ("POST", True, "uploads"): multipart.create_upload,
     ("PUT", True, "uploadId"): _upload_part,
     ("POST", True, "uploadId"): multipart.complete_upload,
@@ -118,6 +127,14 @@ def parse_query(raw_query: str) -> dict[str, str]:
     return query
 
 
+def subresource_of(query: dict[str, str]) -> str:
+    """The sub-resource a request's query names ('' for none)."""
+    chosen = [name for name in query if name in SUBRESOURCES]
+    if "uploadId" in chosen:
+        return "uploadId"
+    return chosen[0] if chosen else ""
+
+
 def choose(method: str, bucket: str, key: str, query: dict[str, str]) -> Handler:
     for name in query:
         lowered = name.lower()
@@ -131,10 +148,7 @@ def choose(method: str, bucket: str, key: str, query: dict[str, str]) -> Handler
         if method == "GET":
             return buckets.list_buckets
         raise not_implemented(f"{method} on the service")
-    chosen = [name for name in query if name in SUBRESOURCES]
-    subresource = chosen[0] if chosen else ""
-    if "uploadId" in chosen:
-        subresource = "uploadId"
+    subresource = subresource_of(query)
     handler = ROUTES.get((method, bool(key), subresource))
     if handler is None:
         what = f"{method} {'object' if key else 'bucket'}"
@@ -218,7 +232,11 @@ class S3App:
         for name, value in request.scope["headers"]:
             headers.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
         host = (headers.get("host") or [""])[0]
-        auth = self._verified(request, method, raw_path, raw_query, headers, host)
+        anonymous = is_anonymous(headers, raw_query)
+        if anonymous:
+            auth = ANONYMOUS
+        else:
+            auth = self._verified(request, method, raw_path, raw_query, headers, host)
         bucket, key = self.address(host, path)
         query = parse_query(raw_query)
         handler = choose(method, bucket, key, query)
@@ -234,6 +252,9 @@ class S3App:
             headers={name: values[0] for name, values in headers.items()},
             inline_writes=self.inline_writes,
         )
+        if anonymous:
+            call.principal = None
+        await authorize(call, method, subresource_of(query))
         return await handler(call)
 
     def _verified(
