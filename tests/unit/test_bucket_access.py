@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -22,6 +23,8 @@ from oscarpy.s3.sharing import parse_policy, render_policy
 from oscarpy.services.model import parse_service
 from oscarpy.services.registry import ServiceRegistry
 from oscarpy.storage.store import ObjectStore
+from oscarpy.web.dashboard import DashboardError
+from oscarpy.web.storage import _require_bucket
 
 OWNER = Principal("owner@issuer")
 FRIEND = Principal("friend@issuer")
@@ -254,3 +257,18 @@ def test_buckets_made_for_a_service_belong_to_its_owner_and_follow_its_sharing(
     assert not allows(table.get("gray"), None, Action.READ)  # never published by a service
     registry.delete("gray", delete_buckets=True)
     assert table.get("gray").owner != OWNER.user_id  # the record went with the bucket
+
+
+def test_the_dashboards_storage_pages_take_the_same_decision(store: ObjectStore) -> None:
+    store.create_bucket("mine")
+    BucketAccessTable(store.database).claim("mine", OWNER.user_id, visibility="private")
+    request: Any = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(store=store)))
+
+    def session(who: Principal) -> Any:
+        return SimpleNamespace(principal=who)
+
+    _require_bucket(request, "mine", session(OWNER), Action.MANAGE)
+    _require_bucket(request, "mine", session(ADMIN), Action.MANAGE)
+    with pytest.raises(DashboardError) as refused:
+        _require_bucket(request, "mine", session(STRANGER), Action.READ)
+    assert refused.value.status == 403
