@@ -63,7 +63,7 @@ def _found(registry: ServiceRegistry, name: str) -> Service:
 @router.get("", response_model=list[Service], summary="List the services")
 def list_services(request: Request) -> list[dict[str, Any]]:
     """Every service; secret values blanked, provider secret keys shown as `hidden`."""
-    return [service.redacted().to_json() for service in _registry(request).list()]
+    return [shown(service) for service in _registry(request).list()]
 
 
 @router.post(
@@ -120,7 +120,7 @@ async def update_service(request: Request) -> Response:
     responses=error_responses(404),
 )
 def read_service(request: Request, service_name: str) -> dict[str, Any]:
-    return _found(_registry(request), service_name).redacted().to_json()
+    return shown(_found(_registry(request), service_name))
 
 
 @router.delete(
@@ -146,9 +146,30 @@ def delete_service(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+#: OSCAR's answers always carry `expose`, zero-valued for a service that exposes nothing (Go
+#: serialises the empty struct); its dashboard reads `expose.max_scale` of every service.
+UNEXPOSED: dict[str, Any] = {
+    "min_scale": 0,
+    "max_scale": 0,
+    "cpu_threshold": 0,
+    "rewrite_target": False,
+    "default_command": False,
+    "set_auth": False,
+    "health_path": "",
+}
+
+
+def shown(service: Service) -> dict[str, Any]:
+    """The service as OSCAR answers it: secrets redacted, `expose` always there."""
+    data = service.redacted().to_json()
+    expose = data.get("expose")
+    data["expose"] = {**UNEXPOSED, **expose} if isinstance(expose, dict) else dict(UNEXPOSED)
+    return data
+
+
 def _answer(service: Service, warnings: list[str]) -> dict[str, Any]:
     """The service as GET shows it, with `warnings` (not a service key: returned directly)."""
-    return {**service.redacted().to_json(), "warnings": warnings}
+    return {**shown(service), "warnings": warnings}
 
 
 async def _in_thread(function: Callable[[Service], Service], service: Service) -> Service:

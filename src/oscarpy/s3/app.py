@@ -19,6 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from oscarpy.auth.cors import with_cors
 from oscarpy.auth.credentials import AdminCredentials
 from oscarpy.auth.throttle import Throttle, Throttled, client_address
 from oscarpy.config import Settings
@@ -176,6 +177,7 @@ class S3App:
         self.domains = {"localhost"}
         if endpoint_host and not _is_ip(endpoint_host):
             self.domains.add(endpoint_host)
+        self._entry = with_cors(self._serve, settings.cors_origin_list, expose=CORS_EXPOSED)
 
     def address(self, host: str, path: str) -> tuple[str, str]:
         """(bucket, key) from the Host header and the decoded path."""
@@ -195,6 +197,9 @@ class S3App:
         return ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._entry(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         request = Request(scope, receive)
@@ -317,6 +322,20 @@ class S3App:
 
 
 _WRONG_SECRET = {"SignatureDoesNotMatch", "InvalidAccessKeyId"}
+#: Answer headers a browser page reads (multipart uploads need each part's ETag).
+CORS_EXPOSED = (
+    "ETag",
+    "Content-Length",
+    "Content-Range",
+    "Last-Modified",
+    "x-amz-request-id",
+    "x-amz-version-id",
+    "x-amz-delete-marker",
+    "x-amz-checksum-crc32",
+    "x-amz-checksum-crc32c",
+    "x-amz-checksum-sha1",
+    "x-amz-checksum-sha256",
+)
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]*)/")
 _SIGV2_KEY = re.compile(r"AWS ([^:\s]*):")
 
