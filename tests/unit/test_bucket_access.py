@@ -259,6 +259,11 @@ def test_buckets_made_for_a_service_belong_to_its_owner_and_follow_its_sharing(
     assert table.get("gray").owner != OWNER.user_id  # the record went with the bucket
 
 
+def test_user_isolation_is_honoured_not_warned_about() -> None:
+    definition = {"name": "iso", "image": "i", "script": "s", "isolation_level": "USER"}
+    assert not [line for line in parse_service(definition).warnings if "isolation" in line]
+
+
 def test_the_dashboards_storage_pages_take_the_same_decision(store: ObjectStore) -> None:
     store.create_bucket("mine")
     BucketAccessTable(store.database).claim("mine", OWNER.user_id, visibility="private")

@@ -101,7 +101,6 @@ def test_oscar_settings_we_do_not_honour_are_kept_returned_and_warned_of() -> No
         ("expose", {"api_port": 8080}),
         ("mount", {"storage_provider": "minio.default", "path": "data/models"}),
         ("volume", {"size": "1Gi", "mount_path": "/data"}),
-        ("isolation_level", "USER"),
         ("image_prefetch", True),
     ],
 )

@@ -34,6 +34,7 @@ from oscarpy.engine.safefs import (
     write_new_at,
 )
 from oscarpy.engine.spec import JobSpec, StorageTarget, StoredInput
+from oscarpy.services.isolation import outputs_for
 from oscarpy.services.model import DEFAULT_PROVIDER, Service
 
 SCRIPT_FILE = "script.sh"
@@ -245,7 +246,7 @@ def job_spec(service: Service, job: JobView, attempt: int, settings: Settings) -
                 tuple(path.prefix),
                 tuple(path.suffix),
             )
-            for path in service.output
+            for path in outputs_for(service, stored.bucket if stored else None)
         ),
         user=script_user(service),
         network=service.network,

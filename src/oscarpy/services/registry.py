@@ -25,6 +25,7 @@ from oscarpy.auth.principal import ADMIN_USER_ID
 from oscarpy.db import Base, Database, utcnow
 from oscarpy.log import register_secret
 from oscarpy.services.errors import ServiceDefinitionError, ServiceExists, ServiceNotFound
+from oscarpy.services.isolation import outputs_for, private_buckets, watched_inputs
 from oscarpy.services.model import Service
 
 log = logging.getLogger(__name__)
@@ -201,6 +202,13 @@ class ServiceRegistry:
                 )
             if path.folder:
                 self.store.ensure_folder(path.bucket, path.folder)
+        for bucket, user in private_buckets(service).items():
+            if not self.store.bucket_exists(bucket):
+                self.store.ensure_bucket(bucket)
+                access.claim(bucket, user, service=service.name, anonymous_read=False)
+            for path in [*watched_inputs(service), *outputs_for(service, bucket)]:
+                if path.bucket == bucket and path.folder:
+                    self.store.ensure_folder(bucket, path.folder)
 
     def _delete_buckets(self, service: Service) -> None:
         in_use = {
@@ -209,7 +217,8 @@ class ServiceRegistry:
             for path in other.embedded_paths()
             if other.name != service.name
         }
-        for bucket in sorted({path.bucket for path in service.embedded_paths()}):
+        owned = {path.bucket for path in service.embedded_paths()} | set(private_buckets(service))
+        for bucket in sorted(owned):
             if bucket in in_use:
                 log.info("bucket %s kept: another service still uses it", bucket)
                 continue
