@@ -3,8 +3,11 @@ pending and running jobs never do, and the reconcile pass still knows what ran."
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import update
@@ -13,7 +16,7 @@ from oscarpy.db import Database, utcnow
 from oscarpy.engine.ledger import Ledger, NewJob
 from oscarpy.engine.outcomes import AttemptOutcome
 from oscarpy.engine.records import Job, JobSource, JobStatus
-from oscarpy.engine.retention import Retention
+from oscarpy.engine.retention import INCOMING_PREFIX, Retention
 from oscarpy.services.model import Service, parse_service
 
 DAY = 24 * 3600
@@ -80,3 +83,25 @@ def test_a_default_ttl_of_zero_keeps_everything(ledger: Ledger) -> None:
     job(ledger, "svc", "ancient", status=JobStatus.SUCCEEDED, age_days=3650)
     retention = Retention(ledger, lambda: [service("svc")], default_ttl=0, interval=1)
     assert retention.sweep() == 0
+
+
+def test_half_received_job_bodies_of_a_dead_process_are_removed_and_live_ones_kept(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    bodies = tmp_path / "job-bodies"
+    bodies.mkdir()
+    abandoned = bodies / f"{INCOMING_PREFIX}dead"
+    live = bodies / f"{INCOMING_PREFIX}live"
+    queued = bodies / "a-job-body"  # a submitted job's body: only its job's expiry removes it
+    for path in (abandoned, live, queued):
+        path.write_bytes(b"part of a body")
+    hour_ago = time.time() - 3601
+    os.utime(abandoned, (hour_ago, hour_ago))
+    os.utime(queued, (hour_ago, hour_ago))
+    retention = Retention(
+        ledger, list, default_ttl=0, interval=1, bodies=bodies, abandoned_after=3600
+    )
+
+    assert retention.remove_abandoned_bodies() == 1
+
+    assert not abandoned.exists() and live.exists() and queued.exists()

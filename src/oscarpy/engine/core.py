@@ -34,7 +34,7 @@ from oscarpy.engine.providers import Providers
 from oscarpy.engine.records import JobSource, JobStatus
 from oscarpy.engine.recovery import Recovery
 from oscarpy.engine.reporting import LedgerReporter
-from oscarpy.engine.retention import Retention
+from oscarpy.engine.retention import INCOMING_PREFIX, Retention
 from oscarpy.engine.retries import RetryPolicy
 from oscarpy.engine.runtimes import make_runtime
 from oscarpy.engine.runtimes.base import Limits, Runtime
@@ -145,6 +145,8 @@ class Engine:
             self.catalog.list,
             default_ttl=settings.job_ttl,
             interval=settings.job_expiry_interval,
+            bodies=self.bodies,
+            abandoned_after=max(3600.0, 10 * settings.body_timeout),
         )
         self.operations = JobOperations(self.ledger, self.catalog, self.dispatcher, self.runtime)
         store.add_commit_listener(self.intake.wake)
@@ -234,7 +236,7 @@ class Engine:
     def new_body_path(self) -> Path:
         """Where the API streams a `/job` body before `submit` (which moves or removes it)."""
         self.bodies.mkdir(parents=True, exist_ok=True)
-        return self.bodies / f".incoming-{uuid.uuid4().hex}"
+        return self.bodies / f"{INCOMING_PREFIX}{uuid.uuid4().hex}"
 
     def submit(self, service_name: str, body: bytes | Path, *, inputs_only: bool = False) -> str:
         """A `/job` request: a MinIO/S3 event names an object to stage; any other body is

@@ -6,12 +6,17 @@ failed or cancelled) longer ago than their service's `job_ttl`, or `job_ttl` of 
 (30 days, OSCAR's default); 0 keeps them forever. Pending and running jobs never expire. The
 content of an expired storage job is remembered (`ExpiredObject`), so that the reconcile pass
 does not run its object again.
+
+The same sweep removes `/job` bodies a crashed process left half-received (`.incoming-*` files
+untouched for longer than `abandoned_after`): a live upload writes to its file at least every
+`body_timeout` seconds, or its connection is closed and the file removed.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,6 +31,8 @@ from oscarpy.services.model import Service
 
 log = logging.getLogger(__name__)
 
+#: How a `/job` body being received is named in the bodies directory.
+INCOMING_PREFIX = ".incoming-"
 FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 _BATCH = 500
 
@@ -38,11 +45,15 @@ class Retention:
         *,
         default_ttl: float,
         interval: float,
+        bodies: Path | None = None,
+        abandoned_after: float = 3600.0,
     ) -> None:
         self.ledger = ledger
         self._services = services
         self.default_ttl = default_ttl
         self.interval = interval
+        self.bodies = bodies
+        self.abandoned_after = abandoned_after
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -56,11 +67,37 @@ class Retention:
             self._thread.join(10)
 
     def _loop(self) -> None:
+        self._remove_abandoned_bodies_safely()
         while not self._stopping.wait(self.interval):
             try:
                 self.sweep()
             except Exception:
                 log.exception("expiring finished jobs failed; trying again later")
+            self._remove_abandoned_bodies_safely()
+
+    def _remove_abandoned_bodies_safely(self) -> None:
+        try:
+            self.remove_abandoned_bodies()
+        except OSError as error:
+            log.warning("cannot remove abandoned /job bodies: %s", error)
+
+    def remove_abandoned_bodies(self, now: float | None = None) -> int:
+        """Delete the half-received `/job` bodies nobody has written to for `abandoned_after`
+        seconds (their process died); returns how many."""
+        if self.bodies is None or not self.bodies.is_dir():
+            return 0
+        cutoff = (now if now is not None else time.time()) - self.abandoned_after
+        removed = 0
+        for leftover in self.bodies.glob(f"{INCOMING_PREFIX}*"):
+            try:
+                if leftover.lstat().st_mtime < cutoff:
+                    leftover.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue  # its upload finished meanwhile
+        if removed:
+            log.info("removed %d half-received /job bodies left by a stopped process", removed)
+        return removed
 
     def sweep(self, now: datetime | None = None) -> int:
         """Delete every expired job with its attempts and log; returns how many."""
