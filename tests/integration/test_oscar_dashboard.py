@@ -103,6 +103,15 @@ def test_the_services_pages(browser: httpx.Client) -> None:
     mine = next(item for item in listed if item["name"] == "from-dashboard")
     assert mine["expose"]["max_scale"] == 0 and mine["expose"]["min_scale"] == 0
     assert browser.get("/system/services/from-dashboard").json()["expose"]["max_scale"] == 0
+    # The buckets page links a service's bucket to the service; its sharing is the service's.
+    buckets = {item["bucket_name"]: item for item in browser.get("/system/buckets").json()}
+    assert buckets["from-dashboard"]["metadata"] == {"from_service": "from-dashboard"}
+    assert buckets["from-dashboard"]["owner"] == "cluster_admin"
+    changed = browser.put(
+        "/system/buckets", json={"bucket_name": "from-dashboard", "visibility": "public"}
+    )
+    assert changed.status_code == 403
+    assert changed.text == "Forbidden action: A bucket from a service can't be modified"
 
 
 def test_errors_are_the_message_itself_unless_json_is_preferred(

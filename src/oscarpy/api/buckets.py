@@ -60,7 +60,8 @@ def _problem(code: int, detail: str) -> HTTPException:
 
 def describe(access: BucketAccess) -> dict[str, Any]:
     """A bucket as OSCAR's `MinIOBucket` JSON."""
-    metadata = {"service": "true", "service_name": access.service} if access.service else {}
+    # OSCAR tags a service's buckets `from_service`; its dashboard links them to the service.
+    metadata = {"from_service": access.service} if access.service else {}
     return {
         "bucket_name": access.bucket,
         "visibility": access.visibility,
@@ -192,6 +193,7 @@ async def get_bucket(
         truncated = len(found) > limit
         found = found[:limit]
         answer = describe(access)
+        answer["metadata"]["owner"] = access.owner  # OSCAR's read keeps the owner tag
         answer["objects"] = [
             {
                 "object_name": item.key,
