@@ -81,3 +81,15 @@ ensure_test_images() {
     ensure_packages busybox-static
     "$ROOT/scripts/build-test-images"
 }
+
+# ensure_oidc_provider: the OpenID provider the identity tests run (npm oidc-provider on
+# Node.js, tests/support/oidc/), installed from package-lock.json.
+ensure_oidc_provider() {
+    command -v npm >/dev/null || ensure_packages nodejs npm
+    local dir="$ROOT/tests/support/oidc"
+    local stamp="$dir/node_modules/.installed-$(sha1sum <"$dir/package-lock.json" | cut -c1-12)"
+    [ -e "$stamp" ] && return 0
+    say "installing the test OpenID provider (npm ci)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    touch "$stamp"
+}

@@ -185,6 +185,32 @@ class Settings(BaseSettings):
         description="Bearer token Prometheus may scrape /metrics with (OSCAR_METRICS_TOKEN); "
         "the admin's credentials always work.",
     )
+    oidc_issuers: str = Field(
+        "",
+        description="Comma-separated OpenID Connect issuer URLs (https://aai.egi.eu/auth/realms/"
+        "egi) whose bearer tokens sign users in (OSCAR's OIDC_VALID_ISSUERS); empty, only the "
+        "admin and service tokens are accepted.",
+    )
+    oidc_groups: str = Field(
+        "",
+        description="Comma-separated groups a user must be in (any one) to sign in (OSCAR's "
+        "OIDC_GROUPS), matched against the groups claim; an EGI entitlement URN "
+        "(urn:mace:egi.eu:group:<vo>:...) also counts as its group <vo>. Empty, any user of "
+        "a trusted issuer may sign in.",
+    )
+    oidc_groups_claim: str = Field(
+        "eduperson_entitlement",
+        description="Claim of the token (or of the issuer's userinfo) holding the user's groups.",
+    )
+    oidc_audience: str = Field(
+        "",
+        description="When set, a JWT access token must name this audience in `aud`.",
+    )
+    oidc_admin_users: str = Field(
+        "",
+        description="Comma-separated user ids (the `sub` of their tokens) who are admins: they "
+        "see and may change everything (OSCAR's USERS_ADMIN).",
+    )
     request_log_retention_days: float = Field(
         30.0,
         gt=0,
@@ -215,7 +241,19 @@ class Settings(BaseSettings):
 
     @property
     def trusted_origin_list(self) -> list[str]:
-        return [origin.strip() for origin in self.trusted_origins.split(",") if origin.strip()]
+        return _comma_list(self.trusted_origins)
+
+    @property
+    def oidc_issuer_list(self) -> list[str]:
+        return _comma_list(self.oidc_issuers)
+
+    @property
+    def oidc_group_list(self) -> list[str]:
+        return _comma_list(self.oidc_groups)
+
+    @property
+    def oidc_admin_list(self) -> list[str]:
+        return _comma_list(self.oidc_admin_users)
 
     @property
     def cors_origin_list(self) -> list[str]:
@@ -246,3 +284,7 @@ def _url_host(host: str) -> str:
     if host == "::":
         return "[::1]"
     return f"[{host}]" if ":" in host else host
+
+
+def _comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]

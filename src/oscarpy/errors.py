@@ -8,7 +8,8 @@ storage is the server itself: `InternalError`, 500).
     ServiceError                     services/errors.py                            500
     ├── ServiceDefinitionError       a definition is invalid                       400
     ├── ServiceExists                create with a name already taken              409
-    └── ServiceNotFound              no such service                               404
+    ├── ServiceNotFound              no such service                               404
+    └── ServiceForbidden             its visibility or owner does not let the caller 403
     EngineError                      engine/errors.py                              500
     ├── InfrastructureError          the platform could not run it; try later      503
     │   ├── RuntimeUnavailable       the container engine does not answer          503
@@ -73,6 +74,7 @@ from oscarpy.services.errors import (
     ServiceDefinitionError,
     ServiceError,
     ServiceExists,
+    ServiceForbidden,
     ServiceNotFound,
 )
 from oscarpy.storage.errors import (
@@ -105,6 +107,7 @@ STATUS: Mapping[type[Exception], int] = {
     # OSCAR answers 400 to a duplicate name; 409 says what happened.
     ServiceExists: 409,
     ServiceNotFound: 404,
+    ServiceForbidden: 403,
     EngineError: 500,  # never raised bare
     InfrastructureError: 503,
     RuntimeUnavailable: 503,

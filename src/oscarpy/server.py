@@ -170,7 +170,13 @@ class Platform:
         self.api_app: ASGIApp = api_app
         # One throttle for both ports: failed S3 signatures and Basic passwords add up.
         self.s3_app: ASGIApp = instrument(
-            create_s3_app(self.store, self.admin, settings, throttle=api_app.state.throttle),
+            create_s3_app(
+                self.store,
+                self.admin,
+                settings,
+                throttle=api_app.state.throttle,
+                users=api_app.state.users,
+            ),
             self.observability.metrics,
         )
         # The history starts first and stops last, to keep what the others report on stopping.

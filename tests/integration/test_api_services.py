@@ -79,7 +79,11 @@ def test_lifecycle_in_the_order_of_oscars_end_to_end_suite(
         "secret_key": api.password,
         "region": "us-east-1",
     }
-    assert {"name", "namespace", "services_namespace", "gpu_available"} <= set(config.json())
+    # OSCAR v4's shape: the cluster's settings under `config` (OSCAR's dashboard reads them).
+    cluster = config.json()["config"]
+    assert {"name", "namespace", "services_namespace", "gpu_available", "oidc_groups"} <= set(
+        cluster
+    )
 
     info = client.get("/system/info").json()
     assert info["version"] and info["kubernetes_version"] == ""
@@ -394,7 +398,7 @@ def test_openapi_document_describes_routes_auth_and_errors(api: InProcessServer)
     services = document["paths"]["/system/services"]
     assert set(services) == {"get", "post", "put"}
     assert set(services["post"]["responses"]) == {"201", "400", "401", "409"}
-    assert set(services["put"]["responses"]) == {"200", "204", "400", "401", "404"}
+    assert set(services["put"]["responses"]) == {"200", "204", "400", "401", "403", "404"}
     body_schema = services["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body_schema == {"$ref": "#/components/schemas/ServiceDefinition"}
     definition_schema = document["components"]["schemas"]["ServiceDefinition"]
@@ -403,13 +407,17 @@ def test_openapi_document_describes_routes_auth_and_errors(api: InProcessServer)
     assert {"type": "null"} in definition_schema["properties"]["retries"]["anyOf"]
     assert {"type": "number"} in definition_schema["properties"]["cpu"]["anyOf"]
     one = document["paths"]["/system/services/{service_name}"]
-    assert set(one["delete"]["responses"]) == {"204", "400", "401", "404"}
+    assert set(one["delete"]["responses"]) == {"204", "400", "401", "403", "404"}
     assert all(
         "422" not in operation["responses"]
         for operations in document["paths"].values()
         for operation in operations.values()
     )
-    assert document["paths"]["/system/status"]["get"]["security"] == [{"adminBasic": []}]
+    # Either the admin's Basic credentials or a user's OIDC token.
+    assert document["paths"]["/system/status"]["get"]["security"] == [
+        {"adminBasic": []},
+        {"oidcToken": []},
+    ]
     service_schema = document["components"]["schemas"]["Service"]
     assert {"name", "image", "script"} <= set(service_schema["required"])
     assert "alpine" in service_schema["properties"]  # OSCAR-only keys are documented

@@ -16,6 +16,8 @@ from oscarpy.api.origin import CrossSiteGuard
 from oscarpy.api.slashes import StripTrailingSlash
 from oscarpy.auth.cors import with_cors
 from oscarpy.auth.credentials import AdminCredentials
+from oscarpy.auth.oidc import OidcVerifier
+from oscarpy.auth.users import Users
 from oscarpy.config import Settings
 from oscarpy.db import Database
 
@@ -33,6 +35,8 @@ def create_app(settings: Settings, database: Database, admin: AdminCredentials) 
     app.state.settings = settings
     app.state.database = database
     app.state.admin = admin
+    app.state.users = Users(database)
+    app.state.oidc = OidcVerifier.from_settings(settings)
 
     @app.get("/health", response_class=PlainTextResponse, tags=["system"])
     def health() -> str:

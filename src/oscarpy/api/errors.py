@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 _DESCRIPTIONS = {
     400: "Invalid request; the detail names the field",
     401: "Missing or wrong credentials",
+    403: "Signed in, but not allowed (owner, visibility or group)",
     404: "No such service",
-    409: "A service with that name exists",
+    409: "A service with that name exists, or the state forbids it",
 }
 
 

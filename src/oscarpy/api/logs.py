@@ -8,23 +8,34 @@ beside OSCAR's; its clients ignore them.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
-from oscarpy.api.auth import require_admin
+from oscarpy.api.auth import current_principal, service_for
 from oscarpy.api.errors import error_responses
 from oscarpy.api.jobs import checked_name, engine_of
 from oscarpy.api.schemas import ErrorBody
+from oscarpy.auth.principal import Principal
 from oscarpy.engine import JobView
+
+
+def _manages_jobs(
+    request: Request,
+    service_name: str,
+    principal: Annotated[Principal, Depends(current_principal)],
+) -> None:
+    """The service's owner and admins read and delete its jobs (see `services.access`)."""
+    service_for(request, principal, service_name, "manage jobs of")
+
 
 router = APIRouter(
     prefix="/system/logs",
     tags=["logs"],
-    dependencies=[Depends(require_admin)],
-    responses=error_responses(401, 404),
+    dependencies=[Depends(_manages_jobs)],
+    responses=error_responses(401, 403, 404),
 )
 
 DEFAULT_PAGE_SIZE = 100

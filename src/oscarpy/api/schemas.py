@@ -38,15 +38,29 @@ class MinioProviderInfo(BaseModel):
     region: str
 
 
-class SystemConfig(BaseModel):
+class ClusterConfig(BaseModel):
+    """OSCAR v4's `config`: what the cluster offers; the same for every caller."""
+
     name: str
     namespace: str
     services_namespace: str
     gpu_available: bool
     interLink_available: bool  # noqa: N815 - OSCAR's spelling
     yunikorn_enable: bool
-    oidc_groups: list[str]
+    kueue_enable: bool
+    volume_enable: bool
+    minio_quota_enabled: bool
+    oidc_groups: list[str] = Field(description="Groups a user must be in to sign in.")
+
+
+class SystemConfig(BaseModel):
+    """OSCAR v4's answer: the cluster's `config`, and the caller's own S3 credentials."""
+
+    config: ClusterConfig
     minio_provider: MinioProviderInfo
+    allowed_image_repositories: list[str] = Field(
+        description="Empty: every image may be used (OSCAR's allow-list is not implemented)."
+    )
 
 
 class CpuMetrics(BaseModel):

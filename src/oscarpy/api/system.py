@@ -12,10 +12,11 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from oscarpy import __version__
-from oscarpy.api.auth import require_admin
+from oscarpy.api.auth import current_principal, require_admin
 from oscarpy.api.errors import error_responses
 from oscarpy.api.metrics import observability_of, parse_moment
 from oscarpy.api.schemas import (
+    ClusterConfig,
     ClusterMetrics,
     ClusterStatus,
     CpuMetrics,
@@ -35,6 +36,8 @@ from oscarpy.api.schemas import (
     SystemStatus,
 )
 from oscarpy.auth.credentials import AdminCredentials
+from oscarpy.auth.principal import Principal
+from oscarpy.auth.users import Users
 from oscarpy.config import Settings
 from oscarpy.engine import Engine
 from oscarpy.observability.history import LoggedRequest
@@ -42,9 +45,11 @@ from oscarpy.observability.history import LoggedRequest
 router = APIRouter(
     prefix="/system",
     tags=["system"],
-    dependencies=[Depends(require_admin)],
+    dependencies=[Depends(current_principal)],
     responses=error_responses(401),
 )
+
+Caller = Annotated[Principal, Depends(current_principal)]
 
 
 def _job_counts(engine: Engine | None) -> dict[str, int]:
@@ -66,32 +71,69 @@ def info() -> SystemInfo:
 
 
 @router.get("/config", response_model=SystemConfig, summary="Storage endpoint and credentials")
-def config(request: Request) -> SystemConfig:
-    """The S3 endpoint and credentials of `minio.default`, which clients use to move files."""
+def config(request: Request, caller: Caller) -> SystemConfig:
+    """The cluster's settings and the S3 endpoint of `minio.default` with the caller's own key
+    pair: the admin's for the admin, a user's own for a user (never another's)."""
     settings: Settings = request.app.state.settings
-    admin: AdminCredentials = request.app.state.admin
-    endpoint = getattr(request.app.state, "s3_endpoint", None) or settings.s3_endpoint()
     return SystemConfig(
-        name="oscar-py",
-        namespace="oscar",
-        services_namespace="oscar-svc",
-        gpu_available=False,
-        interLink_available=False,
-        yunikorn_enable=False,
-        oidc_groups=[],
-        minio_provider=MinioProviderInfo(
-            endpoint=endpoint,
-            verify=True,
-            access_key=admin.username,
-            secret_key=admin.password,
-            region=settings.region,
+        config=ClusterConfig(
+            name="oscar-py",
+            namespace="oscar",
+            services_namespace="oscar-svc",
+            gpu_available=False,
+            interLink_available=False,
+            yunikorn_enable=False,
+            kueue_enable=False,
+            volume_enable=False,
+            minio_quota_enabled=False,
+            oidc_groups=settings.oidc_group_list,
         ),
+        minio_provider=_storage_for(request, caller, rotate=False),
+        allowed_image_repositories=[],
+    )
+
+
+@router.post(
+    "/config/keys",
+    response_model=MinioProviderInfo,
+    summary="Replace the caller's S3 key pair",
+    responses=error_responses(409),
+)
+def rotate_keys(request: Request, caller: Caller) -> MinioProviderInfo:
+    """A new S3 access key and secret for the calling user; the old pair stops working at once.
+    The admin's pair is the admin password, changed with OSCAR_PASSWORD instead (409)."""
+    return _storage_for(request, caller, rotate=True)
+
+
+def _storage_for(request: Request, caller: Principal, *, rotate: bool) -> MinioProviderInfo:
+    settings: Settings = request.app.state.settings
+    endpoint = getattr(request.app.state, "s3_endpoint", None) or settings.s3_endpoint()
+    users: Users = request.app.state.users
+    user = users.get(caller.user_id)
+    if user is None:
+        if rotate:
+            raise HTTPException(
+                409, detail="the admin's S3 key pair is the admin password (OSCAR_PASSWORD)"
+            )
+        admin: AdminCredentials = request.app.state.admin
+        access_key, secret_key = admin.username, admin.password
+    else:
+        if rotate:
+            user = users.rotate_keys(user.user_id)
+        access_key, secret_key = user.access_key, user.secret_key
+    return MinioProviderInfo(
+        endpoint=endpoint,
+        verify=True,
+        access_key=access_key,
+        secret_key=secret_key,
+        region=settings.region,
     )
 
 
 @router.get("/status", response_model=SystemStatus, summary="Resources, jobs and storage")
 def status(request: Request) -> SystemStatus:
     """This host as OSCAR's single node, the jobs by state, and the embedded store's size."""
+    settings: Settings = request.app.state.settings
     counts = _job_counts(getattr(request.app.state, "engine", None))
     buckets, objects = request.app.state.store.counts()
     cpu_capacity = _cpu_capacity_millicores()
@@ -137,7 +179,11 @@ def status(request: Request) -> SystemStatus:
                 total=sum(counts.values()),
                 states={state.capitalize(): number for state, number in counts.items()},
             ),
-            oidc=OidcInfo(enabled=False, issuers=[], groups=[]),
+            oidc=OidcInfo(
+                enabled=bool(settings.oidc_issuer_list),
+                issuers=settings.oidc_issuer_list,
+                groups=settings.oidc_group_list,
+            ),
         ),
         minio=StorageStatus(buckets_count=buckets, total_objects=objects),
     )
@@ -199,7 +245,13 @@ class RequestLogPage(BaseModel):
     next_page: str = Field(description="Pass as ?page= for the next entries; empty on the last.")
 
 
-@router.get("/logs", response_model=RequestLogPage, summary="Request log of /job and /run")
+@router.get(
+    "/logs",
+    response_model=RequestLogPage,
+    summary="Request log of /job and /run",
+    dependencies=[Depends(require_admin)],
+    responses=error_responses(403),
+)
 def request_log(
     request: Request,
     page: Annotated[str, Query(description="The next_page of the previous answer.")] = "",

@@ -21,6 +21,7 @@ from oscarpy.cli.errors import (
     Unauthorized,
     UsageError,
 )
+from oscarpy.cli.tokens import access_token
 
 if TYPE_CHECKING:
     import httpx
@@ -74,7 +75,7 @@ class OscarClient:
 
         self.cluster = cluster
         self.cluster_id = cluster_id
-        bearer = not cluster.auth_user and cluster.oidc_token
+        bearer = access_token(cluster) if cluster.uses_oidc else ""
         # No user (a cluster given by --endpoint): only service tokens authenticate.
         basic = (
             None if bearer or not cluster.auth_user else (cluster.auth_user, cluster.auth_password)
@@ -82,7 +83,7 @@ class OscarClient:
         self._http = httpx.Client(
             base_url=cluster.endpoint,
             auth=basic,
-            headers={"Authorization": f"Bearer {cluster.oidc_token}"} if bearer else None,
+            headers={"Authorization": f"Bearer {bearer}"} if bearer else None,
             verify=cluster.ssl_verify,
             timeout=DEFAULT_TIMEOUT,
         )
@@ -128,9 +129,12 @@ class OscarClient:
         detail = _detail(response)
         status = response.status_code
         sent = response.request.headers.get("authorization", "")
+        if status == 403 and sent == self._http.headers.get("authorization") and detail:
+            return Unauthorized(f"{what}: {detail} (403)")
         if status in (401, 403) and sent == self._http.headers.get("authorization"):
             return Unauthorized(
-                f"{self.cluster.endpoint} rejected the OIDC token of this cluster ({status})"
+                f"{self.cluster.endpoint} rejected the OIDC token of this cluster "
+                f"({status}{': ' + detail if detail else ''})"
             )
         if status in (401, 403) and sent.startswith("Bearer "):
             return Unauthorized(f"{what}: the service token was rejected ({status})")

@@ -21,7 +21,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from oscarpy.auth.cors import with_cors
 from oscarpy.auth.credentials import AdminCredentials
+from oscarpy.auth.principal import ADMIN, Principal
 from oscarpy.auth.throttle import Throttle, Throttled, client_address
+from oscarpy.auth.users import Users, principal_of_user
 from oscarpy.config import Settings
 from oscarpy.s3 import buckets, multipart, objects, sharing
 from oscarpy.s3.access import ANONYMOUS, authorize, is_anonymous
@@ -166,8 +168,11 @@ class S3App:
         admin: AdminCredentials,
         settings: Settings,
         throttle: Throttle | None = None,
+        users: Users | None = None,
     ) -> None:
         self.store = store
+        self.users = users
+        self.admin_users = settings.oidc_admin_list
         self.throttle = throttle or Throttle.from_settings(settings)
         self.owner = admin.username
         self.region = settings.region
@@ -238,10 +243,11 @@ class S3App:
             headers.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
         host = (headers.get("host") or [""])[0]
         anonymous = is_anonymous(headers, raw_query)
+        principal: Principal | None = None
         if anonymous:
             auth = ANONYMOUS
         else:
-            auth = self._verified(request, method, raw_path, raw_query, headers, host)
+            auth, principal = self._verified(request, method, raw_path, raw_query, headers, host)
         bucket, key = self.address(host, path)
         query = parse_query(raw_query)
         handler = choose(method, bucket, key, query)
@@ -256,9 +262,8 @@ class S3App:
             query=query,
             headers={name: values[0] for name, values in headers.items()},
             inline_writes=self.inline_writes,
+            principal=principal,
         )
-        if anonymous:
-            call.principal = None
         await authorize(call, method, subresource_of(query))
         return await handler(call)
 
@@ -270,16 +275,19 @@ class S3App:
         raw_query: str,
         headers: dict[str, list[str]],
         host: str,
-    ) -> Authorization:
-        """The request's signature checked, unless its address or key must wait after failed
-        attempts (503 SlowDown, which S3 clients retry with backoff)."""
+    ) -> tuple[Authorization, Principal]:
+        """The request's signature checked, with who signed it (the admin's key pair or a
+        user's), unless its address or key must wait after failed attempts (503 SlowDown,
+        which S3 clients retry with backoff)."""
         verified: list[Authorization] = []
         refused: list[S3Error] = []
+        access_key = _claimed_access_key(headers, raw_query)
+        verifier, principal = self._signer(access_key)
 
         def signature_holds() -> bool:
             try:
                 verified.append(
-                    self.verifier.verify(
+                    verifier.verify(
                         method,
                         raw_path,
                         raw_query,
@@ -294,7 +302,6 @@ class S3App:
                 raise
             return True
 
-        access_key = _claimed_access_key(headers, raw_query)
         try:
             signed = self.throttle.attempt(
                 client_address(request.scope), access_key, "S3", signature_holds
@@ -305,7 +312,16 @@ class S3App:
             raise error from None
         if not signed:
             raise refused[0]
-        return verified[0]
+        return verified[0], principal
+
+    def _signer(self, access_key: str) -> tuple[Verifier, Principal]:
+        """The verifier of `access_key`'s pair and who holds it; the admin's verifier (which
+        refuses unknown keys) for any key that is no user's."""
+        user = self.users.by_access_key(access_key) if self.users is not None else None
+        if user is None:
+            return self.verifier, ADMIN
+        verifier = Verifier(Credentials(user.access_key, user.secret_key))
+        return verifier, principal_of_user(user, self.admin_users)
 
     def _error(self, error: S3Error, method: str, path: str, request_id: str) -> Response:
         if error.status >= 500 and error.code not in ("NotImplemented", "SlowDown"):
@@ -368,5 +384,6 @@ def create_s3_app(
     admin: AdminCredentials,
     settings: Settings,
     throttle: Throttle | None = None,
+    users: Users | None = None,
 ) -> ASGIApp:
-    return S3App(store, admin, settings, throttle)
+    return S3App(store, admin, settings, throttle, users)
