@@ -76,9 +76,10 @@ ensure_postgres() {
     export OSCAR_TEST_POSTGRES_URL="postgresql://oscar_test:oscar_test@127.0.0.1:5432/postgres"
 }
 
-# ensure_test_images: the local images the tests run (no registry is reachable in CI).
+# ensure_test_images: the local images the tests run (no registry is reachable in CI), and
+# Debian's docker-registry, the local registry the Swarm tests' nodes pull images from.
 ensure_test_images() {
-    ensure_packages busybox-static
+    ensure_packages busybox-static docker-registry
     "$ROOT/scripts/build-test-images"
 }
 

@@ -29,6 +29,7 @@ storage is the server itself: `InternalError`, 500).
     └── ContainerGone                a warm container died before the script       503
     StorageError                     storage/errors.py; a storage failed           502
     ├── ObjectNotFound               no such object                                404
+    │   └── VersionNotFound          no such version of it                         404
     ├── BucketNotFound               no such bucket                                404
     ├── BucketNotEmpty               the bucket still holds objects                409
     ├── InvalidBucketName            the name breaks the S3 naming rules           400
@@ -38,7 +39,8 @@ storage is the server itself: `InternalError`, 500).
     ├── InvalidPart                  a part is missing or its ETag differs         400
     ├── InvalidPartOrder             the parts are out of order                    400
     ├── PartTooSmall                 a part but the last is under 5 MiB            400
-    └── PreconditionFailed           a conditional write's condition did not hold  412
+    ├── PreconditionFailed           a conditional write's condition did not hold  412
+    └── ChecksumMismatch             a declared checksum differs                   400
 
 Any error whose cause is a full disk is 507 (the client may retry later); anything else, 500.
 Every class has its own row, so that adding one is a decision (a unit test checks there is no
@@ -80,6 +82,7 @@ from oscarpy.services.errors import (
 from oscarpy.storage.errors import (
     BucketNotEmpty,
     BucketNotFound,
+    ChecksumMismatch,
     InvalidBucketName,
     InvalidObjectKey,
     InvalidPart,
@@ -90,6 +93,7 @@ from oscarpy.storage.errors import (
     PreconditionFailed,
     StorageError,
     UploadNotFound,
+    VersionNotFound,
     is_disk_full,
 )
 
@@ -129,6 +133,7 @@ STATUS: Mapping[type[Exception], int] = {
     # credentials): the server is a gateway to it.
     StorageError: 502,
     ObjectNotFound: 404,
+    VersionNotFound: 404,
     BucketNotFound: 404,
     BucketNotEmpty: 409,
     InvalidBucketName: 400,
@@ -139,6 +144,7 @@ STATUS: Mapping[type[Exception], int] = {
     InvalidPartOrder: 400,
     PartTooSmall: 400,
     PreconditionFailed: 412,
+    ChecksumMismatch: 400,
 }
 
 

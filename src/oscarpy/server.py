@@ -156,7 +156,7 @@ class Platform:
             self.close_sockets()
             raise StartupError(str(error)) from error
         self.observability = Observability(
-            settings, self.database, self.registry, self.runner.pools.counts
+            settings, self.database, self.registry, self.runner.pools.counts, self.engine.nodes
         )
         self.engine.ledger.add_finish_listener(self.observability.attempt_finished)
         api_app = create_app(settings, self.database, self.admin)

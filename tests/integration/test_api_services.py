@@ -100,6 +100,11 @@ def test_lifecycle_in_the_order_of_oscars_end_to_end_suite(
     assert status["cluster"]["nodes_count"] == 1
     assert node["cpu"]["capacity_cores"] >= 1000 and node["memory"]["capacity_bytes"] > 0
     assert node["running_jobs"] == 0
+    # Reserved by running jobs, and free: all of it while nothing runs.
+    assert node["cpu"]["reserved_cores"] == 0 and node["memory"]["reserved_bytes"] == 0
+    assert node["cpu"]["free_cores"] == node["cpu"]["capacity_cores"]
+    assert node["memory"]["free_bytes"] == node["memory"]["capacity_bytes"]
+    assert node["availability"] == "active" and node["status"] == "Ready"
     buckets_before = status["minio"]["buckets_count"]
 
     created = client.post(

@@ -366,3 +366,14 @@ def test_embedded_paths() -> None:
         )
     )
     assert overridden.embedded_paths() == []
+
+
+def test_placement_constraints_are_checked_and_enable_gpu_asks_for_gpu_nodes() -> None:
+    placed = parse_service(definition(placement=["node.labels.zone == b", "node.role!=manager"]))
+    gpu = parse_service(definition(enable_gpu=True, placement=["node.labels.zone==b"]))
+
+    assert placed.node_constraints() == ["node.labels.zone == b", "node.role!=manager"]
+    assert gpu.node_constraints() == ["node.labels.zone==b", "node.labels.gpu==true"]
+    assert parse_service(definition(enable_gpu=False)).node_constraints() == []
+    assert "not a placement constraint" in problem(definition(placement=["zone=b"]))
+    assert "not a placement constraint" in problem(definition(placement=["node.labels.a==b; x"]))

@@ -1,8 +1,8 @@
 """`/system/logs/{service}[/{job}]`: the jobs of a service and their logs, as OSCAR shapes them.
 
 Status values are OSCAR's (`Pending`, `Running`, `Succeeded`, `Failed`, plus our `Cancelled`);
-times are RFC 3339 in UTC. Our extra fields (attempts, exit code, reason, input key) are added
-beside OSCAR's; its clients ignore them.
+times are RFC 3339 in UTC. Our extra fields (attempts, exit code, reason, input key, nodes) are
+added beside OSCAR's; its clients ignore them.
 """
 
 from __future__ import annotations
@@ -54,6 +54,12 @@ class JobInfo(BaseModel):
     source: str = ""
     bucket: str | None = None
     key: str | None = None
+    node: str | None = Field(
+        None, description="The machine (Swarm node) that ran the latest attempt, once known."
+    )
+    nodes: list[str | None] = Field(
+        default_factory=list, description="The machine of each attempt, first to latest."
+    )
 
 
 class JobsPage(BaseModel):
@@ -79,6 +85,8 @@ def job_info(view: JobView) -> dict[str, Any]:
         "source": view.source.value,
         "bucket": view.bucket,
         "key": view.key,
+        "node": view.nodes[-1] if view.nodes else None,
+        "nodes": list(view.nodes),
     }
 
 

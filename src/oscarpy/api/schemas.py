@@ -92,6 +92,14 @@ class NodeResource(BaseModel):
     usage_cores: int | None = None
     capacity_bytes: int | None = None
     usage_bytes: int | None = None
+    reserved_cores: int | None = Field(
+        None, description="oscar-py extension: millicores reserved by the jobs running there."
+    )
+    free_cores: int | None = Field(None, description="oscar-py extension: capacity − reserved.")
+    reserved_bytes: int | None = Field(
+        None, description="oscar-py extension: memory reserved by the jobs running there."
+    )
+    free_bytes: int | None = Field(None, description="oscar-py extension: capacity − reserved.")
 
 
 class NodeCondition(BaseModel):
@@ -107,7 +115,13 @@ class NodeDetail(BaseModel):
     is_interlink: bool
     status: str
     conditions: list[NodeCondition]
-    running_jobs: int = Field(description="oscar-py extension: jobs running on this host.")
+    running_jobs: int = Field(description="oscar-py extension: jobs running on this node.")
+    availability: str = Field(
+        "active", description="oscar-py extension: active, drain (being emptied) or pause."
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="oscar-py extension: the node's labels (placement)."
+    )
 
 
 class ClusterStatus(BaseModel):

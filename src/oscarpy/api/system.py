@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import socket
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -39,7 +40,7 @@ from oscarpy.auth.credentials import AdminCredentials
 from oscarpy.auth.principal import Principal
 from oscarpy.auth.users import Users
 from oscarpy.config import Settings
-from oscarpy.engine import Engine
+from oscarpy.engine import ClusterRuntime, Engine, NodeStatus
 from oscarpy.observability.history import LoggedRequest
 
 router = APIRouter(
@@ -132,43 +133,42 @@ def _storage_for(request: Request, caller: Principal, *, rotate: bool) -> MinioP
 
 @router.get("/status", response_model=SystemStatus, summary="Resources, jobs and storage")
 def status(request: Request) -> SystemStatus:
-    """This host as OSCAR's single node, the jobs by state, and the embedded store's size."""
+    """Every node that runs jobs (this host in local mode, each Swarm node in cluster mode),
+    the jobs by state, and the embedded store's size."""
     settings: Settings = request.app.state.settings
-    counts = _job_counts(getattr(request.app.state, "engine", None))
+    engine: Engine | None = getattr(request.app.state, "engine", None)
+    counts = _job_counts(engine)
     buckets, objects = request.app.state.store.counts()
-    cpu_capacity = _cpu_capacity_millicores()
-    cpu_usage = min(cpu_capacity, int(os.getloadavg()[0] * 1000))
-    memory_total, memory_available = _memory_bytes()
-    memory_usage = memory_total - memory_available
-    node = NodeDetail(
-        name=socket.gethostname(),
-        cpu=NodeResource(capacity_cores=cpu_capacity, usage_cores=cpu_usage),
-        memory=NodeResource(capacity_bytes=memory_total, usage_bytes=memory_usage),
-        gpu=0,
-        is_interlink=False,
-        status="Ready",
-        conditions=[NodeCondition(type="Ready", status=True)],
-        running_jobs=counts.get("running", 0),
-    )
+    if engine is not None and isinstance(engine.runtime, ClusterRuntime):
+        nodes = [
+            _node_detail(node, node.cpu_reserved, node.memory_reserved) for node in engine.nodes()
+        ]
+    else:
+        nodes = [_this_host(engine, counts.get("running", 0))]
+    ready = [node for node in nodes if node.status == "Ready" and node.availability == "active"]
+    free_cpu = [_free(node.cpu.capacity_cores, node.cpu.usage_cores) for node in ready]
+    free_memory = [_free(node.memory.capacity_bytes, node.memory.usage_bytes) for node in ready]
+    cpu_total = [node.cpu.capacity_cores or 0 for node in ready]
+    memory_total = [node.memory.capacity_bytes or 0 for node in ready]
     return SystemStatus(
         cluster=ClusterStatus(
-            nodes_count=1,
+            nodes_count=len(nodes),
             metrics=ClusterMetrics(
                 cpu=CpuMetrics(
-                    total_free_cores=cpu_capacity - cpu_usage,
-                    max_free_on_node_cores=cpu_capacity - cpu_usage,
-                    total_schedulable_cores=cpu_capacity,
-                    total_schedulable_on_node_cores=cpu_capacity,
+                    total_free_cores=sum(free_cpu),
+                    max_free_on_node_cores=max(free_cpu, default=0),
+                    total_schedulable_cores=sum(cpu_total),
+                    total_schedulable_on_node_cores=max(cpu_total, default=0),
                 ),
                 memory=MemoryMetrics(
-                    total_free_bytes=memory_available,
-                    max_free_on_node_bytes=memory_available,
-                    total_schedulable_bytes=memory_total,
-                    max_schedulable_on_node_bytes=memory_total,
+                    total_free_bytes=sum(free_memory),
+                    max_free_on_node_bytes=max(free_memory, default=0),
+                    total_schedulable_bytes=sum(memory_total),
+                    max_schedulable_on_node_bytes=max(memory_total, default=0),
                 ),
                 gpu=GpuMetrics(total_gpu=0),
             ),
-            nodes=[node],
+            nodes=nodes,
         ),
         oscar=OscarStatus(
             deployment_name="oscar-py",
@@ -186,6 +186,49 @@ def status(request: Request) -> SystemStatus:
             ),
         ),
         minio=StorageStatus(buckets_count=buckets, total_objects=objects),
+    )
+
+
+def _free(capacity: int | None, usage: int | None) -> int:
+    return max(0, (capacity or 0) - (usage or 0))
+
+
+def _this_host(engine: Engine | None, running: int) -> NodeDetail:
+    """Local mode: this host, its load and memory in use, and what running jobs reserve."""
+    cpu_capacity = _cpu_capacity_millicores()
+    memory_total, memory_available = _memory_bytes()
+    host = NodeStatus(socket.gethostname(), cpu_capacity / 1000, memory_total, jobs_running=running)
+    if engine is not None:
+        host = replace(engine.nodes()[0], cpu_cores=host.cpu_cores, memory_bytes=memory_total)
+    load = min(cpu_capacity, int(os.getloadavg()[0] * 1000)) / 1000
+    return _node_detail(host, load, memory_total - memory_available)
+
+
+def _node_detail(node: NodeStatus, cpu_usage: float, memory_usage: int) -> NodeDetail:
+    """A node in OSCAR's shape (usage: the load on this host, the reservations on a Swarm
+    node), with reserved and free figures beside."""
+    ready = node.ready
+    return NodeDetail(
+        name=node.name,
+        cpu=NodeResource(
+            capacity_cores=int(node.cpu_cores * 1000),
+            usage_cores=int(cpu_usage * 1000),
+            reserved_cores=int(node.cpu_reserved * 1000),
+            free_cores=int(node.cpu_free * 1000),
+        ),
+        memory=NodeResource(
+            capacity_bytes=node.memory_bytes,
+            usage_bytes=memory_usage,
+            reserved_bytes=node.memory_reserved,
+            free_bytes=node.memory_free,
+        ),
+        gpu=0,
+        is_interlink=False,
+        status="Ready" if ready else node.state.capitalize(),
+        conditions=[NodeCondition(type="Ready", status=ready)],
+        running_jobs=node.jobs_running,
+        availability=node.availability,
+        labels=dict(node.labels),
     )
 
 

@@ -43,6 +43,8 @@ class JobInfo:
     finish_time: str | None = None
     reason: str | None = None
     """oscar-py extension: why a job failed (e.g. "script exited with 3")."""
+    node: str | None = None
+    """oscar-py extension: the machine (Swarm node) that ran the latest attempt."""
 
     @property
     def state(self) -> str:
@@ -61,6 +63,7 @@ class JobInfo:
             "start_time": self.start_time,
             "finish_time": self.finish_time,
             "reason": self.reason,
+            "node": self.node,
         }
 
 
@@ -280,6 +283,7 @@ class OscarClient:
                         start_time=info.get("start_time"),
                         finish_time=info.get("finish_time"),
                         reason=info.get("message") or info.get("reason"),
+                        node=info.get("node") if isinstance(info.get("node"), str) else None,
                     )
                 )
             page = data.get("next_page") if "jobs" in data else None

@@ -238,6 +238,7 @@ def job_spec(service: Service, job: JobView, attempt: int, settings: Settings) -
         timeout=service.timeout,
         stage_in=not service.file_stage_in,
         base_path=service.exposed_base_path(),
+        constraints=tuple(service.node_constraints()),
         outputs=tuple(
             StorageTarget(
                 path.storage_provider,

@@ -20,14 +20,15 @@ from sqlalchemy import select
 
 from oscarpy.config import Settings
 from oscarpy.db import Database, SystemMeta
-from oscarpy.engine import contract
+from oscarpy.engine import activity, contract
 from oscarpy.engine.catalog import ServiceCatalog
 from oscarpy.engine.dispatcher import Capacity, Dispatcher, host_capacity
-from oscarpy.engine.errors import EventNotAllowed, JobNotFound
+from oscarpy.engine.errors import EngineError, EventNotAllowed, JobNotFound
 from oscarpy.engine.events import ObjectReference, parse_object_event, upload_identity
 from oscarpy.engine.intake import Intake
 from oscarpy.engine.ledger import AttemptView, Claim, JobView, Ledger, NewJob
 from oscarpy.engine.logstream import LogLine
+from oscarpy.engine.nodes import ClusterRuntime, NodeStatus
 from oscarpy.engine.operations import JobOperations
 from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
 from oscarpy.engine.providers import Providers
@@ -37,7 +38,8 @@ from oscarpy.engine.reporting import LedgerReporter
 from oscarpy.engine.retention import INCOMING_PREFIX, Retention
 from oscarpy.engine.retries import RetryPolicy
 from oscarpy.engine.runtimes import make_runtime
-from oscarpy.engine.runtimes.base import Limits, Runtime
+from oscarpy.engine.runtimes.base import LOCAL_NODE, Limits, Runtime
+from oscarpy.engine.scaler import scaler_from_environment
 from oscarpy.engine.spec import JobSpec
 from oscarpy.engine.supervisor import Supervisor
 from oscarpy.instances import Instances
@@ -116,6 +118,10 @@ class Engine:
             ),
         )
         self.runtime = runtime or make_runtime(settings.runtime, self.instance)
+        try:
+            self.scaler = scaler_from_environment(self.runtime)
+        except ValueError as error:
+            raise EngineError(f"cannot scale the cluster: {error}") from error
         self.providers = Providers(store)
         self.bodies = settings.data_dir / "job-bodies"
         self.reporter = LedgerReporter(self.ledger, self.catalog.script_retries)
@@ -163,6 +169,8 @@ class Engine:
         self.intake.start()
         self.dispatcher.start()
         self.retention.start()
+        if self.scaler is not None:
+            self.scaler.start()
         log.info(
             "job engine started (runtime %s, capacity %.2f CPU / %d MiB)",
             self.runtime.name,
@@ -176,6 +184,8 @@ class Engine:
         left = self.dispatcher.stop(self.settings.job_shutdown_grace)
         if left:
             log.warning("%d job(s) still running are adopted on the next start", len(left))
+        if self.scaler is not None:
+            self.scaler.stop()
         self.runtime.close()
         if self._owns_instances:
             self.instances.stop()
@@ -335,6 +345,20 @@ class Engine:
     def capacity(self) -> Capacity:
         """What the dispatcher hands out to running jobs in all."""
         return self.dispatcher.capacity
+
+    def nodes(self) -> list[NodeStatus]:
+        """The machines jobs run on: the cluster's nodes, or this one machine."""
+        if isinstance(self.runtime, ClusterRuntime):
+            return self.runtime.nodes()
+        database = self.ledger.database
+        running = activity.running_by_service(database)
+        cpu, memory = activity.reserved(self.registry.list(), running)
+        capacity = self.dispatcher.capacity
+        return [
+            NodeStatus(
+                LOCAL_NODE, capacity.cpu, capacity.memory, cpu, memory, sum(running.values())
+            )
+        ]
 
     def jobs(self, service_name: str, offset: int, limit: int) -> tuple[list[JobView], int]:
         return self.operations.jobs(service_name, offset, limit)

@@ -89,9 +89,12 @@ class JobView:
     reason: str | None
     message: str | None
     log_truncated: bool
+    nodes: tuple[str | None, ...] = ()
+    """The node of each attempt, in order (`None` where not known), where the reader asked for
+    them (`Ledger.page`); empty otherwise."""
 
     @classmethod
-    def of(cls, job: Job) -> JobView:
+    def of(cls, job: Job, nodes: tuple[str | None, ...] = ()) -> JobView:
         return cls(
             id=job.id,
             service=job.service,
@@ -111,6 +114,7 @@ class JobView:
             reason=job.reason,
             message=job.message,
             log_truncated=job.log_truncated,
+            nodes=nodes,
         )
 
 
@@ -120,6 +124,7 @@ class AttemptView:
 
     number: int
     execution_id: str | None
+    node: str | None
     started_at: datetime
     finished_at: datetime | None
     outcome: str | None
@@ -132,6 +137,7 @@ class AttemptView:
         return cls(
             number=attempt.number,
             execution_id=attempt.execution_id,
+            node=attempt.node,
             started_at=attempt.started_at,
             finished_at=attempt.finished_at,
             outcome=attempt.outcome,
@@ -334,8 +340,15 @@ class Ledger:
                 .order_by(Job.created_at.desc(), Job.id)
                 .offset(offset)
                 .limit(limit)
-            )
-            return [JobView.of(job) for job in rows], total
+            ).all()
+            nodes: dict[str, list[str | None]] = {}
+            for job_id, node in session.execute(
+                select(JobAttempt.job_id, JobAttempt.node)
+                .where(JobAttempt.job_id.in_([job.id for job in rows]))
+                .order_by(JobAttempt.job_id, JobAttempt.number)
+            ):
+                nodes.setdefault(job_id, []).append(node)
+            return [JobView.of(job, tuple(nodes.get(job.id, ()))) for job in rows], total
 
     def attempts(self, job_id: str) -> list[AttemptView]:
         with self.database.session() as session:
@@ -439,11 +452,18 @@ class Ledger:
 
     def record_execution(self, job_id: str, attempt: int, execution_id: str) -> None:
         """Note the container of an attempt, before it starts, so that a restart can adopt it."""
+        self._update_attempt(job_id, attempt, execution_id=execution_id)
+
+    def record_node(self, job_id: str, attempt: int, node: str) -> None:
+        """Note the machine that runs an attempt, once the runtime knows it."""
+        self._update_attempt(job_id, attempt, node=node[:255])
+
+    def _update_attempt(self, job_id: str, attempt: int, **values: str) -> None:
         with self.writing() as session:
             session.execute(
                 update(JobAttempt)
                 .where(JobAttempt.job_id == job_id, JobAttempt.number == attempt)
-                .values(execution_id=execution_id)
+                .values(**values)
             )
 
     def renew_leases(self, job_ids: Sequence[str]) -> None:

@@ -21,6 +21,9 @@ class LedgerReporter:
     def started(self, job_id: str, attempt: int, execution_id: str) -> None:
         self.ledger.record_execution(job_id, attempt, execution_id)
 
+    def placed(self, job_id: str, attempt: int, node: str) -> None:
+        self.ledger.record_node(job_id, attempt, node)
+
     def log(self, job_id: str, lines: Sequence[LogLine]) -> None:
         try:
             self.ledger.append_log(job_id, lines)

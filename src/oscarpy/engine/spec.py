@@ -70,3 +70,5 @@ class JobSpec:
     event only."""
     base_path: str = ""
     """OSCAR_SERVICE_BASE_PATH: where the service is exposed, or ""."""
+    constraints: tuple[str, ...] = ()
+    """Which nodes may run it, in cluster mode (Swarm placement constraints)."""

@@ -20,7 +20,14 @@ from oscarpy.engine.errors import InfrastructureError, StagingError
 from oscarpy.engine.limits import Guard
 from oscarpy.engine.logstream import LogLine, LogStream
 from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
-from oscarpy.engine.runtimes.base import EndReason, Execution, RunResult, RunSpec, Runtime
+from oscarpy.engine.runtimes.base import (
+    EndReason,
+    Execution,
+    RunResult,
+    RunSpec,
+    Runtime,
+    node_of,
+)
 from oscarpy.engine.safefs import set_mode
 from oscarpy.engine.spec import JobSpec
 from oscarpy.storage.providers.base import StorageError, StorageProvider
@@ -37,6 +44,10 @@ class JobReporter(Protocol):
 
     def started(self, job_id: str, attempt: int, execution_id: str) -> None:
         """The execution exists (recorded before anything else, so that a restart adopts it)."""
+        ...
+
+    def placed(self, job_id: str, attempt: int, node: str) -> None:
+        """The machine that runs the attempt is known (at once, or once a cluster placed it)."""
         ...
 
     def log(self, job_id: str, lines: Sequence[LogLine]) -> None: ...
@@ -87,7 +98,8 @@ class Supervisor:
         stream = LogStream(lambda lines: self.reporter.log(spec.job_id, lines))
         work_dir = self.work_dir(spec.job_id, spec.attempt)
         execution: Execution | None = adopt
-        ticker = _Ticker(stream.flush_if_due)
+        placement = _Placement(spec, self.reporter)
+        ticker = _Ticker(stream.flush_if_due, lambda: placement.check(execution))
         try:
             if execution is None:
                 stream.note(f"attempt {spec.attempt} of job {spec.job_id} ({self.runtime.name})")
@@ -139,6 +151,7 @@ class Supervisor:
             )
         stream.note(outcome.message)
         stream.flush(final=True)
+        placement.check(execution)
         # Recorded before the clean-up: a crash in between leaves litter (swept at start), not a
         # finished job that would run again.
         self.reporter.finished(spec.job_id, spec.attempt, outcome)
@@ -199,6 +212,7 @@ class Supervisor:
             limits=spec.limits,
             user=spec.user,
             network=spec.network,
+            constraints=spec.constraints,
         )
 
     def _stage_out(
@@ -260,6 +274,22 @@ class Supervisor:
         with self._unremoved_lock:
             self._unremoved.extend(remaining)
             return len(self._unremoved)
+
+
+class _Placement:
+    """Reports the node an attempt runs on once the runtime knows it: at once for a local
+    runtime, after Swarm placed the task (seen while it runs) for the swarm runtime."""
+
+    def __init__(self, spec: JobSpec, reporter: JobReporter) -> None:
+        self._spec = spec
+        self._reporter = reporter
+        self._reported: str | None = None
+
+    def check(self, execution: Execution | None) -> None:
+        node = node_of(execution) if execution is not None else None
+        if node and node != self._reported:
+            self._reported = node
+            self._reporter.placed(self._spec.job_id, self._spec.attempt, node)
 
 
 class _Cancelled(Exception):

@@ -13,18 +13,6 @@ from typing import NoReturn
 from oscarpy.auth.buckets import Action, BucketAccessTable, allows
 from oscarpy.s3.call import S3Call
 from oscarpy.s3.errors import S3Error
-from oscarpy.s3.sigv4 import Authorization
-
-#: What an anonymous request "verified" as: nothing signed, no payload signature to check.
-ANONYMOUS = Authorization(
-    access_key="",
-    amz_date="",
-    scope="",
-    signing_key=b"",
-    signature="",
-    payload_hash="UNSIGNED-PAYLOAD",
-    presigned=False,
-)
 
 #: Sub-resources that change or reveal who may use a bucket: the owner's (and admins') only.
 MANAGING = frozenset({"acl", "policy", "publicAccessBlock", "object-lock", "versioning"})
@@ -73,22 +61,35 @@ async def authorize(call: S3Call, method: str, subresource: str) -> None:
         return
     if call.principal is not None and call.principal.admin:
         return
-    action = required_action(method, bool(call.key), subresource)
-    access = await call.run(table_of(call).get, call.bucket)
+    found = await call.run(refusal, call, required_action(method, bool(call.key), subresource))
+    if found is not None:
+        _refuse(found)
+
+
+def authorize_blocking(call: S3Call, action: Action) -> None:
+    """`authorize` for code that already runs in a worker thread or cannot wait (a POST form
+    upload, once its signature named the signer)."""
+    found = refusal(call, action)
+    if found is not None:
+        _refuse(found)
+
+
+def refusal(call: S3Call, action: Action) -> S3Error | None:
+    """The error that refuses `action` on the call's bucket to its principal, or None
+    (blocking: it reads the state DB)."""
+    access = table_of(call).get(call.bucket)
     if allows(access, call.principal, action):
-        return
-    if not await call.run(call.store.bucket_exists, call.bucket):
-        refusal = S3Error(
+        return None
+    if not call.store.bucket_exists(call.bucket):
+        return S3Error(
             "NoSuchBucket", "The specified bucket does not exist", BucketName=call.bucket
         )
-    elif call.principal is None:
-        refusal = S3Error("AccessDenied", "Access Denied: the bucket is not public; sign requests")
-    else:
-        refusal = S3Error("AccessDenied", "Access Denied")
-    _refuse(refusal)
+    if call.principal is None:
+        return S3Error("AccessDenied", "Access Denied: the bucket is not public; sign requests")
+    return S3Error("AccessDenied", "Access Denied")
 
 
-def _refuse(refusal: S3Error) -> NoReturn:
+def _refuse(error: S3Error) -> NoReturn:
     # The body of a refused upload is never read: the connection cannot carry the next request.
-    refusal.headers["Connection"] = "close"
-    raise refusal
+    error.headers["Connection"] = "close"
+    raise error

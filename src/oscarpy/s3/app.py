@@ -17,21 +17,22 @@ from urllib.parse import unquote, urlsplit
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from oscarpy.auth.buckets import Action
 from oscarpy.auth.cors import with_cors
 from oscarpy.auth.credentials import AdminCredentials
 from oscarpy.auth.principal import ADMIN, Principal
 from oscarpy.auth.throttle import Throttle, Throttled, client_address
 from oscarpy.auth.users import Users, principal_of_user
 from oscarpy.config import Settings
-from oscarpy.s3 import buckets, multipart, objects, sharing
-from oscarpy.s3.access import ANONYMOUS, authorize, is_anonymous
+from oscarpy.s3 import buckets, forms, multipart, objects, sharing
+from oscarpy.s3.access import authorize, authorize_blocking, is_anonymous
 from oscarpy.s3.call import S3Call
 from oscarpy.s3.errors import S3Error, from_store_error, not_implemented
 from oscarpy.s3.payload import InlineWrites
 from oscarpy.s3.sigv2 import PRESIGNED_PARAMETERS
-from oscarpy.s3.sigv4 import Authorization, Credentials, Verifier
+from oscarpy.s3.sigv4 import UNSIGNED_PAYLOAD, Authorization, Credentials, Verifier
 from oscarpy.storage.errors import StorageError, is_disk_full
 from oscarpy.storage.store import ObjectStore
 
@@ -64,6 +65,7 @@ ROUTES: dict[tuple[str, bool, str], Handler] = {
     ("DELETE", False, ""): buckets.delete_bucket,
     ("GET", False, "location"): buckets.get_location,
     ("GET", False, "versioning"): buckets.get_versioning,
+    ("PUT", False, "versioning"): buckets.put_versioning,
     ("GET", False, "versions"): buckets.list_versions,
     ("GET", False, "acl"): sharing.get_acl,
     ("PUT", False, "acl"): sharing.put_acl,
@@ -87,6 +89,7 @@ ROUTES: dict[tuple[str, bool, str], Handler] = {
     ("DELETE", True, ""): objects.delete_object,
     ("GET", True, "acl"): sharing.get_acl,
     ("PUT", True, "acl"): sharing.put_acl,
+    ("GET", True, "attributes"): objects.get_object_attributes,
     ("POST", True, "uploads"): multipart.create_upload,
     ("PUT", True, "uploadId"): _upload_part,
     ("POST", True, "uploadId"): multipart.complete_upload,
@@ -207,7 +210,8 @@ class S3App:
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        request = Request(scope, receive)
+        body_read = _BodyTracker(receive)
+        request = Request(scope, body_read)
         request_id = uuid.uuid4().hex[:16].upper()
         raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
         path = unquote(raw_path)
@@ -233,6 +237,10 @@ class S3App:
                     "InternalError", "We encountered an internal error. Please try again."
                 )
             response = self._error(failure, method, path, request_id)
+        if response.status_code >= 400 and not body_read.finished(scope):
+            # The client may still send (or, after `Expect: 100-continue`, skip) the body we did
+            # not read: the connection cannot carry another request.
+            response.headers["Connection"] = "close"
         response.headers["x-amz-request-id"] = request_id
         await response(scope, receive, send)
 
@@ -242,15 +250,18 @@ class S3App:
         for name, value in request.scope["headers"]:
             headers.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
         host = (headers.get("host") or [""])[0]
-        anonymous = is_anonymous(headers, raw_query)
-        principal: Principal | None = None
-        if anonymous:
-            auth = ANONYMOUS
-        else:
-            auth, principal = self._verified(request, method, raw_path, raw_query, headers, host)
         bucket, key = self.address(host, path)
         query = parse_query(raw_query)
-        handler = choose(method, bucket, key, query)
+        # A browser upload carries no request signature: its form is signed (see s3/forms.py).
+        form = bool(bucket) and not raw_query and forms.is_form_upload(method, key, headers)
+        principal: Principal | None = ADMIN
+        if form:
+            auth = _FORM
+        elif is_anonymous(headers, raw_query):
+            # No credentials at all: public buckets may still be read (see s3/access.py).
+            auth, principal = _FORM, None
+        else:
+            auth, principal = self._verified(request, method, raw_path, raw_query, headers, host)
         call = S3Call(
             request=request,
             store=self.store,
@@ -264,6 +275,9 @@ class S3App:
             inline_writes=self.inline_writes,
             principal=principal,
         )
+        if form:
+            return await forms.post_object(call, self._form_signer(request, call))
+        handler = choose(method, bucket, key, query)
         await authorize(call, method, subresource_of(query))
         return await handler(call)
 
@@ -277,24 +291,60 @@ class S3App:
         host: str,
     ) -> tuple[Authorization, Principal]:
         """The request's signature checked, with who signed it (the admin's key pair or a
-        user's), unless its address or key must wait after failed attempts (503 SlowDown,
-        which S3 clients retry with backoff)."""
+        user's; see `_throttled`)."""
         verified: list[Authorization] = []
-        refused: list[S3Error] = []
         access_key = _claimed_access_key(headers, raw_query)
         verifier, principal = self._signer(access_key)
 
+        def check() -> None:
+            verified.append(
+                verifier.verify(
+                    method,
+                    raw_path,
+                    raw_query,
+                    headers,
+                    bucket_from_host=self.bucket_from_host(host),
+                )
+            )
+
+        self._throttled(request, access_key, check)
+        return verified[0], principal
+
+    def _form_signer(self, request: Request, call: S3Call) -> forms.FormSigner:
+        """Checks a POST form's signature with the secret of the key it names (see
+        `_throttled`); the call then acts for that key's holder."""
+
+        def check_form(access_key: str, check: Callable[[Credentials], None]) -> None:
+            verifier, principal = self._signer(access_key)
+
+            def check_with_secret() -> None:
+                verifier.check_access_key(access_key)
+                check(verifier.credentials)
+
+            self._throttled(request, access_key, check_with_secret)
+            call.principal = principal
+            authorize_blocking(call, Action.WRITE)
+
+        return check_form
+
+    def _signer(self, access_key: str) -> tuple[Verifier, Principal]:
+        """The verifier of `access_key`'s pair and who holds it; the admin's verifier (which
+        refuses unknown keys) for any key that is no user's."""
+        user = self.users.by_access_key(access_key) if self.users is not None else None
+        if user is None:
+            return self.verifier, ADMIN
+        verifier = Verifier(Credentials(user.access_key, user.secret_key))
+        return verifier, principal_of_user(user, self.admin_users)
+
+    def _throttled(self, request: Request, access_key: str, check: Callable[[], None]) -> None:
+        """Run a signature `check`, unless the request's address or key must wait after failed
+        attempts (503 SlowDown, which S3 clients retry with backoff); a wrong secret counts as
+        a failed attempt."""
+        refused: list[S3Error] = []
+
         def signature_holds() -> bool:
             try:
-                verified.append(
-                    verifier.verify(
-                        method,
-                        raw_path,
-                        raw_query,
-                        headers,
-                        bucket_from_host=self.bucket_from_host(host),
-                    )
-                )
+                check()
             except S3Error as error:
                 if error.code in _WRONG_SECRET:
                     refused.append(error)
@@ -312,16 +362,6 @@ class S3App:
             raise error from None
         if not signed:
             raise refused[0]
-        return verified[0], principal
-
-    def _signer(self, access_key: str) -> tuple[Verifier, Principal]:
-        """The verifier of `access_key`'s pair and who holds it; the admin's verifier (which
-        refuses unknown keys) for any key that is no user's."""
-        user = self.users.by_access_key(access_key) if self.users is not None else None
-        if user is None:
-            return self.verifier, ADMIN
-        verifier = Verifier(Credentials(user.access_key, user.secret_key))
-        return verifier, principal_of_user(user, self.admin_users)
 
     def _error(self, error: S3Error, method: str, path: str, request_id: str) -> Response:
         if error.status >= 500 and error.code not in ("NotImplemented", "SlowDown"):
@@ -337,6 +377,29 @@ class S3App:
         )
 
 
+class _BodyTracker:
+    """Passes the request's messages on, noting whether its body has been read to the end."""
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._done = False
+
+    async def __call__(self) -> Message:
+        message = await self._receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self._done = True
+        return message
+
+    def finished(self, scope: Scope) -> bool:
+        """Whether nothing of the body is left unread (or there is none)."""
+        if self._done:
+            return True
+        headers = dict(scope["headers"])
+        return b"transfer-encoding" not in headers and headers.get(b"content-length", b"0") == b"0"
+
+
+#: What a form upload's or an anonymous call carries in place of a verified request signature.
+_FORM = Authorization("", "", "", b"", "", UNSIGNED_PAYLOAD, False)
 _WRONG_SECRET = {"SignatureDoesNotMatch", "InvalidAccessKeyId"}
 #: Answer headers a browser page reads (multipart uploads need each part's ETag).
 CORS_EXPOSED = (

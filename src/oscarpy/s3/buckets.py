@@ -22,10 +22,10 @@ from oscarpy.s3.documents import (
     parse,
     text_of,
 )
-from oscarpy.s3.errors import S3Error
+from oscarpy.s3.errors import S3Error, not_implemented
 from oscarpy.s3.listing import MAX_KEYS, Listing, list_entries
 from oscarpy.s3.payload import plan_payload, receive_document
-from oscarpy.storage.store import BucketInfo, ObjectDetails
+from oscarpy.storage.store import VERSIONING_STATES, BucketInfo, ObjectDetails, VersionEntry
 
 MAX_DELETE_KEYS = 1000
 MAX_BUCKETS = 10_000
@@ -132,8 +132,18 @@ async def get_location(call: S3Call) -> Response:
 
 
 async def get_versioning(call: S3Call) -> Response:
-    await _require_bucket(call)
-    return xml_response("VersioningConfiguration", "")
+    status = await call.run(call.store.versioning, call.bucket)
+    return xml_response("VersioningConfiguration", elements(Status=status))
+
+
+async def put_versioning(call: S3Call) -> Response:
+    plan = plan_payload(call.headers, call.auth)
+    body = await receive_document(call.request.stream(), plan, call.auth, MAX_REQUEST_DOCUMENT)
+    status = (text_of(parse(body), "Status") or "").strip()
+    if status not in VERSIONING_STATES:
+        raise S3Error("MalformedXML", "Status must be Enabled or Suspended")
+    await call.run(call.store.set_versioning, call.bucket, status)
+    return Response(status_code=200)
 
 
 async def get_object_lock(call: S3Call) -> Response:
@@ -205,6 +215,10 @@ def _entry(found: ObjectDetails, encode: object, call: S3Call, with_owner: bool)
         Size=found.size,
         StorageClass="STANDARD",
     )
+    if found.checksum is not None:
+        body += elements(
+            ChecksumAlgorithm=found.checksum.algorithm.upper(), ChecksumType=found.checksum.type
+        )
     return f"<Contents>{body}{owner(call.owner) if with_owner else ''}</Contents>"
 
 
@@ -277,7 +291,10 @@ async def list_objects_v2(call: S3Call) -> Response:
 
 
 async def list_versions(call: S3Call) -> Response:
-    """Every object as its only version, `null`, for cleanup tools that walk versions."""
+    """ListObjectVersions; of a bucket that never had versioning, every object is its only
+    version, `null`."""
+    if await call.run(call.store.versioning, call.bucket) is not None:
+        return await _list_versioned(call)
     encoding, encode = _encoder(call)
     assert callable(encode)
     max_keys = _max_keys(call)
@@ -326,22 +343,77 @@ async def delete_objects(call: S3Call) -> Response:
     if len(requested) > MAX_DELETE_KEYS:
         raise S3Error("MalformedXML", "at most 1000 keys can be deleted in one request")
     keys: list[str] = []
-    errors: list[str] = []
+    versions: list[tuple[str, str]] = []
     for item in requested:
         key = text_of(item, "Key")
         version = text_of(item, "VersionId")
         if not key:
             raise S3Error("MalformedXML", "every Object needs a Key")
-        if version not in (None, "", "null"):
-            errors.append(
-                "<Error>"
-                + elements(
-                    Key=key, VersionId=version, Code="NoSuchVersion", Message="no such version"
-                )
-                + "</Error>"
-            )
-            continue
-        keys.append(key)
+        if version:
+            versions.append((key, version))
+        else:
+            keys.append(key)
     await call.run(call.store.delete_objects, call.bucket, keys)
-    deleted = "" if quiet else "".join(f"<Deleted>{elements(Key=key)}</Deleted>" for key in keys)
-    return xml_response("DeleteResult", deleted + "".join(errors))
+    deleted = [elements(Key=key) for key in keys]
+    for key, version in versions:
+        removed = await call.run(
+            call.store.delete_version, call.bucket, key, None if version == "null" else version
+        )
+        marker = removed is not None and removed.delete_marker
+        deleted.append(elements(Key=key, VersionId=version, DeleteMarker=True if marker else None))
+    result = "" if quiet else "".join(f"<Deleted>{entry}</Deleted>" for entry in deleted)
+    return xml_response("DeleteResult", result)
+
+
+async def _list_versioned(call: S3Call) -> Response:
+    encoding, encode = _encoder(call)
+    assert callable(encode)
+    if call.query.get("delimiter"):
+        raise not_implemented("ListObjectVersions with a delimiter in a versioned bucket")
+    max_keys = _max_keys(call)
+    key_marker = call.query.get("key-marker", "")
+    version_marker = call.query.get("version-id-marker")
+    marker = (
+        None if version_marker is None else ("" if version_marker == "null" else version_marker)
+    )
+    entries = await call.run(
+        call.store.list_versions,
+        call.bucket,
+        prefix=call.query.get("prefix", ""),
+        key_marker=key_marker,
+        version_marker=marker if key_marker else None,
+        limit=max_keys + 1,
+    )
+    truncated = len(entries) > max_keys
+    entries = entries[:max_keys]
+    last = entries[-1].details if entries else None
+    head = elements(
+        Name=call.bucket,
+        Prefix=encode(call.query.get("prefix", "")),
+        KeyMarker=encode(key_marker),
+        VersionIdMarker=version_marker or "",
+        MaxKeys=max_keys,
+        IsTruncated=truncated,
+        NextKeyMarker=encode(last.key) if truncated and last else None,
+        NextVersionIdMarker=(last.version_id or "null") if truncated and last else None,
+        EncodingType=encoding,
+    )
+    return xml_response(
+        "ListVersionsResult",
+        head + "".join(_version_entry(entry, encode, call) for entry in entries),
+    )
+
+
+def _version_entry(entry: VersionEntry, encode: object, call: S3Call) -> str:
+    assert callable(encode)
+    found = entry.details
+    common = elements(
+        Key=encode(found.key),
+        VersionId=found.version_id or "null",
+        IsLatest=entry.is_latest,
+        LastModified=iso(found.last_modified),
+    )
+    if found.delete_marker:
+        return f"<DeleteMarker>{common}{owner(call.owner)}</DeleteMarker>"
+    body = common + elements(ETag=f'"{found.etag}"', Size=found.size, StorageClass="STANDARD")
+    return f"<Version>{body}{owner(call.owner)}</Version>"

@@ -16,6 +16,7 @@ STATUS: dict[str, int] = {
     "BucketAlreadyExists": 409,
     "BucketAlreadyOwnedByYou": 409,
     "BucketNotEmpty": 409,
+    "EntityTooLarge": 400,
     "EntityTooSmall": 400,
     "IncompleteBody": 400,
     "InsufficientStorage": 507,
@@ -26,14 +27,17 @@ STATUS: dict[str, int] = {
     "InvalidBucketState": 409,
     "InvalidDigest": 400,
     "InvalidPart": 400,
+    "InvalidPolicyDocument": 400,
     "InvalidPartNumber": 416,
     "InvalidPartOrder": 400,
     "InvalidRange": 416,
     "InvalidRequest": 400,
     "KeyTooLongError": 400,
     "MalformedPolicy": 400,
+    "MalformedPOSTRequest": 400,
     "MalformedXML": 400,
     "MetadataTooLarge": 400,
+    "MethodNotAllowed": 405,
     "MissingContentLength": 411,
     "MissingSecurityHeader": 400,
     "NoSuchBucket": 404,
@@ -81,6 +85,7 @@ def not_implemented(what: str) -> S3Error:
 CODE_OF: dict[type[store_errors.StorageError], str] = {
     store_errors.StorageError: "InternalError",
     store_errors.ObjectNotFound: "NoSuchKey",
+    store_errors.VersionNotFound: "NoSuchVersion",
     store_errors.BucketNotFound: "NoSuchBucket",
     store_errors.BucketNotEmpty: "BucketNotEmpty",
     store_errors.InvalidBucketName: "InvalidBucketName",
@@ -91,6 +96,7 @@ CODE_OF: dict[type[store_errors.StorageError], str] = {
     store_errors.InvalidPartOrder: "InvalidPartOrder",
     store_errors.PartTooSmall: "EntityTooSmall",
     store_errors.PreconditionFailed: "PreconditionFailed",
+    store_errors.ChecksumMismatch: "BadDigest",
 }
 
 

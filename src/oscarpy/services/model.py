@@ -546,6 +546,12 @@ class Service(_OscarModel):
         description="oscar-py extension: seconds a finished job and its log are kept; 0 keeps "
         "them forever; default the server's OSCAR_JOB_TTL (30 days).",
     )
+    placement: list[str] = Field(
+        default_factory=list,
+        description="oscar-py extension, cluster mode: Swarm placement constraints the nodes "
+        "that run the jobs must meet, e.g. `node.labels.zone==b`; `enable_gpu: true` adds "
+        "`node.labels.gpu==true`.",
+    )
 
     _warnings: list[str] = PrivateAttr(default_factory=list)
 
@@ -559,6 +565,24 @@ class Service(_OscarModel):
         warnings: list[str] = []
         sift(self.to_json(), Service, "", warnings)
         return warnings
+
+    @field_validator("placement", mode="after")
+    @classmethod
+    def _valid_constraints(cls, value: list[str]) -> list[str]:
+        for constraint in value:
+            if not _CONSTRAINT.fullmatch(constraint):
+                raise ValueError(
+                    f"{constraint!r} is not a placement constraint: write "
+                    "`node.labels.<name>==<value>` (or !=; also node.hostname, node.role, "
+                    "node.platform.os, node.platform.arch, engine.labels.<name>)"
+                )
+        return [constraint.strip() for constraint in value]
+
+    def node_constraints(self) -> list[str]:
+        """Where its jobs may run in cluster mode: `placement`, and GPU nodes for
+        `enable_gpu` (nodes labelled `gpu=true`)."""
+        gpu = _lower_keys(self.oscar_settings).get("enable_gpu") in (True, "true", "True")
+        return [*self.placement, *(["node.labels.gpu==true"] if gpu else [])]
 
     @field_validator("name", mode="after")
     @classmethod
@@ -806,6 +830,12 @@ def parse_service(data: Any, *, where: str = "") -> Service:
         raise ServiceDefinitionError(describe_validation_error(error, where)) from None
     service._warnings = warnings
     return service
+
+
+_CONSTRAINT = re.compile(
+    r"\s*(node\.(id|hostname|role|platform\.os|platform\.arch|labels\.[\w.-]+)"
+    r"|engine\.labels\.[\w.-]+)\s*(==|!=)\s*[\w.:/-]+\s*"
+)
 
 
 def _lower_keys(data: dict[Any, Any]) -> dict[str, Any]:

@@ -8,11 +8,12 @@ the same protocol.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 OutputSink = Callable[[bytes], None]
 """Receives what the script prints (stdout and stderr interleaved), as it is produced."""
@@ -52,6 +53,9 @@ class RunSpec:
     """Who the script runs as (`uid:gid`); `None`: the image's user."""
     network: str = "default"
     """`default` (the engine's default network) or `none` (no network at all)."""
+    constraints: tuple[str, ...] = ()
+    """Swarm placement constraints (`node.labels.gpu==true`): which nodes may run it. Local
+    runtimes run everything on this machine."""
 
 
 class EndReason(StrEnum):
@@ -124,6 +128,23 @@ class Execution(Protocol):
     def remove(self) -> None:
         """Delete every trace of the execution (the container); idempotent."""
         ...
+
+
+@runtime_checkable
+class PlacedExecution(Protocol):
+    """An execution that may run on another machine than this one (a Swarm task)."""
+
+    node: str | None
+    """The machine it runs on, once known (after the cluster has placed it)."""
+
+
+LOCAL_NODE = socket.gethostname()
+"""Where the executions of a local runtime (`docker`, `process`) run."""
+
+
+def node_of(execution: Execution) -> str | None:
+    """The machine that runs `execution`: this one, unless the runtime placed it elsewhere."""
+    return execution.node if isinstance(execution, PlacedExecution) else LOCAL_NODE
 
 
 class Runtime(Protocol):
