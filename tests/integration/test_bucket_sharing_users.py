@@ -140,3 +140,20 @@ def test_a_services_buckets_are_its_owners(users: dict[str, httpx.Client]) -> No
     assert seen["alice-svc"]["owner"] == ALICE
     assert seen["alice-svc"]["metadata"] == {"from_service": "alice-svc"}
     assert users[DAVE].get("/system/buckets/alice-svc").status_code == 403
+
+
+def test_a_browser_form_upload_acts_for_the_user_who_signed_it(
+    users: dict[str, httpx.Client], s3: dict[str, Any]
+) -> None:
+    assert (
+        users[ALICE].post("/system/buckets", json={"bucket_name": "alice-forms"}).status_code == 201
+    )
+
+    def upload(user: str) -> httpx.Response:
+        post = s3[user].generate_presigned_post("alice-forms", "up/${filename}", ExpiresIn=60)
+        return httpx.post(post["url"], data=post["fields"], files={"file": ("f.txt", b"form")})
+
+    refused = upload(DAVE)
+    assert refused.status_code == 403 and "AccessDenied" in refused.text
+    assert upload(ALICE).status_code == 204
+    assert s3[ALICE].get_object(Bucket="alice-forms", Key="up/f.txt")["Body"].read() == b"form"
