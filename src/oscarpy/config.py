@@ -90,6 +90,21 @@ class Settings(BaseSettings):
     job_expiry_interval: float = Field(
         600.0, gt=0, description="Seconds between two sweeps that delete expired jobs."
     )
+    gpu: Literal["required", "optional"] = Field(
+        "required",
+        description="`optional`: accept services with enable_gpu on a host without a GPU "
+        "(with a warning; they run on the CPU) instead of refusing them.",
+    )
+    exposed_scale_interval: float = Field(
+        15.0,
+        gt=0,
+        description="Seconds between two CPU checks that scale an exposed service by one replica.",
+    )
+    exposed_startup_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="Seconds an exposed service's new replica has to answer its health check.",
+    )
     job_lease_seconds: float = Field(
         30.0, gt=0, description="A running job whose server stops renewing it is taken over after."
     )

@@ -23,10 +23,12 @@ storage is the server itself: `InternalError`, 500).
     ├── JobNotFound                  no such job (for that service)                404
     ├── EventNotAllowed              a token's event names another's object        403
     ├── InvalidJobOperation          the job's state does not allow it             409
+    ├── NotExposed                   an exposed service's route, no `expose`       400
     ├── InvocationError              a /run request cannot be run as sent          400
     │   ├── InvalidBody              neither JSON nor base64                       400
     │   └── BodyTooLarge             over the configured limit                     413
-    └── ContainerGone                a warm container died before the script       503
+    ├── ContainerGone                a warm container died before the script       503
+    └── ScalingError                 a node provider refused a step (only logged)  503
     StorageError                     storage/errors.py; a storage failed           502
     ├── ObjectNotFound               no such object                                404
     │   └── VersionNotFound          no such version of it                         404
@@ -62,8 +64,10 @@ from oscarpy.engine.errors import (
     InfrastructureError,
     InvalidJobOperation,
     JobNotFound,
+    NotExposed,
     RuntimeLost,
     RuntimeUnavailable,
+    ScalingError,
     StagingError,
 )
 from oscarpy.engine.run.errors import (
@@ -122,9 +126,11 @@ STATUS: Mapping[type[Exception], int] = {
     ContainerMissing: 503,
     ContainerConflict: 503,
     PoolExhausted: 503,
+    ScalingError: 503,
     JobNotFound: 404,
     EventNotAllowed: 403,
     InvalidJobOperation: 409,
+    NotExposed: 400,
     InvocationError: 400,
     InvalidBody: 400,
     BodyTooLarge: 413,

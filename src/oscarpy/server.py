@@ -36,6 +36,7 @@ from oscarpy.config import Settings
 from oscarpy.connections import ConnectionLimits
 from oscarpy.db import Database
 from oscarpy.engine import Engine, EngineError
+from oscarpy.engine.exposed import for_runtime as exposed_services
 from oscarpy.engine.run import Runner
 from oscarpy.instances import Instances
 from oscarpy.observability import Observability
@@ -146,6 +147,7 @@ class Platform:
         self.instances.start()
         self.store = ObjectStore(self.database, settings.data_dir, self.instances.token)
         self.registry = ServiceRegistry(self.database, self.store)
+        self.registry.gpu_optional = settings.gpu == "optional"
         try:
             self.engine = Engine(
                 settings, self.database, self.store, self.registry, instances=self.instances
@@ -166,6 +168,10 @@ class Platform:
         api_app.state.registry = self.registry
         api_app.state.engine = self.engine
         api_app.state.runner = self.runner
+        self.exposed = exposed_services(
+            settings, self.registry, self.engine.runtime, self.engine.instance
+        )
+        api_app.state.exposed = self.exposed
         api_app.state.s3_endpoint = self.s3_endpoint
         self.api_app: ASGIApp = api_app
         # One throttle for both ports: failed S3 signatures and Basic passwords add up.
@@ -180,7 +186,12 @@ class Platform:
             self.observability.metrics,
         )
         # The history starts first and stops last, to keep what the others report on stopping.
-        self.background: list[BackgroundService] = [self.observability, self.engine, self.runner]
+        self.background: list[BackgroundService] = [
+            self.observability,
+            self.engine,
+            self.runner,
+            self.exposed,
+        ]
 
     @property
     def api_endpoint(self) -> str:

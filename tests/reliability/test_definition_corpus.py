@@ -228,7 +228,7 @@ OSCAR_CORPUS: list[tuple[str, str, list[str], dict[str, object]]] = [
         set_auth: true
         health_path: /health
 """,
-        ["expose"],
+        [],
         {"expose": {"api_port": 8888, "set_auth": True, "health_path": "/health"}},
     ),
     (
@@ -252,7 +252,7 @@ OSCAR_CORPUS: list[tuple[str, str, list[str], dict[str, object]]] = [
         path: corpus-mounted/input
         options: --vfs-cache-mode full
 """,
-        ["mount", "volume", "input[0].options"],
+        ["volume", "input[0].options"],
         {"volume": {"size": "1Gi", "mount_path": "/data"}},
     ),
     (

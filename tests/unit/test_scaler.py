@@ -9,12 +9,12 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
+from oscarpy.engine.errors import ScalingError
 from oscarpy.engine.nodes import NodeStatus
 from oscarpy.engine.scaler import (
     CommandProvider,
     PendingTask,
     Scaler,
-    ScalingError,
     ScalingPolicy,
     scaler_from_environment,
 )

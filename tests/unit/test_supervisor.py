@@ -65,8 +65,12 @@ class Reporter:
     outcomes: list[AttemptOutcome] = field(default_factory=list)
     nodes: list[str] = field(default_factory=list)
 
-    def started(self, job_id: str, attempt: int, execution_id: str) -> None:
+    def started(
+        self, job_id: str, attempt: int, execution_id: str, node: str | None = None
+    ) -> None:
         self.executions.append(execution_id)
+        if node is not None:
+            self.placed(job_id, attempt, node)
 
     def placed(self, job_id: str, attempt: int, node: str) -> None:
         self.nodes.append(node)
@@ -74,7 +78,10 @@ class Reporter:
     def log(self, job_id: str, lines: Sequence[LogLine]) -> None:
         self.lines += [text for _at, text in lines]
 
-    def finished(self, job_id: str, attempt: int, outcome: AttemptOutcome) -> None:
+    def finished(
+        self, job_id: str, attempt: int, outcome: AttemptOutcome, lines: Sequence[LogLine] = ()
+    ) -> None:
+        self.lines += [text for _at, text in lines]
         self.outcomes.append(outcome)
 
     @property

@@ -9,7 +9,18 @@ from fastapi.responses import PlainTextResponse
 from starlette.types import ASGIApp
 
 from oscarpy import __version__
-from oscarpy.api import buckets, jobs, logs, metrics, openapi, run, services, system
+from oscarpy.api import (
+    buckets,
+    exposed,
+    images,
+    jobs,
+    logs,
+    metrics,
+    openapi,
+    run,
+    services,
+    system,
+)
 from oscarpy.api.auth import install_throttle
 from oscarpy.api.errors import install_error_handlers
 from oscarpy.api.origin import CrossSiteGuard
@@ -44,8 +55,11 @@ def create_app(settings: Settings, database: Database, admin: AdminCredentials) 
         return "Ok"
 
     app.include_router(system.router)
+    app.include_router(images.router)
     app.include_router(services.router)
     app.include_router(buckets.router)
+    app.include_router(exposed.lifecycle)
+    app.include_router(exposed.proxy)
     app.include_router(jobs.router)
     app.include_router(logs.router)
     app.include_router(run.router)

@@ -41,6 +41,7 @@ from oscarpy.auth.principal import Principal
 from oscarpy.auth.users import Users
 from oscarpy.config import Settings
 from oscarpy.engine import ClusterRuntime, Engine, NodeStatus
+from oscarpy.gpu import host_has_gpu
 from oscarpy.observability.history import LoggedRequest
 
 router = APIRouter(
@@ -81,7 +82,7 @@ def config(request: Request, caller: Caller) -> SystemConfig:
             name="oscar-py",
             namespace="oscar",
             services_namespace="oscar-svc",
-            gpu_available=False,
+            gpu_available=host_has_gpu(),
             interLink_available=False,
             yunikorn_enable=False,
             kueue_enable=False,
@@ -90,7 +91,7 @@ def config(request: Request, caller: Caller) -> SystemConfig:
             oidc_groups=settings.oidc_group_list,
         ),
         minio_provider=_storage_for(request, caller, rotate=False),
-        allowed_image_repositories=[],
+        allowed_image_repositories=request.app.state.registry.allowed_images.get(),
     )
 
 

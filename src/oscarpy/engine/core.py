@@ -23,7 +23,7 @@ from oscarpy.db import Database, SystemMeta
 from oscarpy.engine import activity, contract
 from oscarpy.engine.catalog import ServiceCatalog
 from oscarpy.engine.dispatcher import Capacity, Dispatcher, host_capacity
-from oscarpy.engine.errors import EngineError, EventNotAllowed, JobNotFound
+from oscarpy.engine.errors import EngineError, EventNotAllowed, InfrastructureError, JobNotFound
 from oscarpy.engine.events import ObjectReference, parse_object_event, upload_identity
 from oscarpy.engine.intake import Intake
 from oscarpy.engine.ledger import AttemptView, Claim, JobView, Ledger, NewJob
@@ -126,6 +126,9 @@ class Engine:
         self.bodies = settings.data_dir / "job-bodies"
         self.reporter = LedgerReporter(self.ledger, self.catalog.script_retries)
         self.supervisor = Supervisor(self.runtime, self.reporter, settings.data_dir / "jobs")
+        self.warm_jobs: Runtime | None = None
+        """Runs the jobs of services with `warm_jobs` (set by the `/run` runner, whose warm
+        pools they share); `None`: they run in fresh containers like the others."""
         self.dispatcher = Dispatcher(
             self.ledger,
             host_capacity(settings),
@@ -200,7 +203,19 @@ class Engine:
                 service.name, everything=True, check_service=False
             )
             log.info("service %s deleted: %d job(s) and their logs removed", service.name, removed)
+        elif service.image_prefetch:
+            threading.Thread(
+                target=self._prefetch, args=(service,), name="prefetch", daemon=True
+            ).start()
         self.dispatcher.wake()
+
+    def _prefetch(self, service: Service) -> None:
+        """`image_prefetch`: get the image now, so that the first job does not wait for it."""
+        try:
+            self.runtime.prepare(service.image, contract.image_pull(service))
+            log.info("service %s: image %s prefetched", service.name, service.image)
+        except InfrastructureError as error:
+            log.warning("service %s: image_prefetch failed: %s", service.name, error)
 
     # -- running (worker threads) ---------------------------------------------------------
 
@@ -219,7 +234,7 @@ class Engine:
         def lookup(name: str) -> StorageProvider:
             return self.providers.resolve(service, name)
 
-        if adoption is not None:
+        if adoption is not None:  # a warm job is never adopted: it runs again
             self.supervisor.run(
                 spec,
                 lookup,
@@ -229,7 +244,8 @@ class Engine:
                 cancelled=cancelled,
             )
         else:
-            self.supervisor.run(spec, lookup, cancelled=cancelled)
+            warm = self.warm_jobs if service.warm_jobs else None
+            self.supervisor.run(spec, lookup, cancelled=cancelled, runtime=warm)
 
     def limits(self, service: Service) -> Limits:
         return contract.limits(service, self.settings)

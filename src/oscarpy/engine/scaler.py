@@ -36,7 +36,7 @@ from importlib.metadata import entry_points
 from typing import Protocol, runtime_checkable
 
 from oscarpy.db import utcnow
-from oscarpy.engine.errors import EngineError, InfrastructureError
+from oscarpy.engine.errors import InfrastructureError, ScalingError
 from oscarpy.engine.nodes import NodeStatus
 
 log = logging.getLogger(__name__)
@@ -45,10 +45,6 @@ _TICK_SECONDS = 1.0
 _EVENTS_KEPT = 200
 _PROVIDER_TIMEOUT = 900.0
 """How long a provider's program may take (starting a cloud machine takes minutes)."""
-
-
-class ScalingError(EngineError):
-    """A provider or the cluster refused a scaling step; the scaler logs it and goes on."""
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from pydantic import (
 
 from oscarpy.services import quantities
 from oscarpy.services.errors import ServiceDefinitionError
+from oscarpy.services.expose import ExposeSettings
 
 __all__ = [
     "ANY_SCRIPT_PATH",
@@ -465,14 +466,10 @@ class Service(_OscarModel):
         "total_memory": "no limit over all of a service's jobs; `max_concurrency` caps them",
         "total_cpu": "no limit over all of a service's jobs; `max_concurrency` caps them",
         "ephemeral_storage_request": "jobs' disk use is not reserved",
-        "enable_gpu": "no GPU is requested; jobs run on the CPU",
         "enable_sgx": "no SGX device is given to jobs",
-        "image_prefetch": "the image is pulled when the first job runs",
-        "image_pull_secrets": "registry credentials are not used; the image must pull without",
-        "expose": "exposed services (long-running containers behind "
-        "/system/services/<name>/exposed/) are not implemented",
+        "expose": "",  # acted on: see `expose_settings`
         "expose_options": "exposed services are not implemented",
-        "mount": "nothing is mounted: bucket mounts are not implemented",
+        "mount": "",  # acted on: see `mount_path`
         "volume": "no persistent volume is attached: managed volumes are not implemented",
         "kserve": "KServe inference services need Kubernetes; none is deployed",
         "interlink_node_name": "interLink nodes are not used; jobs run on this server",
@@ -488,7 +485,9 @@ class Service(_OscarModel):
     }
     # What OSCAR's answers add about its own deployment of the service.
     answer_only_keys = frozenset({"namespace", "volume_status", "deployment"})
-    empty_means_default = frozenset({"cpu", "memory", "log_level", "visibility"})
+    empty_means_default = frozenset(
+        {"cpu", "memory", "log_level", "visibility", "image_pull_policy"}
+    )
 
     name: str = Field(min_length=1, max_length=39, description="A DNS label, e.g. `grayify`.")
     image: str = Field(min_length=1, description="Container image with `/bin/sh`.")
@@ -524,6 +523,12 @@ class Service(_OscarModel):
         description="oscar-py extension: run the script as root in its container, for images "
         "that need it; by default it runs as an unprivileged user (uid 65534).",
     )
+    warm_jobs: bool = Field(
+        False,
+        description="oscar-py extension: run the service's file jobs in its warm containers "
+        "(the `/run` pool, sized by `synchronous.min_scale`/`max_scale`) instead of a fresh "
+        "container each; nothing of one job is visible to the next.",
+    )
     network: Literal["default", "none"] = Field(
         "default",
         description="oscar-py extension: `none` runs the service's containers without any "
@@ -539,6 +544,24 @@ class Service(_OscarModel):
         False,
         description="As in OSCAR: `true` skips the download of the input file; the script gets "
         "the event only (EVENT, STORAGE_OBJECT_KEY) and no INPUT_FILE_PATH.",
+    )
+    enable_gpu: bool = Field(
+        False,
+        description="As in OSCAR: the service's containers get the host's GPUs (refused where "
+        "the host has none, unless the server runs with OSCAR_GPU=optional).",
+    )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(
+        None,
+        description="oscar-py extension: when the image is pulled before a job. Default as "
+        "OSCAR: `Always` for a `latest` or untagged image, else `IfNotPresent`.",
+    )
+    image_pull_secrets: list[str] = Field(
+        default_factory=list,
+        description="As in OSCAR, the secrets that log in to the image's registry: here names "
+        "of `environment.secrets` entries holding `username:password` (not given to the script).",
+    )
+    image_prefetch: bool = Field(
+        False, description="As in OSCAR: pull the image when the service is created or updated."
     )
     job_ttl: int | None = Field(
         None,
@@ -638,7 +661,7 @@ class Service(_OscarModel):
     def _texts(cls, value: Any) -> Any:
         return _text_map(value)
 
-    @field_validator("input", "output", "allowed_users", mode="before")
+    @field_validator("input", "output", "allowed_users", "image_pull_secrets", mode="before")
     @classmethod
     def _none_is_empty(cls, value: Any) -> Any:
         return [] if value is None else value
@@ -668,6 +691,19 @@ class Service(_OscarModel):
                         f"oscar-py; use a {' or '.join(SUPPORTED_PROVIDER_TYPES)} provider"
                     )
         self._check_no_loop()
+        mount = self.mount_path()
+        if mount is not None:
+            _check_bucket_name(mount.bucket, "mount.path")
+            if mount.provider_type not in SUPPORTED_PROVIDER_TYPES or not (
+                mount.storage_provider == DEFAULT_PROVIDER
+                or self.storage_providers.defines(mount.storage_provider)
+            ):
+                raise ValueError(
+                    f"mount.storage_provider: {mount.storage_provider!r} is not a defined "
+                    f"{' or '.join(SUPPORTED_PROVIDER_TYPES)} provider"
+                )
+        if self.expose_settings() is not None and self.network == "none":
+            raise ValueError("expose: an exposed service needs a network; drop `network: none`")
         return self
 
     def _check_no_loop(self) -> None:
@@ -682,12 +718,48 @@ class Service(_OscarModel):
                         "write outputs to a folder outside the input folder"
                     )
 
+    def mount_path(self) -> StoragePath | None:
+        """OSCAR's `mount`: a storage path copied read-only to `/mnt/<bucket>/<folder>` before
+        each job; `None` when the section asks for nothing."""
+        section = _lower_keys(self.oscar_settings).get("mount")
+        if not isinstance(section, dict) or _is_neutral("mount", section):
+            return None
+        keys = _lower_keys(section)
+        if not keys.get("path"):
+            return None
+        path = StoragePath.model_validate(
+            {
+                "storage_provider": keys.get("storage_provider") or DEFAULT_PROVIDER,
+                "path": keys["path"],
+            }
+        )
+        if "/" not in path.path:
+            path = path.model_copy(update={"path": f"{path.path}/"})
+        return path
+
+    def expose_settings(self) -> ExposeSettings | None:
+        """The `expose` section with OSCAR's defaults, or `None` when nothing is exposed."""
+        return ExposeSettings.of(_lower_keys(self.oscar_settings).get("expose"))
+
+    def registry_login(self) -> tuple[str, str] | None:
+        """(username, password) from the first `image_pull_secrets` entry that holds one."""
+        for name in self.image_pull_secrets:
+            username, colon, password = self.environment.secrets.get(name, "").partition(":")
+            if colon and username:
+                return username, password
+        return None
+
+    def script_secrets(self) -> dict[str, str]:
+        """The secrets the script gets: all but the registry credentials."""
+        return {
+            name: value
+            for name, value in self.environment.secrets.items()
+            if name not in self.image_pull_secrets
+        }
+
     def exposed_base_path(self) -> str:
         """OSCAR's `OSCAR_SERVICE_BASE_PATH`: where an exposed service is reached, or ""."""
-        expose = self.oscar_settings.get("expose")
-        if isinstance(expose, dict) and not _is_neutral("expose", expose):
-            return f"/system/services/{self.name}/exposed"
-        return ""
+        return f"/system/services/{self.name}/exposed" if self.expose_settings() else ""
 
     @property
     def cpu_cores(self) -> float:
@@ -828,6 +900,12 @@ def parse_service(data: Any, *, where: str = "") -> Service:
         service = Service.model_validate(data)
     except ValidationError as error:
         raise ServiceDefinitionError(describe_validation_error(error, where)) from None
+    for index, name in enumerate(service.image_pull_secrets):
+        if name not in service.environment.secrets:
+            warnings.append(
+                f"image_pull_secrets[{index}]: no secret {name!r} in environment.secrets; the "
+                "image is pulled without credentials"
+            )
     service._warnings = warnings
     return service
 

@@ -23,8 +23,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from oscarpy.auth.buckets import BucketAccessTable
 from oscarpy.auth.principal import ADMIN_USER_ID
 from oscarpy.db import Base, Database, utcnow
+from oscarpy.gpu import host_has_gpu
 from oscarpy.log import register_secret
 from oscarpy.services.errors import ServiceDefinitionError, ServiceExists, ServiceNotFound
+from oscarpy.services.images import AllowedImages
 from oscarpy.services.isolation import outputs_for, private_buckets, watched_inputs
 from oscarpy.services.model import Service
 
@@ -92,6 +94,10 @@ class ServiceRegistry:
         self.store = store
         self._listeners: list[Listener] = []
         self._listeners_lock = threading.Lock()
+        self.allowed_images = AllowedImages(database)
+        self.gpu_optional = False
+        """`OSCAR_GPU=optional`: a service asking for a GPU this host lacks is accepted with a
+        warning (its jobs run on the CPU) instead of refused."""
 
     def add_listener(self, callback: Listener) -> None:
         """Call `callback(event, service)` after each committed change."""
@@ -103,6 +109,8 @@ class ServiceRegistry:
         if self.get(service.name) is not None:
             raise ServiceExists(service.name)
         _refuse_placeholders(service)
+        self.allowed_images.check(service.image)
+        self._check_gpu(service)
         service = service.model_copy(
             update={"token": generate_token(), "owner": service.owner or ADMIN_OWNER}
         )
@@ -135,6 +143,9 @@ class ServiceRegistry:
             update={"token": stored.token, "owner": stored.owner}
         )
         _refuse_placeholders(service)
+        if service.image != stored.image:  # a service the list now excludes can still be edited
+            self.allowed_images.check(service.image)
+        self._check_gpu(service)
         for secret in service.secret_values():
             register_secret(secret)
         # Buckets first, outside the transaction: the store commits in its own sessions.
@@ -148,6 +159,19 @@ class ServiceRegistry:
         log.info("service %s updated", service.name)
         self._notify("updated", service)
         return service
+
+    def _check_gpu(self, service: Service) -> None:
+        """`enable_gpu` on a host without one: refused, or (optional) a warning on `service`."""
+        if not service.enable_gpu or host_has_gpu():
+            return
+        if not self.gpu_optional:
+            raise ServiceDefinitionError(
+                "enable_gpu: this host has no GPU (no NVIDIA driver); drop enable_gpu, or run "
+                "the server with OSCAR_GPU=optional to run such services on the CPU"
+            )
+        service._warnings.append(  # noqa: SLF001 (the definition's own warnings)
+            "enable_gpu: this host has no GPU; the service's jobs run on the CPU"
+        )
 
     def delete(self, name: str, delete_buckets: bool = False) -> None:
         """Remove a service; its buckets and their files stay unless `delete_buckets`.

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 OutputSink = Callable[[bytes], None]
 """Receives what the script prints (stdout and stderr interleaved), as it is produced."""
@@ -33,6 +33,21 @@ class Limits:
     the supervisor kills the execution once its files add up to it (`engine.limits`)."""
     output_bytes: int | None = None
     """What the script may print before the supervisor kills it (a log flood)."""
+    gpu: bool = False
+    """The host's GPUs are given to the container."""
+
+
+PullPolicy = Literal["Always", "IfNotPresent", "Never"]
+
+
+@dataclass(frozen=True)
+class ImagePull:
+    """How a service's image is got: its `image_pull_policy` (`None`: by the tag, as OSCAR) and
+    the registry login of its `image_pull_secrets`."""
+
+    policy: PullPolicy | None = None
+    username: str = ""
+    password: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -156,8 +171,8 @@ class Runtime(Protocol):
         """Where the script sees the job's work directory."""
         ...
 
-    def prepare(self, image: str) -> None:
-        """Make `image` available (pull it if absent); raises `ImageUnavailable`."""
+    def prepare(self, image: str, pull: ImagePull | None = None) -> None:
+        """Make `image` available as `pull` says; raises `ImageUnavailable`."""
         ...
 
     def start(self, spec: RunSpec) -> Execution: ...

@@ -46,6 +46,7 @@ from oscarpy.engine.errors import (
 )
 from oscarpy.engine.nodes import ClusterRuntime, NodeStatus
 from oscarpy.engine.runtimes.base import (
+    ImagePull,
     OutputSink,
     RunResult,
     RunSpec,
@@ -423,7 +424,7 @@ class SwarmRuntime:
     def work_path(self, work_dir: Path) -> PurePosixPath:
         return WORK_MOUNT
 
-    def prepare(self, image: str) -> None:
+    def prepare(self, image: str, pull: ImagePull | None = None) -> None:
         """Nothing to check here: the image is needed on the node Swarm picks, which pulls it
         (or, failing that, the attempt fails as an infrastructure failure and is retried)."""
         if not image:
