@@ -479,8 +479,8 @@ class Service(_OscarModel):
         "delegation": _DELEGATION,
         "rescheduler_threshold": _DELEGATION,
         "vo": "virtual organisations are not checked; visibility and allowed_users decide access",
-        "isolation_level": "no per-user buckets are made; every user shares the service's",
-        "bucket_list": "no per-user buckets are made; every user shares the service's",
+        "isolation_level": "",  # USER: oscarpy.services.isolation
+        "bucket_list": "",  # OSCAR's list of the private buckets it made
         "kube_annotations": "there are no Kubernetes objects to annotate",
     }
     # What OSCAR's answers add about its own deployment of the service.
