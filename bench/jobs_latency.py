@@ -1,11 +1,12 @@
 """Latency: from the PUT acknowledged to the script's first line running, p50/p95 over 50 uploads,
 against a bare `docker run` of the same image doing the same, measured in the same run.
 
-    .venv/bin/python -m bench.jobs_latency [--uploads 50]
+    .venv/bin/python -m bench.jobs_latency [--uploads 50] [--warm]
 
 The job's first line reads the boot clock and writes it as an output; the baseline is the same
 line in `docker run --rm` with the same bind mount and limits, timed from just before the command
-starts; the two alternate, one of each at a time. Overhead target: ours ≤ 1.2 × bare.
+starts; the two alternate, one of each at a time. Overhead target: ours ≤ 1.2 × bare. With
+`--warm` the service runs its jobs in a warm container (`warm_jobs`, issue 18: p50 ≤ 50 ms).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from bench.jobs_support import (
     docker_run,
     percentile,
     server,
+    warm_fields,
 )
 
 
@@ -38,7 +40,7 @@ def bare_once(arguments: list[str]) -> float:
     return float(docker_run(arguments).strip()) - before
 
 
-def measure(uploads: int, root: Path) -> tuple[list[float], list[float]]:
+def measure(uploads: int, root: Path, warm: bool = False) -> tuple[list[float], list[float]]:
     """Alternate one bare run and one upload, so that load changes hit both alike."""
     arguments = bare_arguments(root / "bare")
     (root / "bare").mkdir(parents=True)
@@ -53,6 +55,7 @@ def measure(uploads: int, root: Path) -> tuple[list[float], list[float]]:
                 "script": f'{READ_UPTIME}; echo "$up" > "$TMP_OUTPUT_DIR/started"\n',
                 "input": [{"path": "latency/in"}],
                 "output": [{"path": "latency/out"}],
+                **warm_fields(warm, 1),
             },
         )
         s3 = running.s3_client()
@@ -86,10 +89,11 @@ def _wait_for(s3: Any, key: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--uploads", type=int, default=50)
+    parser.add_argument("--warm", action="store_true", help="the service has warm_jobs")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="oscar-bench-") as temporary:
         root = Path(temporary)
-        bare, ours = measure(options.uploads, root)
+        bare, ours = measure(options.uploads, root, options.warm)
     ratio_p50 = percentile(ours, 0.5) / percentile(bare, 0.5)
     ratio_p95 = percentile(ours, 0.95) / percentile(bare, 0.95)
     print(f"bare docker run : {describe(bare)}")

@@ -26,7 +26,14 @@ def boot_clock() -> float:
 
 
 def server(data_dir: Path, **env: str) -> RunningServer:
-    return start_server(data_dir, env={"OSCAR_LOG_LEVEL": "WARNING", **env})
+    return start_server(data_dir, env={"OSCAR_LOG_LEVEL": "WARNING", **env}, wait=120)
+
+
+def warm_fields(warm: bool, containers: int) -> dict[str, object]:
+    """The service fields that run its file jobs in `containers` warm containers (`--warm`)."""
+    if not warm:
+        return {}
+    return {"warm_jobs": True, "synchronous": {"min_scale": containers, "max_scale": containers}}
 
 
 def succeeded_jobs(running: RunningServer, service: str) -> int:

@@ -76,8 +76,21 @@ ensure_postgres() {
     export OSCAR_TEST_POSTGRES_URL="postgresql://oscar_test:oscar_test@127.0.0.1:5432/postgres"
 }
 
-# ensure_test_images: the local images the tests run (no registry is reachable in CI).
+# ensure_test_images: the local images the tests run (no registry is reachable in CI), and
+# Debian's docker-registry, the local registry the Swarm tests' nodes pull images from.
 ensure_test_images() {
-    ensure_packages busybox-static
+    ensure_packages busybox-static docker-registry
     "$ROOT/scripts/build-test-images"
+}
+
+# ensure_oidc_provider: the OpenID provider the identity tests run (npm oidc-provider on
+# Node.js, tests/support/oidc/), installed from package-lock.json.
+ensure_oidc_provider() {
+    command -v npm >/dev/null || ensure_packages nodejs npm
+    local dir="$ROOT/tests/support/oidc"
+    local stamp="$dir/node_modules/.installed-$(sha1sum <"$dir/package-lock.json" | cut -c1-12)"
+    [ -e "$stamp" ] && return 0
+    say "installing the test OpenID provider (npm ci)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    touch "$stamp"
 }

@@ -90,6 +90,21 @@ class Settings(BaseSettings):
     job_expiry_interval: float = Field(
         600.0, gt=0, description="Seconds between two sweeps that delete expired jobs."
     )
+    gpu: Literal["required", "optional"] = Field(
+        "required",
+        description="`optional`: accept services with enable_gpu on a host without a GPU "
+        "(with a warning; they run on the CPU) instead of refusing them.",
+    )
+    exposed_scale_interval: float = Field(
+        15.0,
+        gt=0,
+        description="Seconds between two CPU checks that scale an exposed service by one replica.",
+    )
+    exposed_startup_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="Seconds an exposed service's new replica has to answer its health check.",
+    )
     job_lease_seconds: float = Field(
         30.0, gt=0, description="A running job whose server stops renewing it is taken over after."
     )
@@ -169,6 +184,12 @@ class Settings(BaseSettings):
         description="Comma-separated origins (https://oscar.example.org) besides the server's "
         "own address that may send state-changing requests from a browser; others get 403.",
     )
+    cors_origins: str = Field(
+        "",
+        description="Comma-separated browser origins (https://dashboard.example.org) whose pages "
+        "may call the REST API and the S3 API (CORS), e.g. OSCAR's dashboard served elsewhere; "
+        "'*' for any origin (reads only: state-changing calls still need a listed origin).",
+    )
     metrics: bool = Field(
         True,
         description="Count requests and jobs for GET /metrics (Prometheus); off, /metrics "
@@ -178,6 +199,32 @@ class Settings(BaseSettings):
         None,
         description="Bearer token Prometheus may scrape /metrics with (OSCAR_METRICS_TOKEN); "
         "the admin's credentials always work.",
+    )
+    oidc_issuers: str = Field(
+        "",
+        description="Comma-separated OpenID Connect issuer URLs (https://aai.egi.eu/auth/realms/"
+        "egi) whose bearer tokens sign users in (OSCAR's OIDC_VALID_ISSUERS); empty, only the "
+        "admin and service tokens are accepted.",
+    )
+    oidc_groups: str = Field(
+        "",
+        description="Comma-separated groups a user must be in (any one) to sign in (OSCAR's "
+        "OIDC_GROUPS), matched against the groups claim; an EGI entitlement URN "
+        "(urn:mace:egi.eu:group:<vo>:...) also counts as its group <vo>. Empty, any user of "
+        "a trusted issuer may sign in.",
+    )
+    oidc_groups_claim: str = Field(
+        "eduperson_entitlement",
+        description="Claim of the token (or of the issuer's userinfo) holding the user's groups.",
+    )
+    oidc_audience: str = Field(
+        "",
+        description="When set, a JWT access token must name this audience in `aud`.",
+    )
+    oidc_admin_users: str = Field(
+        "",
+        description="Comma-separated user ids (the `sub` of their tokens) who are admins: they "
+        "see and may change everything (OSCAR's USERS_ADMIN).",
     )
     request_log_retention_days: float = Field(
         30.0,
@@ -209,7 +256,25 @@ class Settings(BaseSettings):
 
     @property
     def trusted_origin_list(self) -> list[str]:
-        return [origin.strip() for origin in self.trusted_origins.split(",") if origin.strip()]
+        return _comma_list(self.trusted_origins)
+
+    @property
+    def oidc_issuer_list(self) -> list[str]:
+        return _comma_list(self.oidc_issuers)
+
+    @property
+    def oidc_group_list(self) -> list[str]:
+        return _comma_list(self.oidc_groups)
+
+    @property
+    def oidc_admin_list(self) -> list[str]:
+        return _comma_list(self.oidc_admin_users)
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [
+            origin.strip().rstrip("/") for origin in self.cors_origins.split(",") if origin.strip()
+        ]
 
     @property
     def state_database_url(self) -> str:
@@ -234,3 +299,7 @@ def _url_host(host: str) -> str:
     if host == "::":
         return "[::1]"
     return f"[{host}]" if ":" in host else host
+
+
+def _comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]

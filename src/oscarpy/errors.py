@@ -8,7 +8,8 @@ storage is the server itself: `InternalError`, 500).
     ServiceError                     services/errors.py                            500
     ├── ServiceDefinitionError       a definition is invalid                       400
     ├── ServiceExists                create with a name already taken              409
-    └── ServiceNotFound              no such service                               404
+    ├── ServiceNotFound              no such service                               404
+    └── ServiceForbidden             its visibility or owner does not let the caller 403
     EngineError                      engine/errors.py                              500
     ├── InfrastructureError          the platform could not run it; try later      503
     │   ├── RuntimeUnavailable       the container engine does not answer          503
@@ -22,12 +23,15 @@ storage is the server itself: `InternalError`, 500).
     ├── JobNotFound                  no such job (for that service)                404
     ├── EventNotAllowed              a token's event names another's object        403
     ├── InvalidJobOperation          the job's state does not allow it             409
+    ├── NotExposed                   an exposed service's route, no `expose`       400
     ├── InvocationError              a /run request cannot be run as sent          400
     │   ├── InvalidBody              neither JSON nor base64                       400
     │   └── BodyTooLarge             over the configured limit                     413
-    └── ContainerGone                a warm container died before the script       503
+    ├── ContainerGone                a warm container died before the script       503
+    └── ScalingError                 a node provider refused a step (only logged)  503
     StorageError                     storage/errors.py; a storage failed           502
     ├── ObjectNotFound               no such object                                404
+    │   └── VersionNotFound          no such version of it                         404
     ├── BucketNotFound               no such bucket                                404
     ├── BucketNotEmpty               the bucket still holds objects                409
     ├── InvalidBucketName            the name breaks the S3 naming rules           400
@@ -37,7 +41,8 @@ storage is the server itself: `InternalError`, 500).
     ├── InvalidPart                  a part is missing or its ETag differs         400
     ├── InvalidPartOrder             the parts are out of order                    400
     ├── PartTooSmall                 a part but the last is under 5 MiB            400
-    └── PreconditionFailed           a conditional write's condition did not hold  412
+    ├── PreconditionFailed           a conditional write's condition did not hold  412
+    └── ChecksumMismatch             a declared checksum differs                   400
 
 Any error whose cause is a full disk is 507 (the client may retry later); anything else, 500.
 Every class has its own row, so that adding one is a decision (a unit test checks there is no
@@ -59,8 +64,10 @@ from oscarpy.engine.errors import (
     InfrastructureError,
     InvalidJobOperation,
     JobNotFound,
+    NotExposed,
     RuntimeLost,
     RuntimeUnavailable,
+    ScalingError,
     StagingError,
 )
 from oscarpy.engine.run.errors import (
@@ -73,11 +80,13 @@ from oscarpy.services.errors import (
     ServiceDefinitionError,
     ServiceError,
     ServiceExists,
+    ServiceForbidden,
     ServiceNotFound,
 )
 from oscarpy.storage.errors import (
     BucketNotEmpty,
     BucketNotFound,
+    ChecksumMismatch,
     InvalidBucketName,
     InvalidObjectKey,
     InvalidPart,
@@ -88,6 +97,7 @@ from oscarpy.storage.errors import (
     PreconditionFailed,
     StorageError,
     UploadNotFound,
+    VersionNotFound,
     is_disk_full,
 )
 
@@ -105,6 +115,7 @@ STATUS: Mapping[type[Exception], int] = {
     # OSCAR answers 400 to a duplicate name; 409 says what happened.
     ServiceExists: 409,
     ServiceNotFound: 404,
+    ServiceForbidden: 403,
     EngineError: 500,  # never raised bare
     InfrastructureError: 503,
     RuntimeUnavailable: 503,
@@ -115,9 +126,11 @@ STATUS: Mapping[type[Exception], int] = {
     ContainerMissing: 503,
     ContainerConflict: 503,
     PoolExhausted: 503,
+    ScalingError: 503,
     JobNotFound: 404,
     EventNotAllowed: 403,
     InvalidJobOperation: 409,
+    NotExposed: 400,
     InvocationError: 400,
     InvalidBody: 400,
     BodyTooLarge: 413,
@@ -126,6 +139,7 @@ STATUS: Mapping[type[Exception], int] = {
     # credentials): the server is a gateway to it.
     StorageError: 502,
     ObjectNotFound: 404,
+    VersionNotFound: 404,
     BucketNotFound: 404,
     BucketNotEmpty: 409,
     InvalidBucketName: 400,
@@ -136,6 +150,7 @@ STATUS: Mapping[type[Exception], int] = {
     InvalidPartOrder: 400,
     PartTooSmall: 400,
     PreconditionFailed: 412,
+    ChecksumMismatch: 400,
 }
 
 

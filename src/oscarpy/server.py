@@ -36,6 +36,7 @@ from oscarpy.config import Settings
 from oscarpy.connections import ConnectionLimits
 from oscarpy.db import Database
 from oscarpy.engine import Engine, EngineError
+from oscarpy.engine.exposed import for_runtime as exposed_services
 from oscarpy.engine.run import Runner
 from oscarpy.instances import Instances
 from oscarpy.observability import Observability
@@ -146,6 +147,7 @@ class Platform:
         self.instances.start()
         self.store = ObjectStore(self.database, settings.data_dir, self.instances.token)
         self.registry = ServiceRegistry(self.database, self.store)
+        self.registry.gpu_optional = settings.gpu == "optional"
         try:
             self.engine = Engine(
                 settings, self.database, self.store, self.registry, instances=self.instances
@@ -156,7 +158,7 @@ class Platform:
             self.close_sockets()
             raise StartupError(str(error)) from error
         self.observability = Observability(
-            settings, self.database, self.registry, self.runner.pools.counts
+            settings, self.database, self.registry, self.runner.pools.counts, self.engine.nodes
         )
         self.engine.ledger.add_finish_listener(self.observability.attempt_finished)
         api_app = create_app(settings, self.database, self.admin)
@@ -166,15 +168,30 @@ class Platform:
         api_app.state.registry = self.registry
         api_app.state.engine = self.engine
         api_app.state.runner = self.runner
+        self.exposed = exposed_services(
+            settings, self.registry, self.engine.runtime, self.engine.instance
+        )
+        api_app.state.exposed = self.exposed
         api_app.state.s3_endpoint = self.s3_endpoint
         self.api_app: ASGIApp = api_app
         # One throttle for both ports: failed S3 signatures and Basic passwords add up.
         self.s3_app: ASGIApp = instrument(
-            create_s3_app(self.store, self.admin, settings, throttle=api_app.state.throttle),
+            create_s3_app(
+                self.store,
+                self.admin,
+                settings,
+                throttle=api_app.state.throttle,
+                users=api_app.state.users,
+            ),
             self.observability.metrics,
         )
         # The history starts first and stops last, to keep what the others report on stopping.
-        self.background: list[BackgroundService] = [self.observability, self.engine, self.runner]
+        self.background: list[BackgroundService] = [
+            self.observability,
+            self.engine,
+            self.runner,
+            self.exposed,
+        ]
 
     @property
     def api_endpoint(self) -> str:

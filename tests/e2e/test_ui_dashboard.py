@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -184,6 +185,7 @@ def test_a_user_runs_a_service_from_the_dashboard(
     expect(page.get_by_role("status")).to_have_text("The job runs again.")
     expect(page.get_by_text("The job has finished.")).to_be_visible()
     expect(page.locator("[data-job-attempts]")).to_have_text("2")
+    expect(page.locator("[data-job-node]")).to_have_text(socket.gethostname())
     expect(page.locator("[data-job-status]")).to_have_text("Failed")
     expect(page.get_by_role("button", name="Retry")).to_be_visible()
     page.once("dialog", lambda dialog: dialog.accept())
@@ -247,6 +249,10 @@ def test_a_user_runs_a_service_from_the_dashboard(
     expect(page.locator(".tiles .succeeded .number")).to_have_text(str(succeeded))
     throughput = page.locator("svg[data-chart=throughput] desc")
     expect(throughput).to_contain_text(f"{succeeded} jobs succeeded")
+    # The machines that run jobs: this one in local mode, with nothing running now.
+    this_node = page.locator(f"[data-nodes] tr[data-node='{socket.gethostname()}']")
+    expect(this_node).to_contain_text("ready")
+    expect(this_node.locator("[data-node-jobs]")).to_have_text("0")
     screenshot(page, "overview")
 
     # The same pages at phone width, signed in with the same session.

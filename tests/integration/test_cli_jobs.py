@@ -7,6 +7,7 @@ Runs scripts in real containers of the locally built busybox image, against a re
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +112,7 @@ def test_round_trip_put_wait_logs_get(oscar: Cli, tmp_path: Path) -> None:
     assert "succeeded 1" in waited.stderr
     records = json.loads(jobs.stdout)
     assert len(records) == 1 and records[0]["status"].lower() == "succeeded"
+    assert records[0]["node"] == socket.gethostname()  # the machine that ran it
     assert "counting poem.txt" in log.stdout and "done poem.txt" in log.stdout
     stamped = oscar("service", "logs", "get", "words", "--latest", "--timestamps")
     assert all(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import socket
 from collections.abc import Iterator
 from urllib.parse import quote
 
@@ -157,6 +158,8 @@ def test_logs_list_has_oscar_shape_and_pages(platform: Harness) -> None:
     assert info["status"] == "Succeeded"
     for field in ("creation_time", "start_time", "finish_time"):
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", info[field])
+    # Which machine ran each attempt: this one, with a local runtime.
+    assert info["node"] == socket.gethostname() and info["nodes"] == [socket.gethostname()]
     for bad_page in ("x", "-1", "\u00b9"):  # "¹" passes str.isdigit() but not int()
         bad = platform.client.get(f"/system/logs/{service.name}", params={"page": bad_page})
         assert bad.status_code == 400, bad_page

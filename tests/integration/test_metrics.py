@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -187,6 +188,13 @@ def test_metrics_count_what_happened(server: RunningServer) -> None:
     assert value(found, latency, service="answering", code="500") == 1
     assert value(found, "oscar_warm_containers", service="answering", state="busy") == 0
     assert value(found, "oscar_warm_containers", service="answering", state="idle") >= 1
+    # This machine, the one node of local mode.
+    host = socket.gethostname()
+    assert value(found, "oscar_node_cpu_cores", node=host) >= 1
+    assert value(found, "oscar_node_memory_bytes", node=host) > 0
+    assert value(found, "oscar_node_cpu_reserved_cores", node=host) == 0  # all done
+    assert value(found, "oscar_node_jobs_running", node=host) == 0
+    assert value(found, "oscar_node_ready", node=host) == 1
     # S3: operations by status, latency, bytes.
     requests = "oscar_s3_requests_total"
     assert value(found, requests, operation="PutObject", code="200") == 4 + len(sizes)

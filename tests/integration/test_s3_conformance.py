@@ -220,7 +220,7 @@ def test_minio_py_metadata_with_latin1_characters_round_trips(
     assert str(make_header(decode_header(stat.metadata["x-amz-meta-who"]))) == "José"
 
 
-def test_upload_part_copy_with_an_invalid_range_answers_invalid_argument(s3: Any) -> None:
+def test_upload_part_copy_with_an_invalid_range_answers_s3s_errors(s3: Any) -> None:
     s3.create_bucket(Bucket="conf-copy-range")
     s3.put_object(Bucket="conf-copy-range", Key="source", Body=b"0123456789")
     upload = s3.create_multipart_upload(Bucket="conf-copy-range", Key="dest")["UploadId"]
@@ -235,10 +235,14 @@ def test_upload_part_copy_with_an_invalid_range_answers_invalid_argument(s3: Any
             CopySourceRange=source_range,
         )
 
-    for wrong in ["bytes=5-2", "bytes=0-10", "bytes=-5", "bytes=5-", "5-9"]:
+    for malformed in ["bytes=-5", "bytes=5-", "5-9", "bytes=1-x", "bytes=0-1,3-4"]:
         with pytest.raises(ClientError) as raised:
-            copy(wrong)
-        assert error_code(raised) == ("InvalidArgument", 400), wrong
+            copy(malformed)
+        assert error_code(raised) == ("InvalidArgument", 400), malformed
+    for outside in ["bytes=5-2", "bytes=0-10", "bytes=10-10"]:
+        with pytest.raises(ClientError) as raised:
+            copy(outside)
+        assert error_code(raised) == ("InvalidRange", 416), outside
     copied = copy("bytes=2-5")
     assert copied["CopyPartResult"]["ETag"] == f'"{hashlib.md5(b"2345").hexdigest()}"'
 

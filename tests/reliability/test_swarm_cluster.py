@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import pytest
 
 from oscarpy.engine.runtimes.swarm_image import entrypoint
 from tests.support.server import RunningServer, free_port, start_server
-from tests.support.swarm import NODE_RUN, Swarm, start_swarm
+from tests.support.swarm import NODE_RUN, Swarm, local_registry, start_swarm
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -44,45 +44,50 @@ ABSENT = "127.0.0.1:9/oscar-test/absent:1"
 NODE_LINE = re.compile(r"oscar: attempt runs on node (\S+)")
 
 
-def _usable() -> bool:
-    return all(shutil.which(tool) for tool in ("dockerd", "nsenter", "unshare", "ip", "iptables"))
-
-
 @pytest.fixture(scope="module")
 def swarm() -> Iterator[Swarm]:
-    if not _usable():
+    if not usable():
         pytest.skip("needs root with dockerd, nsenter, unshare, ip and iptables")
     root = Path(tempfile.mkdtemp(prefix="oscar-swarm-"))
     started = time.monotonic()
     cluster = start_swarm(3, root)
     try:
         print(f"3-node swarm up in {time.monotonic() - started:.1f} s")
-        cluster.load_image(IMAGE)
-        rootfs = subprocess.run(
-            [sys.executable, "-m", "oscarpy.engine.runtimes.swarm_image"],
-            capture_output=True,
-            check=True,
-        ).stdout
-        change = "ENTRYPOINT " + str(entrypoint()).replace("'", '"')
-        for node in cluster.nodes:
-            node.docker("import", "--change", change, "-", AGENT_IMAGE, stdin=rootfs)
+        install_images(cluster)
         yield cluster
     finally:
         cluster.stop()
 
 
-def _serve(
+def install_images(cluster: Swarm) -> None:
+    """The test image and the supervisor image (built offline) on every node."""
+    cluster.load_image(IMAGE)
+    rootfs = subprocess.run(
+        [sys.executable, "-m", "oscarpy.engine.runtimes.swarm_image"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    change = "ENTRYPOINT " + str(entrypoint()).replace("'", '"')
+    for node in cluster.nodes:
+        node.docker("import", "--change", change, "-", AGENT_IMAGE, stdin=rootfs)
+
+
+def usable() -> bool:
+    return all(shutil.which(tool) for tool in ("dockerd", "nsenter", "unshare", "ip", "iptables"))
+
+
+def serve_on(
     swarm: Swarm,
     data: Path,
     staging_port: int = 0,
     extra: dict[str, str] | None = None,
     **options: Any,
 ) -> RunningServer:
+    options.setdefault("wait", 90)  # a loaded machine starts it slowly
     return start_server(
         data,
         **options,
         env={
-            **(extra or {}),
             "OSCAR_PASSWORD": "swarm-pw",
             "DOCKER_HOST": swarm.manager.docker_host,
             "OSCAR_RUNTIME": "swarm",
@@ -93,6 +98,7 @@ def _serve(
             # What the engine hands to Swarm at once: the cluster's CPUs (3 nodes x 2).
             "OSCAR_JOB_CPU": "6",
             "OSCAR_JOB_RETRY_BACKOFF": "0.05",
+            **(extra or {}),
         },
     )
 
@@ -142,6 +148,24 @@ def _outputs_are_right(
     return spans
 
 
+def _status_while_busy(server: RunningServer) -> dict[str, Any]:
+    """`/system/status` once jobs run on at least two nodes."""
+    return _status_when(server, lambda nodes: sum(1 for n in nodes if n["running_jobs"]) >= 2)
+
+
+def _status_when(
+    server: RunningServer, wanted: Callable[[list[dict[str, Any]]], bool]
+) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with server.client() as client:
+            cluster: dict[str, Any] = client.get("/system/status").json()["cluster"]
+        if wanted(cluster["nodes"]):
+            return cluster
+        time.sleep(0.2)
+    raise AssertionError(f"/system/status never showed what was expected: {cluster}")
+
+
 def _peak_concurrency(spans: list[tuple[float, float]]) -> int:
     events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
     running = peak = 0
@@ -158,7 +182,7 @@ def _records(data: Path, service: str) -> dict[str, Any]:
             "SELECT key, count(*) FROM jobs WHERE service = ? GROUP BY key", (service,)
         ).fetchall()
         attempts = database.execute(
-            "SELECT a.job_id, a.number, a.outcome, a.message FROM job_attempts a "
+            "SELECT a.job_id, a.number, a.outcome, a.message, a.node FROM job_attempts a "
             "JOIN jobs j ON j.id = a.job_id WHERE j.service = ?",
             (service,),
         ).fetchall()
@@ -183,18 +207,39 @@ def _no_services_left(swarm: Swarm) -> None:
 
 def test_jobs_spread_over_three_nodes_and_run_in_parallel(swarm: Swarm, tmp_path: Path) -> None:
     data = tmp_path / "data"
-    server = _serve(swarm, data)
+    server = serve_on(swarm, data)
     try:
         started = time.monotonic()
         _upload_batch(server, "spread", FILES)
+        busy = _status_while_busy(server)
         _wait_all_succeeded(server, "spread", FILES, timeout=150)
         elapsed = time.monotonic() - started
         spans = _outputs_are_right(server, "spread", FILES)
+        with server.client() as client:
+            jobs = client.get("/system/logs/spread", params={"limit": 1000}).json()["jobs"]
+            metrics = client.get("/metrics").text
+        # Back to idle once the last tasks have exited (they end just after their report).
+        idle = _status_when(server, lambda nodes: not any(n["running_jobs"] for n in nodes))
     finally:
         server.stop()
     records = _records(data, "spread")
     assert {count for _, count in records["per_key"]} == {1} and len(records["per_key"]) == FILES
     assert {node.hostname for node in swarm.nodes} == set(records["nodes"])
+    # Each job record names the node of its attempt, as the log line does.
+    assert {job["node"] for job in jobs.values()} == {node.hostname for node in swarm.nodes}
+    assert all(job["nodes"] == [job["node"]] for job in jobs.values())
+    # /system/status shows every node: while busy, what the running jobs reserve on each.
+    names = {node.hostname for node in swarm.nodes}
+    assert {node["name"] for node in busy["nodes"]} == names and busy["nodes_count"] == 3
+    for node in busy["nodes"]:
+        assert node["cpu"]["capacity_cores"] == 2000
+        assert node["cpu"]["reserved_cores"] == 1000 * node["running_jobs"]
+        assert node["cpu"]["free_cores"] == 2000 - node["cpu"]["reserved_cores"]
+    assert sum(node["running_jobs"] for node in busy["nodes"]) >= 2
+    assert idle["metrics"]["cpu"]["total_free_cores"] == 6000
+    for name in names:
+        assert f'oscar_node_cpu_cores{{node="{name}"}} 2.0' in metrics
+        assert f'oscar_node_ready{{node="{name}"}} 1.0' in metrics
     # One node (2 CPUs, `cpu: 1` each) runs 2 at a time; 3 nodes run up to 6.
     peak = _peak_concurrency(spans)
     print(
@@ -207,7 +252,7 @@ def test_jobs_spread_over_three_nodes_and_run_in_parallel(swarm: Swarm, tmp_path
 
 def test_failures_read_as_in_local_mode(swarm: Swarm, tmp_path: Path) -> None:
     """A script's exit code and an image no node has are reported as the docker runtime does."""
-    server = _serve(swarm, tmp_path / "data", extra={"OSCAR_JOB_RETRY_LIMIT": "1"})
+    server = serve_on(swarm, tmp_path / "data", extra={"OSCAR_JOB_RETRY_LIMIT": "1"})
     try:
         server.create_service(
             {"name": "exits", "image": IMAGE, "script": "echo failing\nexit 3\n",
@@ -232,6 +277,69 @@ def test_failures_read_as_in_local_mode(swarm: Swarm, tmp_path: Path) -> None:
     assert ABSENT in absent["message"] and "on node" in absent["message"]
 
 
+def test_placement_constraints_and_enable_gpu_choose_the_nodes(
+    swarm: Swarm, tmp_path: Path
+) -> None:
+    zoned, gpu = swarm.workers
+    swarm.manager.docker("node", "update", "--label-add", "zone=b", zoned.hostname)
+    swarm.manager.docker("node", "update", "--label-add", "gpu=true", gpu.hostname)
+    server = serve_on(swarm, tmp_path / "data")
+    try:
+        for name, extra in (
+            ("zoned", {"placement": ["node.labels.zone==b"]}),
+            ("gpu", {"enable_gpu": True}),
+        ):
+            server.create_service(
+                {"name": name, "image": IMAGE, "script": "true\n", "cpu": "0.1",
+                 "input": [{"path": f"{name}/in"}], **extra}
+            )  # fmt: skip
+            for index in range(4):
+                server.s3_client().put_object(Bucket=name, Key=f"in/{index}", Body=b"x")
+        for name in ("zoned", "gpu"):
+            _wait_all_succeeded(server, name, 4, timeout=90)
+        with server.client() as client:
+            ran_on = {
+                name: {
+                    job["node"]
+                    for job in client.get(f"/system/logs/{name}").json()["jobs"].values()
+                }
+                for name in ("zoned", "gpu")
+            }
+    finally:
+        server.stop()
+        swarm.manager.docker("node", "update", "--label-rm", "zone", zoned.hostname)
+        swarm.manager.docker("node", "update", "--label-rm", "gpu", gpu.hostname)
+    assert ran_on == {"zoned": {zoned.hostname}, "gpu": {gpu.hostname}}
+
+
+def test_images_reach_the_nodes_through_a_registry(swarm: Swarm, tmp_path: Path) -> None:
+    """The service's image is only in a registry (Debian's docker-registry here): every node
+    that runs a job pulls it from there (when absent: IfNotPresent)."""
+    with local_registry(swarm) as registry:
+        image = f"{registry}/oscar-test/pulled:1"
+        swarm.manager.docker("tag", IMAGE, image)
+        swarm.manager.docker("push", "-q", image)
+        swarm.manager.docker("rmi", image)  # the registry has the only copy now
+        server = serve_on(swarm, tmp_path / "data")
+        try:
+            server.create_service(
+                {"name": "pulled", "image": image, "script": "sleep 1\n", "cpu": "1",
+                 "input": [{"path": "pulled/in"}]}
+            )  # fmt: skip
+            for index in range(6):
+                server.s3_client().put_object(Bucket="pulled", Key=f"in/{index}", Body=b"x")
+            _wait_all_succeeded(server, "pulled", 6, timeout=120)
+            with server.client() as client:
+                jobs = client.get("/system/logs/pulled").json()["jobs"]
+        finally:
+            server.stop()
+    ran_on = {job["node"] for job in jobs.values()}
+    assert len(ran_on) >= 2, ran_on
+    for node in swarm.nodes:
+        if node.hostname in ran_on:
+            assert image in node.docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}")
+
+
 def _finished_job(server: RunningServer, service: str, timeout: float = 90) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -252,7 +360,7 @@ def test_a_restarted_manager_adopts_the_running_tasks(swarm: Swarm, tmp_path: Pa
     port, s3_port, staging_port = free_port(), free_port(), free_port()
 
     def serve() -> RunningServer:
-        return _serve(swarm, data, staging_port, port=port, s3_port=s3_port)
+        return serve_on(swarm, data, staging_port, port=port, s3_port=s3_port)
 
     server = serve()
     try:
@@ -269,7 +377,7 @@ def test_a_restarted_manager_adopts_the_running_tasks(swarm: Swarm, tmp_path: Pa
         server.stop()
     records = _records(data, "adopt")
     assert {count for _, count in records["per_key"]} == {1} and len(records["per_key"]) == files
-    succeeded = [job for job, _, outcome, _ in records["attempts"] if outcome == "succeeded"]
+    succeeded = [job for job, _, outcome, *_ in records["attempts"] if outcome == "succeeded"]
     assert len(succeeded) == files and len(set(succeeded)) == files
     assert adopted > 0 and records["adopted"] > 0  # taken over, and the running task kept
     _no_services_left(swarm)
@@ -280,7 +388,7 @@ def test_a_worker_that_dies_mid_batch_costs_attempts_not_files(
 ) -> None:
     data = tmp_path / "data"
     victim = swarm.workers[-1]
-    server = _serve(swarm, data)
+    server = serve_on(swarm, data)
     try:
         _upload_batch(server, "dies", DYING_FILES)
         deadline = time.monotonic() + 60
@@ -296,8 +404,9 @@ def test_a_worker_that_dies_mid_batch_costs_attempts_not_files(
     records = _records(data, "dies")
     per_key = records["per_key"]
     assert {count for _, count in per_key} == {1} and len(per_key) == DYING_FILES
-    succeeded = [job for job, _, outcome, _ in records["attempts"] if outcome == "succeeded"]
+    succeeded = [job for job, _, outcome, *_ in records["attempts"] if outcome == "succeeded"]
     assert len(succeeded) == DYING_FILES and len(set(succeeded)) == DYING_FILES
     lost = [a for a in records["attempts"] if a[2] == "infrastructure_failed"]
     assert lost, "the dead node ran attempts: they must be recorded as infrastructure failures"
-    assert all(f"node {victim.hostname} went down" in (message or "") for *_, message in lost)
+    assert all(f"node {victim.hostname} went down" in (message or "") for *_, message, _ in lost)
+    assert {node for *_, node in lost} == {victim.hostname}  # recorded on the attempts

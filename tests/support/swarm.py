@@ -17,11 +17,16 @@ firewall rule that lets the bridge forward, data directories), even after a half
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
+import sys
 import time
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +61,9 @@ class SwarmNode:
     address: str
     root: Path
     process: subprocess.Popen[bytes] | None = None
+    pid: int | None = None
+    """The daemon's process (group) id: `process` exists only in the process that started it."""
+    index: int = 0
 
     @property
     def hostname(self) -> str:
@@ -86,6 +94,9 @@ class SwarmNode:
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+        elif self.process is None and self.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
 
 
 @dataclass
@@ -124,7 +135,61 @@ class Swarm:
         finally:
             archive.unlink()
 
+    @property
+    def state_file(self) -> Path:
+        return self.root / "swarm.json"
+
+    def save(self) -> None:
+        """Write what `Swarm.load` needs to add or remove nodes from another process (the
+        scaler's provider programs in the elasticity test)."""
+        state = {
+            "subnet": self.subnet,
+            "bridge_up": self.bridge_up,
+            "firewall_rule": self.firewall_rule,
+            "made_node_run": self.made_node_run,
+            "nodes": [
+                {
+                    "name": node.name,
+                    "netns": node.netns,
+                    "address": node.address,
+                    "root": str(node.root),
+                    "index": node.index,
+                    "pid": node.process.pid if node.process is not None else node.pid,
+                }  # fmt: skip
+                for node in self.nodes
+            ],
+        }
+        temporary = self.state_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(state))
+        temporary.replace(self.state_file)
+
+    @classmethod
+    def load(cls, root: Path) -> Swarm:
+        state = json.loads((root / "swarm.json").read_text())
+        swarm = cls(
+            subnet=state["subnet"],
+            root=root,
+            bridge_up=state["bridge_up"],
+            firewall_rule=state["firewall_rule"],
+            made_node_run=state["made_node_run"],
+        )
+        for node in state["nodes"]:
+            swarm.nodes.append(
+                SwarmNode(
+                    name=node["name"],
+                    netns=node["netns"],
+                    address=node["address"],
+                    root=Path(node["root"]),
+                    pid=node["pid"],
+                    index=node["index"],
+                )  # fmt: skip
+            )
+        return swarm
+
     def stop(self) -> None:
+        if self.state_file.exists():  # nodes another process added since
+            known = {node.netns for node in self.nodes}
+            self.nodes += [n for n in Swarm.load(self.root).nodes if n.netns not in known]
         for node in self.nodes:
             self._stop_node(node)
         if self.firewall_rule:
@@ -146,6 +211,8 @@ class Swarm:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(node.process.pid, signal.SIGKILL)
             node.process.wait()
+        else:
+            node.kill()
         self._kill_netns_processes(node.netns)
         _remove_cgroups(node.cgroup_parent)
         _run("ip", "netns", "del", node.netns, check=False)
@@ -186,10 +253,77 @@ def start_swarm(nodes: int, root: Path) -> Swarm:
                 "--listen-addr", f"{node.address}:2377", f"{manager.address}:2377",
             )  # fmt: skip
         _wait_for_ready_nodes(swarm)
+        swarm.save()
     except BaseException:
         swarm.stop()
         raise
     return swarm
+
+
+@contextlib.contextmanager
+def local_registry(swarm: Swarm) -> Iterator[str]:
+    """Debian's `docker-registry` on the host's side of the swarm's bridge (plain HTTP, storage
+    in the swarm's directory); yields its `host:port`, as image names start with it."""
+    program = shutil.which("docker-registry")
+    if program is None:
+        raise RuntimeError("no docker-registry: install the Debian package (scripts/test does)")
+    with socket.socket() as probe:
+        probe.bind((swarm.host_address, 0))
+        address = f"{swarm.host_address}:{probe.getsockname()[1]}"
+    config = swarm.root / "registry.yml"
+    config.write_text(
+        "version: 0.1\nlog:\n  level: warn\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {swarm.root / 'registry'}\n"
+        f"http:\n  addr: {address}\n"
+    )
+    with (swarm.root / "registry.log").open("wb") as log:
+        process = subprocess.Popen([program, "serve", str(config)], stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://{address}/v2/", timeout=2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("docker-registry did not start") from None
+                time.sleep(0.1)
+        yield address
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def add_nodes(swarm: Swarm, count: int) -> list[SwarmNode]:
+    """Start `count` more daemons, join them as workers, give them the images saved under
+    `<root>/images`, and wait until the swarm sees them ready."""
+    first = max(node.index for node in swarm.nodes) + 1
+    added = [_start_node(swarm, index) for index in range(first, first + count)]
+    swarm.nodes += added
+    swarm.save()
+    for node in added:
+        _wait_for_daemon(node)
+    token = swarm.manager.docker("swarm", "join-token", "-q", "worker").strip()
+    for node in added:
+        for image in sorted((swarm.root / "images").glob("*.tar")):
+            node.docker("load", "-q", "-i", str(image))
+        node.docker(
+            "swarm", "join", "--token", token, "--advertise-addr", node.address,
+            "--listen-addr", f"{node.address}:2377", f"{swarm.manager.address}:2377",
+        )  # fmt: skip
+    _wait_for_ready_nodes(swarm)
+    return added
+
+
+def remove_node(swarm: Swarm, hostname: str) -> None:
+    """Shut a node down for good (its daemon, namespace and files): a machine turned off."""
+    for node in list(swarm.nodes):
+        if node.hostname == hostname and node is not swarm.manager:
+            swarm._stop_node(node)
+            swarm.nodes.remove(node)
+            swarm.save()
+            return
+    raise RuntimeError(f"no worker node {hostname} in this swarm")
 
 
 def _make_bridge(swarm: Swarm) -> None:
@@ -215,6 +349,7 @@ def _start_node(swarm: Swarm, index: int) -> SwarmNode:
         netns=f"oscar-sw{swarm.subnet}-{name}",
         address=f"{_SUBNET_PREFIX}.{swarm.subnet}.{10 + index}",
         root=swarm.root / name,
+        index=index,
     )
     (node.root / "run" / "work").mkdir(parents=True)
     _run("ip", "netns", "add", node.netns)
@@ -235,6 +370,8 @@ def _start_node(swarm: Swarm, index: int) -> SwarmNode:
         f"--pidfile {node.root / 'dockerd.pid'} -H unix://{NODE_RUN}/docker.sock "
         f"--bip 192.168.250.1/24 --iptables=true --ip6tables=false --userland-proxy=false "
         f"--default-address-pool base=10.214.0.0/16,size=24 "
+        # A test registry listens in plain HTTP on the host's side of the bridge.
+        f"--insecure-registry {_SUBNET_PREFIX}.0.0/16 "
         f"--cgroup-parent /{node.cgroup_parent}"
     )
     env = {**os.environ, "DOCKER_SERVICE_PREFER_OFFLINE_IMAGE": "1"}
@@ -305,3 +442,20 @@ def _tail(node: SwarmNode) -> str:
         return (node.root / "dockerd.log").read_text(errors="replace")[-2000:]
     except OSError:
         return "(no log)"
+
+
+def main(argv: list[str]) -> int:
+    """The `command` node provider of the elasticity test, on a swarm saved under ROOT:
+    `up ROOT COUNT` adds COUNT worker nodes, `down ROOT NODE_ID HOSTNAME` shuts one down."""
+    if len(argv) >= 3 and argv[0] == "up":
+        add_nodes(Swarm.load(Path(argv[1])), int(argv[2]))
+        return 0
+    if len(argv) >= 4 and argv[0] == "down":
+        remove_node(Swarm.load(Path(argv[1])), argv[3])
+        return 0
+    print("usage: python -m tests.support.swarm up ROOT COUNT | down ROOT NODE_ID HOSTNAME")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -89,5 +89,30 @@ def test_uploading_the_same_bytes_again_makes_a_job_per_upload_and_reading_again
         cursor = session.get(IntakeCursor, CURSOR)
         assert cursor is not None
         cursor.position = 0
-    assert intake.process_batch() == 2
+    restarted = Intake(ledger, intake._services, lambda: None)
+    assert restarted.process_batch() == 2
     assert ledger.count_by_status("svc")[JobStatus.PENDING] == 2
+
+
+def test_events_no_service_wants_cost_no_write_and_still_make_no_job_when_read_again(
+    flow: Flow,
+) -> None:
+    """Outputs of jobs are objects too: their events move only the intake's memory, not the
+    stored cursor (no write); a restart reads them again and they still make no job, while the
+    next wanted upload is taken and moves the stored cursor past them all."""
+    store, ledger, intake = flow.store, flow.ledger, flow.intake
+    store.put_bytes("inbox", "out/result-1", b"x")
+    store.put_bytes("inbox", "out/result-2", b"x")
+    assert intake.process_batch() == 2
+    assert intake.process_batch() == 0  # read once
+    with ledger.database.session() as session:
+        assert session.get(IntakeCursor, CURSOR) is None  # nothing written
+    restarted = Intake(ledger, intake._services, lambda: None)
+    assert restarted.process_batch() == 2
+    assert ledger.count_by_status("svc") == {}
+    store.put_bytes("inbox", "up/wanted", b"x")
+    assert intake.process_batch() == 3
+    assert ledger.count_by_status("svc")[JobStatus.PENDING] == 1
+    with ledger.database.session() as session:
+        cursor = session.get(IntakeCursor, CURSOR)
+        assert cursor is not None and cursor.position == max(e.id for e in store.events_after(0))

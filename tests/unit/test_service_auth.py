@@ -1,4 +1,4 @@
-"""`require_service_access`, the check of the engine's `/job` and `/run` routes, over HTTP."""
+"""`service_caller`, the check of the engine's `/job` and `/run` routes, over HTTP."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI, Request
 
-from oscarpy.api.auth import install_throttle, require_service_access
+from oscarpy.api.auth import install_throttle, service_caller
 from oscarpy.api.errors import install_error_handlers
 from oscarpy.auth.credentials import AdminCredentials
 from oscarpy.config import Settings
@@ -45,7 +45,7 @@ def app_and_tokens(tmp_path: Path) -> Iterator[tuple[httpx.Client, dict[str, str
 
     @app.post("/job/{service_name}")
     def job(request: Request, service_name: str) -> dict[str, str]:
-        require_service_access(request, service_name)
+        service_caller(request, service_name)
         return {"accepted": service_name}
 
     port = free_port()
@@ -92,7 +92,7 @@ def test_everything_else_is_401_with_both_challenges(
     answer = client.post("/job/first", headers=headers)
     assert answer.status_code == 401
     assert answer.headers["www-authenticate"] == 'Basic realm="oscar", Bearer realm="oscar"'
-    assert answer.json() == {"detail": "Invalid or missing credentials"}
+    assert answer.text == "Invalid or missing credentials"
 
 
 def test_a_token_for_an_absent_or_impossible_service_is_401(

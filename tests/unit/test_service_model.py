@@ -83,13 +83,13 @@ def test_go_zero_values_mean_defaults() -> None:
 
 
 def test_oscar_settings_we_do_not_honour_are_kept_returned_and_warned_of() -> None:
-    first = parse_service(definition(enable_gpu=True, image_pull_secrets=[], vo=""))
-    assert first.to_json()["enable_gpu"] is True
-    assert first.oscar_settings == {"enable_gpu": True, "image_pull_secrets": [], "vo": ""}
+    first = parse_service(definition(enable_sgx=True, total_cpu="", vo=""))
+    assert first.to_json()["enable_sgx"] is True
+    assert first.oscar_settings == {"enable_sgx": True, "total_cpu": "", "vo": ""}
     assert len(first.warnings) == 1
-    assert first.warnings[0].startswith("enable_gpu: not supported by oscar-py")
+    assert first.warnings[0].startswith("enable_sgx: not supported by oscar-py")
     # Zero values (what Go clients send for everything) are not worth a warning.
-    assert not any("image_pull_secrets" in line or "vo" in line for line in first.warnings)
+    assert not any("total_cpu" in line or "vo" in line for line in first.warnings)
 
 
 @pytest.mark.parametrize(
@@ -98,11 +98,9 @@ def test_oscar_settings_we_do_not_honour_are_kept_returned_and_warned_of() -> No
         ("kserve", {"type": "inference", "storage_uri": "hf://m"}),
         ("interlink_node_name", "vega-new-vk"),
         ("federation", {"topology": "star", "members": [{"cluster_id": "c2"}]}),
-        ("expose", {"api_port": 8080}),
-        ("mount", {"storage_provider": "minio.default", "path": "data/models"}),
+        ("enable_sgx", True),
         ("volume", {"size": "1Gi", "mount_path": "/data"}),
-        ("isolation_level", "USER"),
-        ("image_prefetch", True),
+        ("total_cpu", "2"),
     ],
 )
 def test_a_setting_oscar_py_cannot_honour_is_accepted_with_a_warning(key: str, value: Any) -> None:
@@ -367,3 +365,14 @@ def test_embedded_paths() -> None:
         )
     )
     assert overridden.embedded_paths() == []
+
+
+def test_placement_constraints_are_checked_and_enable_gpu_asks_for_gpu_nodes() -> None:
+    placed = parse_service(definition(placement=["node.labels.zone == b", "node.role!=manager"]))
+    gpu = parse_service(definition(enable_gpu=True, placement=["node.labels.zone==b"]))
+
+    assert placed.node_constraints() == ["node.labels.zone == b", "node.role!=manager"]
+    assert gpu.node_constraints() == ["node.labels.zone==b", "node.labels.gpu==true"]
+    assert parse_service(definition(enable_gpu=False)).node_constraints() == []
+    assert "not a placement constraint" in problem(definition(placement=["zone=b"]))
+    assert "not a placement constraint" in problem(definition(placement=["node.labels.a==b; x"]))

@@ -10,6 +10,7 @@ flow end to end.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -62,14 +63,25 @@ class Reporter:
     executions: list[str] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     outcomes: list[AttemptOutcome] = field(default_factory=list)
+    nodes: list[str] = field(default_factory=list)
 
-    def started(self, job_id: str, attempt: int, execution_id: str) -> None:
+    def started(
+        self, job_id: str, attempt: int, execution_id: str, node: str | None = None
+    ) -> None:
         self.executions.append(execution_id)
+        if node is not None:
+            self.placed(job_id, attempt, node)
+
+    def placed(self, job_id: str, attempt: int, node: str) -> None:
+        self.nodes.append(node)
 
     def log(self, job_id: str, lines: Sequence[LogLine]) -> None:
         self.lines += [text for _at, text in lines]
 
-    def finished(self, job_id: str, attempt: int, outcome: AttemptOutcome) -> None:
+    def finished(
+        self, job_id: str, attempt: int, outcome: AttemptOutcome, lines: Sequence[LogLine] = ()
+    ) -> None:
+        self.lines += [text for _at, text in lines]
         self.outcomes.append(outcome)
 
     @property
@@ -376,3 +388,11 @@ def test_the_real_script_runs_through_the_fake_runtime_when_asked(harness: Harne
     assert outcome.kind is OutcomeKind.SUCCEEDED
     assert harness.provider.uploaded == {("out", "results/copy.txt"): b"PNG data"}
     assert "hi" in harness.reporter.lines
+
+
+def test_an_attempt_of_a_local_runtime_is_recorded_on_this_machine(harness: Harness) -> None:
+    harness.runtime.queue(Behaviour())
+
+    harness.run(job())
+
+    assert harness.reporter.nodes == [socket.gethostname()]

@@ -1,8 +1,10 @@
 """Credentials checks for the REST API, compared in constant time.
 
-Every `/system/*` route takes the admin's HTTP Basic credentials. A service's own routes
-(`/job/{service}`, `/run/{service}`) also take `Authorization: Bearer <that service's token>`;
-a token opens its own service only.
+Every `/system/*` route takes a signed-in caller, turned into a `Principal`: the admin's HTTP
+Basic credentials (the admin), or `Authorization: Bearer <token>` of a trusted OpenID Connect
+issuer (a user, created on first sign-in; see `oscarpy.auth.oidc` and `oscarpy.auth.users`).
+A service's own routes (`/job/{service}`, `/run/{service}`) also take
+`Authorization: Bearer <that service's token>`; a token opens its own service only.
 
 The dashboard's browser-side script calls the same routes with its session instead: the signed
 session cookie plus the session's CSRF token in `X-CSRF-Token` count as the admin's
@@ -22,11 +24,15 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBasic, HTTPBearer
 
 from oscarpy.auth.credentials import AdminCredentials
+from oscarpy.auth.oidc import OidcVerifier, TokenRefused
 from oscarpy.auth.principal import ADMIN, Principal
 from oscarpy.auth.sessions import session_from_api_request
 from oscarpy.auth.throttle import Throttle, Throttled, client_address
+from oscarpy.auth.users import SubjectRefused, Users, principal_of_user
 from oscarpy.config import Settings
-from oscarpy.services.model import is_service_name
+from oscarpy.services import access
+from oscarpy.services.errors import ServiceNotFound
+from oscarpy.services.model import Service, is_service_name
 
 BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="oscar"'}
 SERVICE_CHALLENGE = {"WWW-Authenticate": 'Basic realm="oscar", Bearer realm="oscar"'}
@@ -49,7 +55,14 @@ basic_scheme = _DocumentedBasic(
     auto_error=False, scheme_name="adminBasic", description="The admin's user and password."
 )
 bearer_scheme = _DocumentedBearer(
-    auto_error=False, scheme_name="serviceToken", description="The token of the service called."
+    auto_error=False,
+    scheme_name="serviceToken",
+    description="The token of the service called, or a user's OpenID Connect access token.",
+)
+oidc_scheme = _DocumentedBearer(
+    auto_error=False,
+    scheme_name="oidcToken",
+    description="An access token of a trusted OpenID Connect issuer (OSCAR_OIDC_ISSUERS).",
 )
 
 
@@ -116,47 +129,108 @@ def install_throttle(app: FastAPI, settings: Settings) -> None:
     app.add_exception_handler(Throttled, _throttled)
 
 
+def _user_principal(request: Request, token: str) -> Principal:
+    """The user an OIDC bearer token signs in (created on first sign-in), else 401/403."""
+    verifier: OidcVerifier | None = getattr(request.app.state, "oidc", None)
+    if verifier is None:
+        raise unauthorized()
+    try:
+        identity = verifier.identify(token)
+        users: Users = request.app.state.users
+        user = users.sign_in(identity.issuer, identity.subject, identity.name)
+    except TokenRefused as refused:
+        if refused.status == status.HTTP_401_UNAUTHORIZED:
+            raise unauthorized(str(refused)) from None
+        raise HTTPException(refused.status, detail=str(refused)) from None
+    except SubjectRefused as refused:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=str(refused)) from None
+    settings: Settings = request.app.state.settings
+    return principal_of_user(user, settings.oidc_admin_list, identity.groups)
+
+
+def principal_of(request: Request) -> Principal | None:
+    """Who calls: the admin (Basic credentials or a dashboard session) or a user (OIDC bearer
+    token); None without credentials or with wrong Basic ones. A refused token raises 401 or
+    403 with the reason, so that its holder learns what to fix."""
+    token = parse_bearer(request.headers.get("authorization", ""))
+    if token is not None:
+        return _user_principal(request, token)
+    return ADMIN if is_admin(request, request.app.state.admin) else None
+
+
 def require_admin(
     request: Request,
     _documented: Annotated[None, Security(basic_scheme)],
 ) -> None:
-    """FastAPI dependency guarding every `/system/*` route."""
-    admin: AdminCredentials = request.app.state.admin
-    if not is_admin(request, admin):
+    """FastAPI dependency guarding the admin's routes; a signed-in user who is no admin gets
+    403."""
+    principal = principal_of(request)
+    if principal is None:
         raise unauthorized()
+    if not principal.admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="only an admin may do this")
 
 
 def current_principal(
     request: Request,
-    _documented: Annotated[None, Security(basic_scheme)],
+    _basic: Annotated[None, Security(basic_scheme)],
+    _oidc: Annotated[None, Security(oidc_scheme)],
 ) -> Principal:
     """FastAPI dependency: who calls a `/system/*` route, else 401."""
-    if is_admin(request, request.app.state.admin):
-        return ADMIN
-    raise unauthorized()
+    principal = principal_of(request)
+    if principal is None:
+        raise unauthorized()
+    return principal
 
 
-def require_service_access(request: Request, service_name: str) -> bool:
-    """Pass with the admin's Basic credentials or the Bearer token of `service_name`, else 401;
-    True for the admin, False for the token (which opens less: see `/job` events).
+def service_caller(request: Request, service_name: str) -> Principal | None:
+    """Who may call `service_name`'s `/job` or `/run`: a signed-in caller (the route then checks
+    the service's visibility), or None for the Bearer token of that service; else 401.
 
-    An absent service answers 401 to a token as to a wrong one (it tells a caller without the
-    admin's credentials nothing); with the admin's credentials the route reports the 404.
+    A Bearer token is first compared with the service's token, then tried as an OIDC token. An
+    absent service answers 401 to a token as to a wrong one (it tells a caller without
+    credentials nothing); a signed-in caller gets the 404.
     """
-    if is_admin(request, request.app.state.admin):
-        return True
     token = parse_bearer(request.headers.get("authorization", ""))
     if token is not None:
         registry = request.app.state.registry
         service = registry.get(service_name) if is_service_name(service_name) else None
         if service is not None and service.token and secrets_equal(token, service.token):
-            return False
+            return None
+        if getattr(request.app.state, "oidc", None) is not None:
+            return _user_principal(request, token)
+        raise unauthorized(headers=SERVICE_CHALLENGE)
+    if is_admin(request, request.app.state.admin):
+        return ADMIN
     raise unauthorized(headers=SERVICE_CHALLENGE)
 
 
+def service_for(
+    request: Request, principal: Principal, service_name: str, action: access.Action
+) -> Service:
+    """The service `service_name` if `principal` may `action` it: 404 when absent, 403 when
+    its owner and visibility do not let the caller."""
+    registry = request.app.state.registry
+    service: Service | None = registry.get(service_name) if is_service_name(service_name) else None
+    if service is None:
+        raise ServiceNotFound(service_name)
+    return access.require(principal, service, action)
+
+
+def require_invoker(request: Request, service_name: str) -> Principal | None:
+    """`service_caller`, then the service's visibility for a signed-in caller. Blocking (the
+    first sign-in of a token may ask its issuer): run it in a thread."""
+    caller = service_caller(request, service_name)
+    if caller is not None:
+        service_for(request, caller, service_name, "invoke")
+    return caller
+
+
 #: Dependencies a route of one service adds to document both schemes in the OpenAPI document;
-#: the route still calls `require_service_access` with its service's name.
+#: the route still calls `service_caller` with its service's name.
 SERVICE_AUTH_DOCUMENTATION: list[Depends] = [Security(basic_scheme), Security(bearer_scheme)]
+#: The same for the routes that take any signed-in caller, without a dependency of their own.
+USER_AUTH_DOCUMENTATION: list[Depends] = [Security(basic_scheme), Security(oidc_scheme)]
 
 metrics_scheme = _DocumentedBearer(
     auto_error=False,

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from oscarpy.api.auth import SERVICE_AUTH_DOCUMENTATION, require_admin, require_service_access
+from oscarpy.api.auth import SERVICE_AUTH_DOCUMENTATION, require_admin, require_invoker
 from oscarpy.api.bodies import BodyLimit, save_body
 from oscarpy.api.errors import error_responses
 from oscarpy.api.schemas import ErrorBody
@@ -61,7 +61,8 @@ async def submit_job(service_name: str, request: Request, response: Response) ->
     service's token, only an object under one of its inputs); any other body is the input
     itself (JSON as-is, anything else base64-decoded). The job is recorded before this answers
     (OSCAR returns no id; we return it, still with 201)."""
-    as_admin = require_service_access(request, service_name)
+    caller = await run_in_threadpool(require_invoker, request, service_name)
+    as_admin = caller is not None and caller.admin
     engine = engine_of(request)
     limit = BodyLimit(request.app.state.settings.job_body_limit, "job_body_limit")
     path = engine.new_body_path()

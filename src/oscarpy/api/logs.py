@@ -1,30 +1,41 @@
 """`/system/logs/{service}[/{job}]`: the jobs of a service and their logs, as OSCAR shapes them.
 
 Status values are OSCAR's (`Pending`, `Running`, `Succeeded`, `Failed`, plus our `Cancelled`);
-times are RFC 3339 in UTC. Our extra fields (attempts, exit code, reason, input key) are added
-beside OSCAR's; its clients ignore them.
+times are RFC 3339 in UTC. Our extra fields (attempts, exit code, reason, input key, nodes) are
+added beside OSCAR's; its clients ignore them.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
-from oscarpy.api.auth import require_admin
+from oscarpy.api.auth import current_principal, service_for
 from oscarpy.api.errors import error_responses
 from oscarpy.api.jobs import checked_name, engine_of
 from oscarpy.api.schemas import ErrorBody
+from oscarpy.auth.principal import Principal
 from oscarpy.engine import JobView
+
+
+def _manages_jobs(
+    request: Request,
+    service_name: str,
+    principal: Annotated[Principal, Depends(current_principal)],
+) -> None:
+    """The service's owner and admins read and delete its jobs (see `services.access`)."""
+    service_for(request, principal, service_name, "manage jobs of")
+
 
 router = APIRouter(
     prefix="/system/logs",
     tags=["logs"],
-    dependencies=[Depends(require_admin)],
-    responses=error_responses(401, 404),
+    dependencies=[Depends(_manages_jobs)],
+    responses=error_responses(401, 403, 404),
 )
 
 DEFAULT_PAGE_SIZE = 100
@@ -43,6 +54,12 @@ class JobInfo(BaseModel):
     source: str = ""
     bucket: str | None = None
     key: str | None = None
+    node: str | None = Field(
+        None, description="The machine (Swarm node) that ran the latest attempt, once known."
+    )
+    nodes: list[str | None] = Field(
+        default_factory=list, description="The machine of each attempt, first to latest."
+    )
 
 
 class JobsPage(BaseModel):
@@ -68,6 +85,8 @@ def job_info(view: JobView) -> dict[str, Any]:
         "source": view.source.value,
         "bucket": view.bucket,
         "key": view.key,
+        "node": view.nodes[-1] if view.nodes else None,
+        "nodes": list(view.nodes),
     }
 
 

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
-from oscarpy.api.auth import SERVICE_AUTH_DOCUMENTATION, require_service_access
+from oscarpy.api.auth import SERVICE_AUTH_DOCUMENTATION, require_invoker
 from oscarpy.api.bodies import BodyLimit, save_body
 from oscarpy.api.errors import error_responses
 from oscarpy.api.jobs import checked_name
@@ -97,7 +97,7 @@ def _media_type(header: str | None) -> str:
 async def run_service(service_name: str, request: Request) -> Response:
     """Run the service's script on the request body in a warm container and answer with its
     result; the request is recorded as a job (source `sync`) with its log."""
-    require_service_access(request, service_name)
+    await anyio.to_thread.run_sync(require_invoker, request, service_name)
     runner: Runner = request.app.state.runner
     path = runner.new_body_path()
     try:

@@ -38,15 +38,29 @@ class MinioProviderInfo(BaseModel):
     region: str
 
 
-class SystemConfig(BaseModel):
+class ClusterConfig(BaseModel):
+    """OSCAR v4's `config`: what the cluster offers; the same for every caller."""
+
     name: str
     namespace: str
     services_namespace: str
     gpu_available: bool
     interLink_available: bool  # noqa: N815 - OSCAR's spelling
     yunikorn_enable: bool
-    oidc_groups: list[str]
+    kueue_enable: bool
+    volume_enable: bool
+    minio_quota_enabled: bool
+    oidc_groups: list[str] = Field(description="Groups a user must be in to sign in.")
+
+
+class SystemConfig(BaseModel):
+    """OSCAR v4's answer: the cluster's `config`, and the caller's own S3 credentials."""
+
+    config: ClusterConfig
     minio_provider: MinioProviderInfo
+    allowed_image_repositories: list[str] = Field(
+        description="Empty: every image may be used (OSCAR's allow-list is not implemented)."
+    )
 
 
 class CpuMetrics(BaseModel):
@@ -78,6 +92,14 @@ class NodeResource(BaseModel):
     usage_cores: int | None = None
     capacity_bytes: int | None = None
     usage_bytes: int | None = None
+    reserved_cores: int | None = Field(
+        None, description="oscar-py extension: millicores reserved by the jobs running there."
+    )
+    free_cores: int | None = Field(None, description="oscar-py extension: capacity − reserved.")
+    reserved_bytes: int | None = Field(
+        None, description="oscar-py extension: memory reserved by the jobs running there."
+    )
+    free_bytes: int | None = Field(None, description="oscar-py extension: capacity − reserved.")
 
 
 class NodeCondition(BaseModel):
@@ -93,7 +115,13 @@ class NodeDetail(BaseModel):
     is_interlink: bool
     status: str
     conditions: list[NodeCondition]
-    running_jobs: int = Field(description="oscar-py extension: jobs running on this host.")
+    running_jobs: int = Field(description="oscar-py extension: jobs running on this node.")
+    availability: str = Field(
+        "active", description="oscar-py extension: active, drain (being emptied) or pause."
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="oscar-py extension: the node's labels (placement)."
+    )
 
 
 class ClusterStatus(BaseModel):

@@ -8,26 +8,29 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from oscarpy.api.auth import require_admin
+from oscarpy.api.auth import current_principal, service_for
 from oscarpy.api.errors import error_responses
 from oscarpy.api.openapi import DEFINITION_REF
 from oscarpy.api.origin import require_json
-from oscarpy.services.errors import ServiceDefinitionError, ServiceNotFound
-from oscarpy.services.model import Service, is_service_name, parse_service
-from oscarpy.services.registry import ADMIN_OWNER, ServiceRegistry
+from oscarpy.auth.principal import Principal
+from oscarpy.services import access
+from oscarpy.services.errors import ServiceDefinitionError
+from oscarpy.services.model import Service, parse_service
+from oscarpy.services.registry import ServiceRegistry
 
 router = APIRouter(
     prefix="/system/services",
     tags=["services"],
-    dependencies=[Depends(require_admin)],
     responses=error_responses(401),
 )
+
+Caller = Annotated[Principal, Depends(current_principal)]
 
 _SERVICE_BODY: dict[str, Any] = {
     "requestBody": {
@@ -52,18 +55,12 @@ async def _definition(request: Request) -> Service:
     return parse_service(data)
 
 
-def _found(registry: ServiceRegistry, name: str) -> Service:
-    # A name no service can have is absent without asking the DB (which may refuse odd bytes).
-    service = registry.get(name) if is_service_name(name) else None
-    if service is None:
-        raise ServiceNotFound(name)
-    return service
-
-
 @router.get("", response_model=list[Service], summary="List the services")
-def list_services(request: Request) -> list[dict[str, Any]]:
-    """Every service; secret values blanked, provider secret keys shown as `hidden`."""
-    return [service.redacted().to_json() for service in _registry(request).list()]
+def list_services(request: Request, caller: Caller) -> list[dict[str, Any]]:
+    """The services the caller may see (all for an admin; a user's own, the public ones and
+    the restricted ones listing them); secret values blanked, provider secret keys `hidden`."""
+    services = access.visible(caller, _registry(request).list())
+    return [with_expose(access.shown_to(caller, service).to_json()) for service in services]
 
 
 @router.post(
@@ -74,14 +71,14 @@ def list_services(request: Request) -> list[dict[str, Any]]:
     openapi_extra=_SERVICE_BODY,
     responses=error_responses(400, 409),
 )
-async def create_service(request: Request) -> JSONResponse:
+async def create_service(request: Request, caller: Caller) -> JSONResponse:
     """Register a service and create its missing buckets and folders in the embedded store.
 
     Answers the created service with its token (OSCAR answers an empty body), and `warnings`:
     one line per key that was dropped (unknown) or that oscar-py cannot honour.
     """
-    # The Basic credentials are the admin's, whose services OSCAR owns as `cluster_admin`.
-    service = (await _definition(request)).model_copy(update={"owner": ADMIN_OWNER})
+    # The creator owns it: a user by their id, the admin's Basic credentials as `cluster_admin`.
+    service = (await _definition(request)).model_copy(update={"owner": caller.user_id})
     created = await _in_thread(_registry(request).create, service)
     return JSONResponse(_answer(created, service.warnings), status_code=status.HTTP_201_CREATED)
 
@@ -93,20 +90,21 @@ async def create_service(request: Request) -> JSONResponse:
     summary="Update a service",
     openapi_extra=_SERVICE_BODY,
     responses={
-        **error_responses(400, 404),
+        **error_responses(400, 403, 404),
         200: {
             "description": "Updated, with `warnings`: keys dropped or not honoured",
             "content": {"application/json": {"schema": {"$ref": DEFINITION_REF}}},
         },
     },
 )
-async def update_service(request: Request) -> Response:
+async def update_service(request: Request, caller: Caller) -> Response:
     """Replace a service's definition; its token and owner stay, and so do secrets sent back
     blank or as `hidden` (as GET shows them).
 
     Answers 204 as OSCAR does, or 200 with the service and its `warnings` when a key was
     dropped (unknown) or cannot be honoured, so that no setting is ignored unseen."""
     service = await _definition(request)
+    await run_in_threadpool(service_for, request, caller, service.name, "change")
     updated = await _in_thread(_registry(request).update, service)
     if not service.warnings:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -117,10 +115,11 @@ async def update_service(request: Request) -> Response:
     "/{service_name}",
     response_model=Service,
     summary="Read a service",
-    responses=error_responses(404),
+    responses=error_responses(403, 404),
 )
-def read_service(request: Request, service_name: str) -> dict[str, Any]:
-    return _found(_registry(request), service_name).redacted().to_json()
+def read_service(request: Request, service_name: str, caller: Caller) -> dict[str, Any]:
+    shown = access.shown_to(caller, service_for(request, caller, service_name, "read"))
+    return with_expose(shown.to_json())
 
 
 @router.delete(
@@ -128,11 +127,12 @@ def read_service(request: Request, service_name: str) -> dict[str, Any]:
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Delete a service",
-    responses=error_responses(400, 404),
+    responses=error_responses(400, 403, 404),
 )
 def delete_service(
     request: Request,
     service_name: str,
+    caller: Caller,
     delete_buckets: bool = Query(
         False,
         description="Also delete the service's buckets and their files (OSCAR always does); "
@@ -141,14 +141,34 @@ def delete_service(
 ) -> Response:
     """Remove a service with its pending jobs and logs; its files stay unless asked."""
     registry = _registry(request)
-    _found(registry, service_name)
+    service_for(request, caller, service_name, "change")
     registry.delete(service_name, delete_buckets=delete_buckets)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+#: OSCAR's answers always carry `expose`, zero-valued for a service that exposes nothing (Go
+#: serialises the empty struct); its dashboard reads `expose.max_scale` of every service.
+UNEXPOSED: dict[str, Any] = {
+    "min_scale": 0,
+    "max_scale": 0,
+    "cpu_threshold": 0,
+    "rewrite_target": False,
+    "default_command": False,
+    "set_auth": False,
+    "health_path": "",
+}
+
+
+def with_expose(data: dict[str, Any]) -> dict[str, Any]:
+    """A service's JSON as OSCAR answers it: `expose` always there."""
+    expose = data.get("expose")
+    data["expose"] = {**UNEXPOSED, **expose} if isinstance(expose, dict) else dict(UNEXPOSED)
+    return data
+
+
 def _answer(service: Service, warnings: list[str]) -> dict[str, Any]:
     """The service as GET shows it, with `warnings` (not a service key: returned directly)."""
-    return {**service.redacted().to_json(), "warnings": warnings}
+    return {**with_expose(service.redacted().to_json()), "warnings": warnings}
 
 
 async def _in_thread(function: Callable[[Service], Service], service: Service) -> Service:

@@ -21,6 +21,7 @@ from oscarpy.cli.errors import (
     Unauthorized,
     UsageError,
 )
+from oscarpy.cli.tokens import access_token
 
 if TYPE_CHECKING:
     import httpx
@@ -42,6 +43,8 @@ class JobInfo:
     finish_time: str | None = None
     reason: str | None = None
     """oscar-py extension: why a job failed (e.g. "script exited with 3")."""
+    node: str | None = None
+    """oscar-py extension: the machine (Swarm node) that ran the latest attempt."""
 
     @property
     def state(self) -> str:
@@ -60,6 +63,7 @@ class JobInfo:
             "start_time": self.start_time,
             "finish_time": self.finish_time,
             "reason": self.reason,
+            "node": self.node,
         }
 
 
@@ -74,7 +78,7 @@ class OscarClient:
 
         self.cluster = cluster
         self.cluster_id = cluster_id
-        bearer = not cluster.auth_user and cluster.oidc_token
+        bearer = access_token(cluster) if cluster.uses_oidc else ""
         # No user (a cluster given by --endpoint): only service tokens authenticate.
         basic = (
             None if bearer or not cluster.auth_user else (cluster.auth_user, cluster.auth_password)
@@ -82,7 +86,7 @@ class OscarClient:
         self._http = httpx.Client(
             base_url=cluster.endpoint,
             auth=basic,
-            headers={"Authorization": f"Bearer {cluster.oidc_token}"} if bearer else None,
+            headers={"Authorization": f"Bearer {bearer}"} if bearer else None,
             verify=cluster.ssl_verify,
             timeout=DEFAULT_TIMEOUT,
         )
@@ -128,9 +132,12 @@ class OscarClient:
         detail = _detail(response)
         status = response.status_code
         sent = response.request.headers.get("authorization", "")
+        if status == 403 and sent == self._http.headers.get("authorization") and detail:
+            return Unauthorized(f"{what}: {detail} (403)")
         if status in (401, 403) and sent == self._http.headers.get("authorization"):
             return Unauthorized(
-                f"{self.cluster.endpoint} rejected the OIDC token of this cluster ({status})"
+                f"{self.cluster.endpoint} rejected the OIDC token of this cluster "
+                f"({status}{': ' + detail if detail else ''})"
             )
         if status in (401, 403) and sent.startswith("Bearer "):
             return Unauthorized(f"{what}: the service token was rejected ({status})")
@@ -276,6 +283,7 @@ class OscarClient:
                         start_time=info.get("start_time"),
                         finish_time=info.get("finish_time"),
                         reason=info.get("message") or info.get("reason"),
+                        node=info.get("node") if isinstance(info.get("node"), str) else None,
                     )
                 )
             page = data.get("next_page") if "jobs" in data else None

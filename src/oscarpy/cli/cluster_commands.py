@@ -24,22 +24,90 @@ def add(
     endpoint: str = typer.Argument(
         ..., metavar="ENDPOINT", help="Its REST API, e.g. https://oscar.example.org."
     ),
-    username: str = typer.Argument(..., metavar="USER"),
+    username: str | None = typer.Argument(
+        None, metavar="[USER", help="The admin user; omit it to sign in with OIDC."
+    ),
     password: str | None = typer.Argument(
         None,
-        metavar="PASSWORD",
+        metavar="[PASSWORD]]",
         help="Omit it and use --password-stdin to keep it out of the shell history.",
     ),
     password_stdin: bool = typer.Option(
         False, "--password-stdin", help="Read the password from standard input."
     ),
+    oidc_token: str | None = typer.Option(
+        None, "--oidc-token", help="An OIDC access token (used until it expires)."
+    ),
+    oidc_refresh_token: str | None = typer.Option(
+        None,
+        "--oidc-refresh-token",
+        "-t",
+        help="An OIDC refresh token: each command gets a fresh access token with it.",
+    ),
+    oidc_account_name: str | None = typer.Option(
+        None,
+        "--oidc-account-name",
+        "-o",
+        help="An oidc-agent account: each command asks oidc-agent for its token.",
+    ),
+    oidc_token_endpoint: str | None = typer.Option(
+        None,
+        "--oidc-token-endpoint",
+        help="Where to refresh; default: the refresh token's issuer's token endpoint.",
+    ),
+    oidc_client_id: str | None = typer.Option(
+        None,
+        "--oidc-client-id",
+        help="The client the refresh token was issued to; default: its azp, else token-portal.",
+    ),
     disable_ssl: bool = typer.Option(
         False, "--disable-ssl", help="Do not verify the server's TLS certificate."
     ),
 ) -> None:
-    """Add a cluster (or replace one with the same ID); the first one becomes the default."""
+    """Add a cluster (or replace one with the same ID); the first one becomes the default.
+
+    Sign in with the admin's USER and PASSWORD, or with one of --oidc-token,
+    --oidc-refresh-token or --oidc-account-name.
+    """
     from oscarpy.cli.clusters import Cluster
 
+    oidc = {
+        "oidc_token": oidc_token or "",
+        "oidc_refresh_token": oidc_refresh_token or "",
+        "oidc_account_name": oidc_account_name or "",
+    }
+    given = [f"--{key.replace('_', '-')}" for key, value in oidc.items() if value]
+    if len(given) > 1:
+        raise UsageError(f"give one of {', '.join(given)}, not several")
+    if given and (username is not None or password is not None or password_stdin):
+        raise UsageError(f"{given[0]} signs in with OIDC: give no USER or password")
+    if not endpoint.startswith(("http://", "https://")):
+        raise UsageError(f"endpoint {endpoint!r} must start with http:// or https://")
+    if given:
+        username, password = "", ""
+    else:
+        if username is None:
+            raise UsageError("give USER and PASSWORD, or an --oidc-* option")
+        password = _password(password, password_stdin)
+    config = load_cluster_config()
+    config.add(
+        cluster_id,
+        Cluster(
+            endpoint=endpoint.rstrip("/"),
+            auth_user=username,
+            auth_password=password,
+            ssl_verify=not disable_ssl,
+            oidc_token_endpoint=oidc_token_endpoint or "",
+            oidc_client_id=oidc_client_id or "",
+            **oidc,
+        ),
+    )
+    config.save()
+    marker = " (default)" if config.default == cluster_id else ""
+    success(f"cluster {cluster_id!r} added{marker} to {config.path}")
+
+
+def _password(password: str | None, password_stdin: bool) -> str:
     if password is not None and password_stdin:
         raise UsageError("give the password as an argument or with --password-stdin, not both")
     if password_stdin:
@@ -50,21 +118,7 @@ def add(
         password = typer.prompt("Password", hide_input=True)
     if not password:
         raise UsageError("the password is empty")
-    if not endpoint.startswith(("http://", "https://")):
-        raise UsageError(f"endpoint {endpoint!r} must start with http:// or https://")
-    config = load_cluster_config()
-    config.add(
-        cluster_id,
-        Cluster(
-            endpoint=endpoint.rstrip("/"),
-            auth_user=username,
-            auth_password=password,
-            ssl_verify=not disable_ssl,
-        ),
-    )
-    config.save()
-    marker = " (default)" if config.default == cluster_id else ""
-    success(f"cluster {cluster_id!r} added{marker} to {config.path}")
+    return password
 
 
 @cluster_app.command("default")
@@ -104,7 +158,7 @@ def list_clusters(output: OutputFormat = OUTPUT_OPTION) -> None:
         {
             "id": cluster_id,
             "endpoint": cluster.endpoint,
-            "user": cluster.auth_user,
+            "user": cluster.auth_user or ("(oidc)" if cluster.uses_oidc else ""),
             "ssl_verify": cluster.ssl_verify,
             "default": cluster_id == config.default,
         }

@@ -38,7 +38,21 @@ class Cluster:
     memory: str = DEFAULT_MEMORY
     log_level: str = DEFAULT_LOG_LEVEL
     oidc_token: str = ""
-    """oscar-cli's OIDC access token, sent as a Bearer token when there is no user."""
+    """An OIDC access token, sent as a Bearer token when there is no user."""
+    oidc_refresh_token: str = ""
+    """oscar-cli's: a refresh token, exchanged at the token endpoint for each command's token."""
+    oidc_token_endpoint: str = ""
+    """Where to refresh (ours); default: the refresh token's issuer's, when it is a JWT."""
+    oidc_client_id: str = ""
+    """The OIDC client the refresh token was issued to (ours); default: its `azp`."""
+    oidc_account_name: str = ""
+    """oscar-cli's: the oidc-agent account whose access token is used (`oidc-token NAME`)."""
+
+    @property
+    def uses_oidc(self) -> bool:
+        return not self.auth_user and bool(
+            self.oidc_token or self.oidc_refresh_token or self.oidc_account_name
+        )
 
     @classmethod
     def from_mapping(cls, cluster_id: str, data: object, source: Path) -> Cluster:
@@ -46,8 +60,11 @@ class Cluster:
             raise ConfigError(f"{source}: cluster {cluster_id!r} is not a mapping")
         if not data.get("endpoint"):
             raise ConfigError(f"{source}: cluster {cluster_id!r} has no endpoint")
-        if not data.get("auth_user") and not data.get("oidc_token"):
-            raise ConfigError(f"{source}: cluster {cluster_id!r} has no auth_user (nor oidc_token)")
+        if not any(data.get(key) for key in ("auth_user", *_OIDC_CREDENTIALS)):
+            raise ConfigError(
+                f"{source}: cluster {cluster_id!r} has no auth_user "
+                f"(nor {', '.join(_OIDC_CREDENTIALS)})"
+            )
         return cls(
             endpoint=str(data["endpoint"]).rstrip("/"),
             auth_user=str(data.get("auth_user") or ""),
@@ -55,14 +72,19 @@ class Cluster:
             ssl_verify=bool(data.get("ssl_verify", True)),
             memory=str(data.get("memory") or DEFAULT_MEMORY),
             log_level=str(data.get("log_level") or DEFAULT_LOG_LEVEL),
-            oidc_token=str(data.get("oidc_token") or ""),
+            **{key: str(data.get(key) or "") for key in _OIDC_FIELDS},
         )
 
     def as_document(self) -> dict[str, Any]:
         document = asdict(self)
-        if not self.oidc_token:
-            del document["oidc_token"]
+        for key in _OIDC_FIELDS:
+            if not document[key]:
+                del document[key]
         return document
+
+
+_OIDC_CREDENTIALS = ("oidc_token", "oidc_refresh_token", "oidc_account_name")
+_OIDC_FIELDS = (*_OIDC_CREDENTIALS, "oidc_token_endpoint", "oidc_client_id")
 
 
 @dataclass

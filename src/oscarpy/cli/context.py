@@ -62,9 +62,14 @@ def connect(cluster_id: str | None, endpoint: str | None = None) -> Iterator[Osc
             raise UsageError("give -c ID or -e ENDPOINT, not both")
         resolved_id = ENDPOINT_CLUSTER_ID
         cluster = Cluster(endpoint=endpoint.rstrip("/"), auth_user="", auth_password="")
+        client = OscarClient(cluster, resolved_id)
     else:
-        resolved_id, cluster = load_cluster_config().resolve(cluster_id)
-    client = OscarClient(cluster, resolved_id)
+        config = load_cluster_config()
+        resolved_id, cluster = config.resolve(cluster_id)
+        refresh_token = cluster.oidc_refresh_token
+        client = OscarClient(cluster, resolved_id)
+        if cluster.oidc_refresh_token != refresh_token and resolved_id in config.clusters:
+            config.save()  # the issuer rotated the refresh token: the old one is spent
     try:
         yield client
     finally:

@@ -61,6 +61,7 @@ def list_jobs(
             ("creation_time", "CREATED"),
             ("start_time", "STARTED"),
             ("finish_time", "FINISHED"),
+            ("node", "NODE"),
             ("reason", "REASON"),
         ],
         output,

@@ -3,7 +3,7 @@ fresh container, its outputs uploaded and its state and log kept.
 
 The edges use what this package exports: the `Engine`, the read models of jobs (`JobView`,
 `AttemptView`, `JobStatus`, `JobSource`), how attempts end (`AttemptOutcome`, `OutcomeKind`),
-the dispatcher's `Capacity`, and the exception tree.
+the dispatcher's `Capacity`, the nodes jobs run on (`NodeStatus`), and the exception tree.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from oscarpy.engine.errors import (
     StagingError,
 )
 from oscarpy.engine.ledger import AttemptView, JobView
+from oscarpy.engine.nodes import ClusterRuntime, NodeStatus
 from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
 from oscarpy.engine.records import JobSource, JobStatus
 
@@ -28,6 +29,7 @@ __all__ = [
     "AttemptOutcome",
     "AttemptView",
     "Capacity",
+    "ClusterRuntime",
     "ContainerError",
     "Engine",
     "EngineError",
@@ -38,6 +40,7 @@ __all__ = [
     "JobSource",
     "JobStatus",
     "JobView",
+    "NodeStatus",
     "OutcomeKind",
     "RuntimeUnavailable",
     "StagingError",

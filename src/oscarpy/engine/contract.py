@@ -23,7 +23,7 @@ from oscarpy.engine.events import event_time
 from oscarpy.engine.ledger import JobView
 from oscarpy.engine.limits import disk_usage
 from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
-from oscarpy.engine.runtimes.base import EndReason, Limits, RunResult
+from oscarpy.engine.runtimes.base import EndReason, ImagePull, Limits, RunResult
 from oscarpy.engine.safefs import (
     Note,
     copy_tree,
@@ -34,6 +34,8 @@ from oscarpy.engine.safefs import (
     write_new_at,
 )
 from oscarpy.engine.spec import JobSpec, StorageTarget, StoredInput
+from oscarpy.gpu import host_has_gpu
+from oscarpy.services.isolation import outputs_for
 from oscarpy.services.model import DEFAULT_PROVIDER, Service
 
 SCRIPT_FILE = "script.sh"
@@ -41,10 +43,14 @@ EVENT_FILE = "event.json"
 INPUT_DIR = "input"
 OUTPUT_DIR = "output"
 TMP_DIR = "tmp"
+MOUNT_DIR = "mnt"
+"""OSCAR's `mount`, copied in before the script starts: `/mnt` in the container, read-only."""
 BODY_FILE = "event_file"
 """The input file's name for a request body (`/run`, non-storage `/job`), as in OSCAR."""
-MAX_EVENT_TEXT = 64 * 1024
-"""Larger events (and bodies) reach the script only as files: `EVENT_FILE_PATH`, the input."""
+MAX_EVENT_TEXT = 128 * 1024 - len("EVENT=") - 1
+"""The most `EVENT` can hold: Linux refuses to start a program with a longer variable
+(MAX_ARG_STRLEN, 128 KiB with its name). Larger events and bodies reach the script only as
+files: `EVENT_FILE_PATH` (the body as decoded, for a `/job` or `/run` body) and the input."""
 READABLE = 0o644
 """What the platform stages: readable by the script whatever user the image runs as."""
 WRITABLE = 0o1777
@@ -128,7 +134,10 @@ def build_work_dir(
     root = open_dir(work_dir)
     try:
         write_new_at(root, SCRIPT_FILE, spec.script.encode(), READABLE)
-        write_new_at(root, EVENT_FILE, spec.event.encode(), READABLE)
+        if spec.event or body is None:
+            write_new_at(root, EVENT_FILE, spec.event.encode(), READABLE)
+        else:  # a body too large (or not text) for `EVENT`: the file is the body itself
+            put_file_at(root, EVENT_FILE, body, READABLE, link=link_body)
         for writable in (OUTPUT_DIR, TMP_DIR):
             os.close(make_dir_at(root, writable, WRITABLE))
         input_dir = make_dir_at(root, INPUT_DIR, 0o755)
@@ -146,7 +155,9 @@ def build_work_dir(
 def staged_bytes(work_dir: Path) -> int:
     """What the platform put in the work directory (script, event, input): the disk limit
     counts only what the script adds."""
-    return disk_usage([work_dir / SCRIPT_FILE, work_dir / EVENT_FILE, work_dir / INPUT_DIR])
+    return disk_usage(
+        [work_dir / SCRIPT_FILE, work_dir / EVENT_FILE, work_dir / INPUT_DIR, work_dir / MOUNT_DIR]
+    )
 
 
 def environment(spec: JobSpec, mount: PurePosixPath) -> dict[str, str]:
@@ -179,6 +190,15 @@ def environment(spec: JobSpec, mount: PurePosixPath) -> dict[str, str]:
     return variables
 
 
+def mounted_file(work_dir: Path, bucket: str, key: str) -> Path | None:
+    """Where the object `key` of a mounted bucket goes under `mnt/`, or `None` for a key that
+    is no file path (`..`, empty parts, a folder marker): keys are data, never paths."""
+    parts = key.split("/")
+    if not parts[-1] or any(part in ("", ".", "..") or "\x00" in part for part in parts):
+        return None
+    return work_dir.joinpath(MOUNT_DIR, bucket, *parts)
+
+
 # -- outcomes -------------------------------------------------------------------------------
 
 
@@ -203,6 +223,19 @@ def script_user(service: Service) -> str | None:
     return None if service.run_as_root else SCRIPT_USER
 
 
+def _mount(service: Service) -> StorageTarget | None:
+    path = service.mount_path()
+    if path is None:
+        return None
+    return StorageTarget(path.storage_provider, path.bucket, path.folder)
+
+
+def image_pull(service: Service) -> ImagePull:
+    """How the service's image is got: its pull policy and registry login."""
+    username, password = service.registry_login() or ("", "")
+    return ImagePull(service.image_pull_policy, username, password)
+
+
 def limits(service: Service, settings: Settings) -> Limits:
     """What one job of `service` may use: its own cpu and memory, the platform's disk and
     log flood limits."""
@@ -211,6 +244,7 @@ def limits(service: Service, settings: Settings) -> Limits:
         memory_bytes=service.memory_bytes,
         disk_bytes=settings.job_disk_limit,
         output_bytes=settings.job_log_flood_limit,
+        gpu=service.enable_gpu and host_has_gpu(),
     )
 
 
@@ -220,7 +254,7 @@ def job_spec(service: Service, job: JobView, attempt: int, settings: Settings) -
     if job.bucket is not None and job.key is not None:
         stored = StoredInput(job.provider or DEFAULT_PROVIDER, job.bucket, job.key)
     variables = dict(service.environment.variables)
-    variables.update(service.environment.secrets)
+    variables.update(service.script_secrets())
     return JobSpec(
         job_id=job.id,
         attempt=attempt,
@@ -237,6 +271,9 @@ def job_spec(service: Service, job: JobView, attempt: int, settings: Settings) -
         timeout=service.timeout,
         stage_in=not service.file_stage_in,
         base_path=service.exposed_base_path(),
+        constraints=tuple(service.node_constraints()),
+        pull=image_pull(service),
+        mount=_mount(service),
         outputs=tuple(
             StorageTarget(
                 path.storage_provider,
@@ -245,7 +282,7 @@ def job_spec(service: Service, job: JobView, attempt: int, settings: Settings) -
                 tuple(path.prefix),
                 tuple(path.suffix),
             )
-            for path in service.output
+            for path in outputs_for(service, stored.bucket if stored else None)
         ),
         user=script_user(service),
         network=service.network,

@@ -20,14 +20,15 @@ from sqlalchemy import select
 
 from oscarpy.config import Settings
 from oscarpy.db import Database, SystemMeta
-from oscarpy.engine import contract
+from oscarpy.engine import activity, contract
 from oscarpy.engine.catalog import ServiceCatalog
 from oscarpy.engine.dispatcher import Capacity, Dispatcher, host_capacity
-from oscarpy.engine.errors import EventNotAllowed, JobNotFound
+from oscarpy.engine.errors import EngineError, EventNotAllowed, InfrastructureError, JobNotFound
 from oscarpy.engine.events import ObjectReference, parse_object_event, upload_identity
 from oscarpy.engine.intake import Intake
 from oscarpy.engine.ledger import AttemptView, Claim, JobView, Ledger, NewJob
 from oscarpy.engine.logstream import LogLine
+from oscarpy.engine.nodes import ClusterRuntime, NodeStatus
 from oscarpy.engine.operations import JobOperations
 from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
 from oscarpy.engine.providers import Providers
@@ -37,10 +38,12 @@ from oscarpy.engine.reporting import LedgerReporter
 from oscarpy.engine.retention import INCOMING_PREFIX, Retention
 from oscarpy.engine.retries import RetryPolicy
 from oscarpy.engine.runtimes import make_runtime
-from oscarpy.engine.runtimes.base import Limits, Runtime
+from oscarpy.engine.runtimes.base import LOCAL_NODE, Limits, Runtime
+from oscarpy.engine.scaler import scaler_from_environment
 from oscarpy.engine.spec import JobSpec
 from oscarpy.engine.supervisor import Supervisor
 from oscarpy.instances import Instances
+from oscarpy.services.isolation import watched_inputs
 from oscarpy.services.model import DEFAULT_PROVIDER, Service
 from oscarpy.services.registry import ServiceRegistry
 from oscarpy.storage.blobs import private_opener
@@ -68,7 +71,7 @@ def instance_id(database: Database) -> str:
 def _under_an_input(service: Service, reference: ObjectReference) -> bool:
     return any(
         path.bucket == reference.bucket and reference.key.startswith(path.key_prefix())
-        for path in service.input
+        for path in watched_inputs(service)
     )
 
 
@@ -115,10 +118,17 @@ class Engine:
             ),
         )
         self.runtime = runtime or make_runtime(settings.runtime, self.instance)
+        try:
+            self.scaler = scaler_from_environment(self.runtime)
+        except ValueError as error:
+            raise EngineError(f"cannot scale the cluster: {error}") from error
         self.providers = Providers(store)
         self.bodies = settings.data_dir / "job-bodies"
         self.reporter = LedgerReporter(self.ledger, self.catalog.script_retries)
         self.supervisor = Supervisor(self.runtime, self.reporter, settings.data_dir / "jobs")
+        self.warm_jobs: Runtime | None = None
+        """Runs the jobs of services with `warm_jobs` (set by the `/run` runner, whose warm
+        pools they share); `None`: they run in fresh containers like the others."""
         self.dispatcher = Dispatcher(
             self.ledger,
             host_capacity(settings),
@@ -162,6 +172,8 @@ class Engine:
         self.intake.start()
         self.dispatcher.start()
         self.retention.start()
+        if self.scaler is not None:
+            self.scaler.start()
         log.info(
             "job engine started (runtime %s, capacity %.2f CPU / %d MiB)",
             self.runtime.name,
@@ -175,6 +187,8 @@ class Engine:
         left = self.dispatcher.stop(self.settings.job_shutdown_grace)
         if left:
             log.warning("%d job(s) still running are adopted on the next start", len(left))
+        if self.scaler is not None:
+            self.scaler.stop()
         self.runtime.close()
         if self._owns_instances:
             self.instances.stop()
@@ -189,7 +203,19 @@ class Engine:
                 service.name, everything=True, check_service=False
             )
             log.info("service %s deleted: %d job(s) and their logs removed", service.name, removed)
+        elif service.image_prefetch:
+            threading.Thread(
+                target=self._prefetch, args=(service,), name="prefetch", daemon=True
+            ).start()
         self.dispatcher.wake()
+
+    def _prefetch(self, service: Service) -> None:
+        """`image_prefetch`: get the image now, so that the first job does not wait for it."""
+        try:
+            self.runtime.prepare(service.image, contract.image_pull(service))
+            log.info("service %s: image %s prefetched", service.name, service.image)
+        except InfrastructureError as error:
+            log.warning("service %s: image_prefetch failed: %s", service.name, error)
 
     # -- running (worker threads) ---------------------------------------------------------
 
@@ -208,7 +234,7 @@ class Engine:
         def lookup(name: str) -> StorageProvider:
             return self.providers.resolve(service, name)
 
-        if adoption is not None:
+        if adoption is not None:  # a warm job is never adopted: it runs again
             self.supervisor.run(
                 spec,
                 lookup,
@@ -218,7 +244,8 @@ class Engine:
                 cancelled=cancelled,
             )
         else:
-            self.supervisor.run(spec, lookup, cancelled=cancelled)
+            warm = self.warm_jobs if service.warm_jobs else None
+            self.supervisor.run(spec, lookup, cancelled=cancelled, runtime=warm)
 
     def limits(self, service: Service) -> Limits:
         return contract.limits(service, self.settings)
@@ -334,6 +361,20 @@ class Engine:
     def capacity(self) -> Capacity:
         """What the dispatcher hands out to running jobs in all."""
         return self.dispatcher.capacity
+
+    def nodes(self) -> list[NodeStatus]:
+        """The machines jobs run on: the cluster's nodes, or this one machine."""
+        if isinstance(self.runtime, ClusterRuntime):
+            return self.runtime.nodes()
+        database = self.ledger.database
+        running = activity.running_by_service(database)
+        cpu, memory = activity.reserved(self.registry.list(), running)
+        capacity = self.dispatcher.capacity
+        return [
+            NodeStatus(
+                LOCAL_NODE, capacity.cpu, capacity.memory, cpu, memory, sum(running.values())
+            )
+        ]
 
     def jobs(self, service_name: str, offset: int, limit: int) -> tuple[list[JobView], int]:
         return self.operations.jobs(service_name, offset, limit)

@@ -209,7 +209,8 @@ class Dispatcher:
 
     def _dispatch(self) -> None:
         """Start ready jobs, one per service per turn, until nothing more fits."""
-        candidates = set(self.ledger.ready_services())
+        ready = self.ledger.ready_services()
+        candidates = set(ready)
         while candidates and not self._stopping.is_set():
             with self._lock:
                 order = sorted(
@@ -222,14 +223,15 @@ class Dispatcher:
                 if demand is None or not self._fits(service, demand):
                     candidates.discard(service)
                     continue
-                job_id = self.ledger.next_ready(service)
-                if job_id is None:
+                claim = self.ledger.claim_next(service)
+                ready[service] -= 1
+                if claim is None or ready[service] <= 0:
+                    # Those counted are taken (jobs that became ready since wake us again).
                     candidates.discard(service)
+                if claim is None:
                     continue
-                claim = self.ledger.claim(job_id)
-                if claim is not None:
-                    self.launch(claim, demand)
-                    started = True
-                    break  # re-sort: the next turn goes to the service with fewest running
+                self.launch(claim, demand)
+                started = True
+                break  # re-sort: the next turn goes to the service with fewest running
             if not started:
                 return

@@ -12,7 +12,8 @@
     ├── ContainerGone                a warm container died before a `/run` script started in it
     ├── JobNotFound                  no such job (for that service)
     ├── EventNotAllowed              a caller's event names an object it may not have processed
-    └── InvalidJobOperation          the job's state does not allow the operation
+    ├── InvalidJobOperation          the job's state does not allow the operation
+    └── NotExposed                   an exposed service's route called on a service without `expose`
 
 A script's own failure (non-zero exit, timeout, OOM) is not an exception: it is an outcome,
 recorded on the attempt. Foreign errors (`docker.errors`, `botocore`) are translated into this
@@ -74,5 +75,14 @@ class InvalidJobOperation(EngineError):
     pass
 
 
+class NotExposed(EngineError):
+    """The service has no `expose` section (no `api_port`)."""
+
+
 class EventNotAllowed(EngineError):
     """A service's token sent an event for an object outside that service's inputs."""
+
+
+class ScalingError(EngineError):
+    """A node provider or the cluster refused a scaling step; the scaler logs it and goes on
+    (it never reaches a caller)."""

@@ -24,6 +24,7 @@ from oscarpy.db import utcnow
 from oscarpy.engine.events import storage_event, upload_identity
 from oscarpy.engine.ledger import Ledger, NewJob
 from oscarpy.engine.records import IntakeCursor, JobSource
+from oscarpy.services.isolation import watched_inputs
 from oscarpy.services.model import Service, StoragePath
 from oscarpy.storage.events import ObjectEvent, fetch_events, prune_events
 from oscarpy.storage.providers.base import StorageProvider
@@ -64,7 +65,7 @@ def services_for(services: Iterable[Service], bucket: str, key: str) -> list[Ser
         for service in services
         if any(
             service.uses_embedded_store(path) and path_contains(path, bucket, key)
-            for path in service.input
+            for path in watched_inputs(service)
         )
     ]
 
@@ -86,6 +87,8 @@ class Intake:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._pruned = 0
+        self._seen = 0
+        """The newest event this process has read (at or past the stored cursor)."""
 
     def wake(self) -> None:
         """Called by the store after a commit that recorded events (in the committing thread)."""
@@ -117,6 +120,7 @@ class Intake:
             )
             cursor.position = 0
             self._pruned = 0
+            self._seen = 0
             return True
 
     def stop(self) -> None:
@@ -151,17 +155,39 @@ class Intake:
             self._wake.wait(_POLL_SECONDS)
 
     def process_batch(self) -> int:
-        """Turn the next batch of events into jobs; returns how many events were read."""
+        """Turn the next batch of events into jobs; returns how many events were read.
+
+        The batch is read first without the write lock: when no event in it concerns a service
+        (the outputs jobs write, mostly), only this process's `_seen` moves past it and nothing
+        is written. The stored cursor follows with the next batch that makes jobs (or with the
+        next prune); a restart reads such events again, and they still make no job.
+        """
+        with self.ledger.database.session() as session:
+            stored = session.scalar(
+                select(IntakeCursor.position).where(IntakeCursor.name == CURSOR)
+            )
+            events = fetch_events(session, max(stored or 0, self._seen), _BATCH)
+        if not events:
+            return 0
+        # Read after the events: a service registered (by any process) before an object of its
+        # input was written is then always known.
+        services = self._services()
+        newest = events[-1].id
+        wanted = any(self._concerned(services, event) for event in events)
+        if not wanted and newest - self._pruned < _PRUNE_EVERY:
+            self._seen = newest
+            return len(events)
         created = 0
         with self.ledger.writing() as session:
             cursor = session.get(IntakeCursor, CURSOR, with_for_update=True)
             if cursor is None:
                 cursor = IntakeCursor(name=CURSOR, position=0)
                 session.add(cursor)
+            # From the stored cursor: what this process skipped makes no job, and another
+            # process may have taken events meanwhile.
             events = fetch_events(session, cursor.position, _BATCH)
-            # Read after the events: a service registered (by any process) before an object
-            # of its input was written is then always known.
-            services = self._services() if events else []
+            if events and events[-1].id != newest:
+                services = self._services()
             for event in events:
                 created += self._jobs_for(session, services, event)
             if events:
@@ -172,10 +198,15 @@ class Intake:
                     # again, below the cursor, and the intake would never see them.
                     prune_events(session, cursor.position - 1)
                     self._pruned = cursor.position
+                self._seen = cursor.position
         if created:
             log.debug("intake: %d job(s) from %d event(s)", created, len(events))
             self._on_jobs()
         return len(events)
+
+    @staticmethod
+    def _concerned(services: list[Service], event: ObjectEvent) -> bool:
+        return event.kind == "created" and bool(services_for(services, event.bucket, event.key))
 
     def _jobs_for(self, session: Session, services: list[Service], event: ObjectEvent) -> int:
         if event.kind != "created":
@@ -209,7 +240,7 @@ class Intake:
         """Create jobs for the objects under the service's inputs that have none yet;
         `resolve` turns a provider name of the service into its provider."""
         created = 0
-        for path in service.input:
+        for path in watched_inputs(service):
             provider = resolve(path.storage_provider)
             for found in provider.list_objects(path.bucket, path.key_prefix()):
                 if not path_contains(path, found.bucket, found.key):

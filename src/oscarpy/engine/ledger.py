@@ -89,9 +89,12 @@ class JobView:
     reason: str | None
     message: str | None
     log_truncated: bool
+    nodes: tuple[str | None, ...] = ()
+    """The node of each attempt, in order (`None` where not known), where the reader asked for
+    them (`Ledger.page`); empty otherwise."""
 
     @classmethod
-    def of(cls, job: Job) -> JobView:
+    def of(cls, job: Job, nodes: tuple[str | None, ...] = ()) -> JobView:
         return cls(
             id=job.id,
             service=job.service,
@@ -111,6 +114,7 @@ class JobView:
             reason=job.reason,
             message=job.message,
             log_truncated=job.log_truncated,
+            nodes=nodes,
         )
 
 
@@ -120,6 +124,7 @@ class AttemptView:
 
     number: int
     execution_id: str | None
+    node: str | None
     started_at: datetime
     finished_at: datetime | None
     outcome: str | None
@@ -132,6 +137,7 @@ class AttemptView:
         return cls(
             number=attempt.number,
             execution_id=attempt.execution_id,
+            node=attempt.node,
             started_at=attempt.started_at,
             finished_at=attempt.finished_at,
             outcome=attempt.outcome,
@@ -334,8 +340,15 @@ class Ledger:
                 .order_by(Job.created_at.desc(), Job.id)
                 .offset(offset)
                 .limit(limit)
-            )
-            return [JobView.of(job) for job in rows], total
+            ).all()
+            nodes: dict[str, list[str | None]] = {}
+            for job_id, node in session.execute(
+                select(JobAttempt.job_id, JobAttempt.node)
+                .where(JobAttempt.job_id.in_([job.id for job in rows]))
+                .order_by(JobAttempt.job_id, JobAttempt.number)
+            ):
+                nodes.setdefault(job_id, []).append(node)
+            return [JobView.of(job, tuple(nodes.get(job.id, ()))) for job in rows], total
 
     def attempts(self, job_id: str) -> list[AttemptView]:
         with self.database.session() as session:
@@ -368,16 +381,6 @@ class Ledger:
             ).all()
             return {str(service): int(count) for service, count in rows}
 
-    def next_ready(self, service: str) -> str | None:
-        with self.database.session() as session:
-            return session.scalar(
-                select(Job.id)
-                .where(Job.service == service, Job.status == JobStatus.PENDING)
-                .where(Job.next_attempt_at <= utcnow())
-                .order_by(Job.created_at, Job.id)
-                .limit(1)
-            )
-
     def next_wakeup(self) -> datetime | None:
         """When the earliest job waiting for a backoff becomes ready."""
         with self.database.session() as session:
@@ -387,19 +390,36 @@ class Ledger:
 
     def claim(self, job_id: str) -> Claim | None:
         """Take a pending job for this process: it becomes running under a new attempt."""
-        now = utcnow()
         with self.writing() as session:
             job = session.get(Job, job_id, with_for_update=True)
             if job is None or job.status != JobStatus.PENDING:
                 return None
-            _transition(job, JobStatus.RUNNING, now)
-            job.attempts += 1
-            job.lease_owner = self.owner
-            job.lease_expires_at = now + self.lease
-            session.add(
-                JobAttempt(job_id=job.id, number=job.attempts, owner=self.owner, started_at=now)
+            return self._claim(session, job)
+
+    def claim_next(self, service: str) -> Claim | None:
+        """`claim` the service's oldest ready job, found and taken in one transaction (one
+        commit per dispatched job); a job another process is taking is skipped."""
+        with self.writing() as session:
+            job = session.scalar(
+                select(Job)
+                .where(Job.service == service, Job.status == JobStatus.PENDING)
+                .where(Job.next_attempt_at <= utcnow())
+                .order_by(Job.created_at, Job.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
             )
-            return Claim(JobView.of(job), job.attempts, attempt_started_at=now)
+            return None if job is None else self._claim(session, job)
+
+    def _claim(self, session: Session, job: Job) -> Claim:
+        now = utcnow()
+        _transition(job, JobStatus.RUNNING, now)
+        job.attempts += 1
+        job.lease_owner = self.owner
+        job.lease_expires_at = now + self.lease
+        session.add(
+            JobAttempt(job_id=job.id, number=job.attempts, owner=self.owner, started_at=now)
+        )
+        return Claim(JobView.of(job), job.attempts, attempt_started_at=now)
 
     def start_running(self, new: NewJob, execution_id: str | None = None) -> Claim:
         """Record a job that runs at once, outside the dispatcher (a `/run` request): it is
@@ -437,13 +457,26 @@ class Ledger:
             session.flush()
             return Claim(JobView.of(job), 1, execution_id, now)
 
-    def record_execution(self, job_id: str, attempt: int, execution_id: str) -> None:
-        """Note the container of an attempt, before it starts, so that a restart can adopt it."""
+    def record_execution(
+        self, job_id: str, attempt: int, execution_id: str, node: str | None = None
+    ) -> None:
+        """Note the container of an attempt, before it starts, so that a restart can adopt it,
+        and the machine it runs on when that is known already (one write, not two)."""
+        if node is None:
+            self._update_attempt(job_id, attempt, execution_id=execution_id)
+        else:
+            self._update_attempt(job_id, attempt, execution_id=execution_id, node=node[:255])
+
+    def record_node(self, job_id: str, attempt: int, node: str) -> None:
+        """Note the machine that runs an attempt, once the runtime knows it."""
+        self._update_attempt(job_id, attempt, node=node[:255])
+
+    def _update_attempt(self, job_id: str, attempt: int, **values: str) -> None:
         with self.writing() as session:
             session.execute(
                 update(JobAttempt)
                 .where(JobAttempt.job_id == job_id, JobAttempt.number == attempt)
-                .values(execution_id=execution_id)
+                .values(**values)
             )
 
     def renew_leases(self, job_ids: Sequence[str]) -> None:
@@ -457,15 +490,21 @@ class Ledger:
             )
 
     def finish(
-        self, job_id: str, attempt: int, outcome: AttemptOutcome, script_retries: int = 0
+        self,
+        job_id: str,
+        attempt: int,
+        outcome: AttemptOutcome,
+        script_retries: int = 0,
+        log_lines: Sequence[tuple[datetime, str]] = (),
     ) -> JobStatus | None:
         """Record how an attempt ended and decide what follows: done, failed, or run again.
 
-        Returns the job's new status, or `None` when the job is no longer this attempt's to
-        finish (deleted or cancelled meanwhile).
+        `log_lines`, the attempt's last lines, are stored in the same transaction (a short job
+        costs one commit at its end, not three). Returns the job's new status, or `None` when
+        the job is no longer this attempt's to finish (deleted or cancelled meanwhile).
         """
         finished: list[FinishedAttempt] = []
-        status = self._finish(job_id, attempt, outcome, script_retries, finished)
+        status = self._finish(job_id, attempt, outcome, script_retries, log_lines, finished)
         for report in finished:
             for listener in self._finish_listeners:
                 try:
@@ -480,11 +519,14 @@ class Ledger:
         attempt: int,
         outcome: AttemptOutcome,
         script_retries: int,
+        log_lines: Sequence[tuple[datetime, str]],
         finished: list[FinishedAttempt],
     ) -> JobStatus | None:
         now = utcnow()
         with self.writing() as session:
             job = session.get(Job, job_id, with_for_update=True)
+            if job is not None:
+                self._append_log(session, job, log_lines)
             record = session.scalar(
                 select(JobAttempt).where(JobAttempt.job_id == job_id, JobAttempt.number == attempt)
             )
@@ -652,26 +694,32 @@ class Ledger:
             return
         with self.writing() as session:
             job = session.get(Job, job_id)
-            if job is None or job.log_truncated:
-                return
-            budget = self.log_cap - job.log_bytes
-            kept: list[str] = []
-            for at, text in lines:
-                entry = f"{at.strftime('%Y-%m-%dT%H:%M:%S.%fZ')} {text}\n"
-                size = len(entry.encode())
-                if size > budget:
-                    note = (
-                        f"[oscar] log truncated: the limit of {self.log_cap} bytes per job "
-                        "was reached; later output was dropped"
-                    )
-                    kept.append(f"{utcnow().strftime('%Y-%m-%dT%H:%M:%S.%fZ')} {note}\n")
-                    job.log_truncated = True
-                    break
-                budget -= size
-                kept.append(entry)
-            text = "".join(kept)
-            job.log_bytes += len(text.encode())
-            session.add(JobLogChunk(job_id=job_id, text=text))
+            if job is not None:
+                self._append_log(session, job, lines)
+
+    def _append_log(
+        self, session: Session, job: Job, lines: Sequence[tuple[datetime, str]]
+    ) -> None:
+        if not lines or job.log_truncated:
+            return
+        budget = self.log_cap - job.log_bytes
+        kept: list[str] = []
+        for at, text in lines:
+            entry = f"{at.strftime('%Y-%m-%dT%H:%M:%S.%fZ')} {text}\n"
+            size = len(entry.encode())
+            if size > budget:
+                note = (
+                    f"[oscar] log truncated: the limit of {self.log_cap} bytes per job "
+                    "was reached; later output was dropped"
+                )
+                kept.append(f"{utcnow().strftime('%Y-%m-%dT%H:%M:%S.%fZ')} {note}\n")
+                job.log_truncated = True
+                break
+            budget -= size
+            kept.append(entry)
+        text = "".join(kept)
+        job.log_bytes += len(text.encode())
+        session.add(JobLogChunk(job_id=job.id, text=text))
 
     def last_log_time(self, job_id: str) -> datetime | None:
         """When the newest stored line of the job's log was printed."""

@@ -66,12 +66,31 @@ class LogStream:
         if due:
             self.flush()
 
+    def end_output(self) -> None:
+        """The output has ended: its last line, even without a newline, is complete."""
+        with self._lock:
+            self._end_output()
+
+    def _end_output(self) -> None:
+        if self._partial:
+            self._add(utcnow(), self._partial.decode("utf-8", errors="replace"))
+            self._partial = b""
+
+    def take(self) -> list[LogLine]:
+        """Every line not sent yet, for the caller to store with the job's end in one write."""
+        with self._lock:
+            self._end_output()
+            return self._take()
+
+    def _take(self) -> list[LogLine]:
+        batch, self._pending, self._pending_bytes = self._pending, [], 0
+        self._last_flush = time.monotonic()
+        return batch
+
     def flush(self, final: bool = False) -> None:
         with self._lock:
-            if final and self._partial:
-                self._add(utcnow(), self._partial.decode("utf-8", errors="replace"))
-                self._partial = b""
-            batch, self._pending, self._pending_bytes = self._pending, [], 0
-            self._last_flush = time.monotonic()
+            if final:
+                self._end_output()
+            batch = self._take()
             if batch:
                 self._sink(batch)

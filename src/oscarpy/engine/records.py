@@ -97,6 +97,8 @@ class JobAttempt(Base):
     number: Mapped[int] = mapped_column(Integer)
     owner: Mapped[str] = mapped_column(String(255))
     execution_id: Mapped[str | None] = mapped_column(String(128))
+    node: Mapped[str | None] = mapped_column(String(255))
+    """The machine that ran it (a Swarm node's hostname in cluster mode), once known."""
     started_at: Mapped[datetime] = mapped_column(UtcDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     outcome: Mapped[str | None] = mapped_column(String(32))

@@ -18,8 +18,13 @@ class LedgerReporter:
         self.ledger = ledger
         self._script_retries = script_retries
 
-    def started(self, job_id: str, attempt: int, execution_id: str) -> None:
-        self.ledger.record_execution(job_id, attempt, execution_id)
+    def started(
+        self, job_id: str, attempt: int, execution_id: str, node: str | None = None
+    ) -> None:
+        self.ledger.record_execution(job_id, attempt, execution_id, node)
+
+    def placed(self, job_id: str, attempt: int, node: str) -> None:
+        self.ledger.record_node(job_id, attempt, node)
 
     def log(self, job_id: str, lines: Sequence[LogLine]) -> None:
         try:
@@ -27,10 +32,18 @@ class LedgerReporter:
         except Exception:  # a lost log batch must not fail the job that printed it
             log.exception("job %s: cannot store %d log line(s)", job_id, len(lines))
 
-    def finished(self, job_id: str, attempt: int, outcome: AttemptOutcome) -> None:
+    def finished(
+        self,
+        job_id: str,
+        attempt: int,
+        outcome: AttemptOutcome,
+        lines: Sequence[LogLine] = (),
+    ) -> None:
         retries = 0
         if outcome.kind is OutcomeKind.SCRIPT_FAILED:
             retries = self._script_retries(self.ledger.get(job_id).service)
-        status = self.ledger.finish(job_id, attempt, outcome, script_retries=retries)
+        status = self.ledger.finish(
+            job_id, attempt, outcome, script_retries=retries, log_lines=lines
+        )
         if status is not None:
             log.info("job %s: %s (%s)", job_id, status.oscar_name, outcome.message)

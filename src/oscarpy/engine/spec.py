@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from oscarpy.engine.runtimes.base import Limits
+from oscarpy.engine.runtimes.base import ImagePull, Limits
 
 
 @dataclass(frozen=True)
@@ -70,3 +70,10 @@ class JobSpec:
     event only."""
     base_path: str = ""
     """OSCAR_SERVICE_BASE_PATH: where the service is exposed, or ""."""
+    constraints: tuple[str, ...] = ()
+    """Which nodes may run it, in cluster mode (Swarm placement constraints)."""
+    mount: StorageTarget | None = None
+    """OSCAR's `mount`: this storage folder is copied to `mnt/<bucket>/<folder>` of the work
+    directory before the script starts, and shown read-only at `/mnt`."""
+    pull: ImagePull | None = None
+    """How the image is got (pull policy, registry login); `None`: by its tag."""

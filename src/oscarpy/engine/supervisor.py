@@ -8,6 +8,7 @@ progress only through a `JobReporter`, so that it can run on another host than t
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 import time
@@ -20,9 +21,16 @@ from oscarpy.engine.errors import InfrastructureError, StagingError
 from oscarpy.engine.limits import Guard
 from oscarpy.engine.logstream import LogLine, LogStream
 from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
-from oscarpy.engine.runtimes.base import EndReason, Execution, RunResult, RunSpec, Runtime
+from oscarpy.engine.runtimes.base import (
+    EndReason,
+    Execution,
+    RunResult,
+    RunSpec,
+    Runtime,
+    node_of,
+)
 from oscarpy.engine.safefs import set_mode
-from oscarpy.engine.spec import JobSpec
+from oscarpy.engine.spec import JobSpec, StorageTarget
 from oscarpy.storage.providers.base import StorageError, StorageProvider
 
 log = logging.getLogger(__name__)
@@ -35,13 +43,28 @@ and its log flushed (if due, every 0.5 s)."""
 class JobReporter(Protocol):
     """The only way the supervisor tells the platform what happens to a job."""
 
-    def started(self, job_id: str, attempt: int, execution_id: str) -> None:
-        """The execution exists (recorded before anything else, so that a restart adopts it)."""
+    def started(
+        self, job_id: str, attempt: int, execution_id: str, node: str | None = None
+    ) -> None:
+        """The execution exists (recorded before anything else, so that a restart adopts it);
+        `node` is the machine it runs on, when already known."""
+        ...
+
+    def placed(self, job_id: str, attempt: int, node: str) -> None:
+        """The machine that runs the attempt is known (at once, or once a cluster placed it)."""
         ...
 
     def log(self, job_id: str, lines: Sequence[LogLine]) -> None: ...
 
-    def finished(self, job_id: str, attempt: int, outcome: AttemptOutcome) -> None: ...
+    def finished(
+        self,
+        job_id: str,
+        attempt: int,
+        outcome: AttemptOutcome,
+        lines: Sequence[LogLine] = (),
+    ) -> None:
+        """The attempt ended; `lines` are its log's last lines, not sent through `log`."""
+        ...
 
 
 ProviderLookup = Callable[[str], StorageProvider]
@@ -75,29 +98,35 @@ class Supervisor:
         attempt_started: float | None = None,
         follow_from: float | None = None,
         cancelled: threading.Event | None = None,
+        runtime: Runtime | None = None,
     ) -> AttemptOutcome:
         """Run the attempt to its end and report the outcome; never raises for a job's failure.
 
         With `adopt`, the execution was started by an earlier server process at
         `attempt_started` (Unix time): staging in is skipped, its output is followed from
         `follow_from` (what the log already holds is not repeated) and the timeout counts
-        from its start.
+        from its start. `runtime` runs this attempt instead of the supervisor's own (a
+        service's warm containers).
         """
+        runtime = runtime or self.runtime
         cancelled = cancelled or threading.Event()
         stream = LogStream(lambda lines: self.reporter.log(spec.job_id, lines))
         work_dir = self.work_dir(spec.job_id, spec.attempt)
         execution: Execution | None = adopt
-        ticker = _Ticker(stream.flush_if_due)
+        placement = _Placement(spec, self.reporter)
+        ticker = _Ticker(stream.flush_if_due, lambda: placement.check(execution))
         try:
             if execution is None:
-                stream.note(f"attempt {spec.attempt} of job {spec.job_id} ({self.runtime.name})")
+                stream.note(f"attempt {spec.attempt} of job {spec.job_id} ({runtime.name})")
                 self._stage_in(spec, work_dir, providers)
                 staged = contract.staged_bytes(work_dir)
-                self.runtime.prepare(spec.image)
+                runtime.prepare(spec.image, spec.pull)
                 if cancelled.is_set():
                     raise _Cancelled
-                execution = self.runtime.start(self._run_spec(spec, work_dir))
-                self.reporter.started(spec.job_id, spec.attempt, execution.id)
+                execution = runtime.start(self._run_spec(spec, work_dir, runtime))
+                self.reporter.started(
+                    spec.job_id, spec.attempt, execution.id, placement.known(execution)
+                )
                 if cancelled.is_set():  # asked while the container was being created
                     execution.kill()
             else:
@@ -118,7 +147,7 @@ class Supervisor:
             )
             ticker.stop()
             result = guard.verdict(result)
-            stream.flush(final=True)
+            stream.end_output()
             if cancelled.is_set():
                 outcome = AttemptOutcome(OutcomeKind.SCRIPT_FAILED, "cancelled", "cancelled")
             else:
@@ -127,7 +156,7 @@ class Supervisor:
             outcome = AttemptOutcome(OutcomeKind.SCRIPT_FAILED, "cancelled", "cancelled")
         except InfrastructureError as error:
             ticker.stop()
-            stream.flush(final=True)
+            stream.end_output()
             outcome = AttemptOutcome(
                 OutcomeKind.INFRASTRUCTURE_FAILED, str(error), error.reason, None
             )
@@ -138,10 +167,10 @@ class Supervisor:
                 OutcomeKind.INFRASTRUCTURE_FAILED, f"internal error: {error!r}", "internal"
             )
         stream.note(outcome.message)
-        stream.flush(final=True)
+        placement.check(execution)
         # Recorded before the clean-up: a crash in between leaves litter (swept at start), not a
-        # finished job that would run again.
-        self.reporter.finished(spec.job_id, spec.attempt, outcome)
+        # finished job that would run again. The log's last lines go in the same write.
+        self.reporter.finished(spec.job_id, spec.attempt, outcome, stream.take())
         self._clean_up(execution, work_dir, self.outputs_dir(spec.job_id, spec.attempt))
         return outcome
 
@@ -181,13 +210,30 @@ class Supervisor:
                 provider = providers(spec.input.provider)
                 provider.download(spec.input.bucket, spec.input.key, input_path)
                 set_mode(input_path, contract.READABLE)
+            if spec.mount is not None:
+                self._stage_mount(spec.mount, work_dir, providers(spec.mount.provider))
         except StorageError as error:
             raise StagingError(f"cannot stage the input in: {error}") from error
         except OSError as error:
             raise StagingError(f"cannot prepare the work directory {work_dir}: {error}") from error
 
-    def _run_spec(self, spec: JobSpec, work_dir: Path) -> RunSpec:
-        environment = contract.environment(spec, self.runtime.work_path(work_dir))
+    @staticmethod
+    def _stage_mount(mount: StorageTarget, work_dir: Path, provider: StorageProvider) -> None:
+        """OSCAR's `mount`: every object under the folder, as files under `mnt/<bucket>/`."""
+        prefix = f"{mount.folder}/" if mount.folder else ""
+        folder = contract.mounted_file(work_dir, mount.bucket, f"{prefix}_") or work_dir
+        _readable_dirs(folder.parent, work_dir)  # there, even when the folder is empty
+        for found in provider.list_objects(mount.bucket, prefix):
+            destination = contract.mounted_file(work_dir, mount.bucket, found.key)
+            if destination is None:
+                continue
+            _readable_dirs(destination.parent, work_dir)
+            provider.download(mount.bucket, found.key, destination)
+            set_mode(destination, contract.READABLE)
+
+    @staticmethod
+    def _run_spec(spec: JobSpec, work_dir: Path, runtime: Runtime) -> RunSpec:
+        environment = contract.environment(spec, runtime.work_path(work_dir))
         return RunSpec(
             job_id=spec.job_id,
             service=spec.service,
@@ -199,6 +245,7 @@ class Supervisor:
             limits=spec.limits,
             user=spec.user,
             network=spec.network,
+            constraints=spec.constraints,
         )
 
     def _stage_out(
@@ -262,6 +309,27 @@ class Supervisor:
             return len(self._unremoved)
 
 
+class _Placement:
+    """Reports the node an attempt runs on once the runtime knows it: at once for a local
+    runtime, after Swarm placed the task (seen while it runs) for the swarm runtime."""
+
+    def __init__(self, spec: JobSpec, reporter: JobReporter) -> None:
+        self._spec = spec
+        self._reporter = reporter
+        self._reported: str | None = None
+
+    def known(self, execution: Execution) -> str | None:
+        """The node, if known at the start (a local runtime): recorded with the execution."""
+        self._reported = node_of(execution)
+        return self._reported
+
+    def check(self, execution: Execution | None) -> None:
+        node = node_of(execution) if execution is not None else None
+        if node and node != self._reported:
+            self._reported = node
+            self._reporter.placed(self._spec.job_id, self._spec.attempt, node)
+
+
 class _Cancelled(Exception):
     """The job was cancelled (deleted) before its execution started."""
 
@@ -289,3 +357,12 @@ class _Ticker:
                     task()
                 except Exception:  # one failing task must not stop the others
                     log.exception("job ticker task %r failed", task)
+
+
+def _readable_dirs(path: Path, root: Path) -> None:
+    """`path` and its missing parents below `root`, listable by the script's user whatever the
+    server's (private) umask."""
+    for directory in [*reversed(path.parents), path]:
+        if directory.is_relative_to(root) and directory != root and not directory.exists():
+            os.mkdir(directory)
+            set_mode(directory, 0o755)

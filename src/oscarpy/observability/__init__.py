@@ -9,15 +9,17 @@ through their middleware; everything else is read at scrape or query time.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 
 from oscarpy.config import Settings
 from oscarpy.db import Database
+from oscarpy.engine.nodes import NodeStatus
 from oscarpy.engine.outcomes import FinishedAttempt
 from oscarpy.observability.collectors import (
     DiskCollector,
     LedgerCollector,
+    NodeCollector,
     StoreCollector,
     WarmPoolCollector,
 )
@@ -41,6 +43,7 @@ class Observability:
         database: Database,
         registry: ServiceRegistry,
         warm_counts: WarmCounts | None = None,
+        nodes: Callable[[], Iterable[NodeStatus]] | None = None,
     ) -> None:
         self.registry = registry
         self.warm_counts = warm_counts
@@ -54,6 +57,8 @@ class Observability:
             self.metrics.add_collector(WarmPoolCollector(self._warm_pools))
             self.metrics.add_collector(StoreCollector(database))
             self.metrics.add_collector(DiskCollector(database, settings.data_dir))
+            if nodes is not None:
+                self.metrics.add_collector(NodeCollector(nodes))
 
     def start(self) -> None:
         self.history.start()

@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select, text
 
 from oscarpy.db import Database
+from oscarpy.engine.nodes import NodeStatus
 from oscarpy.engine.records import Job, JobStatus
 from oscarpy.storage.tables import BucketRow, ObjectRow
 
@@ -166,3 +167,36 @@ class DiskCollector(_Collector):
 def _free_bytes(path: Path) -> int:
     stats = os.statvfs(path)
     return stats.f_bavail * stats.f_frsize
+
+
+class NodeCollector(_Collector):
+    """`oscar_node_*{node}`: each machine that runs jobs (one in local mode, every Swarm node in
+    cluster mode), with its capacity, what running jobs reserve there and whether it is ready.
+    The label is the node's name: as many series as machines."""
+
+    def __init__(self, nodes: Callable[[], Iterable[NodeStatus]]) -> None:
+        self.nodes = nodes
+
+    def read(self) -> Iterable[Metric]:
+        families = {
+            name: GaugeMetricFamily(f"oscar_node_{name}", text, labels=["node"])
+            for name, text in (
+                ("cpu_cores", "CPU cores of the node."),
+                ("cpu_reserved_cores", "CPU cores reserved by the jobs running on the node."),
+                ("memory_bytes", "Memory of the node."),
+                ("memory_reserved_bytes", "Memory reserved by the jobs running on the node."),
+                ("jobs_running", "Jobs running on the node."),
+                ("ready", "1 when the node is up and takes new jobs, else 0."),
+            )
+        }
+        for node in self.nodes():
+            for name, value in (
+                ("cpu_cores", node.cpu_cores),
+                ("cpu_reserved_cores", node.cpu_reserved),
+                ("memory_bytes", node.memory_bytes),
+                ("memory_reserved_bytes", node.memory_reserved),
+                ("jobs_running", node.jobs_running),
+                ("ready", int(node.ready and node.availability == "active")),
+            ):
+                families[name].add_metric([node.name], value)
+        return list(families.values())

@@ -17,17 +17,22 @@ from urllib.parse import unquote, urlsplit
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from oscarpy.auth.buckets import Action
+from oscarpy.auth.cors import with_cors
 from oscarpy.auth.credentials import AdminCredentials
+from oscarpy.auth.principal import ADMIN, Principal
 from oscarpy.auth.throttle import Throttle, Throttled, client_address
+from oscarpy.auth.users import Users, principal_of_user
 from oscarpy.config import Settings
-from oscarpy.s3 import buckets, multipart, objects
+from oscarpy.s3 import buckets, forms, multipart, objects, sharing
+from oscarpy.s3.access import authorize, authorize_blocking, is_anonymous
 from oscarpy.s3.call import S3Call
 from oscarpy.s3.errors import S3Error, from_store_error, not_implemented
 from oscarpy.s3.payload import InlineWrites
 from oscarpy.s3.sigv2 import PRESIGNED_PARAMETERS
-from oscarpy.s3.sigv4 import Authorization, Credentials, Verifier
+from oscarpy.s3.sigv4 import UNSIGNED_PAYLOAD, Authorization, Credentials, Verifier
 from oscarpy.storage.errors import StorageError, is_disk_full
 from oscarpy.storage.store import ObjectStore
 
@@ -60,8 +65,16 @@ ROUTES: dict[tuple[str, bool, str], Handler] = {
     ("DELETE", False, ""): buckets.delete_bucket,
     ("GET", False, "location"): buckets.get_location,
     ("GET", False, "versioning"): buckets.get_versioning,
+    ("PUT", False, "versioning"): buckets.put_versioning,
     ("GET", False, "versions"): buckets.list_versions,
-    ("GET", False, "acl"): buckets.get_acl,
+    ("GET", False, "acl"): sharing.get_acl,
+    ("PUT", False, "acl"): sharing.put_acl,
+    ("GET", False, "policy"): sharing.get_policy,
+    ("PUT", False, "policy"): sharing.put_policy,
+    ("DELETE", False, "policy"): sharing.delete_policy,
+    ("GET", False, "publicAccessBlock"): sharing.get_public_access_block,
+    ("PUT", False, "publicAccessBlock"): sharing.put_public_access_block,
+    ("DELETE", False, "publicAccessBlock"): sharing.delete_public_access_block,
     ("GET", False, "object-lock"): buckets.get_object_lock,
     ("PUT", False, "object-lock"): buckets.put_object_lock,
     ("GET", True, "retention"): buckets.object_lock_setting,
@@ -74,7 +87,9 @@ ROUTES: dict[tuple[str, bool, str], Handler] = {
     ("GET", True, ""): objects.get_object,
     ("HEAD", True, ""): _head_object,
     ("DELETE", True, ""): objects.delete_object,
-    ("GET", True, "acl"): buckets.get_acl,
+    ("GET", True, "acl"): sharing.get_acl,
+    ("PUT", True, "acl"): sharing.put_acl,
+    ("GET", True, "attributes"): objects.get_object_attributes,
     ("POST", True, "uploads"): multipart.create_upload,
     ("PUT", True, "uploadId"): _upload_part,
     ("POST", True, "uploadId"): multipart.complete_upload,
@@ -118,6 +133,14 @@ def parse_query(raw_query: str) -> dict[str, str]:
     return query
 
 
+def subresource_of(query: dict[str, str]) -> str:
+    """The sub-resource a request's query names ('' for none)."""
+    chosen = [name for name in query if name in SUBRESOURCES]
+    if "uploadId" in chosen:
+        return "uploadId"
+    return chosen[0] if chosen else ""
+
+
 def choose(method: str, bucket: str, key: str, query: dict[str, str]) -> Handler:
     for name in query:
         lowered = name.lower()
@@ -131,10 +154,7 @@ def choose(method: str, bucket: str, key: str, query: dict[str, str]) -> Handler
         if method == "GET":
             return buckets.list_buckets
         raise not_implemented(f"{method} on the service")
-    chosen = [name for name in query if name in SUBRESOURCES]
-    subresource = chosen[0] if chosen else ""
-    if "uploadId" in chosen:
-        subresource = "uploadId"
+    subresource = subresource_of(query)
     handler = ROUTES.get((method, bool(key), subresource))
     if handler is None:
         what = f"{method} {'object' if key else 'bucket'}"
@@ -151,8 +171,11 @@ class S3App:
         admin: AdminCredentials,
         settings: Settings,
         throttle: Throttle | None = None,
+        users: Users | None = None,
     ) -> None:
         self.store = store
+        self.users = users
+        self.admin_users = settings.oidc_admin_list
         self.throttle = throttle or Throttle.from_settings(settings)
         self.owner = admin.username
         self.region = settings.region
@@ -162,6 +185,7 @@ class S3App:
         self.domains = {"localhost"}
         if endpoint_host and not _is_ip(endpoint_host):
             self.domains.add(endpoint_host)
+        self._entry = with_cors(self._serve, settings.cors_origin_list, expose=CORS_EXPOSED)
 
     def address(self, host: str, path: str) -> tuple[str, str]:
         """(bucket, key) from the Host header and the decoded path."""
@@ -181,9 +205,13 @@ class S3App:
         return ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._entry(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        request = Request(scope, receive)
+        body_read = _BodyTracker(receive)
+        request = Request(scope, body_read)
         request_id = uuid.uuid4().hex[:16].upper()
         raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
         path = unquote(raw_path)
@@ -209,6 +237,10 @@ class S3App:
                     "InternalError", "We encountered an internal error. Please try again."
                 )
             response = self._error(failure, method, path, request_id)
+        if response.status_code >= 400 and not body_read.finished(scope):
+            # The client may still send (or, after `Expect: 100-continue`, skip) the body we did
+            # not read: the connection cannot carry another request.
+            response.headers["Connection"] = "close"
         response.headers["x-amz-request-id"] = request_id
         await response(scope, receive, send)
 
@@ -218,10 +250,18 @@ class S3App:
         for name, value in request.scope["headers"]:
             headers.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
         host = (headers.get("host") or [""])[0]
-        auth = self._verified(request, method, raw_path, raw_query, headers, host)
         bucket, key = self.address(host, path)
         query = parse_query(raw_query)
-        handler = choose(method, bucket, key, query)
+        # A browser upload carries no request signature: its form is signed (see s3/forms.py).
+        form = bool(bucket) and not raw_query and forms.is_form_upload(method, key, headers)
+        principal: Principal | None = ADMIN
+        if form:
+            auth = _FORM
+        elif is_anonymous(headers, raw_query):
+            # No credentials at all: public buckets may still be read (see s3/access.py).
+            auth, principal = _FORM, None
+        else:
+            auth, principal = self._verified(request, method, raw_path, raw_query, headers, host)
         call = S3Call(
             request=request,
             store=self.store,
@@ -233,7 +273,12 @@ class S3App:
             query=query,
             headers={name: values[0] for name, values in headers.items()},
             inline_writes=self.inline_writes,
+            principal=principal,
         )
+        if form:
+            return await forms.post_object(call, self._form_signer(request, call))
+        handler = choose(method, bucket, key, query)
+        await authorize(call, method, subresource_of(query))
         return await handler(call)
 
     def _verified(
@@ -244,23 +289,62 @@ class S3App:
         raw_query: str,
         headers: dict[str, list[str]],
         host: str,
-    ) -> Authorization:
-        """The request's signature checked, unless its address or key must wait after failed
-        attempts (503 SlowDown, which S3 clients retry with backoff)."""
+    ) -> tuple[Authorization, Principal]:
+        """The request's signature checked, with who signed it (the admin's key pair or a
+        user's; see `_throttled`)."""
         verified: list[Authorization] = []
+        access_key = _claimed_access_key(headers, raw_query)
+        verifier, principal = self._signer(access_key)
+
+        def check() -> None:
+            verified.append(
+                verifier.verify(
+                    method,
+                    raw_path,
+                    raw_query,
+                    headers,
+                    bucket_from_host=self.bucket_from_host(host),
+                )
+            )
+
+        self._throttled(request, access_key, check)
+        return verified[0], principal
+
+    def _form_signer(self, request: Request, call: S3Call) -> forms.FormSigner:
+        """Checks a POST form's signature with the secret of the key it names (see
+        `_throttled`); the call then acts for that key's holder."""
+
+        def check_form(access_key: str, check: Callable[[Credentials], None]) -> None:
+            verifier, principal = self._signer(access_key)
+
+            def check_with_secret() -> None:
+                verifier.check_access_key(access_key)
+                check(verifier.credentials)
+
+            self._throttled(request, access_key, check_with_secret)
+            call.principal = principal
+            authorize_blocking(call, Action.WRITE)
+
+        return check_form
+
+    def _signer(self, access_key: str) -> tuple[Verifier, Principal]:
+        """The verifier of `access_key`'s pair and who holds it; the admin's verifier (which
+        refuses unknown keys) for any key that is no user's."""
+        user = self.users.by_access_key(access_key) if self.users is not None else None
+        if user is None:
+            return self.verifier, ADMIN
+        verifier = Verifier(Credentials(user.access_key, user.secret_key))
+        return verifier, principal_of_user(user, self.admin_users)
+
+    def _throttled(self, request: Request, access_key: str, check: Callable[[], None]) -> None:
+        """Run a signature `check`, unless the request's address or key must wait after failed
+        attempts (503 SlowDown, which S3 clients retry with backoff); a wrong secret counts as
+        a failed attempt."""
         refused: list[S3Error] = []
 
         def signature_holds() -> bool:
             try:
-                verified.append(
-                    self.verifier.verify(
-                        method,
-                        raw_path,
-                        raw_query,
-                        headers,
-                        bucket_from_host=self.bucket_from_host(host),
-                    )
-                )
+                check()
             except S3Error as error:
                 if error.code in _WRONG_SECRET:
                     refused.append(error)
@@ -268,7 +352,6 @@ class S3App:
                 raise
             return True
 
-        access_key = _claimed_access_key(headers, raw_query)
         try:
             signed = self.throttle.attempt(
                 client_address(request.scope), access_key, "S3", signature_holds
@@ -279,7 +362,6 @@ class S3App:
             raise error from None
         if not signed:
             raise refused[0]
-        return verified[0]
 
     def _error(self, error: S3Error, method: str, path: str, request_id: str) -> Response:
         if error.status >= 500 and error.code not in ("NotImplemented", "SlowDown"):
@@ -295,7 +377,44 @@ class S3App:
         )
 
 
+class _BodyTracker:
+    """Passes the request's messages on, noting whether its body has been read to the end."""
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._done = False
+
+    async def __call__(self) -> Message:
+        message = await self._receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self._done = True
+        return message
+
+    def finished(self, scope: Scope) -> bool:
+        """Whether nothing of the body is left unread (or there is none)."""
+        if self._done:
+            return True
+        headers = dict(scope["headers"])
+        return b"transfer-encoding" not in headers and headers.get(b"content-length", b"0") == b"0"
+
+
+#: What a form upload's or an anonymous call carries in place of a verified request signature.
+_FORM = Authorization("", "", "", b"", "", UNSIGNED_PAYLOAD, False)
 _WRONG_SECRET = {"SignatureDoesNotMatch", "InvalidAccessKeyId"}
+#: Answer headers a browser page reads (multipart uploads need each part's ETag).
+CORS_EXPOSED = (
+    "ETag",
+    "Content-Length",
+    "Content-Range",
+    "Last-Modified",
+    "x-amz-request-id",
+    "x-amz-version-id",
+    "x-amz-delete-marker",
+    "x-amz-checksum-crc32",
+    "x-amz-checksum-crc32c",
+    "x-amz-checksum-sha1",
+    "x-amz-checksum-sha256",
+)
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]*)/")
 _SIGV2_KEY = re.compile(r"AWS ([^:\s]*):")
 
@@ -328,5 +447,6 @@ def create_s3_app(
     admin: AdminCredentials,
     settings: Settings,
     throttle: Throttle | None = None,
+    users: Users | None = None,
 ) -> ASGIApp:
-    return S3App(store, admin, settings, throttle)
+    return S3App(store, admin, settings, throttle, users)

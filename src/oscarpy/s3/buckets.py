@@ -1,5 +1,5 @@
 """Service and bucket operations: ListBuckets, Create/Head/DeleteBucket, GetBucketLocation,
-GetBucketVersioning, the ACL answers, ListObjects (v1 and v2), ListObjectVersions and
+GetBucketVersioning, ListObjects (v1 and v2), ListObjectVersions and
 DeleteObjects."""
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from urllib.parse import quote
 
 from starlette.responses import Response
 
+from oscarpy.auth.buckets import Action, allows
+from oscarpy.s3.access import table_of
 from oscarpy.s3.call import S3Call
 from oscarpy.s3.documents import (
     MAX_REQUEST_DOCUMENT,
@@ -20,10 +22,10 @@ from oscarpy.s3.documents import (
     parse,
     text_of,
 )
-from oscarpy.s3.errors import S3Error
+from oscarpy.s3.errors import S3Error, not_implemented
 from oscarpy.s3.listing import MAX_KEYS, Listing, list_entries
 from oscarpy.s3.payload import plan_payload, receive_document
-from oscarpy.storage.store import ObjectDetails
+from oscarpy.storage.store import VERSIONING_STATES, BucketInfo, ObjectDetails, VersionEntry
 
 MAX_DELETE_KEYS = 1000
 MAX_BUCKETS = 10_000
@@ -48,7 +50,7 @@ async def list_buckets(call: S3Call) -> Response:
         if not 1 <= limit <= MAX_BUCKETS:
             raise S3Error("InvalidArgument", f"max-buckets must be from 1 to {MAX_BUCKETS}")
     buckets = await call.run(
-        call.store.bucket_details, prefix=prefix, after=after, limit=limit + 1 if paged else None
+        visible_buckets, call, prefix=prefix, after=after, limit=limit + 1 if paged else None
     )
     following = None
     if paged and len(buckets) > limit:
@@ -66,13 +68,43 @@ async def list_buckets(call: S3Call) -> Response:
     )
 
 
+def visible_buckets(
+    call: S3Call, *, prefix: str, after: str, limit: int | None
+) -> list[BucketInfo]:
+    """The buckets the caller may read, by name, at most `limit` (blocking: run in a thread)."""
+    principal = call.principal
+    if principal is not None and principal.admin:
+        return call.store.bucket_details(prefix=prefix, after=after, limit=limit)
+    table = table_of(call)
+    found: list[BucketInfo] = []
+    while limit is None or len(found) < limit:
+        page = call.store.bucket_details(prefix=prefix, after=after, limit=1000)
+        if not page:
+            break
+        access = table.get_many(bucket.name for bucket in page)
+        found += [b for b in page if allows(access[b.name], principal, Action.READ)]
+        after = page[-1].name
+    return found if limit is None else found[:limit]
+
+
 async def create_bucket(call: S3Call) -> Response:
     await call.body(64 * 1024)  # an optional CreateBucketConfiguration; the region is ours
+    assert call.principal is not None  # `authorize` refuses anonymous creation
+    user_id = call.principal.user_id
     if not await call.run(call.store.create_bucket, call.bucket):
+        if (await call.run(table_of(call).get, call.bucket)).owner != user_id:
+            raise S3Error(
+                "BucketAlreadyExists",
+                "The requested bucket name is not available. The bucket namespace is shared "
+                "by all users of the system. Please select a different name and try again.",
+                BucketName=call.bucket,
+            )
         raise S3Error(
             "BucketAlreadyOwnedByYou",
             "Your previous request to create the named bucket succeeded and you already own it.",
+            BucketName=call.bucket,
         )
+    await call.run(table_of(call).claim, call.bucket, user_id)
     return Response(status_code=200, headers={"Location": f"/{call.bucket}"})
 
 
@@ -84,6 +116,7 @@ async def head_bucket(call: S3Call) -> Response:
 
 async def delete_bucket(call: S3Call) -> Response:
     await call.run(call.store.delete_bucket, call.bucket)
+    await call.run(table_of(call).forget, call.bucket)
     return Response(status_code=204)
 
 
@@ -99,8 +132,18 @@ async def get_location(call: S3Call) -> Response:
 
 
 async def get_versioning(call: S3Call) -> Response:
-    await _require_bucket(call)
-    return xml_response("VersioningConfiguration", "")
+    status = await call.run(call.store.versioning, call.bucket)
+    return xml_response("VersioningConfiguration", elements(Status=status))
+
+
+async def put_versioning(call: S3Call) -> Response:
+    plan = plan_payload(call.headers, call.auth)
+    body = await receive_document(call.request.stream(), plan, call.auth, MAX_REQUEST_DOCUMENT)
+    status = (text_of(parse(body), "Status") or "").strip()
+    if status not in VERSIONING_STATES:
+        raise S3Error("MalformedXML", "Status must be Enabled or Suspended")
+    await call.run(call.store.set_versioning, call.bucket, status)
+    return Response(status_code=200)
 
 
 async def get_object_lock(call: S3Call) -> Response:
@@ -128,23 +171,6 @@ async def object_lock_setting(call: S3Call) -> Response:
     await call.body(MAX_REQUEST_DOCUMENT)
     await _require_bucket(call)
     raise S3Error("InvalidRequest", "Bucket is missing Object Lock Configuration")
-
-
-async def get_acl(call: S3Call) -> Response:
-    if call.key:
-        if await call.run(call.store.head, call.bucket, call.key) is None:
-            await _require_bucket(call)
-            raise S3Error("NoSuchKey", f"object {call.key!r} not found")
-    else:
-        await _require_bucket(call)
-    grantee = owner(call.owner, "Grantee").replace(
-        "<Grantee>",
-        '<Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="CanonicalUser">',
-    )
-    grant = f"<Grant>{grantee}<Permission>FULL_CONTROL</Permission></Grant>"
-    return xml_response(
-        "AccessControlPolicy", f"{owner(call.owner)}<AccessControlList>{grant}</AccessControlList>"
-    )
 
 
 def _max_keys(call: S3Call, name: str = "max-keys") -> int:
@@ -189,6 +215,10 @@ def _entry(found: ObjectDetails, encode: object, call: S3Call, with_owner: bool)
         Size=found.size,
         StorageClass="STANDARD",
     )
+    if found.checksum is not None:
+        body += elements(
+            ChecksumAlgorithm=found.checksum.algorithm.upper(), ChecksumType=found.checksum.type
+        )
     return f"<Contents>{body}{owner(call.owner) if with_owner else ''}</Contents>"
 
 
@@ -261,7 +291,10 @@ async def list_objects_v2(call: S3Call) -> Response:
 
 
 async def list_versions(call: S3Call) -> Response:
-    """Every object as its only version, `null`, for cleanup tools that walk versions."""
+    """ListObjectVersions; of a bucket that never had versioning, every object is its only
+    version, `null`."""
+    if await call.run(call.store.versioning, call.bucket) is not None:
+        return await _list_versioned(call)
     encoding, encode = _encoder(call)
     assert callable(encode)
     max_keys = _max_keys(call)
@@ -310,22 +343,77 @@ async def delete_objects(call: S3Call) -> Response:
     if len(requested) > MAX_DELETE_KEYS:
         raise S3Error("MalformedXML", "at most 1000 keys can be deleted in one request")
     keys: list[str] = []
-    errors: list[str] = []
+    versions: list[tuple[str, str]] = []
     for item in requested:
         key = text_of(item, "Key")
         version = text_of(item, "VersionId")
         if not key:
             raise S3Error("MalformedXML", "every Object needs a Key")
-        if version not in (None, "", "null"):
-            errors.append(
-                "<Error>"
-                + elements(
-                    Key=key, VersionId=version, Code="NoSuchVersion", Message="no such version"
-                )
-                + "</Error>"
-            )
-            continue
-        keys.append(key)
+        if version:
+            versions.append((key, version))
+        else:
+            keys.append(key)
     await call.run(call.store.delete_objects, call.bucket, keys)
-    deleted = "" if quiet else "".join(f"<Deleted>{elements(Key=key)}</Deleted>" for key in keys)
-    return xml_response("DeleteResult", deleted + "".join(errors))
+    deleted = [elements(Key=key) for key in keys]
+    for key, version in versions:
+        removed = await call.run(
+            call.store.delete_version, call.bucket, key, None if version == "null" else version
+        )
+        marker = removed is not None and removed.delete_marker
+        deleted.append(elements(Key=key, VersionId=version, DeleteMarker=True if marker else None))
+    result = "" if quiet else "".join(f"<Deleted>{entry}</Deleted>" for entry in deleted)
+    return xml_response("DeleteResult", result)
+
+
+async def _list_versioned(call: S3Call) -> Response:
+    encoding, encode = _encoder(call)
+    assert callable(encode)
+    if call.query.get("delimiter"):
+        raise not_implemented("ListObjectVersions with a delimiter in a versioned bucket")
+    max_keys = _max_keys(call)
+    key_marker = call.query.get("key-marker", "")
+    version_marker = call.query.get("version-id-marker")
+    marker = (
+        None if version_marker is None else ("" if version_marker == "null" else version_marker)
+    )
+    entries = await call.run(
+        call.store.list_versions,
+        call.bucket,
+        prefix=call.query.get("prefix", ""),
+        key_marker=key_marker,
+        version_marker=marker if key_marker else None,
+        limit=max_keys + 1,
+    )
+    truncated = len(entries) > max_keys
+    entries = entries[:max_keys]
+    last = entries[-1].details if entries else None
+    head = elements(
+        Name=call.bucket,
+        Prefix=encode(call.query.get("prefix", "")),
+        KeyMarker=encode(key_marker),
+        VersionIdMarker=version_marker or "",
+        MaxKeys=max_keys,
+        IsTruncated=truncated,
+        NextKeyMarker=encode(last.key) if truncated and last else None,
+        NextVersionIdMarker=(last.version_id or "null") if truncated and last else None,
+        EncodingType=encoding,
+    )
+    return xml_response(
+        "ListVersionsResult",
+        head + "".join(_version_entry(entry, encode, call) for entry in entries),
+    )
+
+
+def _version_entry(entry: VersionEntry, encode: object, call: S3Call) -> str:
+    assert callable(encode)
+    found = entry.details
+    common = elements(
+        Key=encode(found.key),
+        VersionId=found.version_id or "null",
+        IsLatest=entry.is_latest,
+        LastModified=iso(found.last_modified),
+    )
+    if found.delete_marker:
+        return f"<DeleteMarker>{common}{owner(call.owner)}</DeleteMarker>"
+    body = common + elements(ETag=f'"{found.etag}"', Size=found.size, StorageClass="STANDARD")
+    return f"<Version>{body}{owner(call.owner)}</Version>"

@@ -8,6 +8,7 @@ from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
 from oscarpy.s3.errors import S3Error
+from oscarpy.storage.checksums import Checksum
 
 NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
 HEADER = '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -68,3 +69,12 @@ def parse(body: bytes) -> ElementTree.Element:
 def text_of(node: ElementTree.Element, name: str) -> str | None:
     child = node.find(name)
     return None if child is None else (child.text or "")
+
+
+def checksum_elements(checksum: Checksum | None, *, with_type: bool = True) -> str:
+    """`<ChecksumCRC32>...</ChecksumCRC32><ChecksumType>...</ChecksumType>` of a result."""
+    if checksum is None:
+        return ""
+    return elements(**{checksum.element: checksum.value}) + (
+        elements(ChecksumType=checksum.type) if with_type else ""
+    )

@@ -9,6 +9,8 @@ from email.header import decode_header, make_header
 from email.utils import formatdate, parsedate_to_datetime
 
 from oscarpy.s3.errors import S3Error
+from oscarpy.storage import checksums
+from oscarpy.storage.checksums import Checksum
 from oscarpy.storage.store import DEFAULT_CONTENT_TYPE, ObjectDetails
 
 #: Standard headers stored with an object and sent back on GET/HEAD, as S3 does.
@@ -106,3 +108,23 @@ def object_headers(found: ObjectDetails, query: dict[str, str]) -> dict[str, str
         if parameter in query:
             headers[header] = query[parameter]
     return headers
+
+
+def checksum_headers(checksum: Checksum | None) -> dict[str, str]:
+    """The `x-amz-checksum-<algorithm>` and `x-amz-checksum-type` headers of a checksum."""
+    if checksum is None:
+        return {}
+    return {checksum.header: checksum.value, "x-amz-checksum-type": checksum.type}
+
+
+def requested_checksum(headers: dict[str, str]) -> str | None:
+    """The algorithm named by `x-amz-checksum-algorithm` (lower-case), or None."""
+    named = headers.get("x-amz-checksum-algorithm")
+    if named is None:
+        return None
+    algorithm = named.strip().lower()
+    if algorithm not in checksums.ALGORITHMS:
+        raise S3Error(
+            "InvalidRequest", f"Checksum algorithm provided is unsupported: {named.strip()}"
+        )
+    return algorithm

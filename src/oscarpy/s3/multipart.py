@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 from typing import BinaryIO
 
 from anyio import to_thread
@@ -14,6 +15,7 @@ from oscarpy.s3.buckets import xml_response
 from oscarpy.s3.call import S3Call
 from oscarpy.s3.documents import (
     MAX_REQUEST_DOCUMENT,
+    checksum_elements,
     elements,
     iso,
     owner,
@@ -21,10 +23,12 @@ from oscarpy.s3.documents import (
     text_of,
 )
 from oscarpy.s3.errors import S3Error
-from oscarpy.s3.headers import object_settings
-from oscarpy.s3.objects import copy_source, validate_or_raise, write_condition
+from oscarpy.s3.headers import object_settings, requested_checksum
+from oscarpy.s3.objects import source_object, validate_or_raise, version_headers, write_condition
 from oscarpy.s3.payload import plan_payload, receive_body, receive_document
+from oscarpy.storage import checksums
 from oscarpy.storage.blobs import BlobWriter, WrittenBlob
+from oscarpy.storage.checksums import Checksum
 
 MAX_PART_NUMBER = 10_000
 MAX_LISTED = 1000
@@ -32,14 +36,47 @@ COPY_CHUNK = 1024 * 1024
 _COPY_RANGE = re.compile(r"bytes=(\d+)-(\d+)")
 
 
+def _upload_checksum(headers: dict[str, str]) -> Checksum | None:
+    """The checksum algorithm and type (`x-amz-checksum-algorithm`, `x-amz-checksum-type`) a
+    new upload's parts are checked with, as S3 allows them."""
+    algorithm = requested_checksum(headers)
+    kind = headers.get("x-amz-checksum-type", "").strip().upper()
+    if algorithm is None:
+        if kind:
+            raise S3Error(
+                "InvalidRequest",
+                "The x-amz-checksum-type header can only be used with the "
+                "x-amz-checksum-algorithm header.",
+            )
+        return None
+    kind = kind or checksums.default_type(algorithm)
+    if kind not in (checksums.COMPOSITE, checksums.FULL_OBJECT):
+        raise S3Error("InvalidRequest", "Value for x-amz-checksum-type header is invalid.")
+    if not checksums.supports(algorithm, kind):
+        raise S3Error(
+            "InvalidRequest",
+            f"The {algorithm.upper()} checksum algorithm does not support the {kind} type.",
+        )
+    return Checksum(algorithm, "", kind)
+
+
 async def create_upload(call: S3Call) -> Response:
     validate_or_raise(call.key)
     content_type, metadata, stored = object_settings(call.headers)
+    checksum = _upload_checksum(call.headers)
     upload_id = await call.run(
-        call.store.create_upload, call.bucket, call.key, content_type, metadata, stored
+        call.store.create_upload, call.bucket, call.key, content_type, metadata, stored, checksum
     )
     body = elements(Bucket=call.bucket, Key=call.key, UploadId=upload_id)
-    return xml_response("InitiateMultipartUploadResult", body)
+    headers = {}
+    if checksum is not None:
+        headers = {
+            "x-amz-checksum-algorithm": checksum.algorithm.upper(),
+            "x-amz-checksum-type": checksum.type,
+        }
+    response = xml_response("InitiateMultipartUploadResult", body)
+    response.headers.update(headers)
+    return response
 
 
 def _part_number(call: S3Call) -> int:
@@ -56,15 +93,25 @@ async def upload_part(call: S3Call) -> Response:
     number = _part_number(call)
     upload_id = call.query["uploadId"]
     # Fail before receiving the body when the upload is not there.
-    await call.run(call.store.get_upload, call.bucket, call.key, upload_id)
+    upload = await call.run(call.store.get_upload, call.bucket, call.key, upload_id)
     if "x-amz-copy-source" in call.headers:
-        return await _upload_part_copy(call, upload_id, number)
+        return await _upload_part_copy(call, upload_id, number, upload.checksum)
     plan = plan_payload(call.headers, call.auth)
+    wanted = upload.checksum
+    if wanted is not None:
+        if plan.checksum_algorithm not in (None, wanted.algorithm):
+            raise S3Error(
+                "InvalidRequest",
+                f"Checksum Type mismatch occurred, expected checksum Type: {wanted.algorithm}, "
+                f"actual checksum Type: {plan.checksum_algorithm}",
+            )
+        plan.checksum_algorithm = wanted.algorithm  # computed, if the client sent none
 
-    def commit(blob: WrittenBlob) -> str:
-        return call.store.commit_part(call.bucket, call.key, upload_id, number, blob)
+    def commit(blob: WrittenBlob) -> tuple[str, Checksum | None]:
+        etag = call.store.commit_part(call.bucket, call.key, upload_id, number, blob)
+        return etag, blob.checksum
 
-    etag = await receive_body(
+    etag, checksum = await receive_body(
         call.request.stream(),
         plan,
         call.auth,
@@ -72,10 +119,19 @@ async def upload_part(call: S3Call) -> Response:
         commit,
         call.inline_writes,
     )
-    return Response(status_code=200, headers={"ETag": f'"{etag}"'})
+    headers = {"ETag": f'"{etag}"'}
+    if checksum is not None:
+        headers[checksum.header] = checksum.value
+    return Response(status_code=200, headers=headers)
 
 
-def _copy_range(handle: BinaryIO, start: int, length: int, writer: BlobWriter) -> WrittenBlob:
+def _copy_range(
+    handle: BinaryIO, start: int, length: int, writer: BlobWriter, algorithm: str | None
+) -> WrittenBlob:
+    """The range copied to a new blob, with its checksum of `algorithm` if one is given."""
+    running = checksums.running(algorithm) if algorithm is not None else None
+    if running is not None:
+        writer.track(running)
     try:
         with handle:
             position, remaining = start, length
@@ -86,15 +142,19 @@ def _copy_range(handle: BinaryIO, start: int, length: int, writer: BlobWriter) -
                 writer.write(chunk)
                 position += len(chunk)
                 remaining -= len(chunk)
-        return writer.finish()
+        blob = writer.finish()
+        if running is not None and algorithm is not None:
+            blob = replace(blob, checksum=Checksum(algorithm, checksums.encode(running.digest())))
+        return blob
     except BaseException:
         writer.abort()
         raise
 
 
 def _copy_source_range(value: str, size: int) -> tuple[int, int]:
-    """(start, length) of `bytes=first-last`, both given and within the source, or S3's 400
-    `InvalidArgument` (a GET's open-ended and suffix forms are not accepted here)."""
+    """(start, length) of `bytes=first-last`, both given and within the source. Another form
+    (a GET's open-ended and suffix ones too) is S3's 400 `InvalidArgument`; a range that is
+    empty or beyond the source its `InvalidRange`."""
     match = _COPY_RANGE.fullmatch(value.strip())
     if match is None:
         raise S3Error(
@@ -105,14 +165,15 @@ def _copy_source_range(value: str, size: int) -> tuple[int, int]:
     first, last = int(match[1]), int(match[2])
     if first > last or last >= size:
         raise S3Error(
-            "InvalidArgument", f"Range specified is not valid for source object of size: {size}"
+            "InvalidRange", f"Range specified is not valid for source object of size: {size}"
         )
     return first, last - first + 1
 
 
-async def _upload_part_copy(call: S3Call, upload_id: str, number: int) -> Response:
-    source_bucket, source_key = copy_source(call)
-    found, handle = await call.run(call.store.open_object, source_bucket, source_key)
+async def _upload_part_copy(
+    call: S3Call, upload_id: str, number: int, wanted: Checksum | None
+) -> Response:
+    found, handle = await source_object(call)
     try:
         start, length = 0, found.size
         if "x-amz-copy-source-range" in call.headers:
@@ -120,18 +181,29 @@ async def _upload_part_copy(call: S3Call, upload_id: str, number: int) -> Respon
     except BaseException:
         handle.close()
         raise
-    blob = await to_thread.run_sync(_copy_range, handle, start, length, call.store.writer())
+    algorithm = wanted.algorithm if wanted is not None else None
+    blob = await to_thread.run_sync(
+        _copy_range, handle, start, length, call.store.writer(), algorithm
+    )
     etag = await call.run(call.store.commit_part, call.bucket, call.key, upload_id, number, blob)
     body = elements(ETag=f'"{etag}"', LastModified=iso(found.last_modified))
+    body += checksum_elements(blob.checksum, with_type=False)
     return xml_response("CopyPartResult", body)
 
 
 async def complete_upload(call: S3Call) -> Response:
     upload_id = call.query["uploadId"]
-    plan = plan_payload(call.headers, call.auth)
+    # Here x-amz-checksum-* headers declare the object's checksum, not the document's.
+    document_headers = {
+        name: value
+        for name, value in call.headers.items()
+        if not name.startswith("x-amz-checksum-")
+    }
+    plan = plan_payload(document_headers, call.auth)
     body = await receive_document(call.request.stream(), plan, call.auth, MAX_REQUEST_DOCUMENT)
     root = parse(body)
     parts: list[tuple[int, str]] = []
+    part_checksums: dict[int, str] = {}
     for part in root.findall("Part"):
         number, etag = text_of(part, "PartNumber"), text_of(part, "ETag")
         if not number or etag is None:
@@ -140,13 +212,35 @@ async def complete_upload(call: S3Call) -> Response:
             parts.append((int(number), etag))
         except ValueError as error:
             raise S3Error("MalformedXML", "PartNumber must be an integer") from error
+        for algorithm in checksums.ALGORITHMS:
+            claimed = text_of(part, "Checksum" + algorithm.upper())
+            if claimed:
+                part_checksums[int(number)] = claimed.strip()
+    expected = next(
+        (
+            call.headers[f"x-amz-checksum-{algorithm}"].strip()
+            for algorithm in checksums.ALGORITHMS
+            if f"x-amz-checksum-{algorithm}" in call.headers
+        ),
+        None,
+    )
     condition = await write_condition(call)
     found = await call.run(
-        call.store.complete_upload, call.bucket, call.key, upload_id, parts, condition
+        call.store.complete_upload,
+        call.bucket,
+        call.key,
+        upload_id,
+        parts,
+        condition,
+        part_checksums=part_checksums,
+        expected_checksum=expected,
     )
     location = f"{call.request.base_url}{call.bucket}/{call.key}"
     result = elements(Location=location, Bucket=call.bucket, Key=call.key, ETag=f'"{found.etag}"')
-    return xml_response("CompleteMultipartUploadResult", result)
+    result += checksum_elements(found.checksum)
+    response = xml_response("CompleteMultipartUploadResult", result)
+    response.headers.update(version_headers(found))
+    return response
 
 
 async def abort_upload(call: S3Call) -> Response:
@@ -166,7 +260,7 @@ def _limit(call: S3Call, name: str) -> int:
 
 async def list_parts(call: S3Call) -> Response:
     upload_id = call.query["uploadId"]
-    await call.run(call.store.get_upload, call.bucket, call.key, upload_id)
+    upload = await call.run(call.store.get_upload, call.bucket, call.key, upload_id)
     limit = _limit(call, "max-parts")
     try:
         marker = int(call.query.get("part-number-marker") or 0)
@@ -184,6 +278,10 @@ async def list_parts(call: S3Call) -> Response:
         MaxParts=limit,
         IsTruncated=truncated,
     )
+    if upload.checksum is not None:
+        head += elements(
+            ChecksumAlgorithm=upload.checksum.algorithm.upper(), ChecksumType=upload.checksum.type
+        )
     entries = "".join(
         "<Part>"
         + elements(
@@ -192,6 +290,7 @@ async def list_parts(call: S3Call) -> Response:
             ETag=f'"{part.etag}"',
             Size=part.size,
         )
+        + checksum_elements(part.checksum, with_type=False)
         + "</Part>"
         for part in parts
     )

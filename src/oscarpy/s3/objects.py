@@ -11,11 +11,20 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from oscarpy.s3.call import S3Call
-from oscarpy.s3.documents import document, elements, iso
+from oscarpy.s3.documents import checksum_elements, document, elements, iso
 from oscarpy.s3.errors import S3Error, from_store_error, not_implemented
-from oscarpy.s3.headers import object_headers, object_settings, parse_http_date
+from oscarpy.s3.headers import (
+    checksum_headers,
+    http_date,
+    object_headers,
+    object_settings,
+    parse_http_date,
+    requested_checksum,
+)
 from oscarpy.s3.payload import plan_payload, receive_body
+from oscarpy.storage import checksums
 from oscarpy.storage.blobs import WrittenBlob
+from oscarpy.storage.checksums import Checksum
 from oscarpy.storage.errors import StorageError
 from oscarpy.storage.rows import WriteCondition
 from oscarpy.storage.store import ObjectDetails, validate_key
@@ -144,11 +153,54 @@ def check_preconditions(found: ObjectDetails, headers: dict[str, str], prefix: s
     return since is not None and modified <= since
 
 
+def requested_version(value: str | None) -> str | None | bool:
+    """A `versionId` as the store takes it: None for "null", False when none is given."""
+    if value is None:
+        return False
+    if not value:
+        raise S3Error("InvalidArgument", "Version id cannot be the empty string")
+    return None if value == "null" else value
+
+
+def version_headers(found: ObjectDetails) -> dict[str, str]:
+    headers = {}
+    if found.version_id is not None:
+        headers["x-amz-version-id"] = found.version_id
+    if found.delete_marker:
+        headers["x-amz-delete-marker"] = "true"
+    return headers
+
+
+async def _open(call: S3Call) -> tuple[ObjectDetails, BinaryIO]:
+    """The object (or the version `versionId` names) and a handle on its bytes: S3's 405 for a
+    delete marker named by version, 404 with `x-amz-delete-marker` when one is the latest."""
+    version = requested_version(call.query.get("versionId"))
+    if version is not False:
+        assert not isinstance(version, bool)
+        found, handle = await call.run(call.store.open_version, call.bucket, call.key, version)
+        if handle is None:
+            error = S3Error(
+                "MethodNotAllowed", "The specified method is not allowed against this resource."
+            )
+            error.headers.update(version_headers(found))
+            error.headers["Last-Modified"] = http_date(found.last_modified)
+            raise error
+        return found, handle
+    try:
+        return await call.run(call.store.open_object, call.bucket, call.key)
+    except S3Error as error:
+        if error.code == "NoSuchKey":
+            marker = await call.run(call.store.latest_delete_marker, call.bucket, call.key)
+            if marker is not None:
+                error.headers.update(version_headers(marker))
+        raise
+
+
 async def get_object(call: S3Call, *, head: bool = False) -> Response:
-    check_version(call)
-    found, handle = await call.run(call.store.open_object, call.bucket, call.key)
+    found, handle = await _open(call)
     try:
         headers = object_headers(found, call.query)
+        headers.update(version_headers(found))
         if check_preconditions(found, call.headers):
             handle.close()
             return Response(
@@ -166,6 +218,8 @@ async def get_object(call: S3Call, *, head: bool = False) -> Response:
                 headers["x-amz-mp-parts-count"] = str(len(found.part_sizes))
         else:
             selected = parse_range(call.headers.get("range"), found.size)
+        if call.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+            headers.update(checksum_headers(_answered_checksum(found, part, selected)))
     except BaseException:
         handle.close()
         raise
@@ -181,10 +235,21 @@ async def get_object(call: S3Call, *, head: bool = False) -> Response:
     return BlobResponse(handle, start, length, status, headers)
 
 
-def check_version(call: S3Call) -> None:
-    version = call.query.get("versionId")
-    if version is not None and version != "null":
-        raise S3Error("NoSuchVersion", "buckets are unversioned: the only version is 'null'")
+def _answered_checksum(
+    found: ObjectDetails, part: str | None, selected: tuple[int, int] | None
+) -> Checksum | None:
+    """The checksum a GET or HEAD answers with: the object's for the whole of it; a part's own
+    for one part of a composite multipart object; none for a byte range (S3 has none)."""
+    checksum = found.checksum
+    if checksum is None:
+        return None
+    if part is not None and found.part_sizes:
+        if checksum.type != checksums.COMPOSITE or not checksum.parts:
+            return None
+        return Checksum(checksum.algorithm, checksum.parts[int(part) - 1], checksums.COMPOSITE)
+    if selected is not None and (selected[0], selected[1]) != (0, found.size):
+        return None
+    return checksum
 
 
 async def write_condition(call: S3Call, *, check_now: bool = True) -> WriteCondition | None:
@@ -243,7 +308,14 @@ async def put_object(call: S3Call) -> Response:
         commit,
         call.inline_writes,
     )
-    return Response(status_code=200, headers={"ETag": f'"{found.etag}"'})
+    return Response(
+        status_code=200,
+        headers={
+            "ETag": f'"{found.etag}"',
+            **checksum_headers(found.checksum),
+            **version_headers(found),
+        },
+    )
 
 
 def validate_or_raise(key: str) -> None:
@@ -255,34 +327,48 @@ def validate_or_raise(key: str) -> None:
         raise from_store_error(error) from error
 
 
-def copy_source(call: S3Call) -> tuple[str, str]:
-    value = unquote(call.headers["x-amz-copy-source"])
+def copy_source(call: S3Call) -> tuple[str, str, str | None | bool]:
+    """(bucket, key, version as `requested_version` gives it) of `x-amz-copy-source`."""
+    value = call.headers["x-amz-copy-source"]
     value, _, version = value.partition("?versionId=")
-    if version and version != "null":
-        raise S3Error("NoSuchVersion", "buckets are unversioned: the only version is 'null'")
+    value = unquote(value)
     bucket, _, key = value.lstrip("/").partition("/")
     if not bucket or not key:
         raise S3Error("InvalidArgument", "x-amz-copy-source must be <bucket>/<key>")
-    return bucket, key
+    return bucket, key, requested_version(unquote(version) if version else None)
+
+
+async def source_object(call: S3Call) -> tuple[ObjectDetails, BinaryIO]:
+    """The object (or version) `x-amz-copy-source` names, and a handle on its bytes."""
+    bucket, key, version = copy_source(call)
+    if version is False:
+        return await call.run(call.store.open_object, bucket, key)
+    assert not isinstance(version, bool)
+    found, handle = await call.run(call.store.open_version, bucket, key, version)
+    if handle is None:
+        raise S3Error(
+            "InvalidRequest",
+            "The source of a copy request may not specifically refer to a delete marker by "
+            "version id.",
+        )
+    return found, handle
 
 
 async def copy_object(call: S3Call) -> Response:
-    source_bucket, source_key = copy_source(call)
+    source_bucket, source_key, source_version = copy_source(call)
     directive = call.headers.get("x-amz-metadata-directive", "COPY").upper()
     if directive not in ("COPY", "REPLACE"):
         raise S3Error("InvalidArgument", "x-amz-metadata-directive must be COPY or REPLACE")
-    if (source_bucket, source_key) == (call.bucket, call.key) and directive == "COPY":
+    same = (source_bucket, source_key) == (call.bucket, call.key) and source_version is False
+    if same and directive == "COPY":
         raise S3Error(
             "InvalidRequest",
             "This copy request is illegal because it is trying to copy an object to itself "
             "without changing the object's metadata, storage class, website redirect location "
             "or encryption attributes.",
         )
-    source = await call.run(call.store.head, source_bucket, source_key)
-    if source is None:
-        if not await call.run(call.store.bucket_exists, source_bucket):
-            raise S3Error("NoSuchBucket", f"bucket {source_bucket!r} does not exist")
-        raise S3Error("NoSuchKey", f"object {source_key!r} not found")
+    source, handle = await source_object(call)
+    handle.close()
     if check_preconditions(source, call.headers, prefix="x-amz-copy-source-"):
         raise S3Error(
             "PreconditionFailed", "At least one of the pre-conditions you specified did not hold"
@@ -297,12 +383,98 @@ async def copy_object(call: S3Call) -> Response:
         call.key,
         replace=replace,
         condition=condition,
+        checksum_algorithm=requested_checksum(call.headers),
+        source_version=source_version,
     )
     body = elements(LastModified=iso(found.last_modified), ETag=f'"{found.etag}"')
-    return Response(document("CopyObjectResult", body), media_type="application/xml")
+    body += checksum_elements(found.checksum)
+    headers = version_headers(found)
+    if source.version_id is not None:
+        headers["x-amz-copy-source-version-id"] = source.version_id
+    return Response(
+        document("CopyObjectResult", body), media_type="application/xml", headers=headers
+    )
 
 
 async def delete_object(call: S3Call) -> Response:
-    check_version(call)
+    version = requested_version(call.query.get("versionId"))
+    if version is not False:
+        assert not isinstance(version, bool)
+        removed = await call.run(call.store.delete_version, call.bucket, call.key, version)
+        headers = {"x-amz-version-id": call.query["versionId"]}
+        if removed is not None and removed.delete_marker:
+            headers["x-amz-delete-marker"] = "true"
+        return Response(status_code=204, headers=headers)
     await call.run(call.store.delete_objects, call.bucket, [call.key])
-    return Response(status_code=204)
+    marker = await call.run(call.store.latest_delete_marker, call.bucket, call.key)
+    return Response(status_code=204, headers=version_headers(marker) if marker else {})
+
+
+OBJECT_ATTRIBUTES = ("ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize")
+
+
+def _header_number(call: S3Call, name: str, default: int) -> int:
+    try:
+        return int(call.headers.get(name, default))
+    except ValueError as error:
+        raise S3Error("InvalidArgument", f"{name} must be an integer") from error
+
+
+async def get_object_attributes(call: S3Call) -> Response:
+    """GetObjectAttributes: the attributes `x-amz-object-attributes` names, in one document."""
+    if requested_version(call.query.get("versionId")) is not False:
+        raise not_implemented("GetObjectAttributes of a version")
+    wanted = {
+        name.strip() for name in call.headers.get("x-amz-object-attributes", "").split(",")
+    } - {""}
+    if not wanted:
+        raise S3Error(
+            "InvalidArgument",
+            "The x-amz-object-attributes header specifying the attributes to be retrieved is "
+            "either missing or empty",
+        )
+    if not wanted <= set(OBJECT_ATTRIBUTES):
+        raise S3Error("InvalidArgument", "Invalid attribute name specified.")
+    found = await call.run(call.store.head, call.bucket, call.key)
+    if found is None:
+        if not await call.run(call.store.bucket_exists, call.bucket):
+            raise S3Error("NoSuchBucket", f"bucket {call.bucket!r} does not exist")
+        raise S3Error("NoSuchKey", f"object {call.key!r} not found")
+    body = ""
+    if "ETag" in wanted:
+        body += elements(ETag=found.etag)
+    if "Checksum" in wanted and found.checksum is not None:
+        body += f"<Checksum>{checksum_elements(found.checksum)}</Checksum>"
+    if "ObjectParts" in wanted and found.part_sizes:
+        body += _object_parts(call, found)
+    if "StorageClass" in wanted:
+        body += elements(StorageClass="STANDARD")
+    if "ObjectSize" in wanted:
+        body += elements(ObjectSize=found.size)
+    return Response(
+        document("GetObjectAttributesResponse", body),
+        media_type="application/xml",
+        headers={"Last-Modified": http_date(found.last_modified)},
+    )
+
+
+def _object_parts(call: S3Call, found: ObjectDetails) -> str:
+    """The `ObjectParts` of a multipart object: a page of its parts, sizes and checksums."""
+    limit = min(max(_header_number(call, "x-amz-max-parts", 1000), 0), 1000)
+    marker = max(_header_number(call, "x-amz-part-number-marker", 0), 0)
+    numbers = range(marker + 1, min(marker + limit, len(found.part_sizes)) + 1)
+    part_checksums = found.checksum.parts if found.checksum is not None else ()
+    entries = ""
+    for number in numbers:
+        entries += "<Part>" + elements(PartNumber=number, Size=found.part_sizes[number - 1])
+        if found.checksum is not None and number <= len(part_checksums):
+            entries += elements(**{found.checksum.element: part_checksums[number - 1]})
+        entries += "</Part>"
+    head = elements(
+        PartsCount=len(found.part_sizes),
+        PartNumberMarker=marker,
+        NextPartNumberMarker=numbers[-1] if numbers else marker,
+        MaxParts=limit,
+        IsTruncated=marker + limit < len(found.part_sizes),
+    )
+    return f"<ObjectParts>{head}{entries}</ObjectParts>"

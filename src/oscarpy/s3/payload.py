@@ -16,9 +16,8 @@ import hashlib
 import logging
 import re
 import time
-import zlib
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
 from anyio import to_thread
@@ -36,7 +35,9 @@ from oscarpy.s3.sigv4 import (
     signatures_equal,
     trailer_string_to_sign,
 )
+from oscarpy.storage import checksums
 from oscarpy.storage.blobs import Blobs, RunningHash, WrittenBlob
+from oscarpy.storage.checksums import Checksum, RunningChecksum
 
 T = TypeVar("T")
 log = logging.getLogger("oscarpy.s3")
@@ -45,28 +46,6 @@ FLUSH_BYTES = 1024 * 1024
 INLINE_BYTES = 64 * 1024
 MAX_CHUNK_HEADER = 4096
 _HEX_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-CHECKSUM_ALGORITHMS = ("crc32", "crc32c", "crc64nvme", "sha1", "sha256")
-
-
-class _Crc32:
-    def __init__(self) -> None:
-        self.value = 0
-
-    def update(self, data: bytes) -> None:
-        self.value = zlib.crc32(data, self.value)
-
-    def digest(self) -> bytes:
-        return self.value.to_bytes(4, "big")
-
-
-def _checksum_state(algorithm: str) -> _Crc32 | hashlib._Hash | None:
-    """A running checksum, or None for algorithms we cannot compute (crc32c, crc64nvme need
-    native code we do not ship); those values are accepted unverified."""
-    if algorithm == "crc32":
-        return _Crc32()
-    if algorithm in ("sha1", "sha256"):
-        return hashlib.new(algorithm)
-    return None
 
 
 @dataclass
@@ -79,7 +58,11 @@ class PayloadPlan:
     sha256: str | None = None
     content_md5: bytes | None = None
     checksum_algorithm: str | None = None
+    """The additional checksum computed of the body (`storage.checksums.ALGORITHMS`)."""
     checksum_value: str | None = None
+    """Its value as declared in a header; else it comes in a trailer, or is only computed."""
+    checksum_expected: bool = False
+    """Whether the client declares a value (header or trailer) that the body must match."""
     decoded_length: int | None = None
     content_length: int | None = None
     """Of a body that is not `aws-chunked`, when the request says it."""
@@ -123,13 +106,27 @@ def plan_payload(headers: Mapping[str, str], auth: Authorization) -> PayloadPlan
             raise S3Error("InvalidDigest", "Content-MD5 is not valid base64") from error
         if len(plan.content_md5) != 16:
             raise S3Error("InvalidDigest", "Content-MD5 is not an MD5 digest")
-    for algorithm in CHECKSUM_ALGORITHMS:
-        value = headers.get(f"x-amz-checksum-{algorithm}")
-        if value is not None:
-            plan.checksum_algorithm, plan.checksum_value = algorithm, value
+    named = [name for name in checksums.ALGORITHMS if f"x-amz-checksum-{name}" in headers]
+    if len(named) > 1:
+        raise S3Error(
+            "InvalidRequest",
+            "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.",
+        )
+    for algorithm in named:
+        value = headers[f"x-amz-checksum-{algorithm}"].strip()
+        if not checksums.valid_value(algorithm, value):
+            raise S3Error(
+                "InvalidRequest", f"Value for x-amz-checksum-{algorithm} header is invalid."
+            )
+        plan.checksum_algorithm, plan.checksum_value = algorithm, value
+        plan.checksum_expected = True
     trailer = headers.get("x-amz-trailer", "").strip().lower()
     if plan.trailer and trailer.startswith("x-amz-checksum-"):
-        plan.checksum_algorithm = trailer.removeprefix("x-amz-checksum-")
+        algorithm = trailer.removeprefix("x-amz-checksum-")
+        if algorithm not in checksums.ALGORITHMS:
+            raise S3Error("InvalidRequest", f"The {trailer} trailer is not a known checksum")
+        plan.checksum_algorithm = algorithm
+        plan.checksum_expected = True
     return plan
 
 
@@ -331,8 +328,9 @@ class _Sink:
 
 async def _receive(
     stream: AsyncIterator[bytes], plan: PayloadPlan, auth: Authorization, writer: _Writer
-) -> None:
-    checksum = _checksum_state(plan.checksum_algorithm) if plan.checksum_algorithm else None
+) -> Checksum | None:
+    """Receive the body into `writer` and check it; returns its additional checksum."""
+    checksum = checksums.running(plan.checksum_algorithm) if plan.checksum_algorithm else None
     if checksum is not None:
         writer.track(checksum)
     sink = _Sink(writer)
@@ -371,7 +369,7 @@ async def _receive(
         else:
             await to_thread.run_sync(sink, batch)
     trailers = decoder.close() if decoder is not None else {}
-    _verify(plan, writer, checksum, trailers)
+    return _verify(plan, writer, checksum, trailers)
 
 
 async def receive_body(
@@ -390,12 +388,12 @@ async def receive_body(
         return await _receive_small(stream, plan, auth, blobs, commit, inline)
     writer = blobs.writer(sha256=plan.sha256 is not None)
     try:
-        await _receive(stream, plan, auth, writer)
+        checksum = await _receive(stream, plan, auth, writer)
     except BaseException:
         writer.abort()
         raise
     # `finish` removes the blob if it fails; `commit` does if it fails.
-    return await to_thread.run_sync(lambda: commit(writer.finish()))
+    return await to_thread.run_sync(lambda: commit(replace(writer.finish(), checksum=checksum)))
 
 
 class InlineWrites:
@@ -451,11 +449,11 @@ async def _receive_small(
     in one go: inline while `inline` allows it, else in one worker-thread call (creating the
     file from the event loop and committing from a thread would cost two hand-offs)."""
     received = DocumentWriter(INLINE_BYTES, sha256=plan.sha256 is not None)
-    await _receive(stream, plan, auth, received)
+    checksum = await _receive(stream, plan, auth, received)
     data = bytes(received.data)
 
     def write_and_commit() -> T:
-        return commit(blobs.write_whole(data))
+        return commit(replace(blobs.write_whole(data), checksum=checksum))
 
     if inline is None or not inline.allowed():
         return await to_thread.run_sync(write_and_commit)
@@ -478,9 +476,9 @@ async def receive_document(
 def _verify(
     plan: PayloadPlan,
     writer: _Writer,
-    checksum: _Crc32 | hashlib._Hash | None,
+    checksum: RunningChecksum | None,
     trailers: dict[str, str],
-) -> None:
+) -> Checksum | None:
     if plan.decoded_length is not None and writer.size != plan.decoded_length:
         raise S3Error(
             "IncompleteBody",
@@ -494,15 +492,19 @@ def _verify(
         )
     if plan.content_md5 is not None and writer.md5_digest() != plan.content_md5:
         raise S3Error("BadDigest", "the Content-MD5 you specified did not match what we received")
-    if checksum is not None and plan.checksum_algorithm is not None:
+    if checksum is None or plan.checksum_algorithm is None:
+        return None
+    computed = checksums.encode(checksum.digest())
+    if plan.checksum_expected:
         expected = plan.checksum_value or trailers.get(f"x-amz-checksum-{plan.checksum_algorithm}")
         if expected is None:
             raise S3Error(
                 "InvalidRequest", f"the x-amz-checksum-{plan.checksum_algorithm} is missing"
             )
-        if base64.b64encode(checksum.digest()).decode() != expected:
+        if computed != expected.strip():
             raise S3Error(
                 "BadDigest",
-                f"the {plan.checksum_algorithm.upper()} you specified did not match "
-                "the calculated checksum",
+                f"The {plan.checksum_algorithm.upper()} you specified did not match "
+                "the calculated checksum.",
             )
+    return Checksum(plan.checksum_algorithm, computed)

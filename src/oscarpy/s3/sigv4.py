@@ -163,7 +163,7 @@ class Verifier:
             return self._verify_v2_query(method, raw_path, raw_query, headers, now)
         raise S3Error("AccessDenied", "anonymous requests are not allowed; sign your requests")
 
-    def _check_access_key(self, access_key: str) -> None:
+    def check_access_key(self, access_key: str) -> None:
         if not hmac.compare_digest(
             access_key.encode("utf-8", "surrogatepass"), self.credentials.access_key.encode()
         ):
@@ -179,7 +179,7 @@ class Verifier:
                 "the credential must be <key>/<date>/<region>/<service>/aws4_request",
             )
         access_key, date, region, service, _ = parts
-        self._check_access_key(access_key)
+        self.check_access_key(access_key)
         return access_key, date, region, service
 
     def _verify_v2_header(
@@ -194,7 +194,7 @@ class Verifier:
         access_key, colon, signature = header[len("AWS ") :].strip().rpartition(":")
         if not colon or not access_key:
             raise S3Error("AccessDenied", "malformed Authorization header")
-        self._check_access_key(access_key)
+        self.check_access_key(access_key)
         amz_date = _first(headers, "x-amz-date")
         moment = _parse_http_date(amz_date or _first(headers, "date"))
         if abs(now - moment) > MAX_SKEW:
@@ -229,7 +229,7 @@ class Verifier:
                 "a presigned URL needs AWSAccessKeyId, Signature and Expires (seconds since "
                 "the epoch)",
             ) from error
-        self._check_access_key(access_key)
+        self.check_access_key(access_key)
         remaining = expires - now.timestamp()
         if remaining < 0:
             raise S3Error("AccessDenied", "Request has expired", Expires=str(expires))

@@ -3,7 +3,8 @@
     ServiceError
     ├── ServiceDefinitionError   a definition (JSON body or FDL file) is invalid
     ├── ServiceExists            create with a name already taken
-    └── ServiceNotFound          read, update or delete of an absent service
+    ├── ServiceNotFound          read, update or delete of an absent service
+    └── ServiceForbidden         the caller's user may not do this with the service
 
 Their HTTP statuses are in `oscarpy/errors.py`.
 """
@@ -29,3 +30,7 @@ class ServiceNotFound(ServiceError):
     def __init__(self, name: str) -> None:
         super().__init__(f"no service named {name!r}")
         self.name = name
+
+
+class ServiceForbidden(ServiceError):
+    """The caller is signed in but may not do this with the service (see `services.access`)."""

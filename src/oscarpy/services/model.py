@@ -33,6 +33,7 @@ from pydantic import (
 
 from oscarpy.services import quantities
 from oscarpy.services.errors import ServiceDefinitionError
+from oscarpy.services.expose import ExposeSettings
 
 __all__ = [
     "ANY_SCRIPT_PATH",
@@ -465,14 +466,10 @@ class Service(_OscarModel):
         "total_memory": "no limit over all of a service's jobs; `max_concurrency` caps them",
         "total_cpu": "no limit over all of a service's jobs; `max_concurrency` caps them",
         "ephemeral_storage_request": "jobs' disk use is not reserved",
-        "enable_gpu": "no GPU is requested; jobs run on the CPU",
         "enable_sgx": "no SGX device is given to jobs",
-        "image_prefetch": "the image is pulled when the first job runs",
-        "image_pull_secrets": "registry credentials are not used; the image must pull without",
-        "expose": "exposed services (long-running containers behind "
-        "/system/services/<name>/exposed/) are not implemented",
+        "expose": "",  # acted on: see `expose_settings`
         "expose_options": "exposed services are not implemented",
-        "mount": "nothing is mounted: bucket mounts are not implemented",
+        "mount": "",  # acted on: see `mount_path`
         "volume": "no persistent volume is attached: managed volumes are not implemented",
         "kserve": "KServe inference services need Kubernetes; none is deployed",
         "interlink_node_name": "interLink nodes are not used; jobs run on this server",
@@ -482,13 +479,15 @@ class Service(_OscarModel):
         "delegation": _DELEGATION,
         "rescheduler_threshold": _DELEGATION,
         "vo": "virtual organisations are not checked; visibility and allowed_users decide access",
-        "isolation_level": "no per-user buckets are made; every user shares the service's",
-        "bucket_list": "no per-user buckets are made; every user shares the service's",
+        "isolation_level": "",  # USER: oscarpy.services.isolation
+        "bucket_list": "",  # OSCAR's list of the private buckets it made
         "kube_annotations": "there are no Kubernetes objects to annotate",
     }
     # What OSCAR's answers add about its own deployment of the service.
     answer_only_keys = frozenset({"namespace", "volume_status", "deployment"})
-    empty_means_default = frozenset({"cpu", "memory", "log_level", "visibility"})
+    empty_means_default = frozenset(
+        {"cpu", "memory", "log_level", "visibility", "image_pull_policy"}
+    )
 
     name: str = Field(min_length=1, max_length=39, description="A DNS label, e.g. `grayify`.")
     image: str = Field(min_length=1, description="Container image with `/bin/sh`.")
@@ -524,6 +523,12 @@ class Service(_OscarModel):
         description="oscar-py extension: run the script as root in its container, for images "
         "that need it; by default it runs as an unprivileged user (uid 65534).",
     )
+    warm_jobs: bool = Field(
+        False,
+        description="oscar-py extension: run the service's file jobs in its warm containers "
+        "(the `/run` pool, sized by `synchronous.min_scale`/`max_scale`) instead of a fresh "
+        "container each; nothing of one job is visible to the next.",
+    )
     network: Literal["default", "none"] = Field(
         "default",
         description="oscar-py extension: `none` runs the service's containers without any "
@@ -540,11 +545,35 @@ class Service(_OscarModel):
         description="As in OSCAR: `true` skips the download of the input file; the script gets "
         "the event only (EVENT, STORAGE_OBJECT_KEY) and no INPUT_FILE_PATH.",
     )
+    enable_gpu: bool = Field(
+        False,
+        description="As in OSCAR: the service's containers get the host's GPUs (refused where "
+        "the host has none, unless the server runs with OSCAR_GPU=optional).",
+    )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(
+        None,
+        description="oscar-py extension: when the image is pulled before a job. Default as "
+        "OSCAR: `Always` for a `latest` or untagged image, else `IfNotPresent`.",
+    )
+    image_pull_secrets: list[str] = Field(
+        default_factory=list,
+        description="As in OSCAR, the secrets that log in to the image's registry: here names "
+        "of `environment.secrets` entries holding `username:password` (not given to the script).",
+    )
+    image_prefetch: bool = Field(
+        False, description="As in OSCAR: pull the image when the service is created or updated."
+    )
     job_ttl: int | None = Field(
         None,
         ge=0,
         description="oscar-py extension: seconds a finished job and its log are kept; 0 keeps "
         "them forever; default the server's OSCAR_JOB_TTL (30 days).",
+    )
+    placement: list[str] = Field(
+        default_factory=list,
+        description="oscar-py extension, cluster mode: Swarm placement constraints the nodes "
+        "that run the jobs must meet, e.g. `node.labels.zone==b`; `enable_gpu: true` adds "
+        "`node.labels.gpu==true`.",
     )
 
     _warnings: list[str] = PrivateAttr(default_factory=list)
@@ -559,6 +588,23 @@ class Service(_OscarModel):
         warnings: list[str] = []
         sift(self.to_json(), Service, "", warnings)
         return warnings
+
+    @field_validator("placement", mode="after")
+    @classmethod
+    def _valid_constraints(cls, value: list[str]) -> list[str]:
+        for constraint in value:
+            if not _CONSTRAINT.fullmatch(constraint):
+                raise ValueError(
+                    f"{constraint!r} is not a placement constraint: write "
+                    "`node.labels.<name>==<value>` (or !=; also node.hostname, node.role, "
+                    "node.platform.os, node.platform.arch, engine.labels.<name>)"
+                )
+        return [constraint.strip() for constraint in value]
+
+    def node_constraints(self) -> list[str]:
+        """Where its jobs may run in cluster mode: `placement`, and GPU nodes for
+        `enable_gpu` (nodes labelled `gpu=true`)."""
+        return [*self.placement, *(["node.labels.gpu==true"] if self.enable_gpu else [])]
 
     @field_validator("name", mode="after")
     @classmethod
@@ -614,7 +660,7 @@ class Service(_OscarModel):
     def _texts(cls, value: Any) -> Any:
         return _text_map(value)
 
-    @field_validator("input", "output", "allowed_users", mode="before")
+    @field_validator("input", "output", "allowed_users", "image_pull_secrets", mode="before")
     @classmethod
     def _none_is_empty(cls, value: Any) -> Any:
         return [] if value is None else value
@@ -644,6 +690,19 @@ class Service(_OscarModel):
                         f"oscar-py; use a {' or '.join(SUPPORTED_PROVIDER_TYPES)} provider"
                     )
         self._check_no_loop()
+        mount = self.mount_path()
+        if mount is not None:
+            _check_bucket_name(mount.bucket, "mount.path")
+            if mount.provider_type not in SUPPORTED_PROVIDER_TYPES or not (
+                mount.storage_provider == DEFAULT_PROVIDER
+                or self.storage_providers.defines(mount.storage_provider)
+            ):
+                raise ValueError(
+                    f"mount.storage_provider: {mount.storage_provider!r} is not a defined "
+                    f"{' or '.join(SUPPORTED_PROVIDER_TYPES)} provider"
+                )
+        if self.expose_settings() is not None and self.network == "none":
+            raise ValueError("expose: an exposed service needs a network; drop `network: none`")
         return self
 
     def _check_no_loop(self) -> None:
@@ -658,12 +717,48 @@ class Service(_OscarModel):
                         "write outputs to a folder outside the input folder"
                     )
 
+    def mount_path(self) -> StoragePath | None:
+        """OSCAR's `mount`: a storage path copied read-only to `/mnt/<bucket>/<folder>` before
+        each job; `None` when the section asks for nothing."""
+        section = _lower_keys(self.oscar_settings).get("mount")
+        if not isinstance(section, dict) or _is_neutral("mount", section):
+            return None
+        keys = _lower_keys(section)
+        if not keys.get("path"):
+            return None
+        path = StoragePath.model_validate(
+            {
+                "storage_provider": keys.get("storage_provider") or DEFAULT_PROVIDER,
+                "path": keys["path"],
+            }
+        )
+        if "/" not in path.path:
+            path = path.model_copy(update={"path": f"{path.path}/"})
+        return path
+
+    def expose_settings(self) -> ExposeSettings | None:
+        """The `expose` section with OSCAR's defaults, or `None` when nothing is exposed."""
+        return ExposeSettings.of(_lower_keys(self.oscar_settings).get("expose"))
+
+    def registry_login(self) -> tuple[str, str] | None:
+        """(username, password) from the first `image_pull_secrets` entry that holds one."""
+        for name in self.image_pull_secrets:
+            username, colon, password = self.environment.secrets.get(name, "").partition(":")
+            if colon and username:
+                return username, password
+        return None
+
+    def script_secrets(self) -> dict[str, str]:
+        """The secrets the script gets: all but the registry credentials."""
+        return {
+            name: value
+            for name, value in self.environment.secrets.items()
+            if name not in self.image_pull_secrets
+        }
+
     def exposed_base_path(self) -> str:
         """OSCAR's `OSCAR_SERVICE_BASE_PATH`: where an exposed service is reached, or ""."""
-        expose = self.oscar_settings.get("expose")
-        if isinstance(expose, dict) and not _is_neutral("expose", expose):
-            return f"/system/services/{self.name}/exposed"
-        return ""
+        return f"/system/services/{self.name}/exposed" if self.expose_settings() else ""
 
     @property
     def cpu_cores(self) -> float:
@@ -804,8 +899,20 @@ def parse_service(data: Any, *, where: str = "") -> Service:
         service = Service.model_validate(data)
     except ValidationError as error:
         raise ServiceDefinitionError(describe_validation_error(error, where)) from None
+    for index, name in enumerate(service.image_pull_secrets):
+        if name not in service.environment.secrets:
+            warnings.append(
+                f"image_pull_secrets[{index}]: no secret {name!r} in environment.secrets; the "
+                "image is pulled without credentials"
+            )
     service._warnings = warnings
     return service
+
+
+_CONSTRAINT = re.compile(
+    r"\s*(node\.(id|hostname|role|platform\.os|platform\.arch|labels\.[\w.-]+)"
+    r"|engine\.labels\.[\w.-]+)\s*(==|!=)\s*[\w.:/-]+\s*"
+)
 
 
 def _lower_keys(data: dict[Any, Any]) -> dict[str, Any]:

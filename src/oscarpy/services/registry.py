@@ -20,10 +20,14 @@ from sqlalchemy import DateTime, String, Text, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
+from oscarpy.auth.buckets import BucketAccessTable
 from oscarpy.auth.principal import ADMIN_USER_ID
 from oscarpy.db import Base, Database, utcnow
+from oscarpy.gpu import host_has_gpu
 from oscarpy.log import register_secret
 from oscarpy.services.errors import ServiceDefinitionError, ServiceExists, ServiceNotFound
+from oscarpy.services.images import AllowedImages
+from oscarpy.services.isolation import outputs_for, private_buckets, watched_inputs
 from oscarpy.services.model import Service
 
 log = logging.getLogger(__name__)
@@ -90,6 +94,10 @@ class ServiceRegistry:
         self.store = store
         self._listeners: list[Listener] = []
         self._listeners_lock = threading.Lock()
+        self.allowed_images = AllowedImages(database)
+        self.gpu_optional = False
+        """`OSCAR_GPU=optional`: a service asking for a GPU this host lacks is accepted with a
+        warning (its jobs run on the CPU) instead of refused."""
 
     def add_listener(self, callback: Listener) -> None:
         """Call `callback(event, service)` after each committed change."""
@@ -101,6 +109,8 @@ class ServiceRegistry:
         if self.get(service.name) is not None:
             raise ServiceExists(service.name)
         _refuse_placeholders(service)
+        self.allowed_images.check(service.image)
+        self._check_gpu(service)
         service = service.model_copy(
             update={"token": generate_token(), "owner": service.owner or ADMIN_OWNER}
         )
@@ -133,6 +143,9 @@ class ServiceRegistry:
             update={"token": stored.token, "owner": stored.owner}
         )
         _refuse_placeholders(service)
+        if service.image != stored.image:  # a service the list now excludes can still be edited
+            self.allowed_images.check(service.image)
+        self._check_gpu(service)
         for secret in service.secret_values():
             register_secret(secret)
         # Buckets first, outside the transaction: the store commits in its own sessions.
@@ -146,6 +159,19 @@ class ServiceRegistry:
         log.info("service %s updated", service.name)
         self._notify("updated", service)
         return service
+
+    def _check_gpu(self, service: Service) -> None:
+        """`enable_gpu` on a host without one: refused, or (optional) a warning on `service`."""
+        if not service.enable_gpu or host_has_gpu():
+            return
+        if not self.gpu_optional:
+            raise ServiceDefinitionError(
+                "enable_gpu: this host has no GPU (no NVIDIA driver); drop enable_gpu, or run "
+                "the server with OSCAR_GPU=optional to run such services on the CPU"
+            )
+        service._warnings.append(  # noqa: SLF001 (the definition's own warnings)
+            "enable_gpu: this host has no GPU; the service's jobs run on the CPU"
+        )
 
     def delete(self, name: str, delete_buckets: bool = False) -> None:
         """Remove a service; its buckets and their files stay unless `delete_buckets`.
@@ -176,12 +202,37 @@ class ServiceRegistry:
     def _prepare_storage(self, service: Service) -> None:
         """Create the service's missing buckets and folders in the embedded store.
 
-        An existing bucket is fine and shared: two services may use one bucket.
+        A bucket made for a service is its owner's, shared as the service is (as OSCAR does);
+        while it stays the service's its sharing follows the service's on update, but it is
+        never readable anonymously unless its owner publishes it (an S3 ACL or policy). An existing
+        bucket is fine and shared: two services may use one bucket, and its owner stays.
         """
+        access = BucketAccessTable(self.database)
         for path in service.embedded_paths():
-            self.store.ensure_bucket(path.bucket)
+            if not self.store.bucket_exists(path.bucket):
+                self.store.ensure_bucket(path.bucket)
+                # Signed-in users only, even when public: a service's data is not published.
+                access.claim(
+                    path.bucket,
+                    service.owner or ADMIN_OWNER,
+                    service=service.name,
+                    anonymous_read=False,
+                )
+            if access.get(path.bucket).service == service.name:
+                access.update(
+                    path.bucket,
+                    visibility=service.visibility,
+                    allowed_users=service.allowed_users,
+                )
             if path.folder:
                 self.store.ensure_folder(path.bucket, path.folder)
+        for bucket, user in private_buckets(service).items():
+            if not self.store.bucket_exists(bucket):
+                self.store.ensure_bucket(bucket)
+                access.claim(bucket, user, service=service.name, anonymous_read=False)
+            for path in [*watched_inputs(service), *outputs_for(service, bucket)]:
+                if path.bucket == bucket and path.folder:
+                    self.store.ensure_folder(bucket, path.folder)
 
     def _delete_buckets(self, service: Service) -> None:
         in_use = {
@@ -190,12 +241,14 @@ class ServiceRegistry:
             for path in other.embedded_paths()
             if other.name != service.name
         }
-        for bucket in sorted({path.bucket for path in service.embedded_paths()}):
+        owned = {path.bucket for path in service.embedded_paths()} | set(private_buckets(service))
+        for bucket in sorted(owned):
             if bucket in in_use:
                 log.info("bucket %s kept: another service still uses it", bucket)
                 continue
             if self.store.bucket_exists(bucket):
                 self.store.delete_bucket(bucket, force=True)
+                BucketAccessTable(self.database).forget(bucket)
                 log.info("bucket %s of service %s deleted", bucket, service.name)
 
     def _notify(self, event: str, service: Service) -> None:

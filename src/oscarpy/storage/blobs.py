@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from oscarpy.storage.checksums import Checksum
+
 COPY_CHUNK = 1024 * 1024
 TAG_LENGTH = 8
 #: Writes at least this big hash in parallel threads while the bytes go to disk: hashlib and
@@ -52,6 +54,8 @@ class WrittenBlob:
     size: int
     md5: str
     sha256: str | None
+    checksum: Checksum | None = None
+    """The additional checksum the client declared, once verified."""
 
 
 class BlobWriter:

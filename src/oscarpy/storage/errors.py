@@ -2,6 +2,7 @@
 
     StorageError                 a storage operation failed (e.g. an unreachable S3 endpoint)
     ├── ObjectNotFound           the object (or its bucket) does not exist
+    │   └── VersionNotFound      no such version of the object
     ├── BucketNotFound           the bucket does not exist
     ├── BucketNotEmpty           the bucket still holds objects
     ├── InvalidBucketName        the name breaks the S3 bucket naming rules
@@ -11,7 +12,8 @@
     ├── InvalidPart              a part of a completion is missing or its ETag differs
     ├── InvalidPartOrder         the parts of a completion are out of order
     ├── PartTooSmall             a part but the last is under 5 MiB
-    └── PreconditionFailed       a conditional write's If-Match / If-None-Match did not hold
+    ├── PreconditionFailed       a conditional write's If-Match / If-None-Match did not hold
+    └── ChecksumMismatch         a declared checksum differs from the one of the bytes
 
 Both the embedded store and the external providers (`storage/providers/`) raise these; boto3's
 errors are translated in `providers/s3.py`. The HTTP status of each class is in
@@ -25,6 +27,7 @@ import errno
 __all__ = [
     "BucketNotEmpty",
     "BucketNotFound",
+    "ChecksumMismatch",
     "InvalidBucketName",
     "InvalidObjectKey",
     "InvalidPart",
@@ -35,6 +38,7 @@ __all__ = [
     "PreconditionFailed",
     "StorageError",
     "UploadNotFound",
+    "VersionNotFound",
     "is_disk_full",
 ]
 
@@ -48,6 +52,10 @@ class StorageError(Exception):
 
 class ObjectNotFound(StorageError):
     """The object does not exist (or its bucket does not)."""
+
+
+class VersionNotFound(ObjectNotFound):
+    """The object has no version of that id."""
 
 
 class BucketNotFound(StorageError):
@@ -89,6 +97,11 @@ class PartTooSmall(StorageError):
 class PreconditionFailed(StorageError):
     """A conditional write's condition (If-Match, If-None-Match) did not hold when it
     committed."""
+
+
+class ChecksumMismatch(StorageError):
+    """A checksum the client declared (of a completed multipart object) is not the one of the
+    bytes."""
 
 
 def is_disk_full(error: BaseException) -> bool:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, bindparam, insert, select, text, update
+from sqlalchemy import Table, bindparam, func, insert, literal_column, select, text, update
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql import Insert, Select, Update
 
@@ -35,11 +35,16 @@ OBJECT_COLUMNS = (
     "headers",
     "last_modified",
     "part_sizes",
+    "checksum",
+    "version_id",
 )
 _EVENT_COLUMNS = ("kind", "bucket", "key", "size", "etag", "occurred_at")
 # Statements built once and executed with parameters: building them per write costs more
 # than running them.
-_BUCKET_EXISTS = select(BucketRow.name).where(BucketRow.name == bindparam("name"))
+#: The bucket's versioning status, "" if it never had one; no row if there is no bucket.
+_BUCKET_EXISTS = select(func.coalesce(BucketRow.versioning, literal_column("''"))).where(
+    BucketRow.name == bindparam("name")
+)
 _PREVIOUS_BLOB = select(OBJECTS.c.blob_id).where(
     (OBJECTS.c.bucket == bindparam("match_bucket")) & (OBJECTS.c.key == bindparam("match_key"))
 )
@@ -157,6 +162,15 @@ class DriverRows:
         pass
 
 
+class VersionedWrite(Exception):  # noqa: N818 - a signal, not an error
+    """The bucket has versioning: `write_object_row` wrote nothing, and the write must keep the
+    version it replaces (`ObjectStore` does that through a session)."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(status)
+        self.status = status
+
+
 @dataclass(frozen=True)
 class WriteCondition:
     """What must hold of the current object for a conditional write to replace it."""
@@ -191,8 +205,11 @@ def write_object_row(
     `ObjectNotFound`, before writing anything: checked here, in the transaction that writes,
     a condition holds at the moment of the write.
     """
-    if rows.first(_BUCKET_EXISTS, {"name": bucket}) is None:
+    versioning = rows.first(_BUCKET_EXISTS, {"name": bucket})
+    if versioning is None:
         raise BucketNotFound(f"bucket {bucket!r} does not exist")
+    if versioning:
+        raise VersionedWrite(versioning)
     match = {"match_bucket": bucket, "match_key": key}
     if condition is not None:
         condition.check(rows.first(_CURRENT_ETAG, match), key)

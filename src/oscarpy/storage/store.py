@@ -17,7 +17,7 @@ import threading
 import uuid
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -28,10 +28,13 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql import ColumnElement
 
 from oscarpy.db import Database, utcnow
+from oscarpy.storage import checksums
 from oscarpy.storage.blobs import TAG_LENGTH, Blobs, BlobWriter, WrittenBlob, tag_of
+from oscarpy.storage.checksums import Checksum
 from oscarpy.storage.errors import (
     BucketNotEmpty,
     BucketNotFound,
+    ChecksumMismatch,
     InvalidBucketName,
     InvalidObjectKey,
     InvalidPart,
@@ -41,11 +44,19 @@ from oscarpy.storage.errors import (
     PartTooSmall,
     StorageError,
     UploadNotFound,
+    VersionNotFound,
 )
 from oscarpy.storage.events import EventKind, ObjectEvent, fetch_events
 from oscarpy.storage.providers.base import ObjectInfo
-from oscarpy.storage.rows import DriverStatements, SessionRows, WriteCondition, write_object_row
-from oscarpy.storage.tables import BucketRow, ObjectRow, PartRow, UploadRow
+from oscarpy.storage.rows import (
+    OBJECT_COLUMNS,
+    DriverStatements,
+    SessionRows,
+    VersionedWrite,
+    WriteCondition,
+    write_object_row,
+)
+from oscarpy.storage.tables import BucketRow, ObjectRow, PartRow, UploadRow, VersionRow
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +81,22 @@ class ObjectDetails(ObjectInfo):
     blob_id: str = field(default="", repr=False)
     part_sizes: tuple[int, ...] = ()
     """The sizes of the parts of an object completed from a multipart upload."""
+    checksum: Checksum | None = None
+    version_id: str | None = None
+    """None for S3's "null" version."""
+    delete_marker: bool = False
+    """A delete marker of a versioned bucket (then it has no bytes and no blob)."""
+
+
+@dataclass(frozen=True)
+class VersionEntry:
+    """One entry of ListObjectVersions: a version or a delete marker."""
+
+    details: ObjectDetails
+    is_latest: bool
+
+
+VERSIONING_STATES = ("Enabled", "Suspended")
 
 
 @dataclass
@@ -100,6 +127,8 @@ class UploadInfo:
     content_type: str = DEFAULT_CONTENT_TYPE
     metadata: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    checksum: Checksum | None = None
+    """The algorithm and type (its value empty) every part is checked with."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +137,7 @@ class PartInfo:
     size: int
     etag: str
     last_modified: datetime
+    checksum: Checksum | None = None
 
 
 def validate_bucket_name(name: str) -> None:
@@ -159,7 +189,7 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _details(row: ObjectRow) -> ObjectDetails:
+def _details(row: ObjectRow | VersionRow) -> ObjectDetails:
     return ObjectDetails(
         bucket=row.bucket,
         key=row.key,
@@ -169,9 +199,26 @@ def _details(row: ObjectRow) -> ObjectDetails:
         metadata=dict(row.user_metadata or {}),
         headers=dict(row.headers or {}),
         last_modified=_aware(row.last_modified),
-        blob_id=row.blob_id,
+        blob_id=row.blob_id or "",
         part_sizes=tuple(row.part_sizes or ()),
+        checksum=Checksum.from_json(row.checksum),
+        version_id=row.version_id,
+        delete_marker=isinstance(row, VersionRow) and row.delete_marker,
     )
+
+
+def _archived(row: ObjectRow) -> VersionRow:
+    """The current version `row` as a noncurrent one."""
+    return VersionRow(
+        bucket=row.bucket,
+        key=row.key,
+        delete_marker=False,
+        **{name: getattr(row, name) for name in OBJECT_COLUMNS},
+    )
+
+
+def new_version_id() -> str:
+    return uuid.uuid4().hex
 
 
 def _upload_info(row: UploadRow) -> UploadInfo:
@@ -183,6 +230,61 @@ def _upload_info(row: UploadRow) -> UploadInfo:
         content_type=row.content_type,
         metadata=dict(row.user_metadata or {}),
         headers=dict(row.headers or {}),
+        checksum=Checksum.from_json(row.checksum),
+    )
+
+
+def _upload_checksum(
+    upload: UploadInfo,
+    chosen: list[PartRow],
+    claimed: dict[int, str],
+    expected: str | None,
+) -> Checksum | None:
+    """The checksum of the object the parts make, of the upload's algorithm and type; checks
+    what the client claims of the parts and of the whole."""
+    stored = [Checksum.from_json(row.checksum) for row in chosen]
+    for row, part in zip(chosen, stored, strict=True):
+        claim = claimed.get(row.part_number)
+        if claim is not None and (part is None or part.value != claim):
+            raise InvalidPart(f"part {row.part_number}'s checksum does not match the one listed")
+    wanted = upload.checksum
+    if wanted is None:
+        return None
+    values: list[str] = []
+    for row, part in zip(chosen, stored, strict=True):
+        if part is None or part.algorithm != wanted.algorithm:
+            raise InvalidPart(f"part {row.part_number} has no {wanted.algorithm} checksum")
+        values.append(part.value)
+    if wanted.type == checksums.COMPOSITE:
+        value = checksums.composite(wanted.algorithm, values)
+    else:
+        value = checksums.combine(
+            wanted.algorithm, [(part, row.size) for part, row in zip(values, chosen, strict=True)]
+        )
+    if expected is not None and expected.split("-")[0] != value.split("-")[0]:
+        raise ChecksumMismatch(
+            f"the {wanted.algorithm.upper()} you specified did not match the calculated checksum"
+        )
+    return Checksum(wanted.algorithm, value, wanted.type, tuple(values))
+
+
+def _newest_version(
+    session: Session, bucket: str, key: str, version_id: str | None | bool = False
+) -> VersionRow | None:
+    """The newest noncurrent version or delete marker of `key` (of `version_id`, None for
+    "null", if one is given)."""
+    query = select(VersionRow).where(VersionRow.bucket == bucket, VersionRow.key == key)
+    if version_id is not False:
+        assert not isinstance(version_id, bool)
+        query = query.where(_version_is(version_id))
+    return session.scalars(query.order_by(VersionRow.id.desc()).limit(1)).first()
+
+
+def _version_is(version_id: str | None) -> ColumnElement[bool]:
+    return (
+        VersionRow.version_id.is_(None)
+        if version_id is None
+        else VersionRow.version_id == version_id
     )
 
 
@@ -215,6 +317,11 @@ class ObjectStore:
             with self.database.session() as session:
                 referenced = set(session.scalars(select(ObjectRow.blob_id)))
                 referenced.update(session.scalars(select(PartRow.blob_id)))
+                referenced.update(
+                    session.scalars(
+                        select(VersionRow.blob_id).where(VersionRow.blob_id.is_not(None))
+                    )
+                )
             for blob_id in candidates - referenced:
                 self.blobs.remove(blob_id)
                 removed += 1
@@ -290,6 +397,10 @@ class ObjectStore:
             if session.get(BucketRow, name) is None:
                 raise BucketNotFound(f"bucket {name!r} does not exist")
             holds = session.scalar(select(ObjectRow.key).where(ObjectRow.bucket == name).limit(1))
+            if holds is None:
+                holds = session.scalar(
+                    select(VersionRow.key).where(VersionRow.bucket == name).limit(1)
+                )
             if holds is not None and not force:
                 raise BucketNotEmpty(f"bucket {name!r} is not empty")
             for row in session.scalars(select(ObjectRow).where(ObjectRow.bucket == name)):
@@ -297,6 +408,11 @@ class ObjectStore:
                 freed.append(row.blob_id)
                 recorded = True
             session.execute(delete(ObjectRow).where(ObjectRow.bucket == name))
+            versions = select(VersionRow.blob_id).where(
+                VersionRow.bucket == name, VersionRow.blob_id.is_not(None)
+            )
+            freed.extend(blob for blob in session.scalars(versions) if blob)
+            session.execute(delete(VersionRow).where(VersionRow.bucket == name))
             uploads = select(UploadRow.upload_id).where(UploadRow.bucket == name)
             parts = select(PartRow).where(PartRow.upload_id.in_(uploads))
             freed.extend(part.blob_id for part in session.scalars(parts))
@@ -522,17 +638,27 @@ class ObjectStore:
         return bool(self.delete_objects(bucket, [key]))
 
     def delete_objects(self, bucket: str, keys: list[str]) -> list[str]:
-        """Delete the objects in one transaction; returns the keys that existed."""
+        """Delete the objects in one transaction; returns the keys that existed. In a
+        versioned bucket each gets a delete marker and its current version is kept."""
         freed: list[str] = []
         deleted: list[str] = []
         with self.database.writing() as session:
-            if session.get(BucketRow, bucket) is None:
+            bucket_row = session.get(BucketRow, bucket)
+            if bucket_row is None:
                 raise BucketNotFound(f"bucket {bucket!r} does not exist")
             # All key locks first, in one order: taking one after the event lock could deadlock
             # with a concurrent writer holding that key and waiting for the event lock.
             for key in sorted(set(keys)):
                 self._lock_key(session, bucket, key)
             for key in dict.fromkeys(keys):
+                if bucket_row.versioning:
+                    existed, replaced = self._delete_versioned(
+                        session, bucket, key, bucket_row.versioning
+                    )
+                    freed.extend(replaced)
+                    if existed:
+                        deleted.append(key)
+                    continue
                 row = session.get(ObjectRow, (bucket, key))
                 if row is None:
                     continue
@@ -554,12 +680,30 @@ class ObjectStore:
         *,
         replace: tuple[str | None, dict[str, str], dict[str, str]] | None = None,
         condition: WriteCondition | None = None,
+        checksum_algorithm: str | None = None,
+        source_version: str | None | bool = False,
     ) -> ObjectDetails:
-        """Copy an object; `replace` = (content type, metadata, headers) replaces the source's
-        (S3's REPLACE metadata directive), else they are copied."""
+        """Copy an object (or its `source_version`: None for "null", False for the current
+        one); `replace` = (content type, metadata, headers) replaces the source's (S3's REPLACE
+        metadata directive), else they are copied. The copy keeps the source's checksum, or
+        gets a new full-object one of `checksum_algorithm`."""
         validate_key(key)
-        source, handle = self.open_object(source_bucket, source_key)
+        if source_version is False:
+            source, handle = self.open_object(source_bucket, source_key)
+        else:
+            assert not isinstance(source_version, bool)
+            source, opened = self.open_version(source_bucket, source_key, source_version)
+            if opened is None:
+                raise VersionNotFound(f"version {source_version!r} is a delete marker")
+            handle = opened
         writer = self.blobs.writer()
+        checksum = source.checksum
+        computing = None
+        if checksum_algorithm is not None and (
+            checksum is None or checksum.algorithm != checksum_algorithm
+        ):
+            computing = checksums.running(checksum_algorithm)
+            writer.track(computing)
         try:
             with handle:
                 writer.copy_from(handle)
@@ -571,6 +715,8 @@ class ObjectStore:
             source.metadata,
             source.headers,
         )
+        if computing is not None and checksum_algorithm is not None:
+            checksum = Checksum(checksum_algorithm, checksums.encode(computing.digest()))
         return self._commit(
             bucket,
             key,
@@ -581,6 +727,7 @@ class ObjectStore:
             headers=headers,
             condition=condition,
             part_sizes=source.part_sizes,
+            checksum=checksum,
         )
 
     # -- multipart uploads ------------------------------------------------------------------
@@ -592,7 +739,10 @@ class ObjectStore:
         content_type: str | None = None,
         metadata: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        checksum: Checksum | None = None,
     ) -> str:
+        """A new upload; with `checksum` (its value empty), every part is checked with that
+        algorithm and the object gets a checksum of that type."""
         validate_key(key)
         upload_id = uuid.uuid4().hex
         with self.database.writing() as session:
@@ -606,6 +756,7 @@ class ObjectStore:
                     content_type=content_type or DEFAULT_CONTENT_TYPE,
                     user_metadata=metadata or {},
                     headers=headers or {},
+                    checksum=checksum.to_json() if checksum is not None else None,
                     initiated_at=utcnow(),
                 )
             )
@@ -638,6 +789,7 @@ class ObjectStore:
                 row.size = blob.size
                 row.etag = blob.md5
                 row.last_modified = utcnow()
+                row.checksum = blob.checksum.to_json() if blob.checksum is not None else None
         except BaseException:
             self.blobs.remove(blob.blob_id)
             raise
@@ -654,7 +806,13 @@ class ObjectStore:
         )
         with self.database.session() as session:
             return [
-                PartInfo(row.part_number, row.size, row.etag, _aware(row.last_modified))
+                PartInfo(
+                    row.part_number,
+                    row.size,
+                    row.etag,
+                    _aware(row.last_modified),
+                    Checksum.from_json(row.checksum),
+                )
                 for row in session.scalars(query)
             ]
 
@@ -687,10 +845,17 @@ class ObjectStore:
         upload_id: str,
         parts: list[tuple[int, str]],
         condition: WriteCondition | None = None,
+        *,
+        part_checksums: dict[int, str] | None = None,
+        expected_checksum: str | None = None,
     ) -> ObjectDetails:
         """Join the named parts (number, ETag) into the object; the upload ends.
 
-        Raises `InvalidPartOrder`, `InvalidPart` (unknown part or wrong ETag), `PartTooSmall`.
+        `part_checksums` are the checksums the client lists for parts, `expected_checksum` the
+        one it declares for the object: each must be the stored one.
+
+        Raises `InvalidPartOrder`, `InvalidPart` (unknown part, wrong ETag or checksum),
+        `PartTooSmall`, `ChecksumMismatch`.
         """
         upload = self.get_upload(bucket, key, upload_id)
         if not parts:
@@ -711,6 +876,7 @@ class ObjectStore:
             if row.size < MIN_PART_SIZE and position < len(parts) - 1:
                 raise PartTooSmall(f"part {number} is smaller than 5 MiB and not the last")
             chosen.append(row)
+        checksum = _upload_checksum(upload, chosen, part_checksums or {}, expected_checksum)
         writer = self.blobs.concatenate([row.blob_id for row in chosen])
         blob = writer.finish()
         details = self._commit(
@@ -724,6 +890,7 @@ class ObjectStore:
             ending_upload=upload_id,
             condition=condition,
             part_sizes=tuple(row.size for row in chosen),
+            checksum=checksum,
         )
         return details
 
@@ -734,6 +901,270 @@ class ObjectStore:
                 raise UploadNotFound(f"upload {upload_id!r} does not exist")
             freed = self._end_upload(session, upload_id)
         self._free(freed)
+
+    # -- versioning ------------------------------------------------------------------------
+
+    def versioning(self, bucket: str) -> str | None:
+        """The bucket's versioning status: None (never enabled), "Enabled" or "Suspended"."""
+        with self.database.session() as session:
+            row = session.get(BucketRow, bucket)
+            if row is None:
+                raise BucketNotFound(f"bucket {bucket!r} does not exist")
+            return row.versioning
+
+    def set_versioning(self, bucket: str, status: str) -> None:
+        if status not in VERSIONING_STATES:
+            raise ValueError(f"versioning status must be one of {VERSIONING_STATES}")
+        with self.database.writing() as session:
+            row = session.get(BucketRow, bucket)
+            if row is None:
+                raise BucketNotFound(f"bucket {bucket!r} does not exist")
+            row.versioning = status
+
+    def open_version(
+        self, bucket: str, key: str, version_id: str | None
+    ) -> tuple[ObjectDetails, BinaryIO | None]:
+        """A version of the object (None: the "null" version) and an open handle on its bytes;
+        a delete marker has no handle. Raises `VersionNotFound`."""
+        for _attempt in range(5):
+            found = self._find_version(bucket, key, version_id)
+            if found.delete_marker:
+                return found, None
+            try:
+                return found, open(self.blobs.path(found.blob_id), "rb")  # noqa: SIM115
+            except FileNotFoundError:
+                continue  # removed between the lookup and the open; look again
+        raise VersionNotFound(f"version {version_id!r} of {key!r} not found")
+
+    def _find_version(self, bucket: str, key: str, version_id: str | None) -> ObjectDetails:
+        with self.database.session() as session:
+            if session.get(BucketRow, bucket) is None:
+                raise BucketNotFound(f"bucket {bucket!r} does not exist")
+            current = session.get(ObjectRow, (bucket, key))
+            if current is not None and current.version_id == version_id:
+                return _details(current)
+            row = _newest_version(session, bucket, key, version_id)
+            if row is None:
+                raise VersionNotFound(f"version {version_id!r} of {key!r} not found")
+            return _details(row)
+
+    def latest_delete_marker(self, bucket: str, key: str) -> ObjectDetails | None:
+        """The delete marker that is the latest version of `key`, if one is."""
+        with self.database.session() as session:
+            if session.get(ObjectRow, (bucket, key)) is not None:
+                return None
+            row = _newest_version(session, bucket, key)
+            return _details(row) if row is not None and row.delete_marker else None
+
+    def delete_version(self, bucket: str, key: str, version_id: str | None) -> ObjectDetails | None:
+        """Remove one version (or delete marker) for good; the next newest becomes the latest.
+        Returns what was removed, None if there was no such version."""
+        freed: list[str] = []
+        removed: ObjectDetails | None = None
+        with self.database.writing() as session:
+            if session.get(BucketRow, bucket) is None:
+                raise BucketNotFound(f"bucket {bucket!r} does not exist")
+            self._lock_key(session, bucket, key)
+            current = session.get(ObjectRow, (bucket, key))
+            if current is not None and current.version_id == version_id:
+                removed = _details(current)
+                self._record(session, "deleted", bucket, key, current.size, current.etag)
+                freed.append(current.blob_id)
+                session.delete(current)
+                session.flush()
+            else:
+                row = _newest_version(session, bucket, key, version_id)
+                if row is not None:
+                    removed = _details(row)
+                    if row.blob_id:
+                        freed.append(row.blob_id)
+                    session.delete(row)
+                    session.flush()
+            if removed is not None:
+                self._promote(session, bucket, key)
+        self._free(freed)
+        if removed is not None and not removed.delete_marker:
+            self._notify()
+        return removed
+
+    def list_versions(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        key_marker: str = "",
+        version_marker: str | None = None,
+        limit: int = _PAGE,
+    ) -> list[VersionEntry]:
+        """Up to `limit` versions and delete markers by key, newest first within a key, after
+        (`key_marker`, `version_marker`): after every version of `key_marker` when
+        `version_marker` is None, else after that version of it (\"\" stands for null)."""
+        with self.database.session() as session:
+            objects = select(ObjectRow).where(ObjectRow.bucket == bucket)
+            versions = select(VersionRow).where(VersionRow.bucket == bucket)
+            if prefix:
+                objects = objects.where(*starting_with(ObjectRow.key, prefix))
+                versions = versions.where(*starting_with(VersionRow.key, prefix))
+            if key_marker:
+                objects = objects.where(ObjectRow.key > key_marker)
+                after = VersionRow.key > key_marker
+                if version_marker is not None:
+                    marker = version_marker or None
+                    current = session.get(ObjectRow, (bucket, key_marker))
+                    if current is not None and current.version_id == marker:
+                        after = after | (VersionRow.key == key_marker)
+                    else:
+                        position = session.scalar(
+                            select(func.max(VersionRow.id)).where(
+                                VersionRow.bucket == bucket,
+                                VersionRow.key == key_marker,
+                                _version_is(marker),
+                            )
+                        )
+                        if position is not None:
+                            after = after | (
+                                (VersionRow.key == key_marker) & (VersionRow.id < position)
+                            )
+                versions = versions.where(after)
+            current_rows = list(session.scalars(objects.order_by(ObjectRow.key).limit(limit)))
+            version_rows = list(
+                session.scalars(
+                    versions.order_by(VersionRow.key, VersionRow.id.desc()).limit(limit)
+                )
+            )
+            keys = {row.key for row in version_rows}
+            with_current = set(
+                session.scalars(
+                    select(ObjectRow.key).where(ObjectRow.bucket == bucket, ObjectRow.key.in_(keys))
+                )
+            )
+            newest_rows = session.execute(
+                select(VersionRow.key, func.max(VersionRow.id))
+                .where(VersionRow.bucket == bucket, VersionRow.key.in_(keys))
+                .group_by(VersionRow.key)
+            )
+            newest: dict[str, int] = {row[0]: row[1] for row in newest_rows}
+        entries = [(row.key, 0, VersionEntry(_details(row), True)) for row in current_rows]
+        entries += [
+            (
+                row.key,
+                1,
+                VersionEntry(
+                    _details(row),
+                    row.key not in with_current and newest.get(row.key) == row.id,
+                ),
+            )
+            for row in version_rows
+        ]
+        # Stable: within a key the current version first, then the archive newest first.
+        entries.sort(key=lambda entry: (entry[0].encode("utf-8", "surrogatepass"), entry[1]))
+        return [entry for _, _, entry in entries[:limit]]
+
+    def _write_version(
+        self,
+        session: Session,
+        details: ObjectDetails,
+        values: dict[str, Any],
+        record_event: bool,
+        condition: WriteCondition | None,
+        status: str,
+    ) -> tuple[str | None, list[str]]:
+        """Write the new current version of a versioned bucket's key: the one it replaces
+        becomes noncurrent, except a "null" one while versioning is suspended (replaced, as
+        S3 does). Returns the new version id and the blobs freed."""
+        bucket, key = details.bucket, details.key
+        current = session.get(ObjectRow, (bucket, key))
+        if condition is not None:
+            condition.check(None if current is None else current.etag, key)
+        version_id = new_version_id() if status == "Enabled" else None
+        freed: list[str] = []
+        if version_id is None:
+            freed.extend(self._drop_null_versions(session, bucket, key))
+        if current is not None:
+            if current.version_id is None and version_id is None:
+                freed.append(current.blob_id)
+            else:
+                session.add(_archived(current))
+            for name, value in values.items():
+                setattr(current, name, value)
+        else:
+            current = ObjectRow(bucket=bucket, key=key, **values)
+            session.add(current)
+        current.version_id = version_id
+        if record_event:
+            self._record(session, "created", bucket, key, details.size, details.etag)
+        return version_id, freed
+
+    def _delete_versioned(
+        self, session: Session, bucket: str, key: str, status: str
+    ) -> tuple[bool, list[str]]:
+        """DeleteObject without a version in a versioned bucket: the current version becomes
+        noncurrent and a delete marker the latest ("null" while suspended). Returns whether
+        there was a current version, and the blobs freed."""
+        current = session.get(ObjectRow, (bucket, key))
+        marker_id = new_version_id() if status == "Enabled" else None
+        freed: list[str] = []
+        if marker_id is None:
+            freed.extend(self._drop_null_versions(session, bucket, key))
+        if current is not None:
+            self._record(session, "deleted", bucket, key, current.size, current.etag)
+            if current.version_id is None and marker_id is None:
+                freed.append(current.blob_id)
+            else:
+                session.add(_archived(current))
+            session.delete(current)
+            session.flush()
+        session.add(
+            VersionRow(
+                bucket=bucket,
+                key=key,
+                version_id=marker_id,
+                delete_marker=True,
+                blob_id=None,
+                size=0,
+                etag="",
+                content_type="",
+                user_metadata={},
+                headers={},
+                last_modified=utcnow(),
+                part_sizes=None,
+                checksum=None,
+            )
+        )
+        return current is not None, freed
+
+    def _drop_null_versions(self, session: Session, bucket: str, key: str) -> list[str]:
+        """Remove the archived "null" version of `key` (at most one); returns its blob."""
+        rows = list(
+            session.scalars(
+                select(VersionRow).where(
+                    VersionRow.bucket == bucket,
+                    VersionRow.key == key,
+                    VersionRow.version_id.is_(None),
+                )
+            )
+        )
+        for row in rows:
+            session.delete(row)
+        session.flush()
+        return [row.blob_id for row in rows if row.blob_id]
+
+    def _promote(self, session: Session, bucket: str, key: str) -> None:
+        """Without a current version, the newest noncurrent one becomes current (unless the
+        newest is a delete marker, which stays the latest)."""
+        if session.get(ObjectRow, (bucket, key)) is not None:
+            return
+        newest = _newest_version(session, bucket, key)
+        if newest is None or newest.delete_marker:
+            return
+        session.add(
+            ObjectRow(
+                bucket=bucket,
+                key=key,
+                **{name: getattr(newest, name) for name in OBJECT_COLUMNS},
+            )
+        )
+        session.delete(newest)
 
     # -- internals -------------------------------------------------------------------------
 
@@ -777,8 +1208,11 @@ class ObjectStore:
         ending_upload: str | None = None,
         condition: WriteCondition | None = None,
         part_sizes: tuple[int, ...] = (),
+        checksum: Checksum | None = None,
     ) -> ObjectDetails:
+        """Commit `blob` as the object; its checksum is `checksum`, else the blob's own."""
         freed: list[str] = []
+        checksum = checksum or blob.checksum
         details = ObjectDetails(
             bucket=bucket,
             key=key,
@@ -790,6 +1224,7 @@ class ObjectStore:
             last_modified=utcnow(),
             blob_id=blob.blob_id,
             part_sizes=tuple(part_sizes),
+            checksum=checksum,
         )
         values = {
             "blob_id": details.blob_id,
@@ -800,29 +1235,42 @@ class ObjectStore:
             "headers": details.headers,
             "last_modified": details.last_modified,
             "part_sizes": list(part_sizes) or None,
+            "checksum": checksum.to_json() if checksum is not None else None,
+            "version_id": None,
         }
         try:
             validate_key(key)
-            if ending_upload is None and self.database.write_lock is not None:
+            grouped = ending_upload is None and self.database.write_lock is not None
+            if grouped:
                 pending = _PendingWrite(details, values, record_event, condition)
-                freed.extend(self._commit_grouped(pending))
-            else:
+                try:
+                    freed.extend(self._commit_grouped(pending))
+                except VersionedWrite:
+                    grouped = False  # written below, keeping the version it replaces
+            if not grouped:
                 with self.database.writing() as session:
                     if ending_upload is not None:
                         if session.get(UploadRow, ending_upload) is None:
                             raise UploadNotFound(f"upload {ending_upload!r} does not exist")
                         freed.extend(self._end_upload(session, ending_upload))
                     self._lock_key(session, bucket, key)
-                    freed.extend(
-                        write_object_row(
-                            SessionRows(session.connection()),
-                            bucket,
-                            key,
-                            values,
-                            record_event,
-                            condition,
+                    try:
+                        freed.extend(
+                            write_object_row(
+                                SessionRows(session.connection()),
+                                bucket,
+                                key,
+                                values,
+                                record_event,
+                                condition,
+                            )
                         )
-                    )
+                    except VersionedWrite as versioned:
+                        version_id, replaced = self._write_version(
+                            session, details, values, record_event, condition, versioned.status
+                        )
+                        freed.extend(replaced)
+                        details = replace(details, version_id=version_id)
         except BaseException:
             self.blobs.remove(blob.blob_id)
             raise
@@ -871,7 +1319,7 @@ class ObjectStore:
                             pending.record_event,
                             pending.condition,
                         )
-                    except StorageError as error:
+                    except (StorageError, VersionedWrite) as error:
                         pending.error = error
                 driver.commit()
             except BaseException:

@@ -129,6 +129,9 @@ def _overview(request: Request, window: activity.Window) -> dict[str, Any]:
     capacity = running_engine.dispatcher.capacity
     context["cpu"] = activity.Usage(cpu, capacity.cpu)
     context["memory"] = activity.Usage(memory, capacity.memory)
+    context["nodes"] = running_engine.nodes()
+    scaler = running_engine.scaler
+    context["scaling"] = list(reversed(scaler.events))[:20] if scaler is not None else None
     context["chart"] = charts.bar_chart(context["slots"])
     context.update(charts.timing_context(database, window))
     return context

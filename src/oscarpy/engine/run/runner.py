@@ -32,6 +32,7 @@ from oscarpy.engine.records import JobSource
 from oscarpy.engine.recovery import run_root
 from oscarpy.engine.run import body
 from oscarpy.engine.run.pool import Member, ServicePool, WarmPools
+from oscarpy.engine.run.warm_jobs import WarmJobRuntime
 from oscarpy.engine.runtimes.base import EndReason, RunResult
 from oscarpy.engine.runtimes.warm import ProcessRunRuntime, RunRuntime
 from oscarpy.engine.spec import JobSpec
@@ -113,6 +114,9 @@ class Runner:
             limits=engine.limits,
         )
         engine.registry.add_listener(self.pools.on_service_change)
+        if self.runtime.name == "docker":
+            # Services with `warm_jobs` run their file jobs in these pools too.
+            engine.warm_jobs = WarmJobRuntime(self.pools, engine.catalog.get)
         engine.recovery.add_cleaner(lambda _instance: self.runtime.sweep())
 
     def _make_runtime(self) -> RunRuntime:
@@ -123,7 +127,9 @@ class Runner:
 
             assert isinstance(runtime, DockerRuntime)
             ledger = self.engine.ledger
-            return DockerRunRuntime(runtime, ledger.owner, ledger.is_alive)
+            return DockerRunRuntime(
+                runtime, ledger.owner, ledger.is_alive, self.settings.data_dir / "agent"
+            )
         return ProcessRunRuntime(runtime)
 
     def start(self) -> None:
@@ -208,8 +214,7 @@ class Runner:
             raise
         finally:
             stream.note(answer.outcome.message)
-            stream.flush(final=True)
-            ledger.finish(job_id, claim.attempt, answer.outcome)
+            ledger.finish(job_id, claim.attempt, answer.outcome, log_lines=stream.take())
             with self._running_lock:
                 self._running.discard(job_id)
         if not answer.succeeded:

@@ -8,11 +8,12 @@ the same protocol.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 OutputSink = Callable[[bytes], None]
 """Receives what the script prints (stdout and stderr interleaved), as it is produced."""
@@ -32,6 +33,21 @@ class Limits:
     the supervisor kills the execution once its files add up to it (`engine.limits`)."""
     output_bytes: int | None = None
     """What the script may print before the supervisor kills it (a log flood)."""
+    gpu: bool = False
+    """The host's GPUs are given to the container."""
+
+
+PullPolicy = Literal["Always", "IfNotPresent", "Never"]
+
+
+@dataclass(frozen=True)
+class ImagePull:
+    """How a service's image is got: its `image_pull_policy` (`None`: by the tag, as OSCAR) and
+    the registry login of its `image_pull_secrets`."""
+
+    policy: PullPolicy | None = None
+    username: str = ""
+    password: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -52,6 +68,9 @@ class RunSpec:
     """Who the script runs as (`uid:gid`); `None`: the image's user."""
     network: str = "default"
     """`default` (the engine's default network) or `none` (no network at all)."""
+    constraints: tuple[str, ...] = ()
+    """Swarm placement constraints (`node.labels.gpu==true`): which nodes may run it. Local
+    runtimes run everything on this machine."""
 
 
 class EndReason(StrEnum):
@@ -126,6 +145,23 @@ class Execution(Protocol):
         ...
 
 
+@runtime_checkable
+class PlacedExecution(Protocol):
+    """An execution that may run on another machine than this one (a Swarm task)."""
+
+    node: str | None
+    """The machine it runs on, once known (after the cluster has placed it)."""
+
+
+LOCAL_NODE = socket.gethostname()
+"""Where the executions of a local runtime (`docker`, `process`) run."""
+
+
+def node_of(execution: Execution) -> str | None:
+    """The machine that runs `execution`: this one, unless the runtime placed it elsewhere."""
+    return execution.node if isinstance(execution, PlacedExecution) else LOCAL_NODE
+
+
 class Runtime(Protocol):
     """How scripts run; the supervisor sees nothing else of the container engine."""
 
@@ -135,8 +171,8 @@ class Runtime(Protocol):
         """Where the script sees the job's work directory."""
         ...
 
-    def prepare(self, image: str) -> None:
-        """Make `image` available (pull it if absent); raises `ImageUnavailable`."""
+    def prepare(self, image: str, pull: ImagePull | None = None) -> None:
+        """Make `image` available as `pull` says; raises `ImageUnavailable`."""
         ...
 
     def start(self, spec: RunSpec) -> Execution: ...

@@ -26,6 +26,7 @@ from oscarpy.engine.errors import (
     RuntimeUnavailable,
 )
 from oscarpy.engine.runtimes.base import (
+    ImagePull,
     OutputSink,
     RunResult,
     RunSpec,
@@ -39,6 +40,7 @@ from oscarpy.engine.runtimes.docker_api import (
     LABEL_JOB,
     LABEL_SERVICE,
     DockerConnection,
+    ImagePuller,
     restricted_options,
     translated,
 )
@@ -52,7 +54,6 @@ ENVIRONMENT_FILE = ".oscar-environment"
 """In the work directory: the contract's variables, read by the script's shell."""
 _SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LOG_DRAIN_SECONDS = 10
-_IMAGE_CHECK_SECONDS = 30.0
 _SIGKILL_EXIT = 137
 _OOM_RECHECKS = 10
 _OOM_RECHECK_INTERVAL = 0.2
@@ -194,8 +195,7 @@ class DockerRuntime:
         self.instance = instance
         self.connection = connection or DockerConnection()
         """Shared with the `/run` runtime (`docker_warm.DockerRunRuntime`)."""
-        self._pull_lock = threading.Lock()
-        self._present: dict[str, float] = {}
+        self.images = ImagePuller(self.connection)
         try:
             self.connection.ping()
         except RuntimeUnavailable as error:
@@ -210,30 +210,8 @@ class DockerRuntime:
     def work_path(self, work_dir: Path) -> PurePosixPath:
         return WORK_MOUNT
 
-    def prepare(self, image: str) -> None:
-        # An image seen recently is not looked up again (one API call less per job); if it was
-        # removed meanwhile, `start` finds out, and a retry of the job pulls it.
-        if (
-            time.monotonic() - self._present.get(image, -_IMAGE_CHECK_SECONDS)
-            < _IMAGE_CHECK_SECONDS
-        ):
-            return
-        try:
-            with translated(f"looking up {image}"):
-                self._client.images.get(image)
-            self._present[image] = time.monotonic()
-            return
-        except ImageUnavailable:
-            pass
-        with self._pull_lock:
-            log.info("pulling image %s", image)
-            repository, tag = _split_image(image)
-            try:
-                with translated(f"image {image} is not on this host and cannot be pulled"):
-                    self._client.images.pull(repository, tag=tag)
-            except InfrastructureError as error:
-                raise ImageUnavailable(str(error)) from error
-            self._present[image] = time.monotonic()
+    def prepare(self, image: str, pull: ImagePull | None = None) -> None:
+        self.images.ensure(image, pull)
 
     def start(self, spec: RunSpec) -> DockerExecution:
         # The contract's variables (the service's token and secrets among them) reach the
@@ -251,7 +229,10 @@ class DockerRuntime:
                 LABEL_ATTEMPT: str(spec.attempt),
                 LABEL_INSTANCE: self.instance,
             },
-            "volumes": {str(spec.work_dir): {"bind": str(WORK_MOUNT), "mode": "rw"}},
+            "volumes": {
+                str(spec.work_dir): {"bind": str(WORK_MOUNT), "mode": "rw"},
+                **_mounted(spec.work_dir),
+            },
             "name": f"oscar-job-{spec.job_id}-{spec.attempt}",
             "detach": True,
             **restricted_options(spec.limits, network=spec.network),
@@ -262,7 +243,7 @@ class DockerRuntime:
             with translated("cannot create the container"):
                 container = self._client.containers.create(spec.image, **options)
         except ImageUnavailable as error:
-            self._present.pop(spec.image, None)
+            self.images.forget(spec.image)
             raise ImageUnavailable(f"image {spec.image} is not on this host") from error
         except ContainerConflict:  # a container of this attempt survived a crash
             self._remove_named(options["name"])
@@ -333,6 +314,12 @@ class DockerRuntime:
         self.connection.close()
 
 
+def _mounted(work_dir: Path) -> dict[str, dict[str, str]]:
+    """OSCAR's `mount`, staged in `mnt/` of the work directory: read-only at `/mnt`."""
+    staged = work_dir / "mnt"  # contract.MOUNT_DIR
+    return {str(staged): {"bind": "/mnt", "mode": "ro"}} if staged.is_dir() else {}
+
+
 def script_command(script: str) -> list[str]:
     """The container's command: source the environment file, then run the script, so that
     secrets reach the script without being in the container's configuration."""
@@ -379,17 +366,6 @@ def write_environment_file(
     finally:
         os.close(directory)
     return shown
-
-
-def _split_image(image: str) -> tuple[str, str | None]:
-    """`repo[:tag]` → (repository, tag), the tag defaulting to `latest`; digests pass whole."""
-    if "@" in image:
-        return image, None
-    last = image.rsplit("/", 1)[-1]
-    if ":" in last:
-        repository, tag = image.rsplit(":", 1)
-        return repository, tag
-    return image, "latest"
 
 
 if TYPE_CHECKING:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -33,10 +34,11 @@ from oscarpy.engine.errors import (
     ContainerError,
     ContainerMissing,
     ImageUnavailable,
+    InfrastructureError,
     RuntimeLost,
     RuntimeUnavailable,
 )
-from oscarpy.engine.runtimes.base import Limits
+from oscarpy.engine.runtimes.base import ImagePull, Limits, PullPolicy
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +152,8 @@ def restricted_options(limits: Limits, *, network: str = "default") -> dict[str,
     }
     if network == "none":
         options["network_mode"] = "none"
+    if limits.gpu:  # every GPU, through the NVIDIA Container Toolkit (OSCAR's nvidia.com/gpu)
+        options["device_requests"] = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
     if limits.disk_bytes:
         # No single file larger than the disk limit: a write past it fails (SIGXFSZ/EFBIG)
         # instead of filling the disk between two of the supervisor's checks.
@@ -163,3 +167,85 @@ def restricted_options(limits: Limits, *, network: str = "default") -> dict[str,
         options["mem_limit"] = limits.memory_bytes
         options["memswap_limit"] = limits.memory_bytes
     return options
+
+
+# -- images -----------------------------------------------------------------------------------
+
+#: An image checked or pulled this recently is not looked at again: one API call less per job,
+#: and `Always` does not pull once per job of a burst. A removed image is found by `start`.
+IMAGE_CHECK_SECONDS = 30.0
+
+
+def split_image(image: str) -> tuple[str, str | None]:
+    """`repo[:tag]` → (repository, tag), the tag defaulting to `latest`; digests pass whole."""
+    if "@" in image:
+        return image, None
+    last = image.rsplit("/", 1)[-1]
+    if ":" in last:
+        repository, tag = image.rsplit(":", 1)
+        return repository, tag
+    return image, "latest"
+
+
+def default_pull_policy(image: str) -> PullPolicy:
+    """Kubernetes' rule, which OSCAR's pods follow: `latest` or no tag → Always."""
+    repository, tag = split_image(image)
+    return "Always" if tag == "latest" else "IfNotPresent"
+
+
+class ImagePuller:
+    """Gets images as a service's pull policy says, with its registry login if any.
+
+    `Always` pulls (at most once per `IMAGE_CHECK_SECONDS`); when the registry cannot be reached
+    and the host has the image, the host's copy runs and the failure is logged, so that a host
+    without a registry keeps working. `IfNotPresent` pulls only an absent image; `Never` never
+    pulls.
+    """
+
+    def __init__(self, connection: DockerConnection) -> None:
+        self.connection = connection
+        self._lock = threading.Lock()
+        self._checked: dict[str, float] = {}
+
+    def forget(self, image: str) -> None:
+        """`image` turned out absent: look again next time."""
+        self._checked.pop(image, None)
+
+    def ensure(self, image: str, pull: ImagePull | None = None) -> None:
+        pull = pull or ImagePull()
+        policy = pull.policy or default_pull_policy(image)
+        if time.monotonic() - self._checked.get(image, -IMAGE_CHECK_SECONDS) < IMAGE_CHECK_SECONDS:
+            return
+        present = self._present(image)
+        if policy == "Never" and not present:
+            raise ImageUnavailable(
+                f"image {image} is not on this host and its image_pull_policy is Never"
+            )
+        if policy == "Always" or (policy == "IfNotPresent" and not present):
+            with self._lock:
+                try:
+                    self._pull(image, pull, present)
+                except ImageUnavailable as error:
+                    if not present:
+                        raise
+                    log.warning("%s; running the copy this host has", error)
+        self._checked[image] = time.monotonic()
+
+    def _present(self, image: str) -> bool:
+        try:
+            with translated(f"looking up {image}"):
+                self.connection.client.images.get(image)
+        except ImageUnavailable:
+            return False
+        return True
+
+    def _pull(self, image: str, pull: ImagePull, present: bool) -> None:
+        log.info("pulling image %s", image)
+        repository, tag = split_image(image)
+        login = {"username": pull.username, "password": pull.password} if pull.username else None
+        try:
+            where = "" if present else " is not on this host and"
+            with translated(f"image {image}{where} cannot be pulled"):
+                self.connection.client.images.pull(repository, tag=tag, auth_config=login)
+        except InfrastructureError as error:
+            raise ImageUnavailable(str(error)) from error

@@ -1,10 +1,12 @@
 """Warm containers on Docker: the `RunRuntime` that answers `/run`.
 
-A warm container runs `/bin/sh` reading a stdin that never closes (so any image with `/bin/sh`
-works) under docker-init, with the same restrictions as a job container. Its host directory is
-bind-mounted at `RUN_MOUNT` when it is created; each request gets a fresh subdirectory and
-runs through `docker exec`, as the service's user (unprivileged unless `run_as_root`), with the
-contract's environment given to that exec only, never to the container's configuration.
+A warm container runs the agent (`agent.c`, mounted read-only at `AGENT_MOUNT`) under
+docker-init, with the same restrictions as a job container plus a read-only root and a tmpfs
+`/tmp`. Its host directory is bind-mounted at `RUN_MOUNT` when it is created; each request gets
+a fresh subdirectory, and the agent runs the script there as the service's unprivileged user,
+with the contract's environment given to that call only, never to the container's
+configuration. Without the agent (no C compiler, or `run_as_root`), the container runs
+`/bin/sh` reading a stdin that never closes and each request runs through `docker exec`.
 
 After each request `settle` looks at the container's processes (its cgroup, read on this host,
 or `docker top`): anything beyond docker-init and the resident shell was started by the
@@ -35,6 +37,7 @@ from oscarpy.engine.errors import (
     InfrastructureError,
     RuntimeUnavailable,
 )
+from oscarpy.engine.runtimes import agent
 from oscarpy.engine.runtimes.base import OutputSink, RunResult, result_from_exit, timed_out
 from oscarpy.engine.runtimes.docker import DockerRuntime
 from oscarpy.engine.runtimes.docker_api import (
@@ -43,21 +46,26 @@ from oscarpy.engine.runtimes.docker_api import (
     restricted_options,
     translated,
 )
-from oscarpy.engine.runtimes.warm import WarmSpec
+from oscarpy.engine.runtimes.warm import RUN_MOUNT, WarmSpec
 
 if TYPE_CHECKING:
     from oscarpy.engine.runtimes.warm import RunRuntime
 
 log = logging.getLogger(__name__)
 
-RUN_MOUNT = PurePosixPath("/oscar-run")
+AGENT_MOUNT = PurePosixPath("/oscar-agent")
+AGENT_DIR = ".agent"
+"""Under a container's host directory, root's only (the scripts run unprivileged): the
+agent's socket."""
+TMP_SIZE = 64 * 1024 * 1024
+"""The size of `/tmp` (a tmpfs, counted in the container's memory) when no disk limit is set."""
 LABEL_ROLE = "oscar.role"
 LABEL_OWNER = "oscar.owner"
 ROLE_WARM = "warm"
 """The role label's value, kept from before `/run` had one name (containers left by an older
 server are still found and swept)."""
 RESIDENT_PROCESSES = 2
-"""docker-init and the shell that keeps the container alive."""
+"""docker-init and the shell (or the agent) that keeps the container alive."""
 _RESIDENT_WAIT_SECONDS = 10.0
 _SETTLE_CHECKS = 3
 _SETTLE_INTERVAL = 0.02
@@ -72,6 +80,7 @@ class DockerWarmContainer:
         spec: WarmSpec,
         resident: frozenset[int],
         procs_file: Path | None,
+        agent_socket: agent.AgentAddress | None = None,
     ) -> None:
         self._runtime = runtime
         self._id = container_id
@@ -79,7 +88,14 @@ class DockerWarmContainer:
         self._spec = spec
         self._resident = resident
         self._procs_file = procs_file
+        self._agent_socket = agent_socket
+        self._oom_file = None if agent_socket is None else _cgroup_file(min(resident), "memory")
         self.timed_out = False
+
+    @property
+    def through_agent(self) -> bool:
+        """Whether calls go through the agent (else through `docker exec`)."""
+        return self._agent_socket is not None
 
     @property
     def id(self) -> str:
@@ -100,6 +116,10 @@ class DockerWarmContainer:
         timeout: float | None,
         on_output: OutputSink,
     ) -> RunResult:
+        if self._agent_socket is not None:
+            return self._run_through_agent(
+                self._agent_socket, work_dir, script, environment, timeout, on_output
+            )
         connection = self._runtime.connection
         mount = self.path_of(work_dir)
         try:
@@ -145,6 +165,46 @@ class DockerWarmContainer:
             raise ContainerError(f"warm container {self._id[:12]} died while the script ran")
         return result_from_exit(int(exit_code))
 
+    def _run_through_agent(
+        self,
+        socket_path: agent.AgentAddress,
+        work_dir: Path,
+        script: str,
+        environment: dict[str, str],
+        timeout: float | None,
+        on_output: OutputSink,
+    ) -> RunResult:
+        uid, _, gid = (self._spec.user or "").partition(":")
+        ooms = self._oom_kills()
+        mount = self.path_of(work_dir)
+        end = agent.call(
+            socket_path,
+            (int(uid), int(gid or uid)),
+            timeout,
+            str(mount),
+            str(mount / script),
+            environment,
+            on_output,
+        )
+        if end.timed_out and timeout is not None:
+            return timed_out(timeout)
+        oom = ooms is not None and (self._oom_kills() or 0) > ooms
+        return result_from_exit(end.exit_code, oom=oom)
+
+    def _oom_kills(self) -> int | None:
+        """How often the kernel killed a process of the container for memory (`oom_kill` of
+        its memory cgroup); `None` where that cannot be read."""
+        if self._oom_file is None:
+            return None
+        try:
+            for line in self._oom_file.read_text().splitlines():
+                name, _, count = line.partition(" ")
+                if name == "oom_kill":
+                    return int(count)
+        except (OSError, ValueError):
+            return None
+        return None
+
     def _stream(self, exec_id: str, on_output: OutputSink) -> None:
         connection = self._runtime.connection
         sock = connection.stream_socket(connection.api.exec_start(exec_id, socket=True))
@@ -188,6 +248,8 @@ class DockerWarmContainer:
 
     def remove(self) -> None:
         self._runtime.remove(self._id)
+        if self._agent_socket is not None:
+            self._agent_socket.close()
 
 
 class DockerRunRuntime:
@@ -195,14 +257,32 @@ class DockerRunRuntime:
 
     name = "docker"
 
-    def __init__(self, jobs: DockerRuntime, owner: str, alive: Callable[[str], bool]) -> None:
-        """`alive` tells whether a server instance holds a running lease."""
+    def __init__(
+        self,
+        jobs: DockerRuntime,
+        owner: str,
+        alive: Callable[[str], bool],
+        agent_root: Path | None = None,
+    ) -> None:
+        """`alive` tells whether a server instance holds a running lease; `agent_root` is where
+        the agent is built (`None`: no agent, calls go through `docker exec`)."""
         self.connection = jobs.connection
         self.instance = jobs.instance
         self.owner = owner
         self._alive = alive
         # The job runtime's: pulls and their errors are handled in one place.
         self._prepare = jobs.prepare
+        self._agent_root = agent_root
+        self._agent_dir: Path | None = None
+        self._agent_lock = threading.Lock()
+
+    def _agent(self) -> Path | None:
+        """The built agent's directory, built at the first warm container that uses it."""
+        with self._agent_lock:
+            if self._agent_root is not None and self._agent_dir is None:
+                self._agent_dir = agent.build(self._agent_root)
+                self._agent_root = None  # built, or failed: not tried again
+            return self._agent_dir
 
     def create(self, spec: WarmSpec, host_dir: Path) -> DockerWarmContainer:
         self._prepare(spec.image)
@@ -221,6 +301,24 @@ class DockerRunRuntime:
             "detach": True,
             **restricted_options(spec.limits, network=spec.network),
         }
+        # The agent runs root's calls' scripts as the service's unprivileged user, out of their
+        # reach; a service whose scripts run as root keeps `docker exec`.
+        agent_dir = self._agent() if spec.user is not None else None
+        control = None
+        if agent_dir is not None:
+            control = host_dir / AGENT_DIR
+            control.mkdir(mode=0o700)
+            options["command"] = [
+                str(AGENT_MOUNT / agent.BINARY),
+                str(RUN_MOUNT / AGENT_DIR / agent.AgentAddress.SOCKET),
+            ]
+            options["stdin_open"] = False
+            options["volumes"][str(agent_dir)] = {"bind": str(AGENT_MOUNT), "mode": "ro"}
+            # Nothing writable survives a call: the root file system is read-only, /tmp a
+            # tmpfs the agent empties (with /dev/shm) after each call.
+            options["read_only"] = True
+            size = spec.limits.disk_bytes or TMP_SIZE
+            options["tmpfs"] = {"/tmp": f"rw,nosuid,nodev,mode=1777,size={size}"}
         if spec.user is not None:
             # The resident shell runs as root, out of reach of the requests' unprivileged
             # scripts (they cannot signal or trace it).
@@ -234,12 +332,19 @@ class DockerRunRuntime:
             self.remove(host_dir.name)
             raise
         container_id = str(container.id)
+        agent_socket = None if control is None else agent.AgentAddress(control)
         try:
+            if agent_socket is not None:
+                agent.wait_until_listening(agent_socket)
             resident, procs_file = self._resident(container_id)
         except InfrastructureError:
             self.remove(container_id)
+            if agent_socket is not None:
+                agent_socket.close()
             raise
-        return DockerWarmContainer(self, container_id, host_dir, spec, resident, procs_file)
+        return DockerWarmContainer(
+            self, container_id, host_dir, spec, resident, procs_file, agent_socket
+        )
 
     def _resident(self, container_id: str) -> tuple[frozenset[int], Path | None]:
         """The processes that keep the container alive (docker-init and its shell), once both
@@ -342,6 +447,20 @@ def _close_socket(sock: Any) -> None:
 def _cgroup_procs_file(pid: int) -> Path | None:
     """The `cgroup.procs` of the cgroup `pid` is in (v2, or v1's pids controller), when this
     host shows it (the daemon is local and the server may read it)."""
+    return _cgroup_file(pid, "pids")
+
+
+_CONTROLLER_FILES = {
+    "pids": ("cgroup.procs", "cgroup.procs"),
+    "memory": ("memory.oom_control", "memory.events"),
+}
+"""Per controller, the file read under cgroup v1 and under v2 (both `oom_kill N` for memory)."""
+
+
+def _cgroup_file(pid: int, controller: str) -> Path | None:
+    """A file of the cgroup `pid` is in for `controller` (v2, or v1's), when this host shows
+    it; for `pids`, only one that lists `pid`."""
+    v1_name, v2_name = _CONTROLLER_FILES[controller]
     try:
         lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
     except OSError:
@@ -349,16 +468,17 @@ def _cgroup_procs_file(pid: int) -> Path | None:
     candidates = []
     for line in lines:
         _number, controllers, path = line.split(":", 2)
-        if controllers == "pids":
-            candidates.append(Path("/sys/fs/cgroup/pids") / path.lstrip("/") / "cgroup.procs")
+        if controller in controllers.split(","):
+            candidates.append(Path("/sys/fs/cgroup", controller, path.lstrip("/"), v1_name))
         elif controllers == "" and _number == "0":
-            candidates.append(Path("/sys/fs/cgroup") / path.lstrip("/") / "cgroup.procs")
+            candidates.append(Path("/sys/fs/cgroup") / path.lstrip("/") / v2_name)
     for candidate in candidates:
         try:
-            if str(pid) in candidate.read_text().split():
-                return candidate
+            text = candidate.read_text()
         except OSError:
             continue
+        if controller != "pids" or str(pid) in text.split():
+            return candidate
     return None
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from oscarpy.engine.errors import InfrastructureError
 from oscarpy.engine.runtimes.base import (
     Execution,
+    ImagePull,
     OutputSink,
     RunResult,
     RunSpec,
@@ -135,7 +136,7 @@ class FakeRuntime:
     def work_path(self, work_dir: Path) -> PurePosixPath:
         return PurePosixPath(work_dir)
 
-    def prepare(self, image: str) -> None:
+    def prepare(self, image: str, pull: ImagePull | None = None) -> None:
         self.prepared.append(image)
         error = self._next().prepare_error
         if error is not None:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from oscarpy.engine.errors import ContainerError
 from oscarpy.engine.runtimes.base import (
+    ImagePull,
     OutputSink,
     RunResult,
     RunSpec,
@@ -111,7 +112,7 @@ class ProcessRuntime:
     def work_path(self, work_dir: Path) -> PurePosixPath:
         return PurePosixPath(work_dir)
 
-    def prepare(self, image: str) -> None:
+    def prepare(self, image: str, pull: ImagePull | None = None) -> None:
         """No images here: the host's own `/bin/sh` and tools run the script."""
 
     def start(self, spec: RunSpec) -> ProcessExecution:

@@ -44,7 +44,9 @@ from oscarpy.engine.errors import (
     ImageUnavailable,
     RuntimeUnavailable,
 )
+from oscarpy.engine.nodes import ClusterRuntime, NodeStatus
 from oscarpy.engine.runtimes.base import (
+    ImagePull,
     OutputSink,
     RunResult,
     RunSpec,
@@ -68,6 +70,7 @@ from oscarpy.engine.runtimes.docker_api import (
     translated,
 )
 from oscarpy.engine.runtimes.swarm_agent import directory_archive
+from oscarpy.engine.scaler import PendingTask, ScalableCluster
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +85,9 @@ LABEL_WORK_DIR = "oscar.work-dir"
 _WATCH_INTERVAL = 0.5
 _RESULT_GRACE_SECONDS = 10.0
 _ENDED = {"complete", "failed", "rejected", "shutdown", "orphaned", "remove"}
+_UNPLACED = {"new", "allocated", "pending"}
+_HOLDING = {"assigned", "accepted", "preparing", "ready", "starting", "running"}
+"""Task states in which a task holds its reservation on its node."""
 
 
 @dataclass
@@ -280,12 +286,6 @@ class SwarmExecution:
         self._runtime.staging.attempts.pop(self._token, None)
 
 
-@dataclass(frozen=True)
-class _Node:
-    name: str
-    state: str
-
-
 class SwarmRuntime:
     """Runs each job attempt as a one-task Swarm job service placed by Swarm."""
 
@@ -310,7 +310,8 @@ class SwarmRuntime:
         self.staging_url = f"http://{host}:{self.staging.port}"
         self._lock = threading.Lock()
         self._tasks: dict[str, dict[str, Any]] = {}
-        self._nodes: dict[str, _Node] = {}
+        self._nodes: dict[str, NodeStatus] = {}
+        self._pending: dict[str, tuple[float, dict[str, Any]]] = {}
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="swarm-watch", daemon=True)
         self._watcher.start()
@@ -335,21 +336,86 @@ class SwarmRuntime:
                     "Version", {}
                 ).get("Index", 0):
                     latest[task["ServiceID"]] = task
+            now = time.monotonic()
             with self._lock:
                 self._tasks = latest
-                self._nodes = {
-                    node["ID"]: _Node(
-                        node.get("Description", {}).get("Hostname", node["ID"][:12]),
-                        node.get("Status", {}).get("State", "unknown"),
-                    )
-                    for node in nodes
+                self._nodes = {node["ID"]: self._node_status(node, tasks) for node in nodes}
+                self._pending = {
+                    task["ID"]: (self._pending.get(task["ID"], (now,))[0], task)
+                    for task in tasks
+                    if task.get("Status", {}).get("State") in _UNPLACED and not task.get("NodeID")
                 }
+
+    def pending_tasks(self) -> list[PendingTask]:
+        """Tasks no node has room for (yet), with when the watch first saw them waiting."""
+        with self._lock:
+            waiting = list(self._pending.values())
+        found = []
+        for since, task in waiting:
+            reservations = task.get("Spec", {}).get("Resources", {}).get("Reservations", {})
+            found.append(
+                PendingTask(
+                    since,
+                    reservations.get("NanoCPUs", 0) / 1e9,
+                    reservations.get("MemoryBytes", 0),
+                )
+            )
+        return found
+
+    def drain_node(self, node_id: str) -> None:
+        """`docker node update --availability drain`: no new task goes there."""
+        with translated(f"cannot drain node {node_id[:12]}"):
+            node = self._client.nodes.get(node_id)
+            node.update({**node.attrs["Spec"], "Availability": "drain"})
+
+    def remove_node(self, node_id: str) -> None:
+        """`docker node rm --force`: forget a node that was shut down."""
+        try:
+            with translated(f"cannot remove node {node_id[:12]}"):
+                self._client.api.remove_node(node_id, force=True)
+        except ContainerMissing:
+            pass
+
+    def _node_status(self, node: dict[str, Any], tasks: list[dict[str, Any]]) -> NodeStatus:
+        """A node as Swarm describes it, with what the tasks placed there reserve."""
+        description = node.get("Description", {})
+        resources = description.get("Resources", {})
+        cpu_reserved, memory_reserved, jobs = 0.0, 0, 0
+        for task in tasks:
+            if task.get("NodeID") != node["ID"]:
+                continue
+            if task.get("Status", {}).get("State") not in _HOLDING:
+                continue
+            spec = task.get("Spec", {})
+            reservations = spec.get("Resources", {}).get("Reservations", {})
+            cpu_reserved += reservations.get("NanoCPUs", 0) / 1e9
+            memory_reserved += reservations.get("MemoryBytes", 0)
+            if spec.get("ContainerSpec", {}).get("Image") == self.agent_image:
+                jobs += 1
+        return NodeStatus(
+            name=description.get("Hostname", node["ID"][:12]),
+            cpu_cores=resources.get("NanoCPUs", 0) / 1e9,
+            memory_bytes=resources.get("MemoryBytes", 0),
+            cpu_reserved=cpu_reserved,
+            memory_reserved=memory_reserved,
+            jobs_running=jobs,
+            state=node.get("Status", {}).get("State", "unknown"),
+            availability=node.get("Spec", {}).get("Availability", "active"),
+            labels=dict(node.get("Spec", {}).get("Labels") or {}),
+            node_id=node["ID"],
+            manager=node.get("Spec", {}).get("Role") == "manager",
+        )
+
+    def nodes(self) -> list[NodeStatus]:
+        """Every node of the swarm as the watch last saw it, by name."""
+        with self._lock:
+            return sorted(self._nodes.values(), key=lambda node: node.name)
 
     def task_of(self, service_id: str) -> dict[str, Any] | None:
         with self._lock:
             return self._tasks.get(service_id)
 
-    def node_of(self, task: dict[str, Any]) -> _Node | None:
+    def node_of(self, task: dict[str, Any]) -> NodeStatus | None:
         with self._lock:
             return self._nodes.get(task.get("NodeID", ""))
 
@@ -358,7 +424,7 @@ class SwarmRuntime:
     def work_path(self, work_dir: Path) -> PurePosixPath:
         return WORK_MOUNT
 
-    def prepare(self, image: str) -> None:
+    def prepare(self, image: str, pull: ImagePull | None = None) -> None:
         """Nothing to check here: the image is needed on the node Swarm picks, which pulls it
         (or, failing that, the attempt fails as an infrastructure failure and is retried)."""
         if not image:
@@ -410,6 +476,7 @@ class SwarmRuntime:
                     # own to set up (it has the node's Docker socket, so this grants nothing more).
                     networks=["host"],
                     resources=docker.types.Resources(**reservations),
+                    constraints=list(spec.constraints) or None,
                     env=[
                         f"OSCAR_STAGING_URL={self.staging_url}/a/{token}",
                         f"OSCAR_NODE_WORK={self.node_work}",
@@ -481,4 +548,10 @@ class SwarmRuntime:
 if TYPE_CHECKING:
 
     def _fits_protocol(runtime: SwarmRuntime) -> Runtime:
+        return runtime
+
+    def _fits_cluster(runtime: SwarmRuntime) -> ClusterRuntime:
+        return runtime
+
+    def _fits_scaler(runtime: SwarmRuntime) -> ScalableCluster:
         return runtime

@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Protocol
 
 from oscarpy.engine.runtimes.base import Limits, OutputSink, RunResult, RunSpec, Runtime
 
+RUN_MOUNT = PurePosixPath("/oscar-run")
+"""Where a warm container sees its host directory (and so each call's work directory)."""
+
 
 @dataclass(frozen=True)
 class WarmSpec:

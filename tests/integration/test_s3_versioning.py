@@ -1,0 +1,149 @@
+"""Bucket versioning with boto3 at its default settings against a real `oscar serve`:
+Put/GetBucketVersioning, version ids on PUT, copy, multipart and DELETE, delete markers,
+ListObjectVersions with markers, GET/HEAD/DELETE by version id."""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.integration.test_s3_support import client, error_code, s3_server  # noqa: F401
+from tests.support.server import RunningServer
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def s3(s3_server: RunningServer) -> Any:  # noqa: F811
+    return client(s3_server)
+
+
+def versioned(s3: Any, bucket: str) -> str:
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    return bucket
+
+
+def test_versioning_status(s3: Any) -> None:
+    s3.create_bucket(Bucket="ver-status")
+    assert "Status" not in s3.get_bucket_versioning(Bucket="ver-status")
+    for status in ("Enabled", "Suspended"):
+        s3.put_bucket_versioning(Bucket="ver-status", VersioningConfiguration={"Status": status})
+        assert s3.get_bucket_versioning(Bucket="ver-status")["Status"] == status
+    with pytest.raises(ClientError) as raised:
+        s3.put_bucket_versioning(Bucket="ver-status", VersioningConfiguration={"Status": "On"})
+    assert error_code(raised) == ("MalformedXML", 400)
+    with pytest.raises(ClientError) as raised:
+        s3.get_bucket_versioning(Bucket="ver-missing")
+    assert error_code(raised) == ("NoSuchBucket", 404)
+
+
+def test_every_write_is_a_version_readable_by_id(s3: Any) -> None:
+    bucket = versioned(s3, "ver-writes")
+    first = s3.put_object(Bucket=bucket, Key="k", Body=b"one")["VersionId"]
+    second = s3.put_object(Bucket=bucket, Key="k", Body=b"two")["VersionId"]
+    copied = s3.copy_object(
+        Bucket=bucket, Key="k", CopySource={"Bucket": bucket, "Key": "k", "VersionId": first}
+    )
+    assert copied["CopySourceVersionId"] == first
+    third = copied["VersionId"]
+    assert len({first, second, third}) == 3
+
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"one"
+    by_id = s3.get_object(Bucket=bucket, Key="k", VersionId=second)
+    assert (by_id["Body"].read(), by_id["VersionId"]) == (b"two", second)
+    assert s3.head_object(Bucket=bucket, Key="k", VersionId=first)["ContentLength"] == 3
+    with pytest.raises(ClientError) as raised:
+        s3.get_object(Bucket=bucket, Key="k", VersionId="0" * 32)
+    assert error_code(raised) == ("NoSuchVersion", 404)
+
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="k")["UploadId"]
+    part = s3.upload_part(Bucket=bucket, Key="k", UploadId=upload, PartNumber=1, Body=b"four")
+    done = s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key="k",
+        UploadId=upload,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+    )
+    versions = s3.list_object_versions(Bucket=bucket)["Versions"]
+    assert [(v["VersionId"], v["IsLatest"]) for v in versions] == [
+        (done["VersionId"], True),
+        (third, False),
+        (second, False),
+        (first, False),
+    ]
+
+
+def test_delete_markers_and_deleting_versions(s3: Any) -> None:
+    bucket = versioned(s3, "ver-delete")
+    kept = s3.put_object(Bucket=bucket, Key="k", Body=b"kept")["VersionId"]
+
+    deleted = s3.delete_object(Bucket=bucket, Key="k")
+    assert deleted["DeleteMarker"] is True
+    marker = deleted["VersionId"]
+    with pytest.raises(ClientError) as raised:
+        s3.get_object(Bucket=bucket, Key="k")
+    assert error_code(raised) == ("NoSuchKey", 404)
+    assert raised.value.response["ResponseMetadata"]["HTTPHeaders"]["x-amz-delete-marker"] == "true"
+    with pytest.raises(ClientError) as raised:
+        s3.head_object(Bucket=bucket, Key="k", VersionId=marker)
+    assert error_code(raised) == ("405", 405)
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+    listed = s3.list_object_versions(Bucket=bucket)
+    assert [(m["VersionId"], m["IsLatest"]) for m in listed["DeleteMarkers"]] == [(marker, True)]
+    assert [(v["VersionId"], v["IsLatest"]) for v in listed["Versions"]] == [(kept, False)]
+
+    # Deleting the marker brings the object back; deleting the version removes it for good.
+    s3.delete_object(Bucket=bucket, Key="k", VersionId=marker)
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"kept"
+    s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "k", "VersionId": kept}]})
+    assert "Versions" not in s3.list_object_versions(Bucket=bucket)
+    s3.delete_bucket(Bucket=bucket)
+
+
+def test_list_object_versions_pages_with_key_and_version_markers(s3: Any) -> None:
+    bucket = versioned(s3, "ver-pages")
+    made = [
+        (key, s3.put_object(Bucket=bucket, Key=key, Body=os.urandom(10))["VersionId"])
+        for key in ("a", "b")
+        for _ in range(3)
+    ]
+    expected = [(key, version) for key in ("a", "b") for k, version in reversed(made) if k == key]
+    seen: list[tuple[str, str]] = []
+    paginator = s3.get_paginator("list_object_versions")
+    for page in paginator.paginate(Bucket=bucket, PaginationConfig={"PageSize": 2}):
+        seen += [(v["Key"], v["VersionId"]) for v in page.get("Versions", [])]
+    assert seen == expected
+
+
+def test_suspended_versioning_writes_the_null_version(s3: Any) -> None:
+    bucket = versioned(s3, "ver-suspend")
+    kept = s3.put_object(Bucket=bucket, Key="k", Body=b"versioned")["VersionId"]
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})
+    s3.put_object(Bucket=bucket, Key="k", Body=b"null one")
+    s3.put_object(Bucket=bucket, Key="k", Body=b"null two")
+    versions = s3.list_object_versions(Bucket=bucket)["Versions"]
+    assert [v["VersionId"] for v in versions] == ["null", kept]
+    assert s3.get_object(Bucket=bucket, Key="k", VersionId="null")["Body"].read() == b"null two"
+
+
+def test_an_unversioned_bucket_answers_as_before(s3: Any) -> None:
+    s3.create_bucket(Bucket="ver-never")
+    put = s3.put_object(Bucket="ver-never", Key="k", Body=b"x")
+    assert "VersionId" not in put
+    assert s3.get_object(Bucket="ver-never", Key="k", VersionId="null")["Body"].read() == b"x"
+    s3.delete_object(Bucket="ver-never", Key="k")
+    assert "Versions" not in s3.list_object_versions(Bucket="ver-never")
+    assert "DeleteMarkers" not in s3.list_object_versions(Bucket="ver-never")
+
+
+def test_big_multipart_version(s3: Any) -> None:
+    bucket = versioned(s3, "ver-big")
+    body = os.urandom(9 * MiB)  # over upload_fileobj's 8 MiB multipart threshold
+    s3.upload_fileobj(io.BytesIO(body), bucket, "big")
+    version = s3.head_object(Bucket=bucket, Key="big")["VersionId"]
+    assert s3.get_object(Bucket=bucket, Key="big", VersionId=version)["Body"].read() == body
