@@ -147,3 +147,30 @@ def test_big_multipart_version(s3: Any) -> None:
     s3.upload_fileobj(io.BytesIO(body), bucket, "big")
     version = s3.head_object(Bucket=bucket, Key="big")["VersionId"]
     assert s3.get_object(Bucket=bucket, Key="big", VersionId=version)["Body"].read() == body
+
+
+def test_get_object_attributes_of_a_version(s3: Any) -> None:
+    bucket = versioned(s3, "ver-attributes")
+    old = s3.put_object(Bucket=bucket, Key="k", Body=b"old one")
+    s3.put_object(Bucket=bucket, Key="k", Body=b"new")
+    wanted = ["ETag", "ObjectSize", "Checksum"]
+    found = s3.get_object_attributes(
+        Bucket=bucket, Key="k", VersionId=old["VersionId"], ObjectAttributes=wanted
+    )
+    assert (found["VersionId"], found["ObjectSize"]) == (old["VersionId"], 7)
+    assert found["ETag"] == old["ETag"].strip('"')
+    assert found["Checksum"]["ChecksumCRC32"] == old["ChecksumCRC32"]
+
+    marker = s3.delete_object(Bucket=bucket, Key="k")["VersionId"]
+    with pytest.raises(ClientError) as raised:
+        s3.get_object_attributes(Bucket=bucket, Key="k", ObjectAttributes=wanted)
+    assert error_code(raised) == ("NoSuchKey", 404)
+    assert raised.value.response["ResponseMetadata"]["HTTPHeaders"]["x-amz-delete-marker"] == "true"
+    with pytest.raises(ClientError) as raised:
+        s3.get_object_attributes(Bucket=bucket, Key="k", VersionId=marker, ObjectAttributes=wanted)
+    assert error_code(raised)[1] == 405
+    with pytest.raises(ClientError) as raised:
+        s3.get_object_attributes(
+            Bucket=bucket, Key="k", VersionId="0" * 32, ObjectAttributes=wanted
+        )
+    assert error_code(raised) == ("NoSuchVersion", 404)

@@ -927,7 +927,7 @@ class ObjectStore:
         """A version of the object (None: the "null" version) and an open handle on its bytes;
         a delete marker has no handle. Raises `VersionNotFound`."""
         for _attempt in range(5):
-            found = self._find_version(bucket, key, version_id)
+            found = self.find_version(bucket, key, version_id)
             if found.delete_marker:
                 return found, None
             try:
@@ -936,7 +936,8 @@ class ObjectStore:
                 continue  # removed between the lookup and the open; look again
         raise VersionNotFound(f"version {version_id!r} of {key!r} not found")
 
-    def _find_version(self, bucket: str, key: str, version_id: str | None) -> ObjectDetails:
+    def find_version(self, bucket: str, key: str, version_id: str | None) -> ObjectDetails:
+        """A version's details (None: the "null" version). Raises `VersionNotFound`."""
         with self.database.session() as session:
             if session.get(BucketRow, bucket) is None:
                 raise BucketNotFound(f"bucket {bucket!r} does not exist")
