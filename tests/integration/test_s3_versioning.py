@@ -5,12 +5,15 @@ ListObjectVersions with markers, GET/HEAD/DELETE by version id."""
 from __future__ import annotations
 
 import io
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.integration.test_s3_awscli import aws
 from tests.integration.test_s3_support import client, error_code, s3_server  # noqa: F401
 from tests.support.server import RunningServer
 
@@ -174,3 +177,50 @@ def test_get_object_attributes_of_a_version(s3: Any) -> None:
             Bucket=bucket, Key="k", VersionId="0" * 32, ObjectAttributes=wanted
         )
     assert error_code(raised) == ("NoSuchVersion", 404)
+
+
+def test_list_object_versions_by_delimiter_pages_through_common_prefixes(
+    s3: Any,
+    s3_server: RunningServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    bucket = versioned(s3, "ver-folders")
+    for key in ("docs/a", "docs/a", "docs/sub/b", "photos/c", "readme", "readme"):
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+    readme = [
+        v["VersionId"] for v in s3.list_object_versions(Bucket=bucket, Prefix="readme")["Versions"]
+    ]
+    for page_size in (1, 2, 1000):
+        prefixes: list[str] = []
+        versions: list[tuple[str, str]] = []
+        paginator = s3.get_paginator("list_object_versions")
+        pages = paginator.paginate(
+            Bucket=bucket, Delimiter="/", PaginationConfig={"PageSize": page_size}
+        )
+        for page in pages:
+            assert len(page.get("CommonPrefixes", [])) + len(page.get("Versions", [])) <= page_size
+            prefixes += [common["Prefix"] for common in page.get("CommonPrefixes", [])]
+            versions += [(v["Key"], v["VersionId"]) for v in page.get("Versions", [])]
+        assert prefixes == ["docs/", "photos/"]
+        assert versions == [("readme", version) for version in readme]
+
+    inside = s3.list_object_versions(Bucket=bucket, Prefix="docs/", Delimiter="/")
+    assert [common["Prefix"] for common in inside["CommonPrefixes"]] == ["docs/sub/"]
+    assert [v["Key"] for v in inside["Versions"]] == ["docs/a", "docs/a"]
+
+    listed = json.loads(
+        aws(
+            s3_server,
+            tmp_path,
+            "s3api",
+            "list-object-versions",
+            "--bucket",
+            bucket,
+            "--delimiter",
+            "/",
+            "--page-size",
+            "1",
+        )
+    )
+    assert [common["Prefix"] for common in listed["CommonPrefixes"]] == ["docs/", "photos/"]
+    assert [v["VersionId"] for v in listed["Versions"]] == readme

@@ -995,14 +995,18 @@ class ObjectStore:
         prefix: str = "",
         key_marker: str = "",
         version_marker: str | None = None,
+        start: str = "",
         limit: int = _PAGE,
     ) -> list[VersionEntry]:
         """Up to `limit` versions and delete markers by key, newest first within a key, after
         (`key_marker`, `version_marker`): after every version of `key_marker` when
-        `version_marker` is None, else after that version of it (\"\" stands for null)."""
+        `version_marker` is None, else after that version of it (\"\" stands for null); and
+        of keys from `start` on."""
         with self.database.session() as session:
-            objects = select(ObjectRow).where(ObjectRow.bucket == bucket)
-            versions = select(VersionRow).where(VersionRow.bucket == bucket)
+            objects = select(ObjectRow).where(ObjectRow.bucket == bucket, ObjectRow.key >= start)
+            versions = select(VersionRow).where(
+                VersionRow.bucket == bucket, VersionRow.key >= start
+            )
             if prefix:
                 objects = objects.where(*starting_with(ObjectRow.key, prefix))
                 versions = versions.where(*starting_with(VersionRow.key, prefix))
