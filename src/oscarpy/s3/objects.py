@@ -21,7 +21,7 @@ from oscarpy.s3.headers import (
     parse_http_date,
     requested_checksum,
 )
-from oscarpy.s3.payload import plan_payload, receive_body
+from oscarpy.s3.payload import plan_payload, receive_body, with_default_checksum
 from oscarpy.storage import checksums
 from oscarpy.storage.blobs import WrittenBlob
 from oscarpy.storage.checksums import Checksum
@@ -292,7 +292,7 @@ async def put_object(call: S3Call) -> Response:
         if not await call.run(call.store.bucket_exists, call.bucket):
             raise S3Error("NoSuchBucket", f"bucket {call.bucket!r} does not exist")
     condition = await write_condition(call, check_now=big)
-    plan = plan_payload(call.headers, call.auth)
+    plan = with_default_checksum(plan_payload(call.headers, call.auth))
 
     def commit(blob: WrittenBlob) -> ObjectDetails:
         return call.store.commit_object(

@@ -249,7 +249,11 @@ def _upload_checksum(
             raise InvalidPart(f"part {row.part_number}'s checksum does not match the one listed")
     wanted = upload.checksum
     if wanted is None:
-        return None
+        # Parts sent without checksums got S3's default one each: so does the whole object.
+        default = Checksum(checksums.DEFAULT, "", checksums.FULL_OBJECT)
+        if not all(part is not None and part.algorithm == default.algorithm for part in stored):
+            return None
+        wanted, expected = default, None
     values: list[str] = []
     for row, part in zip(chosen, stored, strict=True):
         if part is None or part.algorithm != wanted.algorithm:
@@ -453,24 +457,31 @@ class ObjectStore:
     ) -> ObjectDetails:
         """Copy the file at `source` in as `key`, replacing any earlier version."""
         validate_key(key)
+        with open(source, "rb") as handle:
+            blob = self.write_stream(handle)
+        return self.commit_object(bucket, key, blob, content_type=content_type, metadata=metadata)
+
+    def write_stream(self, source: BinaryIO) -> WrittenBlob:
+        """A new blob of the bytes `source` reads, with S3's default checksum (see
+        `checksums.DEFAULT`); pass it to `commit_object`."""
         writer = self.blobs.writer()
+        computing = checksums.running(checksums.DEFAULT)
+        writer.track(computing)
         try:
-            with open(source, "rb") as handle:
-                writer.copy_from(handle)
+            writer.copy_from(source)
         except BaseException:
             writer.abort()
             raise
-        return self.commit_object(
-            bucket, key, writer.finish(), content_type=content_type, metadata=metadata
-        )
+        default = Checksum(checksums.DEFAULT, checksums.encode(computing.digest()))
+        return replace(writer.finish(), checksum=default)
 
     def put_bytes(
         self, bucket: str, key: str, data: bytes, content_type: str | None = None
     ) -> ObjectDetails:
         validate_key(key)
-        return self.commit_object(
-            bucket, key, self.blobs.write_whole(data), content_type=content_type
-        )
+        default = Checksum(checksums.DEFAULT, checksums.of_bytes(checksums.DEFAULT, data))
+        blob = replace(self.blobs.write_whole(data), checksum=default)
+        return self.commit_object(bucket, key, blob, content_type=content_type)
 
     def commit_object(
         self,
@@ -698,6 +709,8 @@ class ObjectStore:
             handle = opened
         writer = self.blobs.writer()
         checksum = source.checksum
+        if checksum is None and checksum_algorithm is None:
+            checksum_algorithm = checksums.DEFAULT  # S3 gives every new object a checksum
         computing = None
         if checksum_algorithm is not None and (
             checksum is None or checksum.algorithm != checksum_algorithm
