@@ -224,3 +224,43 @@ def test_list_object_versions_by_delimiter_pages_through_common_prefixes(
     )
     assert [common["Prefix"] for common in listed["CommonPrefixes"]] == ["docs/", "photos/"]
     assert [v["VersionId"] for v in listed["Versions"]] == readme
+
+
+def test_object_lock_on_a_versioned_bucket_gets_s3s_answers_without_object_lock(s3: Any) -> None:
+    bucket = versioned(s3, "ver-no-lock")
+    version = s3.put_object(Bucket=bucket, Key="k", Body=b"x")["VersionId"]
+    with pytest.raises(ClientError) as raised:
+        s3.put_object_lock_configuration(
+            Bucket=bucket, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"}
+        )
+    assert error_code(raised) == ("InvalidBucketState", 409)
+    with pytest.raises(ClientError) as raised:
+        s3.get_object_lock_configuration(Bucket=bucket)
+    assert error_code(raised) == ("ObjectLockConfigurationNotFoundError", 404)
+    for call in (
+        lambda: s3.get_object_retention(Bucket=bucket, Key="k", VersionId=version),
+        lambda: s3.put_object_legal_hold(
+            Bucket=bucket, Key="k", VersionId=version, LegalHold={"Status": "ON"}
+        ),
+    ):
+        with pytest.raises(ClientError) as raised:
+            call()
+        assert error_code(raised) == ("InvalidRequest", 400)
+
+    # A write asking for retention or a legal hold is refused, not stored unprotected.
+    for lock in (
+        {"ObjectLockMode": "GOVERNANCE", "ObjectLockRetainUntilDate": "2030-01-01T00:00:00Z"},
+        {"ObjectLockLegalHoldStatus": "ON"},
+    ):
+        with pytest.raises(ClientError) as raised:
+            s3.put_object(Bucket=bucket, Key="locked", Body=b"y", **lock)
+        assert error_code(raised) == ("InvalidRequest", 400)
+        with pytest.raises(ClientError) as raised:
+            s3.create_multipart_upload(Bucket=bucket, Key="locked", **lock)
+        assert error_code(raised) == ("InvalidRequest", 400)
+    assert [v["Key"] for v in s3.list_object_versions(Bucket=bucket)["Versions"]] == ["k"]
+
+    with pytest.raises(ClientError) as raised:
+        s3.create_bucket(Bucket="ver-with-lock", ObjectLockEnabledForBucket=True)
+    assert error_code(raised) == ("NotImplemented", 501)
+    assert "ver-with-lock" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]

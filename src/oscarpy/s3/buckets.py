@@ -20,7 +20,7 @@ from oscarpy.s3.documents import (
     parse,
     text_of,
 )
-from oscarpy.s3.errors import S3Error
+from oscarpy.s3.errors import S3Error, not_implemented
 from oscarpy.s3.listing import MAX_KEYS, Listing, list_entries, list_version_entries
 from oscarpy.s3.payload import plan_payload, receive_document
 from oscarpy.storage.store import VERSIONING_STATES, ObjectDetails, VersionEntry
@@ -67,6 +67,8 @@ async def list_buckets(call: S3Call) -> Response:
 
 
 async def create_bucket(call: S3Call) -> Response:
+    if call.headers.get("x-amz-bucket-object-lock-enabled", "").lower() == "true":
+        raise not_implemented("Object Lock")  # a bucket without it would mislead the client
     await call.body(64 * 1024)  # an optional CreateBucketConfiguration; the region is ours
     if not await call.run(call.store.create_bucket, call.bucket):
         raise S3Error(
@@ -123,9 +125,14 @@ async def get_object_lock(call: S3Call) -> Response:
 
 
 async def put_object_lock(call: S3Call) -> Response:
-    """Object lock needs versioning, which no bucket has: S3's answer for such a bucket."""
+    """Object Lock is not supported. S3 answers a bucket without versioning so; a versioned
+    one it would now put under Object Lock: we answer as S3 did before it could, for a bucket
+    created without Object Lock."""
     await call.body(MAX_REQUEST_DOCUMENT)
-    await _require_bucket(call)
+    if await call.run(call.store.versioning, call.bucket) == "Enabled":
+        raise S3Error(
+            "InvalidBucketState", "Object Lock configuration cannot be enabled on existing buckets"
+        )
     raise S3Error(
         "InvalidBucketState",
         "Versioning must be 'Enabled' on the bucket to apply a Object Lock configuration",

@@ -23,7 +23,7 @@ from oscarpy.s3.documents import (
     text_of,
 )
 from oscarpy.s3.errors import S3Error
-from oscarpy.s3.headers import object_settings, requested_checksum
+from oscarpy.s3.headers import object_settings, refuse_object_lock, requested_checksum
 from oscarpy.s3.objects import source_object, validate_or_raise, version_headers, write_condition
 from oscarpy.s3.payload import (
     plan_payload,
@@ -67,6 +67,7 @@ def _upload_checksum(headers: dict[str, str]) -> Checksum | None:
 
 async def create_upload(call: S3Call) -> Response:
     validate_or_raise(call.key)
+    refuse_object_lock(call.headers)
     content_type, metadata, stored = object_settings(call.headers)
     checksum = _upload_checksum(call.headers)
     upload_id = await call.run(

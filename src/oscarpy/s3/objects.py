@@ -19,6 +19,7 @@ from oscarpy.s3.headers import (
     object_headers,
     object_settings,
     parse_http_date,
+    refuse_object_lock,
     requested_checksum,
 )
 from oscarpy.s3.payload import plan_payload, receive_body, with_default_checksum
@@ -283,6 +284,7 @@ async def write_condition(call: S3Call, *, check_now: bool = True) -> WriteCondi
 
 async def put_object(call: S3Call) -> Response:
     validate_or_raise(call.key)
+    refuse_object_lock(call.headers)
     if "x-amz-copy-source" in call.headers:
         return await copy_object(call)
     content_type, metadata, stored = object_settings(call.headers)
