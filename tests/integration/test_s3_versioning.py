@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -237,12 +238,13 @@ def test_object_lock_on_a_versioned_bucket_gets_s3s_answers_without_object_lock(
     with pytest.raises(ClientError) as raised:
         s3.get_object_lock_configuration(Bucket=bucket)
     assert error_code(raised) == ("ObjectLockConfigurationNotFoundError", 404)
-    for call in (
+    calls: list[Callable[[], Any]] = [
         lambda: s3.get_object_retention(Bucket=bucket, Key="k", VersionId=version),
         lambda: s3.put_object_legal_hold(
             Bucket=bucket, Key="k", VersionId=version, LegalHold={"Status": "ON"}
         ),
-    ):
+    ]
+    for call in calls:
         with pytest.raises(ClientError) as raised:
             call()
         assert error_code(raised) == ("InvalidRequest", 400)
