@@ -15,6 +15,8 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+import anycrc
+import httpx
 import pytest
 from botocore.exceptions import ClientError
 
@@ -276,3 +278,67 @@ def test_a_copied_part_gets_the_uploads_checksum(s3: Any) -> None:
     )
     assert done["ChecksumType"] == "COMPOSITE"
     assert done["ChecksumCRC32"].endswith("-2")
+
+
+def crc64nvme(data: bytes) -> str:
+    """CRC64NVME by anycrc's catalogue model (checked against the check value below)."""
+    value = anycrc.Model("CRC64-NVME").calc(data)
+    return base64.b64encode(int(value).to_bytes(8, "big")).decode()
+
+
+def test_an_upload_without_a_checksum_gets_s3s_default_crc64nvme(
+    s3: Any,
+    s3_server: RunningServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    # A presigned PUT (what browsers and curl use) carries no checksum.
+    url = s3.generate_presigned_url("put_object", Params={"Bucket": "sums", "Key": "plain"})
+    assert httpx.put(url, content=CHECK_INPUT).status_code == 200
+    expected = CHECK_VALUES["CRC64NVME"]
+    assert crc64nvme(CHECK_INPUT) == expected
+    head = s3.head_object(Bucket="sums", Key="plain", ChecksumMode="ENABLED")
+    assert (head["ChecksumCRC64NVME"], head["ChecksumType"]) == (expected, "FULL_OBJECT")
+    listed = s3.list_objects_v2(Bucket="sums", Prefix="plain")["Contents"][0]
+    assert (listed["ChecksumAlgorithm"], listed["ChecksumType"]) == (["CRC64NVME"], "FULL_OBJECT")
+    attributes = s3.get_object_attributes(Bucket="sums", Key="plain", ObjectAttributes=["Checksum"])
+    assert attributes["Checksum"]["ChecksumCRC64NVME"] == expected
+    got = s3.get_object(Bucket="sums", Key="plain", ChecksumMode="ENABLED")
+    assert (got["ChecksumCRC64NVME"], got["Body"].read()) == (expected, CHECK_INPUT)
+    cli_head = ["s3api", "head-object", "--bucket", "sums", "--key", "plain"]
+    cli = json.loads(aws(s3_server, tmp_path, *cli_head, "--checksum-mode", "ENABLED"))
+    assert cli["ChecksumCRC64NVME"] == expected
+
+    # A copy keeps it; a client's own checksum still wins over the default.
+    s3.copy_object(Bucket="sums", Key="plain-copy", CopySource={"Bucket": "sums", "Key": "plain"})
+    copied = s3.head_object(Bucket="sums", Key="plain-copy", ChecksumMode="ENABLED")
+    assert copied["ChecksumCRC64NVME"] == expected
+    s3.put_object(Bucket="sums", Key="with-crc32", Body=CHECK_INPUT)
+    own = s3.head_object(Bucket="sums", Key="with-crc32", ChecksumMode="ENABLED")
+    assert own["ChecksumCRC32"] == CHECK_VALUES["CRC32"] and "ChecksumCRC64NVME" not in own
+
+
+def test_a_multipart_upload_without_checksums_gets_a_full_object_crc64nvme(
+    s3_server: RunningServer,  # noqa: F811
+) -> None:
+    # A client that sends checksums only where required (older SDKs, rclone, most tools).
+    plain = client(
+        s3_server,
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    first, second = os.urandom(5 * MiB), os.urandom(1000)
+    upload = plain.create_multipart_upload(Bucket="sums", Key="plain-parts")["UploadId"]
+    parts = []
+    for number, body in enumerate((first, second), start=1):
+        sent = plain.upload_part(
+            Bucket="sums", Key="plain-parts", UploadId=upload, PartNumber=number, Body=body
+        )
+        assert sent["ChecksumCRC64NVME"] == crc64nvme(body)
+        parts.append({"PartNumber": number, "ETag": sent["ETag"]})
+    done = plain.complete_multipart_upload(
+        Bucket="sums", Key="plain-parts", UploadId=upload, MultipartUpload={"Parts": parts}
+    )
+    whole = crc64nvme(first + second)
+    assert (done["ChecksumCRC64NVME"], done["ChecksumType"]) == (whole, "FULL_OBJECT")
+    head = plain.head_object(Bucket="sums", Key="plain-parts", ChecksumMode="ENABLED")
+    assert (head["ChecksumCRC64NVME"], head["ChecksumType"]) == (whole, "FULL_OBJECT")

@@ -5,12 +5,16 @@ ListObjectVersions with markers, GET/HEAD/DELETE by version id."""
 from __future__ import annotations
 
 import io
+import json
 import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.integration.test_s3_awscli import aws
 from tests.integration.test_s3_support import client, error_code, s3_server  # noqa: F401
 from tests.support.server import RunningServer
 
@@ -147,3 +151,118 @@ def test_big_multipart_version(s3: Any) -> None:
     s3.upload_fileobj(io.BytesIO(body), bucket, "big")
     version = s3.head_object(Bucket=bucket, Key="big")["VersionId"]
     assert s3.get_object(Bucket=bucket, Key="big", VersionId=version)["Body"].read() == body
+
+
+def test_get_object_attributes_of_a_version(s3: Any) -> None:
+    bucket = versioned(s3, "ver-attributes")
+    old = s3.put_object(Bucket=bucket, Key="k", Body=b"old one")
+    s3.put_object(Bucket=bucket, Key="k", Body=b"new")
+    wanted = ["ETag", "ObjectSize", "Checksum"]
+    found = s3.get_object_attributes(
+        Bucket=bucket, Key="k", VersionId=old["VersionId"], ObjectAttributes=wanted
+    )
+    assert (found["VersionId"], found["ObjectSize"]) == (old["VersionId"], 7)
+    assert found["ETag"] == old["ETag"].strip('"')
+    assert found["Checksum"]["ChecksumCRC32"] == old["ChecksumCRC32"]
+
+    marker = s3.delete_object(Bucket=bucket, Key="k")["VersionId"]
+    with pytest.raises(ClientError) as raised:
+        s3.get_object_attributes(Bucket=bucket, Key="k", ObjectAttributes=wanted)
+    assert error_code(raised) == ("NoSuchKey", 404)
+    assert raised.value.response["ResponseMetadata"]["HTTPHeaders"]["x-amz-delete-marker"] == "true"
+    with pytest.raises(ClientError) as raised:
+        s3.get_object_attributes(Bucket=bucket, Key="k", VersionId=marker, ObjectAttributes=wanted)
+    assert error_code(raised)[1] == 405
+    with pytest.raises(ClientError) as raised:
+        s3.get_object_attributes(
+            Bucket=bucket, Key="k", VersionId="0" * 32, ObjectAttributes=wanted
+        )
+    assert error_code(raised) == ("NoSuchVersion", 404)
+
+
+def test_list_object_versions_by_delimiter_pages_through_common_prefixes(
+    s3: Any,
+    s3_server: RunningServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    bucket = versioned(s3, "ver-folders")
+    for key in ("docs/a", "docs/a", "docs/sub/b", "photos/c", "readme", "readme"):
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+    readme = [
+        v["VersionId"] for v in s3.list_object_versions(Bucket=bucket, Prefix="readme")["Versions"]
+    ]
+    for page_size in (1, 2, 1000):
+        prefixes: list[str] = []
+        versions: list[tuple[str, str]] = []
+        paginator = s3.get_paginator("list_object_versions")
+        pages = paginator.paginate(
+            Bucket=bucket, Delimiter="/", PaginationConfig={"PageSize": page_size}
+        )
+        for page in pages:
+            assert len(page.get("CommonPrefixes", [])) + len(page.get("Versions", [])) <= page_size
+            prefixes += [common["Prefix"] for common in page.get("CommonPrefixes", [])]
+            versions += [(v["Key"], v["VersionId"]) for v in page.get("Versions", [])]
+        assert prefixes == ["docs/", "photos/"]
+        assert versions == [("readme", version) for version in readme]
+
+    inside = s3.list_object_versions(Bucket=bucket, Prefix="docs/", Delimiter="/")
+    assert [common["Prefix"] for common in inside["CommonPrefixes"]] == ["docs/sub/"]
+    assert [v["Key"] for v in inside["Versions"]] == ["docs/a", "docs/a"]
+
+    listed = json.loads(
+        aws(
+            s3_server,
+            tmp_path,
+            "s3api",
+            "list-object-versions",
+            "--bucket",
+            bucket,
+            "--delimiter",
+            "/",
+            "--page-size",
+            "1",
+        )
+    )
+    assert [common["Prefix"] for common in listed["CommonPrefixes"]] == ["docs/", "photos/"]
+    assert [v["VersionId"] for v in listed["Versions"]] == readme
+
+
+def test_object_lock_on_a_versioned_bucket_gets_s3s_answers_without_object_lock(s3: Any) -> None:
+    bucket = versioned(s3, "ver-no-lock")
+    version = s3.put_object(Bucket=bucket, Key="k", Body=b"x")["VersionId"]
+    with pytest.raises(ClientError) as raised:
+        s3.put_object_lock_configuration(
+            Bucket=bucket, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"}
+        )
+    assert error_code(raised) == ("InvalidBucketState", 409)
+    with pytest.raises(ClientError) as raised:
+        s3.get_object_lock_configuration(Bucket=bucket)
+    assert error_code(raised) == ("ObjectLockConfigurationNotFoundError", 404)
+    calls: list[Callable[[], Any]] = [
+        lambda: s3.get_object_retention(Bucket=bucket, Key="k", VersionId=version),
+        lambda: s3.put_object_legal_hold(
+            Bucket=bucket, Key="k", VersionId=version, LegalHold={"Status": "ON"}
+        ),
+    ]
+    for call in calls:
+        with pytest.raises(ClientError) as raised:
+            call()
+        assert error_code(raised) == ("InvalidRequest", 400)
+
+    # A write asking for retention or a legal hold is refused, not stored unprotected.
+    for lock in (
+        {"ObjectLockMode": "GOVERNANCE", "ObjectLockRetainUntilDate": "2030-01-01T00:00:00Z"},
+        {"ObjectLockLegalHoldStatus": "ON"},
+    ):
+        with pytest.raises(ClientError) as raised:
+            s3.put_object(Bucket=bucket, Key="locked", Body=b"y", **lock)
+        assert error_code(raised) == ("InvalidRequest", 400)
+        with pytest.raises(ClientError) as raised:
+            s3.create_multipart_upload(Bucket=bucket, Key="locked", **lock)
+        assert error_code(raised) == ("InvalidRequest", 400)
+    assert [v["Key"] for v in s3.list_object_versions(Bucket=bucket)["Versions"]] == ["k"]
+
+    with pytest.raises(ClientError) as raised:
+        s3.create_bucket(Bucket="ver-with-lock", ObjectLockEnabledForBucket=True)
+    assert error_code(raised) == ("NotImplemented", 501)
+    assert "ver-with-lock" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]

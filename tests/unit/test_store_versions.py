@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from oscarpy.db import Database
+from oscarpy.s3.listing import list_version_entries
 from oscarpy.storage.errors import ObjectNotFound, VersionNotFound
 from oscarpy.storage.store import ObjectStore
 
@@ -117,3 +118,49 @@ def test_a_versioned_bucket_is_not_empty_while_it_holds_versions(store: ObjectSt
         store.delete_bucket("vers")
     store.delete_bucket("vers", force=True)
     assert store.blobs.all_ids() == set()
+
+
+def _pages(store: ObjectStore, prefix: str, page: int) -> list[str]:
+    """Every entry of a versioned listing by "/", page by page as a client resumes it."""
+    seen: list[str] = []
+    key_marker, version_marker = "", None
+    for _ in range(50):
+        listing = list_version_entries(
+            store,
+            "vers",
+            prefix=prefix,
+            delimiter="/",
+            key_marker=key_marker,
+            version_marker=version_marker,
+            max_keys=page,
+        )
+        assert len(listing.entries) <= page
+        for entry in listing.entries:
+            if isinstance(entry, str):
+                seen.append(entry)
+                key_marker, version_marker = entry, None
+            else:
+                seen.append(f"{entry.details.key}@{entry.details.version_id}")
+                key_marker, version_marker = entry.details.key, entry.details.version_id or ""
+        if not listing.truncated:
+            return seen
+    raise AssertionError("the listing does not end")
+
+
+def test_versions_listed_by_delimiter_roll_up_into_common_prefixes(store: ObjectStore) -> None:
+    store.put_bytes("vers", "b", b"null")  # written before versioning: the null version
+    store.set_versioning("vers", "Enabled")
+    for key in ("a/1", "a/2", "a/2", "c/x/1", "c/y", "c/y"):
+        store.put_bytes("vers", key, b"x")
+    newer_b = store.put_bytes("vers", "b", b"new").version_id
+    store.put_bytes("vers", "d", b"gone")
+    store.delete_objects("vers", ["d"])
+    d_marker, d_version = [entry.details.version_id for entry in store.list_versions("vers")][-2:]
+    expected = ["a/", f"b@{newer_b}", "b@None", "c/", f"d@{d_marker}", f"d@{d_version}"]
+    for page in (1, 2, 3, 1000):
+        assert _pages(store, "", page) == expected
+    c_versions = [
+        f"c/y@{entry.details.version_id}" for entry in store.list_versions("vers", prefix="c/y")
+    ]
+    for page in (1, 2, 1000):
+        assert _pages(store, "c/", page) == ["c/x/", *c_versions]

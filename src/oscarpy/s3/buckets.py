@@ -23,7 +23,7 @@ from oscarpy.s3.documents import (
     text_of,
 )
 from oscarpy.s3.errors import S3Error, not_implemented
-from oscarpy.s3.listing import MAX_KEYS, Listing, list_entries
+from oscarpy.s3.listing import MAX_KEYS, Listing, list_entries, list_version_entries
 from oscarpy.s3.payload import plan_payload, receive_document
 from oscarpy.storage.store import VERSIONING_STATES, BucketInfo, ObjectDetails, VersionEntry
 
@@ -88,6 +88,8 @@ def visible_buckets(
 
 
 async def create_bucket(call: S3Call) -> Response:
+    if call.headers.get("x-amz-bucket-object-lock-enabled", "").lower() == "true":
+        raise not_implemented("Object Lock")  # a bucket without it would mislead the client
     await call.body(64 * 1024)  # an optional CreateBucketConfiguration; the region is ours
     assert call.principal is not None  # `authorize` refuses anonymous creation
     user_id = call.principal.user_id
@@ -156,9 +158,14 @@ async def get_object_lock(call: S3Call) -> Response:
 
 
 async def put_object_lock(call: S3Call) -> Response:
-    """Object lock needs versioning, which no bucket has: S3's answer for such a bucket."""
+    """Object Lock is not supported. S3 answers a bucket without versioning so; a versioned
+    one it would now put under Object Lock: we answer as S3 did before it could, for a bucket
+    created without Object Lock."""
     await call.body(MAX_REQUEST_DOCUMENT)
-    await _require_bucket(call)
+    if await call.run(call.store.versioning, call.bucket) == "Enabled":
+        raise S3Error(
+            "InvalidBucketState", "Object Lock configuration cannot be enabled on existing buckets"
+        )
     raise S3Error(
         "InvalidBucketState",
         "Versioning must be 'Enabled' on the bucket to apply a Object Lock configuration",
@@ -222,11 +229,10 @@ def _entry(found: ObjectDetails, encode: object, call: S3Call, with_owner: bool)
     return f"<Contents>{body}{owner(call.owner) if with_owner else ''}</Contents>"
 
 
-def _prefixes(listing: Listing, encode: object) -> str:
+def _prefixes(prefixes: list[str], encode: object) -> str:
     assert callable(encode)
     return "".join(
-        f"<CommonPrefixes>{elements(Prefix=encode(prefix))}</CommonPrefixes>"
-        for prefix in listing.prefixes
+        f"<CommonPrefixes>{elements(Prefix=encode(prefix))}</CommonPrefixes>" for prefix in prefixes
     )
 
 
@@ -250,7 +256,7 @@ async def list_objects(call: S3Call) -> Response:
         EncodingType=encoding,
     )
     contents = "".join(_entry(found, encode, call, True) for found in listing.contents)
-    return xml_response("ListBucketResult", head + contents + _prefixes(listing, encode))
+    return xml_response("ListBucketResult", head + contents + _prefixes(listing.prefixes, encode))
 
 
 def _token(value: str) -> str:
@@ -287,7 +293,7 @@ async def list_objects_v2(call: S3Call) -> Response:
     )
     with_owner = call.query.get("fetch-owner") == "true"
     contents = "".join(_entry(found, encode, call, with_owner) for found in listing.contents)
-    return xml_response("ListBucketResult", head + contents + _prefixes(listing, encode))
+    return xml_response("ListBucketResult", head + contents + _prefixes(listing.prefixes, encode))
 
 
 async def list_versions(call: S3Call) -> Response:
@@ -330,7 +336,7 @@ async def list_versions(call: S3Call) -> Response:
         + "</Version>"
         for found in listing.contents
     )
-    return xml_response("ListVersionsResult", head + versions + _prefixes(listing, encode))
+    return xml_response("ListVersionsResult", head + versions + _prefixes(listing.prefixes, encode))
 
 
 async def delete_objects(call: S3Call) -> Response:
@@ -368,40 +374,48 @@ async def delete_objects(call: S3Call) -> Response:
 async def _list_versioned(call: S3Call) -> Response:
     encoding, encode = _encoder(call)
     assert callable(encode)
-    if call.query.get("delimiter"):
-        raise not_implemented("ListObjectVersions with a delimiter in a versioned bucket")
     max_keys = _max_keys(call)
+    prefix = call.query.get("prefix", "")
+    delimiter = call.query.get("delimiter", "")
     key_marker = call.query.get("key-marker", "")
     version_marker = call.query.get("version-id-marker")
-    marker = (
-        None if version_marker is None else ("" if version_marker == "null" else version_marker)
-    )
-    entries = await call.run(
-        call.store.list_versions,
+    listing = await call.run(
+        list_version_entries,
+        call.store,
         call.bucket,
-        prefix=call.query.get("prefix", ""),
+        prefix=prefix,
+        delimiter=delimiter,
         key_marker=key_marker,
-        version_marker=marker if key_marker else None,
-        limit=max_keys + 1,
+        # The store writes the "null" version as "".
+        version_marker="" if version_marker == "null" else version_marker,
+        max_keys=max_keys,
     )
-    truncated = len(entries) > max_keys
-    entries = entries[:max_keys]
-    last = entries[-1].details if entries else None
+    last = listing.entries[-1] if listing.truncated else None
     head = elements(
         Name=call.bucket,
-        Prefix=encode(call.query.get("prefix", "")),
+        Prefix=encode(prefix),
         KeyMarker=encode(key_marker),
         VersionIdMarker=version_marker or "",
         MaxKeys=max_keys,
-        IsTruncated=truncated,
-        NextKeyMarker=encode(last.key) if truncated and last else None,
-        NextVersionIdMarker=(last.version_id or "null") if truncated and last else None,
+        Delimiter=encode(delimiter) if delimiter else None,
+        IsTruncated=listing.truncated,
+        NextKeyMarker=None if last is None else encode(_marker_key(last)),
+        NextVersionIdMarker=(
+            (last.details.version_id or "null") if isinstance(last, VersionEntry) else None
+        ),
         EncodingType=encoding,
     )
-    return xml_response(
-        "ListVersionsResult",
-        head + "".join(_version_entry(entry, encode, call) for entry in entries),
+    versions = "".join(
+        _version_entry(entry, encode, call)
+        for entry in listing.entries
+        if isinstance(entry, VersionEntry)
     )
+    prefixes = [entry for entry in listing.entries if isinstance(entry, str)]
+    return xml_response("ListVersionsResult", head + versions + _prefixes(prefixes, encode))
+
+
+def _marker_key(entry: VersionEntry | str) -> str:
+    return entry if isinstance(entry, str) else entry.details.key
 
 
 def _version_entry(entry: VersionEntry, encode: object, call: S3Call) -> str:

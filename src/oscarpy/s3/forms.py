@@ -47,7 +47,6 @@ _EXEMPT = {
     "awsaccesskeyid",
     "file",
 }
-_COPY_CHUNK = 1024 * 1024
 
 
 def is_form_upload(method: str, key: str, headers: dict[str, list[str]]) -> bool:
@@ -230,16 +229,8 @@ def _starts_with(name: str, value: str, prefix: str) -> bool:
 
 
 def _copy_in(call: S3Call, upload: UploadFile) -> WrittenBlob:
-    writer = call.store.writer()
-    try:
-        source = upload.file
-        source.seek(0)
-        while chunk := source.read(_COPY_CHUNK):
-            writer.write(chunk)
-    except BaseException:
-        writer.abort()
-        raise
-    return writer.finish()
+    upload.file.seek(0)
+    return call.store.write_stream(upload.file)
 
 
 async def post_object(call: S3Call, signer: FormSigner) -> Response:

@@ -128,3 +128,18 @@ def requested_checksum(headers: dict[str, str]) -> str | None:
             "InvalidRequest", f"Checksum algorithm provided is unsupported: {named.strip()}"
         )
     return algorithm
+
+
+#: Headers that put a new object under Object Lock (retention or legal hold).
+OBJECT_LOCK_HEADERS = (
+    "x-amz-object-lock-mode",
+    "x-amz-object-lock-retain-until-date",
+    "x-amz-object-lock-legal-hold",
+)
+
+
+def refuse_object_lock(headers: dict[str, str]) -> None:
+    """No bucket here has Object Lock: a write asking for retention or a legal hold gets S3's
+    answer for such a bucket, rather than an object silently left unprotected."""
+    if any(name in headers for name in OBJECT_LOCK_HEADERS):
+        raise S3Error("InvalidRequest", "Bucket is missing Object Lock Configuration")

@@ -23,9 +23,14 @@ from oscarpy.s3.documents import (
     text_of,
 )
 from oscarpy.s3.errors import S3Error
-from oscarpy.s3.headers import object_settings, requested_checksum
+from oscarpy.s3.headers import object_settings, refuse_object_lock, requested_checksum
 from oscarpy.s3.objects import source_object, validate_or_raise, version_headers, write_condition
-from oscarpy.s3.payload import plan_payload, receive_body, receive_document
+from oscarpy.s3.payload import (
+    plan_payload,
+    receive_body,
+    receive_document,
+    with_default_checksum,
+)
 from oscarpy.storage import checksums
 from oscarpy.storage.blobs import BlobWriter, WrittenBlob
 from oscarpy.storage.checksums import Checksum
@@ -62,6 +67,7 @@ def _upload_checksum(headers: dict[str, str]) -> Checksum | None:
 
 async def create_upload(call: S3Call) -> Response:
     validate_or_raise(call.key)
+    refuse_object_lock(call.headers)
     content_type, metadata, stored = object_settings(call.headers)
     checksum = _upload_checksum(call.headers)
     upload_id = await call.run(
@@ -106,6 +112,8 @@ async def upload_part(call: S3Call) -> Response:
                 f"actual checksum Type: {plan.checksum_algorithm}",
             )
         plan.checksum_algorithm = wanted.algorithm  # computed, if the client sent none
+    else:
+        with_default_checksum(plan)
 
     def commit(blob: WrittenBlob) -> tuple[str, Checksum | None]:
         etag = call.store.commit_part(call.bucket, call.key, upload_id, number, blob)

@@ -19,9 +19,10 @@ from oscarpy.s3.headers import (
     object_headers,
     object_settings,
     parse_http_date,
+    refuse_object_lock,
     requested_checksum,
 )
-from oscarpy.s3.payload import plan_payload, receive_body
+from oscarpy.s3.payload import plan_payload, receive_body, with_default_checksum
 from oscarpy.storage import checksums
 from oscarpy.storage.blobs import WrittenBlob
 from oscarpy.storage.checksums import Checksum
@@ -171,6 +172,16 @@ def version_headers(found: ObjectDetails) -> dict[str, str]:
     return headers
 
 
+def _named_delete_marker(found: ObjectDetails) -> S3Error:
+    """S3's answer to reading a delete marker named by its version id: 405."""
+    error = S3Error(
+        "MethodNotAllowed", "The specified method is not allowed against this resource."
+    )
+    error.headers.update(version_headers(found))
+    error.headers["Last-Modified"] = http_date(found.last_modified)
+    return error
+
+
 async def _open(call: S3Call) -> tuple[ObjectDetails, BinaryIO]:
     """The object (or the version `versionId` names) and a handle on its bytes: S3's 405 for a
     delete marker named by version, 404 with `x-amz-delete-marker` when one is the latest."""
@@ -179,12 +190,7 @@ async def _open(call: S3Call) -> tuple[ObjectDetails, BinaryIO]:
         assert not isinstance(version, bool)
         found, handle = await call.run(call.store.open_version, call.bucket, call.key, version)
         if handle is None:
-            error = S3Error(
-                "MethodNotAllowed", "The specified method is not allowed against this resource."
-            )
-            error.headers.update(version_headers(found))
-            error.headers["Last-Modified"] = http_date(found.last_modified)
-            raise error
+            raise _named_delete_marker(found)
         return found, handle
     try:
         return await call.run(call.store.open_object, call.bucket, call.key)
@@ -278,6 +284,7 @@ async def write_condition(call: S3Call, *, check_now: bool = True) -> WriteCondi
 
 async def put_object(call: S3Call) -> Response:
     validate_or_raise(call.key)
+    refuse_object_lock(call.headers)
     if "x-amz-copy-source" in call.headers:
         return await copy_object(call)
     content_type, metadata, stored = object_settings(call.headers)
@@ -287,7 +294,7 @@ async def put_object(call: S3Call) -> Response:
         if not await call.run(call.store.bucket_exists, call.bucket):
             raise S3Error("NoSuchBucket", f"bucket {call.bucket!r} does not exist")
     condition = await write_condition(call, check_now=big)
-    plan = plan_payload(call.headers, call.auth)
+    plan = with_default_checksum(plan_payload(call.headers, call.auth))
 
     def commit(blob: WrittenBlob) -> ObjectDetails:
         return call.store.commit_object(
@@ -422,8 +429,6 @@ def _header_number(call: S3Call, name: str, default: int) -> int:
 
 async def get_object_attributes(call: S3Call) -> Response:
     """GetObjectAttributes: the attributes `x-amz-object-attributes` names, in one document."""
-    if requested_version(call.query.get("versionId")) is not False:
-        raise not_implemented("GetObjectAttributes of a version")
     wanted = {
         name.strip() for name in call.headers.get("x-amz-object-attributes", "").split(",")
     } - {""}
@@ -435,11 +440,7 @@ async def get_object_attributes(call: S3Call) -> Response:
         )
     if not wanted <= set(OBJECT_ATTRIBUTES):
         raise S3Error("InvalidArgument", "Invalid attribute name specified.")
-    found = await call.run(call.store.head, call.bucket, call.key)
-    if found is None:
-        if not await call.run(call.store.bucket_exists, call.bucket):
-            raise S3Error("NoSuchBucket", f"bucket {call.bucket!r} does not exist")
-        raise S3Error("NoSuchKey", f"object {call.key!r} not found")
+    found = await _attributes_of(call)
     body = ""
     if "ETag" in wanted:
         body += elements(ETag=found.etag)
@@ -454,8 +455,30 @@ async def get_object_attributes(call: S3Call) -> Response:
     return Response(
         document("GetObjectAttributesResponse", body),
         media_type="application/xml",
-        headers={"Last-Modified": http_date(found.last_modified)},
+        headers={"Last-Modified": http_date(found.last_modified), **version_headers(found)},
     )
+
+
+async def _attributes_of(call: S3Call) -> ObjectDetails:
+    """The object or the version `versionId` names, with GET's errors (405 for a delete marker
+    named by id, 404 with `x-amz-delete-marker` when one is the latest)."""
+    version = requested_version(call.query.get("versionId"))
+    if version is not False:
+        assert not isinstance(version, bool)
+        found = await call.run(call.store.find_version, call.bucket, call.key, version)
+        if found.delete_marker:
+            raise _named_delete_marker(found)
+        return found
+    current = await call.run(call.store.head, call.bucket, call.key)
+    if current is not None:
+        return current
+    if not await call.run(call.store.bucket_exists, call.bucket):
+        raise S3Error("NoSuchBucket", f"bucket {call.bucket!r} does not exist")
+    error = S3Error("NoSuchKey", f"object {call.key!r} not found")
+    marker = await call.run(call.store.latest_delete_marker, call.bucket, call.key)
+    if marker is not None:
+        error.headers.update(version_headers(marker))
+    raise error
 
 
 def _object_parts(call: S3Call, found: ObjectDetails) -> str:

@@ -130,6 +130,14 @@ def plan_payload(headers: Mapping[str, str], auth: Authorization) -> PayloadPlan
     return plan
 
 
+def with_default_checksum(plan: PayloadPlan) -> PayloadPlan:
+    """S3 computes a CRC64NVME checksum of an upload that declares none, and keeps it: so do
+    we, as the body streams in."""
+    if plan.checksum_algorithm is None:
+        plan.checksum_algorithm = checksums.DEFAULT
+    return plan
+
+
 def _content_length(headers: Mapping[str, str]) -> int | None:
     try:
         return int(headers["content-length"])

@@ -21,6 +21,8 @@ from typing import Any, Protocol
 import anycrc
 
 ALGORITHMS = ("crc32", "crc32c", "crc64nvme", "sha1", "sha256")
+DEFAULT = "crc64nvme"
+"""What S3 computes and keeps of an upload that declares no checksum."""
 FULL_OBJECT = "FULL_OBJECT"
 COMPOSITE = "COMPOSITE"
 _DIGEST_BYTES = {"crc32": 4, "crc32c": 4, "crc64nvme": 8, "sha1": 20, "sha256": 32}

@@ -249,7 +249,11 @@ def _upload_checksum(
             raise InvalidPart(f"part {row.part_number}'s checksum does not match the one listed")
     wanted = upload.checksum
     if wanted is None:
-        return None
+        # Parts sent without checksums got S3's default one each: so does the whole object.
+        default = Checksum(checksums.DEFAULT, "", checksums.FULL_OBJECT)
+        if not all(part is not None and part.algorithm == default.algorithm for part in stored):
+            return None
+        wanted, expected = default, None
     values: list[str] = []
     for row, part in zip(chosen, stored, strict=True):
         if part is None or part.algorithm != wanted.algorithm:
@@ -453,24 +457,31 @@ class ObjectStore:
     ) -> ObjectDetails:
         """Copy the file at `source` in as `key`, replacing any earlier version."""
         validate_key(key)
+        with open(source, "rb") as handle:
+            blob = self.write_stream(handle)
+        return self.commit_object(bucket, key, blob, content_type=content_type, metadata=metadata)
+
+    def write_stream(self, source: BinaryIO) -> WrittenBlob:
+        """A new blob of the bytes `source` reads, with S3's default checksum (see
+        `checksums.DEFAULT`); pass it to `commit_object`."""
         writer = self.blobs.writer()
+        computing = checksums.running(checksums.DEFAULT)
+        writer.track(computing)
         try:
-            with open(source, "rb") as handle:
-                writer.copy_from(handle)
+            writer.copy_from(source)
         except BaseException:
             writer.abort()
             raise
-        return self.commit_object(
-            bucket, key, writer.finish(), content_type=content_type, metadata=metadata
-        )
+        default = Checksum(checksums.DEFAULT, checksums.encode(computing.digest()))
+        return replace(writer.finish(), checksum=default)
 
     def put_bytes(
         self, bucket: str, key: str, data: bytes, content_type: str | None = None
     ) -> ObjectDetails:
         validate_key(key)
-        return self.commit_object(
-            bucket, key, self.blobs.write_whole(data), content_type=content_type
-        )
+        default = Checksum(checksums.DEFAULT, checksums.of_bytes(checksums.DEFAULT, data))
+        blob = replace(self.blobs.write_whole(data), checksum=default)
+        return self.commit_object(bucket, key, blob, content_type=content_type)
 
     def commit_object(
         self,
@@ -698,6 +709,8 @@ class ObjectStore:
             handle = opened
         writer = self.blobs.writer()
         checksum = source.checksum
+        if checksum is None and checksum_algorithm is None:
+            checksum_algorithm = checksums.DEFAULT  # S3 gives every new object a checksum
         computing = None
         if checksum_algorithm is not None and (
             checksum is None or checksum.algorithm != checksum_algorithm
@@ -927,7 +940,7 @@ class ObjectStore:
         """A version of the object (None: the "null" version) and an open handle on its bytes;
         a delete marker has no handle. Raises `VersionNotFound`."""
         for _attempt in range(5):
-            found = self._find_version(bucket, key, version_id)
+            found = self.find_version(bucket, key, version_id)
             if found.delete_marker:
                 return found, None
             try:
@@ -936,7 +949,8 @@ class ObjectStore:
                 continue  # removed between the lookup and the open; look again
         raise VersionNotFound(f"version {version_id!r} of {key!r} not found")
 
-    def _find_version(self, bucket: str, key: str, version_id: str | None) -> ObjectDetails:
+    def find_version(self, bucket: str, key: str, version_id: str | None) -> ObjectDetails:
+        """A version's details (None: the "null" version). Raises `VersionNotFound`."""
         with self.database.session() as session:
             if session.get(BucketRow, bucket) is None:
                 raise BucketNotFound(f"bucket {bucket!r} does not exist")
@@ -994,14 +1008,18 @@ class ObjectStore:
         prefix: str = "",
         key_marker: str = "",
         version_marker: str | None = None,
+        start: str = "",
         limit: int = _PAGE,
     ) -> list[VersionEntry]:
         """Up to `limit` versions and delete markers by key, newest first within a key, after
         (`key_marker`, `version_marker`): after every version of `key_marker` when
-        `version_marker` is None, else after that version of it (\"\" stands for null)."""
+        `version_marker` is None, else after that version of it (\"\" stands for null); and
+        of keys from `start` on."""
         with self.database.session() as session:
-            objects = select(ObjectRow).where(ObjectRow.bucket == bucket)
-            versions = select(VersionRow).where(VersionRow.bucket == bucket)
+            objects = select(ObjectRow).where(ObjectRow.bucket == bucket, ObjectRow.key >= start)
+            versions = select(VersionRow).where(
+                VersionRow.bucket == bucket, VersionRow.key >= start
+            )
             if prefix:
                 objects = objects.where(*starting_with(ObjectRow.key, prefix))
                 versions = versions.where(*starting_with(VersionRow.key, prefix))
