@@ -112,6 +112,8 @@ def _upload_batch(server: RunningServer, service: str, files: int) -> None:
             "script": SCRIPT,
             "cpu": "1",
             "memory": "32Mi",
+            # The test image is in no registry: no `Always` pull (its tag is `latest`).
+            "image_pull_policy": "IfNotPresent",
             "input": [{"path": f"{service}/in"}],
             "output": [{"path": f"{service}/out"}],
         }

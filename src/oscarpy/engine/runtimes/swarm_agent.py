@@ -16,6 +16,8 @@ environment (service secrets) never appears in the cluster's service definitions
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import http.client
 import io
 import json
@@ -36,6 +38,8 @@ DOCKER_SOCKET = "/var/run/docker.sock"
 WORK_MOUNT = "/oscar-job"
 _RESULT_RETRY_SECONDS = 600.0
 _OUTPUT_RETRY_SECONDS = 1.0
+IMAGE_CHECK_SECONDS = 30.0
+"""As `docker_api.IMAGE_CHECK_SECONDS`: how long a pull on a node counts as fresh."""
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -180,17 +184,34 @@ def _pull(image: str, pull: dict[str, str]) -> None:
             raise DockerError(500, f"Docker pull {image}: {progress['error']}")
 
 
-def ensure_image(image: str, pull: dict[str, str], node: str) -> None:
+def ensure_image(image: str, pull: dict[str, str], node: str, node_work: str) -> None:
     """Get the image on this node as the service's pull policy says (as local mode does):
     `Always` pulls and falls back to the node's copy if the pull fails; `IfNotPresent` pulls an
-    absent image; `Never` only uses the node's copy. Raises `DockerError` 404 if there is none."""
+    absent image; `Never` only uses the node's copy. Raises `DockerError` 404 if there is none.
+
+    As in local mode, an image pulled (or tried) on this node in the last
+    `IMAGE_CHECK_SECONDS` is not pulled again, and the agents of one node pull one at a time
+    (a lock file in the node's work directory): a burst of `Always` jobs pulls once per node."""
     policy = pull.get("policy", "IfNotPresent")
     present = _present(image)
     if policy == "Never" and not present:
         raise DockerError(
             404, f"image {image} is not on node {node} and its image_pull_policy is Never"
         )
-    if policy == "Always" or not present:
+    if policy != "Always" and present:
+        return
+    marks = os.path.join(node_work, ".images")
+    os.makedirs(marks, exist_ok=True)
+    mark = os.path.join(marks, hashlib.sha256(image.encode()).hexdigest())
+    with open(mark + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        present = present or _present(image)
+        try:
+            recent = time.time() - os.path.getmtime(mark) < IMAGE_CHECK_SECONDS
+        except OSError:
+            recent = False
+        if present and recent:
+            return
         try:
             _pull(image, pull)
         except (DockerError, OSError, ValueError) as error:
@@ -199,6 +220,8 @@ def ensure_image(image: str, pull: dict[str, str], node: str) -> None:
                     404, f"image {image} is not on node {node} and cannot be pulled: {error}"
                 ) from error
             print(f"oscar agent: {error}; running the copy node {node} has", file=sys.stderr)
+        with open(mark, "w"):
+            pass  # its time is when the image was last pulled (or tried)
 
 
 def _header_text(text: str) -> str:
@@ -253,7 +276,7 @@ def main() -> int:
     if spec.get("user"):
         definition["User"] = spec["user"]
     try:
-        ensure_image(spec["image"], spec.get("pull") or {}, node)
+        ensure_image(spec["image"], spec.get("pull") or {}, node, node_work)
         container = str(_docker("POST", f"/containers/create?name={name}", definition)["Id"])
     except DockerError as error:
         # Said to the manager, so that the job's attempt records why (not "task failed").
