@@ -30,6 +30,7 @@ import secrets
 import tarfile
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
@@ -385,6 +386,13 @@ class SwarmRuntime:
         with translated(f"cannot drain node {node_id[:12]}"):
             node = self._client.nodes.get(node_id)
             node.update({**node.attrs["Spec"], "Availability": "drain"})
+
+    def label_node(self, node_id: str, labels: Mapping[str, str]) -> None:
+        """`docker node update --label-add` for each of `labels`."""
+        with translated(f"cannot label node {node_id[:12]}"):
+            node = self._client.nodes.get(node_id)
+            spec = node.attrs["Spec"]
+            node.update({**spec, "Labels": {**(spec.get("Labels") or {}), **labels}})
 
     def remove_node(self, node_id: str) -> None:
         """`docker node rm --force`: forget a node that was shut down."""
