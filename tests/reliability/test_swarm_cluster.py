@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -111,6 +112,8 @@ def _upload_batch(server: RunningServer, service: str, files: int) -> None:
             "script": SCRIPT,
             "cpu": "1",
             "memory": "32Mi",
+            # The test image is in no registry: no `Always` pull (its tag is `latest`).
+            "image_pull_policy": "IfNotPresent",
             "input": [{"path": f"{service}/in"}],
             "output": [{"path": f"{service}/out"}],
         }
@@ -314,23 +317,38 @@ def test_placement_constraints_and_enable_gpu_choose_the_nodes(
 
 def test_images_reach_the_nodes_through_a_registry(swarm: Swarm, tmp_path: Path) -> None:
     """The service's image is only in a registry (Debian's docker-registry here): every node
-    that runs a job pulls it from there (when absent: IfNotPresent)."""
+    that runs a job pulls it from there, with the service's pull policy and registry login
+    (`Always`: pulled on the node; the password in no service definition and no log), and an
+    image a `Never` service's node lacks fails the job with reason `image`, naming the node."""
     with local_registry(swarm) as registry:
         image = f"{registry}/oscar-test/pulled:1"
-        swarm.manager.docker("tag", IMAGE, image)
-        swarm.manager.docker("push", "-q", image)
-        swarm.manager.docker("rmi", image)  # the registry has the only copy now
-        server = serve_on(swarm, tmp_path / "data")
+        never = f"{registry}/oscar-test/never-pulled:1"
+        for name in (image, never):
+            swarm.manager.docker("tag", IMAGE, name)
+            swarm.manager.docker("push", "-q", name)
+            swarm.manager.docker("rmi", name)  # the registry has the only copy now
+        server = serve_on(swarm, tmp_path / "data", extra={"OSCAR_JOB_RETRY_LIMIT": "1"})
         try:
             server.create_service(
                 {"name": "pulled", "image": image, "script": "sleep 1\n", "cpu": "1",
+                 "image_pull_policy": "Always", "image_pull_secrets": ["registry"],
+                 "environment": {"secrets": {"registry": f"puller:{PULL_PASSWORD}"}},
                  "input": [{"path": "pulled/in"}]}
+            )  # fmt: skip
+            server.create_service(
+                {"name": "never", "image": never, "script": "true\n",
+                 "image_pull_policy": "Never", "input": [{"path": "never/in"}]}
             )  # fmt: skip
             for index in range(6):
                 server.s3_client().put_object(Bucket="pulled", Key=f"in/{index}", Body=b"x")
-            _wait_all_succeeded(server, "pulled", 6, timeout=120)
+            server.s3_client().put_object(Bucket="never", Key="in/a", Body=b"x")
+            services_seen = _service_definitions_while(
+                swarm, lambda: _wait_all_succeeded(server, "pulled", 6, timeout=120)
+            )
+            refused = _finished_job(server, "never")
             with server.client() as client:
                 jobs = client.get("/system/logs/pulled").json()["jobs"]
+                logs = [client.get(f"/system/logs/pulled/{job}").text for job in jobs]
         finally:
             server.stop()
     ran_on = {job["node"] for job in jobs.values()}
@@ -338,6 +356,81 @@ def test_images_reach_the_nodes_through_a_registry(swarm: Swarm, tmp_path: Path)
     for node in swarm.nodes:
         if node.hostname in ran_on:
             assert image in node.docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}")
+    assert (refused["status"], refused["reason"]) == ("Failed", "image")
+    assert never in refused["message"] and "Never" in refused["message"]
+    assert re.search(r"on node \S+", refused["message"]), refused["message"]
+    for node in swarm.nodes:  # `Never`: not pulled on any node
+        assert never not in node.docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}")
+    assert services_seen
+    for text in [*services_seen, *logs, server.log(), *swarm_task_logs(swarm)]:
+        assert PULL_PASSWORD not in text
+
+
+#: The registry login of the `pulled` service (the test registry takes any login).
+PULL_PASSWORD = "registry-pw-4d1f"
+
+
+def _service_definitions_while(swarm: Swarm, action: Callable[[], None]) -> list[str]:
+    """Run `action` in a thread while collecting the swarm's service definitions."""
+    seen: list[str] = []
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            action()
+        except BaseException as error:  # noqa: BLE001 (re-raised below)
+            errors.append(error)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    while not done.wait(0.3):
+        ids = swarm.manager.docker("service", "ls", "-q").split()
+        if ids:
+            try:
+                seen.append(swarm.manager.docker("service", "inspect", *ids))
+            except RuntimeError:
+                pass  # a service ended in between
+    if errors:
+        raise errors[0]
+    return seen
+
+
+def swarm_task_logs(swarm: Swarm) -> list[str]:
+    """What the agents printed, as the nodes' daemons keep it (of the agent containers left)."""
+    texts = []
+    for node in swarm.nodes:
+        for container in node.docker("ps", "-aq").split():
+            texts.append(node.docker("logs", container))
+    return texts
+
+
+def test_a_mounted_folder_and_resource_id_on_a_node(swarm: Swarm, tmp_path: Path) -> None:
+    """OSCAR's `mount` reaches the node that runs the job (read-only at /mnt), and RESOURCE_ID
+    names that node, not the manager."""
+    server = serve_on(swarm, tmp_path / "data")
+    try:
+        s3 = server.s3_client()
+        s3.create_bucket(Bucket="models")
+        s3.put_object(Bucket="models", Key="weights/a.txt", Body=b"first\n")
+        server.create_service(
+            {"name": "mounting", "image": IMAGE, "cpu": "1",
+             "placement": [f"node.hostname=={swarm.workers[0].hostname}"],
+             "script": 'cat /mnt/models/weights/a.txt\necho "resource=$RESOURCE_ID"\n'
+                       "touch /mnt/models/x 2>/dev/null || echo read-only\n",
+             "mount": {"storage_provider": "minio.default", "path": "models/weights"},
+             "input": [{"path": "mounting/in"}]}
+        )  # fmt: skip
+        s3.put_object(Bucket="mounting", Key="in/a", Body=b"x")
+        job = _finished_job(server, "mounting")
+        with server.client() as client:
+            log = client.get(f"/system/logs/mounting/{job['id']}").text
+    finally:
+        server.stop()
+    assert job["status"] == "Succeeded", log
+    assert "first\n" in log and "read-only" in log, log
+    assert f"resource={swarm.workers[0].hostname}\n" in log, log
 
 
 def _finished_job(server: RunningServer, service: str, timeout: float = 90) -> dict[str, Any]:

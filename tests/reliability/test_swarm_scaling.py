@@ -71,12 +71,17 @@ def test_a_burst_adds_nodes_up_to_the_max_and_idle_ones_go_down_to_the_min(
             "OSCAR_SCALER_PENDING_SECONDS": "1",
             "OSCAR_SCALER_IDLE_SECONDS": "3",
             "OSCAR_SCALER_COOLDOWN_SECONDS": "2",
+            # The jobs may run only on nodes the scaler added and labelled.
+            "OSCAR_SCALER_NODE_LABELS": "scaled=yes",
         },
     )
     try:
         server.create_service(
             {"name": "burst", "image": IMAGE, "script": "sleep 3\n", "cpu": "1",
-             "memory": "32Mi", "input": [{"path": "burst/in"}]}
+             "memory": "32Mi", "input": [{"path": "burst/in"}],
+             "placement": ["node.labels.scaled==yes"],
+             # The test image is in no registry: no `Always` pull (its tag is `latest`).
+             "image_pull_policy": "IfNotPresent"}
         )  # fmt: skip
         s3 = server.s3_client()
         for index in range(BURST):
@@ -102,10 +107,11 @@ def test_a_burst_adds_nodes_up_to_the_max_and_idle_ones_go_down_to_the_min(
         server.stop()
     assert peak == MAX_NODES, f"the swarm grew to {peak} nodes, not {MAX_NODES}"
     assert len(ran_on) > 1, f"every job ran on {ran_on}: the new nodes took none"
+    assert swarm.manager.hostname not in ran_on  # unlabelled: only the added nodes qualify
     assert remaining == 1
     assert len(Swarm.load(swarm.root).nodes) == 1  # the provider shut the added daemons down
     # Every decision is on the dashboard.
-    for action in ("add", "drain", "remove"):
+    for action in ("add", "label", "drain", "remove"):
         assert f'data-scaling-action="{action}"' in overview, action
 
 

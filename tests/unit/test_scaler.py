@@ -5,6 +5,7 @@ test moves. The real thing, on a real swarm: tests/reliability/test_swarm_scalin
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import pytest
@@ -16,6 +17,7 @@ from oscarpy.engine.scaler import (
     PendingTask,
     Scaler,
     ScalingPolicy,
+    node_labels,
     scaler_from_environment,
 )
 
@@ -28,6 +30,7 @@ class FakeCluster:
     pending: list[PendingTask] = field(default_factory=list)
     drained: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    labelled: list[tuple[str, dict[str, str]]] = field(default_factory=list)
 
     def nodes(self) -> list[NodeStatus]:
         return list(self.nodes_now)
@@ -39,6 +42,13 @@ class FakeCluster:
         self.drained.append(node_id)
         self.nodes_now = [
             replace(node, availability="drain") if node.node_id == node_id else node
+            for node in self.nodes_now
+        ]
+
+    def label_node(self, node_id: str, labels: Mapping[str, str]) -> None:
+        self.labelled.append((node_id, dict(labels)))
+        self.nodes_now = [
+            replace(node, labels={**node.labels, **labels}) if node.node_id == node_id else node
             for node in self.nodes_now
         ]
 
@@ -141,6 +151,36 @@ def test_waiting_jobs_keep_idle_nodes_and_a_refusal_is_recorded() -> None:
     assert [(event.action, "the cloud said no" in event.detail) for event in elastic.events] == [
         ("failed", True)
     ]
+
+
+def test_nodes_the_scaler_added_get_the_labels_placement_needs_and_no_other_node_does() -> None:
+    clock, provider = Clock(), RecordingProvider()
+    cluster = FakeCluster([node("manager", manager=True, jobs=2), node("admins", jobs=2)])
+    cluster.pending = [PendingTask(clock.now, 1.0, 0)]
+    policy = ScalingPolicy(max_nodes=4, pending_seconds=0, node_labels={"gpu": "true"})
+    elastic = Scaler(cluster, provider, policy, clock)
+
+    elastic.tick()
+    assert provider.added == [1]
+    elastic.tick()
+    assert cluster.labelled == []  # not joined yet
+    cluster.nodes_now.append(node("new", jobs=1))
+    elastic.tick()
+    assert cluster.labelled == [("id-new", {"gpu": "true"})]
+    cluster.nodes_now.append(node("someone-elses", jobs=1))  # joined by hand: left alone
+    elastic.tick()
+    assert cluster.labelled == [("id-new", {"gpu": "true"})]
+    assert [event.action for event in elastic.events] == ["add", "label"]
+    assert "node new joined: labels gpu=true" in elastic.events[1].detail
+
+
+def test_node_labels_setting_is_parsed_and_checked() -> None:
+    assert node_labels("gpu=true, zone=b") == {"gpu": "true", "zone": "b"}
+    assert node_labels("") == {}
+    environ = {"OSCAR_SCALER_NODE_LABELS": "gpu=true zone=b"}
+    assert ScalingPolicy.from_environment(environ).node_labels == {"gpu": "true", "zone": "b"}
+    with pytest.raises(ValueError, match="OSCAR_SCALER_NODE_LABELS: 'gpu' is not name=value"):
+        node_labels("gpu")
 
 
 def test_bad_settings_are_refused_with_the_variable_to_fix() -> None:

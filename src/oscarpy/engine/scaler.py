@@ -6,7 +6,9 @@ tasks that no node has room for (their reservations fit nowhere) for longer than
 reservations need (within `max_nodes`), then waits `cooldown_seconds` before asking again. A
 worker node that has run nothing for `idle_seconds` while nothing waits is drained
 (`docker node update --availability drain`), handed to the provider to shut down, and removed
-from the swarm, never below `min_nodes`. Manager nodes are never removed.
+from the swarm, never below `min_nodes`. Manager nodes are never removed. Nodes that join after
+the scaler asked for them get the policy's `node_labels` (`docker node update --label-add`), so
+that jobs whose placement constraints need those labels can run there.
 
 Providers are plug-ins (`NodeProvider`): `command` runs a site's own programs, with the number
 of nodes to add or the node to remove (the hook to a cloud's API or the Infrastructure
@@ -16,7 +18,8 @@ is logged and kept (`Scaler.events`) for the dashboard.
 Settings (environment, read at start): `OSCAR_SCALER` (the provider; empty: no scaler),
 `OSCAR_SCALER_UP` / `OSCAR_SCALER_DOWN` (the `command` provider's programs),
 `OSCAR_SCALER_MIN_NODES`, `OSCAR_SCALER_MAX_NODES`, `OSCAR_SCALER_PENDING_SECONDS`,
-`OSCAR_SCALER_IDLE_SECONDS`, `OSCAR_SCALER_COOLDOWN_SECONDS`. See docs/cluster.md.
+`OSCAR_SCALER_IDLE_SECONDS`, `OSCAR_SCALER_COOLDOWN_SECONDS`, `OSCAR_SCALER_NODE_LABELS`. See
+docs/cluster.md.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import entry_points
 from typing import Protocol, runtime_checkable
@@ -65,6 +68,10 @@ class ScalableCluster(Protocol):
     def pending_tasks(self) -> list[PendingTask]: ...
 
     def drain_node(self, node_id: str) -> None: ...
+
+    def label_node(self, node_id: str, labels: Mapping[str, str]) -> None:
+        """Add `labels` to the node's own (`docker node update --label-add`)."""
+        ...
 
     def remove_node(self, node_id: str) -> None:
         """Forget a node that left (or was shut down): `docker node rm --force`."""
@@ -154,6 +161,8 @@ class ScalingPolicy:
     """How long a worker node runs nothing before it is drained and removed."""
     cooldown_seconds: float = 60.0
     """After adding nodes, how long before the next scaling step (the new nodes join)."""
+    node_labels: Mapping[str, str] = field(default_factory=dict)
+    """Labels every node the scaler adds gets once it has joined (`gpu=true`, `zone=b`)."""
 
     def __post_init__(self) -> None:
         if self.min_nodes < 1:
@@ -182,7 +191,21 @@ class ScalingPolicy:
             pending_seconds=number("PENDING_SECONDS", 30.0),
             idle_seconds=number("IDLE_SECONDS", 120.0),
             cooldown_seconds=number("COOLDOWN_SECONDS", 60.0),
+            node_labels=node_labels(environ.get("OSCAR_SCALER_NODE_LABELS", "")),
         )
+
+
+def node_labels(text: str) -> dict[str, str]:
+    """`OSCAR_SCALER_NODE_LABELS`: `name=value` pairs, separated by commas or spaces."""
+    labels = {}
+    for pair in text.replace(",", " ").split():
+        name, equals, value = pair.partition("=")
+        if not equals or not name:
+            raise ValueError(
+                f"OSCAR_SCALER_NODE_LABELS: {pair!r} is not name=value (e.g. gpu=true,zone=b)"
+            )
+        labels[name] = value
+    return labels
 
 
 @dataclass(frozen=True)
@@ -191,7 +214,7 @@ class ScalingEvent:
 
     at: datetime
     action: str
-    """`add`, `drain`, `remove`, or `failed`."""
+    """`add`, `label`, `drain`, `remove`, or `failed`."""
     detail: str
 
 
@@ -213,6 +236,10 @@ class Scaler:
         self._idle_since: dict[str, float] = {}
         self._draining: set[str] = set()
         self._quiet_until = 0.0
+        self._known: set[str] | None = None
+        """Nodes seen so far (`None` before the first look): a node not among them joined."""
+        self._joining = 0
+        """Nodes asked of the provider that have not joined yet: they get `node_labels`."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="scaler", daemon=True)
 
@@ -242,6 +269,7 @@ class Scaler:
         """One look at the cluster, and at most one kind of step: remove, add or drain."""
         now = self.clock()
         nodes = self.cluster.nodes()
+        self._label_joined(nodes)
         if self._finish_removals(nodes):
             return
         # Nodes that count: not being removed, not dead (a dead node's jobs run elsewhere).
@@ -258,6 +286,29 @@ class Scaler:
             self._idle_since.clear()  # nodes may be about to get these tasks
         else:
             self._drain_idle(members, now)
+
+    def _label_joined(self, nodes: list[NodeStatus]) -> None:
+        """Give the nodes that joined since the scaler asked for them the policy's labels."""
+        joined = [
+            node for node in nodes if self._known is not None and node.node_id not in self._known
+        ]
+        self._known = {node.node_id for node in nodes}
+        for node in joined:
+            if self._joining <= 0:
+                return  # joined by someone else: not ours to label
+            self._joining -= 1
+            wanted = self.policy.node_labels
+            if not wanted or all(node.labels.get(k) == v for k, v in wanted.items()):
+                continue
+            try:
+                self.cluster.label_node(node.node_id, wanted)
+            except InfrastructureError as error:
+                self._record("failed", f"labelling node {node.name}: {error}")
+                self._known.discard(node.node_id)  # try again next time
+                self._joining += 1
+                continue
+            shown = ", ".join(f"{k}={v}" for k, v in wanted.items())
+            self._record("label", f"node {node.name} joined: labels {shown}")
 
     def _finish_removals(self, nodes: list[NodeStatus]) -> bool:
         """Drained nodes with nothing left on them: the provider shuts them down, then they
@@ -296,6 +347,7 @@ class Scaler:
         except ScalingError as error:
             self._record("failed", f"adding {count} node(s): {error}")
             return
+        self._joining += count
         self._record(
             "add",
             f"{count} node(s) for {len(waiting)} job(s) waiting over "

@@ -246,6 +246,7 @@ class Supervisor:
             user=spec.user,
             network=spec.network,
             constraints=spec.constraints,
+            pull=spec.pull,
         )
 
     def _stage_out(

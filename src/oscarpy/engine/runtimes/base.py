@@ -71,6 +71,8 @@ class RunSpec:
     constraints: tuple[str, ...] = ()
     """Swarm placement constraints (`node.labels.gpu==true`): which nodes may run it. Local
     runtimes run everything on this machine."""
+    pull: ImagePull | None = None
+    """How the image is got where the script runs; local runtimes got it in `prepare`."""
 
 
 class EndReason(StrEnum):

@@ -30,11 +30,13 @@ import secrets
 import tarfile
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+import docker.auth
 import docker.types
 
 from oscarpy import __version__
@@ -66,7 +68,9 @@ from oscarpy.engine.runtimes.docker_api import (
     LABEL_JOB,
     LABEL_SERVICE,
     DockerConnection,
+    default_pull_policy,
     restricted_options,
+    split_image,
     translated,
 )
 from oscarpy.engine.runtimes.swarm_agent import directory_archive
@@ -223,6 +227,21 @@ def _chunks(stream: Any) -> Any:
         yield chunk
 
 
+def _node_pull(image: str, pull: ImagePull | None) -> dict[str, str]:
+    """How the agent gets the image on its node: the policy (resolved by the tag, as in local
+    mode), what to pull, and the registry login as Docker's `X-Registry-Auth` header. It travels
+    in the attempt's spec over the staging channel, never in a service definition or a log."""
+    pull = pull or ImagePull()
+    repository, tag = split_image(image)
+    login = {"username": pull.username, "password": pull.password} if pull.username else None
+    return {
+        "policy": pull.policy or default_pull_policy(image),
+        "repository": repository,
+        "tag": tag or "",
+        "auth": docker.auth.encode_header(login).decode() if login else "",
+    }
+
+
 class SwarmExecution:
     """One attempt's Swarm service (one task of the supervisor image)."""
 
@@ -368,6 +387,13 @@ class SwarmRuntime:
             node = self._client.nodes.get(node_id)
             node.update({**node.attrs["Spec"], "Availability": "drain"})
 
+    def label_node(self, node_id: str, labels: Mapping[str, str]) -> None:
+        """`docker node update --label-add` for each of `labels`."""
+        with translated(f"cannot label node {node_id[:12]}"):
+            node = self._client.nodes.get(node_id)
+            spec = node.attrs["Spec"]
+            node.update({**spec, "Labels": {**(spec.get("Labels") or {}), **labels}})
+
     def remove_node(self, node_id: str) -> None:
         """`docker node rm --force`: forget a node that was shut down."""
         try:
@@ -435,8 +461,11 @@ class SwarmRuntime:
         name = f"oscar-job-{spec.job_id}-{spec.attempt}"
         # The contract's variables (secrets among them) reach the script through a file in its
         # work directory, as with the docker runtime: never in a service or container config.
-        shown = write_environment_file(
-            spec.work_dir / ENVIRONMENT_FILE, spec.environment, spec.user
+        environment = dict(spec.environment)
+        # The agent sets RESOURCE_ID to its node's name; the manager's would be wrong.
+        shown = {"RESOURCE_ID": environment.pop("RESOURCE_ID", "")}
+        shown.update(
+            write_environment_file(spec.work_dir / ENVIRONMENT_FILE, environment, spec.user)
         )
         labels = {
             LABEL_SERVICE: spec.service,
@@ -453,6 +482,7 @@ class SwarmRuntime:
                 "environment": shown,
                 "user": spec.user,
                 "labels": labels,
+                "pull": _node_pull(spec.image, spec.pull),
                 "host_config": self._client.api.create_host_config(
                     **restricted_options(spec.limits, network=spec.network)
                 ),

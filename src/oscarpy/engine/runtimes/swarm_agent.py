@@ -16,6 +16,8 @@ environment (service secrets) never appears in the cluster's service definitions
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import http.client
 import io
 import json
@@ -36,6 +38,8 @@ DOCKER_SOCKET = "/var/run/docker.sock"
 WORK_MOUNT = "/oscar-job"
 _RESULT_RETRY_SECONDS = 600.0
 _OUTPUT_RETRY_SECONDS = 1.0
+IMAGE_CHECK_SECONDS = 30.0
+"""As `docker_api.IMAGE_CHECK_SECONDS`: how long a pull on a node counts as fresh."""
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -56,10 +60,19 @@ class DockerError(RuntimeError):
         self.status = status
 
 
-def _docker(method: str, path: str, body: Any = None, *, stream: bool = False) -> Any:
+def _docker(
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    stream: bool = False,
+    headers: dict[str, str] | None = None,
+) -> Any:
     connection = _UnixConnection(os.environ.get("OSCAR_DOCKER_SOCKET", DOCKER_SOCKET))
     payload = None if body is None else json.dumps(body).encode()
-    headers = {"Content-Type": "application/json"} if payload is not None else {}
+    headers = dict(headers or {})
+    if payload is not None:
+        headers["Content-Type"] = "application/json"
     connection.request(method, path, payload, headers)
     response = connection.getresponse()
     if response.status >= 300:
@@ -150,21 +163,65 @@ def directory_archive(directory: str) -> bytes:
     return buffer.getvalue()
 
 
-def _create(name: str, definition: dict[str, Any]) -> str:
-    """Create the script's container, pulling its image first if the node lacks it."""
+def _present(image: str) -> bool:
     try:
-        return str(_docker("POST", f"/containers/create?name={name}", definition)["Id"])
+        _docker("GET", f"/images/{urllib.parse.quote(image, safe='')}/json")
     except DockerError as error:
-        if error.status != 404:
-            raise
-    image = urllib.parse.quote(definition["Image"], safe="")
-    try:
-        _docker("POST", f"/images/create?fromImage={image}")
-    except DockerError as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
+
+
+def _pull(image: str, pull: dict[str, str]) -> None:
+    """Pull `repository:tag` with the registry login, if any (in the request header only)."""
+    query = urllib.parse.urlencode({"fromImage": pull["repository"], "tag": pull["tag"]})
+    login = {"X-Registry-Auth": pull["auth"]} if pull.get("auth") else None
+    response = _docker("POST", f"/images/create?{query}", stream=True, headers=login)
+    # A pull that fails after it started says so in its progress stream, with status 200.
+    for line in response:
+        if line.strip() and "error" in (progress := json.loads(line)):
+            raise DockerError(500, f"Docker pull {image}: {progress['error']}")
+
+
+def ensure_image(image: str, pull: dict[str, str], node: str, node_work: str) -> None:
+    """Get the image on this node as the service's pull policy says (as local mode does):
+    `Always` pulls and falls back to the node's copy if the pull fails; `IfNotPresent` pulls an
+    absent image; `Never` only uses the node's copy. Raises `DockerError` 404 if there is none.
+
+    As in local mode, an image pulled (or tried) on this node in the last
+    `IMAGE_CHECK_SECONDS` is not pulled again, and the agents of one node pull one at a time
+    (a lock file in the node's work directory): a burst of `Always` jobs pulls once per node."""
+    policy = pull.get("policy", "IfNotPresent")
+    present = _present(image)
+    if policy == "Never" and not present:
         raise DockerError(
-            404, f"image {definition['Image']} is not on this node and cannot be pulled: {error}"
-        ) from error
-    return str(_docker("POST", f"/containers/create?name={name}", definition)["Id"])
+            404, f"image {image} is not on node {node} and its image_pull_policy is Never"
+        )
+    if policy != "Always" and present:
+        return
+    marks = os.path.join(node_work, ".images")
+    os.makedirs(marks, exist_ok=True)
+    mark = os.path.join(marks, hashlib.sha256(image.encode()).hexdigest())
+    with open(mark + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        present = present or _present(image)
+        try:
+            recent = time.time() - os.path.getmtime(mark) < IMAGE_CHECK_SECONDS
+        except OSError:
+            recent = False
+        if present and recent:
+            return
+        try:
+            _pull(image, pull)
+        except (DockerError, OSError, ValueError) as error:
+            if not present:
+                raise DockerError(
+                    404, f"image {image} is not on node {node} and cannot be pulled: {error}"
+                ) from error
+            print(f"oscar agent: {error}; running the copy node {node} has", file=sys.stderr)
+        with open(mark, "w"):
+            pass  # its time is when the image was last pulled (or tried)
 
 
 def _header_text(text: str) -> str:
@@ -187,6 +244,7 @@ def _report(base: str, outputs: bytes, headers: dict[str, str]) -> None:
 
 def main() -> int:
     marks = [("agent", time.time())]
+    node = os.environ.get("OSCAR_NODE", "")
     base = os.environ["OSCAR_STAGING_URL"].rstrip("/")
     node_work = os.environ.get("OSCAR_NODE_WORK", "/var/lib/oscar-py/node-work")
     spec = json.loads(_staging(base, "GET", "/spec"))
@@ -198,6 +256,11 @@ def main() -> int:
     marks.append(("staged", time.time()))
     host_config = dict(spec["host_config"])
     host_config["Binds"] = [f"{work_dir}:{WORK_MOUNT}:rw"]
+    if os.path.isdir(os.path.join(work_dir, "mnt")):  # OSCAR's `mount`, staged by the manager
+        host_config["Binds"].append(f"{os.path.join(work_dir, 'mnt')}:/mnt:ro")
+    environment = dict(spec["environment"])
+    if node:  # OSCAR's RESOURCE_ID: the node that runs the job, not the manager
+        environment["RESOURCE_ID"] = node
     name = urllib.parse.quote(spec["name"])
     try:
         _docker("DELETE", f"/containers/{name}?force=1")
@@ -206,14 +269,15 @@ def main() -> int:
     definition = {
         "Image": spec["image"],
         "Cmd": spec["command"],
-        "Env": [f"{k}={v}" for k, v in spec["environment"].items()],
+        "Env": [f"{k}={v}" for k, v in environment.items()],
         "Labels": spec["labels"],
         "HostConfig": host_config,
     }
     if spec.get("user"):
         definition["User"] = spec["user"]
     try:
-        container = _create(name, definition)
+        ensure_image(spec["image"], spec.get("pull") or {}, node, node_work)
+        container = str(_docker("POST", f"/containers/create?name={name}", definition)["Id"])
     except DockerError as error:
         # Said to the manager, so that the job's attempt records why (not "task failed").
         kind = "image" if error.status == 404 else "container"
@@ -224,7 +288,7 @@ def main() -> int:
             {
                 "X-Oscar-Error": kind,
                 "X-Oscar-Message": _header_text(str(error)),
-                "X-Oscar-Node": _header_text(os.environ.get("OSCAR_NODE", "")),
+                "X-Oscar-Node": _header_text(node),
             },
         )
         return 1
