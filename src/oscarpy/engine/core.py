@@ -189,6 +189,7 @@ class Engine:
         if self.scaler is not None:
             self.scaler.stop()
         self.runtime.close()
+        self.providers.close()
         if self._owns_instances:
             self.instances.stop()
 
