@@ -791,13 +791,16 @@ class Service(_OscarModel):
         ]
         return [value for value in values if value and value != HIDDEN]
 
-    def redacted(self) -> Service:
-        """A copy safe to return: secret values blanked, provider secrets shown as `hidden`.
+    def redacted(self, *, provider_secrets: bool = False) -> Service:
+        """A copy safe to return: secret values blanked, provider secrets shown as `hidden`
+        unless `provider_secrets` (for the owner, whose storage clients need them, as in OSCAR).
 
         The token is kept: OSCAR returns it, and clients need it to invoke the service.
         """
         copy = self.model_copy(deep=True)
         copy.environment.secrets = dict.fromkeys(copy.environment.secrets, "")
+        if provider_secrets:
+            return copy
         providers = copy.storage_providers
         for minio in providers.minio.values():
             minio.secret_key = HIDDEN if minio.secret_key else ""
