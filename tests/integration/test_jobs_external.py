@@ -7,6 +7,7 @@ The "external" endpoint is the platform's own S3 front-end reached over HTTP, so
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -101,3 +102,34 @@ def test_the_provider_reports_missing_objects_and_masks_its_secret(platform: Har
     wrong = S3Provider(endpoint=platform.s3_url, access_key="x", secret_key="wrong-secret")
     with pytest.raises(StorageError):
         list(wrong.list_objects(bucket))
+
+
+def test_oscar_python_storage_client_uses_the_owners_external_provider(
+    platform: Harness, tmp_path: Path
+) -> None:
+    """oscar_python reads a provider's credentials from the service's answer: the owner must
+    get them (as OSCAR answers them) for its storage client to reach `minio.<id>`."""
+    from oscar_python.client import Client
+
+    bucket = unique("pyext")
+    platform.store.ensure_bucket(bucket)
+    service = platform.service(
+        script="true\n",
+        storage_providers=outside(platform),
+        output=[{"storage_provider": "minio.outside", "path": f"{bucket}/out"}],
+    )
+    (tmp_path / "note.txt").write_bytes(b"through oscar_python\n")
+    client = Client(
+        {
+            "cluster_id": "here",
+            "endpoint": str(platform.client.base_url).rstrip("/"),
+            "user": ADMIN.username,
+            "password": ADMIN.password,
+            "ssl": "False",
+        }
+    )
+
+    storage = client.create_storage_client(service.name)
+    storage.upload_file("minio.outside", str(tmp_path / "note.txt"), f"{bucket}/out")
+
+    assert platform.read(bucket, "out/note.txt") == b"through oscar_python\n"
