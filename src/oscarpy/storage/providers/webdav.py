@@ -5,9 +5,10 @@ so `webdav.dcache` with path `data/in` reads `https://<hostname>/data/in/<file>`
 supervisor does. `hostname` has no scheme in OSCAR (always HTTPS); a scheme given here is kept,
 so that a server on plain HTTP (a test, a private network) can be used too.
 
-Four verbs are all it needs (GET, PUT, MKCOL, PROPFIND; HEAD when a PUT answers no ETag), so
-it speaks them through httpx. The only module that sees httpx errors; they leave it as
-`StorageError` / `ObjectNotFound`, which staging treats as infrastructure failures (retried).
+A handful of verbs is all it needs (GET, PUT, MKCOL, PROPFIND; HEAD and DELETE for the CLI's
+file commands), so it speaks them through httpx. The only module that sees httpx errors; they
+leave it as `StorageError` / `ObjectNotFound`, which staging treats as infrastructure failures
+(retried).
 """
 
 from __future__ import annotations
@@ -223,6 +224,19 @@ class WebdavProvider:
 
     def ensure_bucket(self, bucket: str) -> None:
         self._make_folder(bucket)
+
+    def exists(self, bucket: str, key: str) -> bool:
+        response = self._request("HEAD", self._url(bucket, key), bucket, key)
+        if response.status_code == 404:
+            return False
+        if response.status_code != 200:
+            raise self._failed(response, bucket, key)
+        return True
+
+    def delete(self, bucket: str, key: str) -> None:
+        response = self._request("DELETE", self._url(bucket, key), bucket, key)
+        if response.status_code not in (200, 202, 204):
+            raise self._failed(response, bucket, key)
 
     def close(self) -> None:
         """Close the kept connections (the engine keeps a provider for its whole life)."""
