@@ -191,6 +191,12 @@ class Settings(BaseSettings):
         description="Comma-separated origins (https://oscar.example.org) besides the server's "
         "own address that may send state-changing requests from a browser; others get 403.",
     )
+    cors_origins: str = Field(
+        "",
+        description="Comma-separated browser origins (https://dashboard.example.org) whose pages "
+        "may call the REST API and the S3 API (CORS), e.g. OSCAR's dashboard served elsewhere; "
+        "'*' for any origin (reads only: state-changing calls still need a listed origin).",
+    )
     metrics: bool = Field(
         True,
         description="Count requests and jobs for GET /metrics (Prometheus); off, /metrics "
@@ -270,6 +276,12 @@ class Settings(BaseSettings):
     @property
     def oidc_admin_list(self) -> list[str]:
         return _comma_list(self.oidc_admin_users)
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [
+            origin.strip().rstrip("/") for origin in self.cors_origins.split(",") if origin.strip()
+        ]
 
     @property
     def state_database_url(self) -> str:

@@ -34,7 +34,7 @@ def test_only_allowed_images_are_taken_once_a_list_is_set(api: InProcessServer) 
         assert client.post("/system/services", json=_service("ok", "busybox:1.36")).is_success
         refused = client.post("/system/services", json=_service("no", "evil.io/ghcr.io/grycap/x"))
         assert refused.status_code == 400
-        assert "not allowed on this cluster" in refused.json()["detail"]
+        assert "not allowed on this cluster" in refused.text
         # A service made before keeps working and can be edited, but not moved to another
         # image outside the list.
         kept = client.put("/system/services", json=_service("before", "any/image"))
@@ -52,4 +52,4 @@ def test_the_list_needs_the_admin_and_a_list_of_strings(api: InProcessServer) ->
     with api.client() as client:
         bad = client.put("/system/config", json={"allowed_image_repositories": "busybox"})
         assert bad.status_code == 400
-        assert "allowed_image_repositories" in bad.json()["detail"]
+        assert "allowed_image_repositories" in bad.text

@@ -191,7 +191,7 @@ def test_dead_replicas_are_replaced_and_lifecycle_routes_work(
         ).raise_for_status()
         not_exposed = client.post("/system/services/plain/stop")
         assert not_exposed.status_code == 400
-        assert "not exposed" in not_exposed.json()["detail"]
+        assert "not exposed" in not_exposed.text
         client.delete("/system/services/phoenix").raise_for_status()
         _wait(lambda: _replicas(docker_client, "phoenix") == [])
 
@@ -224,4 +224,4 @@ def test_invalid_expose_settings_are_refused(server: RunningServer) -> None:
             json={"name": "bad", "image": TEST_IMAGE, "script": "-", "expose": {"api_port": 0.5}},
         )
         assert answer.status_code == 400
-        assert "expose.api_port" in answer.json()["detail"]
+        assert "expose.api_port" in answer.text

@@ -101,7 +101,7 @@ def test_bad_parameters_are_400(server: RunningServer, params: dict[str, Any]) -
     with server.client() as client:
         response = client.get("/system/logs", params=params)
     assert response.status_code == 400, response.text
-    assert response.json()["detail"]
+    assert response.text
 
 
 def test_only_the_admin_reads_the_log(server: RunningServer, calls: dict[str, Any]) -> None:

@@ -237,7 +237,7 @@ def test_invalid_base64_body_is_refused_with_400(server: RunningServer) -> None:
     response = run(server, "strict", b"this is not base64!")
 
     assert response.status_code == 400
-    assert "neither JSON nor valid base64" in response.json()["detail"]
+    assert "neither JSON nor valid base64" in response.text
 
 
 def test_body_over_the_limit_is_refused_with_413(server: RunningServer) -> None:
@@ -280,7 +280,7 @@ def test_timeout_answers_504_and_the_container_is_replaced(
 
     assert response.status_code == 504
     assert time.monotonic() - started < 10
-    assert "timeout" in response.json()["detail"]
+    assert "timeout" in response.text
     replaced = wait_for(
         lambda: [c.id for c in warm_containers(docker_client, server, "sleepy") if c.id != first]
     )

@@ -39,7 +39,7 @@ def test_run_answers_with_the_process_runtime(process_server: InProcessServer) -
     assert answer.status_code == 200, answer.text
     assert base64.b64decode(answer.text) == b"done\n"
     assert refused.status_code == 400
-    assert "'!' is not base64" in refused.json()["detail"]
+    assert "'!' is not base64" in refused.text
     work = process_server.data_dir / "run"
     deadline = time.monotonic() + 5  # the answer's directory goes once the answer is sent
     while files_under(work) and time.monotonic() < deadline:

@@ -348,7 +348,7 @@ def test_authentication_errors(s3_server: RunningServer) -> None:  # noqa: F811
 def test_unimplemented_operations_answer_501_in_xml(s3: Any, s3_server: RunningServer) -> None:  # noqa: F811
     s3.create_bucket(Bucket="unimplemented")
     with pytest.raises(ClientError) as raised:
-        s3.get_bucket_policy(Bucket="unimplemented")
+        s3.get_bucket_tagging(Bucket="unimplemented")
     assert error_code(raised) == ("NotImplemented", 501)
     with pytest.raises(ClientError) as raised:
         s3.put_bucket_tagging(

@@ -210,7 +210,7 @@ def test_usage_outlives_the_jobs(server: RunningServer) -> None:
 def test_bad_requests_are_400(server: RunningServer, path: str, params: dict[str, str]) -> None:
     answer = get(server, path, **params)
     assert answer.status_code == 400, answer.text
-    assert answer.json()["detail"]
+    assert answer.text
 
 
 def test_the_admin_only(server: RunningServer) -> None:

@@ -87,7 +87,7 @@ def test_a_full_disk_refuses_uploads_with_507_and_loses_nothing(small_disk: Path
                 f"{server.url}{route}", content=_content(1000), auth=server.auth, timeout=30
             )
             assert answer.status_code == 507, (route, answer.text)
-            assert "full" in answer.json()["detail"]
+            assert "full" in answer.text
 
         # Reads keep working while the disk is full.
         for key, body in acknowledged.items():

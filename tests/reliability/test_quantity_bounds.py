@@ -33,7 +33,7 @@ def test_a_huge_quantity_is_refused_at_once(
         created = client.post("/system/services", json=definition)
         elapsed = time.monotonic() - started
         assert created.status_code == 400, created.text
-        assert field in created.json()["detail"]
+        assert field in created.text
         assert elapsed < 2, f"took {elapsed:.1f} s"
         assert client.get("/system/services/huge").status_code == 404
         assert client.get("/system/services").status_code == 200

@@ -62,6 +62,13 @@ def call(container: DockerWarmContainer, script: str, timeout: float = 20) -> tu
     work_dir = container.host_dir / uuid.uuid4().hex
     (work_dir / "output").mkdir(parents=True)
     (work_dir / "script.sh").write_text(script)
+    # Modes as the runner sets them, whatever umask an earlier in-process server left.
+    for path, mode in (
+        (work_dir, 0o755),
+        (work_dir / "output", 0o1777),
+        (work_dir / "script.sh", 0o644),
+    ):
+        path.chmod(mode)
     output = bytearray()
     try:
         result = container.run(work_dir, "script.sh", {"GREETING": "hi"}, timeout, output.extend)

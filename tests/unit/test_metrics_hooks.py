@@ -68,6 +68,8 @@ def scope(
         (scope("PUT", "/b", "object-lock"), "PutObjectLockConfiguration"),
         (scope("GET", "/b/k", "retention"), "GetObjectRetention"),
         (scope("PUT", "/b/k", "legal-hold"), "PutObjectLegalHold"),
+        (scope("PUT", "/b", "policy"), "PutBucketPolicy"),
+        (scope("GET", "/b", "publicAccessBlock"), "GetPublicAccessBlock"),
         (scope("GET", "/b", "tagging"), UNSUPPORTED),
         (scope("PATCH", "/b/k"), UNSUPPORTED),
     ],

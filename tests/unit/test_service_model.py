@@ -100,7 +100,6 @@ def test_oscar_settings_we_do_not_honour_are_kept_returned_and_warned_of() -> No
         ("federation", {"topology": "star", "members": [{"cluster_id": "c2"}]}),
         ("enable_sgx", True),
         ("volume", {"size": "1Gi", "mount_path": "/data"}),
-        ("isolation_level", "USER"),
         ("total_cpu", "2"),
     ],
 )

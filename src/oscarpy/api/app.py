@@ -6,13 +6,26 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
+from starlette.types import ASGIApp
 
 from oscarpy import __version__
-from oscarpy.api import exposed, images, jobs, logs, metrics, openapi, run, services, system
+from oscarpy.api import (
+    buckets,
+    exposed,
+    images,
+    jobs,
+    logs,
+    metrics,
+    openapi,
+    run,
+    services,
+    system,
+)
 from oscarpy.api.auth import install_throttle
 from oscarpy.api.errors import install_error_handlers
 from oscarpy.api.origin import CrossSiteGuard
 from oscarpy.api.slashes import StripTrailingSlash
+from oscarpy.auth.cors import with_cors
 from oscarpy.auth.credentials import AdminCredentials
 from oscarpy.auth.oidc import OidcVerifier
 from oscarpy.auth.users import Users
@@ -44,6 +57,7 @@ def create_app(settings: Settings, database: Database, admin: AdminCredentials) 
     app.include_router(system.router)
     app.include_router(images.router)
     app.include_router(services.router)
+    app.include_router(buckets.router)
     app.include_router(exposed.lifecycle)
     app.include_router(exposed.proxy)
     app.include_router(jobs.router)
@@ -56,5 +70,18 @@ def create_app(settings: Settings, database: Database, admin: AdminCredentials) 
     openapi.document(app)
     openapi.serve(app, interactive=settings.api_docs)
     app.add_middleware(StripTrailingSlash)
-    app.add_middleware(CrossSiteGuard, trusted_origins=settings.trusted_origin_list)
+    app.add_middleware(
+        CrossSiteGuard,
+        trusted_origins=settings.trusted_origin_list,
+        cors_origins=settings.cors_origin_list,
+    )
+    cors = settings.cors_origin_list
+    if cors:
+        app.add_middleware(with_cors_middleware, origins=cors)
     return app
+
+
+def with_cors_middleware(app: ASGIApp, origins: list[str]) -> ASGIApp:
+    """`with_cors` as Starlette's `add_middleware` takes it: outermost, so that preflights are
+    answered before the cross-site guard and authentication."""
+    return with_cors(app, origins, expose=("Content-Length", "Content-Disposition", "Retry-After"))

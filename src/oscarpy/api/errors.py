@@ -1,4 +1,6 @@
-"""Exceptions → HTTP answers. Every error body is JSON `{"detail": "..."}`.
+"""Exceptions → HTTP answers: the message as plain text, as OSCAR answers (its clients, the
+dashboard among them, show the body as it is), or `{"detail": "..."}` to a client that prefers
+JSON to plain text in its `Accept` header (oscar-py's dashboard script asks so).
 
 The domain's exceptions get the status of `oscarpy/errors.py`'s table (the dashboard's too);
 this module adds what only the REST edge raises: FastAPI's validation errors and HTTP errors.
@@ -12,7 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -33,17 +35,61 @@ _DESCRIPTIONS = {
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """The `responses=` of a route that can answer these error codes, for the OpenAPI document."""
-    return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]} for code in codes}
+    return {
+        code: {
+            "model": ErrorBody,
+            "description": _DESCRIPTIONS[code] + " (plain text unless JSON is preferred)",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+        for code in codes
+    }
 
 
-async def _domain_error(request: Request, error: Exception) -> JSONResponse:
+def _quality(accept: str, wanted: tuple[str, ...]) -> float:
+    """The highest q the `Accept` header gives any of the media ranges in `wanted`."""
+    best = 0.0
+    for item in accept.split(","):
+        media, *parameters = (part.strip() for part in item.split(";"))
+        if media.lower() not in wanted:
+            continue
+        quality = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        best = max(best, quality)
+    return best
+
+
+def prefers_json(request: Request) -> bool:
+    """Whether the client ranks JSON above plain text (axios's default, `application/json,
+    text/plain, */*`, does not: OSCAR's dashboard gets text)."""
+    accept = request.headers.get("accept", "")
+    json_quality = _quality(accept, ("application/json", "application/*", "*/*"))
+    text_quality = _quality(accept, ("text/plain", "text/*", "*/*"))
+    return json_quality > text_quality
+
+
+def error_answer(
+    request: Request, status: int, detail: str, headers: dict[str, str] | None = None
+) -> Response:
+    """One error answer in the form the client takes (see the module docstring)."""
+    if prefers_json(request):
+        return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+    return PlainTextResponse(detail, status_code=status, headers=headers)
+
+
+async def _domain_error(request: Request, error: Exception) -> Response:
     status = status_of(error)
     if status == DISK_FULL:
         return await _unexpected(request, error)
-    return JSONResponse({"detail": str(error)}, status_code=status)
+    return error_answer(request, status, str(error))
 
 
-async def _invalid_request(_request: Request, error: Exception) -> JSONResponse:
+async def _invalid_request(request: Request, error: Exception) -> Response:
     # OSCAR answers malformed requests with 400, not FastAPI's 422.
     assert isinstance(error, RequestValidationError)
     problems = []
@@ -51,7 +97,7 @@ async def _invalid_request(_request: Request, error: Exception) -> JSONResponse:
         location = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
         message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
         problems.append(f"{location}: {message}" if location else message)
-    return JSONResponse({"detail": "; ".join(problems) or "invalid request"}, status_code=400)
+    return error_answer(request, 400, "; ".join(problems) or "invalid request")
 
 
 async def _http_error(request: Request, error: Exception) -> Response:
@@ -65,7 +111,7 @@ async def _http_error(request: Request, error: Exception) -> Response:
         allowed = _documented_methods(request.app.openapi(), request.url.path)
         if allowed:
             headers["Allow"] = ", ".join(allowed)
-    return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=headers)
+    return error_answer(request, error.status_code, str(error.detail), headers)
 
 
 def _documented_methods(document: dict[str, Any], path: str) -> list[str]:
@@ -77,12 +123,12 @@ def _documented_methods(document: dict[str, Any], path: str) -> list[str]:
     return sorted(methods)
 
 
-async def _unexpected(_request: Request, error: Exception) -> JSONResponse:
+async def _unexpected(request: Request, error: Exception) -> Response:
     if is_disk_full(error):
         log.warning("cannot answer a request, the data directory is full: %s", error)
-        return JSONResponse({"detail": "the server's data directory is full"}, DISK_FULL)
+        return error_answer(request, DISK_FULL, "the server's data directory is full")
     log.error("unexpected error answering a request", exc_info=error)
-    return JSONResponse({"detail": "internal error; the server log has the details"}, 500)
+    return error_answer(request, 500, "internal error; the server log has the details")
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -45,9 +45,17 @@ class CrossSiteGuard:
     """ASGI middleware; `trusted_origins` are other origins allowed to change state (e.g. the
     public URL of a reverse proxy that rewrites the Host header)."""
 
-    def __init__(self, app: ASGIApp, trusted_origins: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        trusted_origins: list[str] | None = None,
+        cors_origins: list[str] | None = None,
+    ) -> None:
         self.app = app
         self.trusted = {key for key in map(_origin_key, trusted_origins or []) if key}
+        # Pages of these origins call from another site on purpose (OSCAR's dashboard served
+        # elsewhere); `*` is not one of them: it opens reads, not changes.
+        self.cross_site = {key for key in map(_origin_key, cors_origins or []) if key}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
@@ -60,6 +68,9 @@ class CrossSiteGuard:
     def refusal(self, scope: Scope) -> str | None:
         headers = {name.lower(): value.decode("latin-1") for name, value in scope["headers"]}
         fetch_site = headers.get(b"sec-fetch-site")
+        origin_key = _origin_key(headers.get(b"origin") or "")
+        if origin_key is not None and origin_key in self.cross_site:
+            return None
         if fetch_site is not None:
             # The browser's own verdict; it holds behind a proxy that rewrites Host, too.
             if fetch_site.strip().lower() in _SAME_SITE_FETCHES:

@@ -60,7 +60,7 @@ def list_services(request: Request, caller: Caller) -> list[dict[str, Any]]:
     """The services the caller may see (all for an admin; a user's own, the public ones and
     the restricted ones listing them); secret values blanked, provider secret keys `hidden`."""
     services = access.visible(caller, _registry(request).list())
-    return [access.shown_to(caller, service).to_json() for service in services]
+    return [with_expose(access.shown_to(caller, service).to_json()) for service in services]
 
 
 @router.post(
@@ -120,7 +120,8 @@ async def update_service(request: Request, caller: Caller) -> Response:
     responses=error_responses(403, 404),
 )
 def read_service(request: Request, service_name: str, caller: Caller) -> dict[str, Any]:
-    return access.shown_to(caller, service_for(request, caller, service_name, "read")).to_json()
+    shown = access.shown_to(caller, service_for(request, caller, service_name, "read"))
+    return with_expose(shown.to_json())
 
 
 @router.delete(
@@ -147,9 +148,29 @@ def delete_service(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+#: OSCAR's answers always carry `expose`, zero-valued for a service that exposes nothing (Go
+#: serialises the empty struct); its dashboard reads `expose.max_scale` of every service.
+UNEXPOSED: dict[str, Any] = {
+    "min_scale": 0,
+    "max_scale": 0,
+    "cpu_threshold": 0,
+    "rewrite_target": False,
+    "default_command": False,
+    "set_auth": False,
+    "health_path": "",
+}
+
+
+def with_expose(data: dict[str, Any]) -> dict[str, Any]:
+    """A service's JSON as OSCAR answers it: `expose` always there."""
+    expose = data.get("expose")
+    data["expose"] = {**UNEXPOSED, **expose} if isinstance(expose, dict) else dict(UNEXPOSED)
+    return data
+
+
 def _answer(caller: Principal, service: Service, warnings: list[str]) -> dict[str, Any]:
     """The service as GET shows it, with `warnings` (not a service key: returned directly)."""
-    return {**access.shown_to(caller, service).to_json(), "warnings": warnings}
+    return {**with_expose(access.shown_to(caller, service).to_json()), "warnings": warnings}
 
 
 async def _in_thread(function: Callable[[Service], Service], service: Service) -> Service:

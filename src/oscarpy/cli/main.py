@@ -13,6 +13,7 @@ import typer
 
 from oscarpy import __version__
 from oscarpy.cli.apply import register as register_apply_commands
+from oscarpy.cli.buckets import bucket_app
 from oscarpy.cli.cluster_commands import cluster_app
 from oscarpy.cli.context import OPTIONS, aliases
 from oscarpy.cli.exit_codes import EXIT_INTERRUPTED
@@ -33,10 +34,12 @@ app.command()(serve)
 register_apply_commands(app)
 app.add_typer(cluster_app)
 app.add_typer(service_app)
+app.add_typer(bucket_app)
 service_app.add_typer(logs_app)
 register_file_commands(service_app)
 # oscar-cli's other names for the command groups.
 app.add_typer(cluster_app, name="c", hidden=True)
+app.add_typer(bucket_app, name="b", hidden=True)
 for _alias in ("services", "svc", "s"):
     app.add_typer(service_app, name=_alias, hidden=True)
 for _alias in ("log", "l"):

@@ -35,6 +35,7 @@ from oscarpy.engine.safefs import (
 )
 from oscarpy.engine.spec import JobSpec, StorageTarget, StoredInput
 from oscarpy.gpu import host_has_gpu
+from oscarpy.services.isolation import outputs_for
 from oscarpy.services.model import DEFAULT_PROVIDER, Service
 
 SCRIPT_FILE = "script.sh"
@@ -281,7 +282,7 @@ def job_spec(service: Service, job: JobView, attempt: int, settings: Settings) -
                 tuple(path.prefix),
                 tuple(path.suffix),
             )
-            for path in service.output
+            for path in outputs_for(service, stored.bucket if stored else None)
         ),
         user=script_user(service),
         network=service.network,

@@ -44,6 +44,7 @@ from oscarpy.engine.spec import JobSpec
 from oscarpy.engine.supervisor import Supervisor
 from oscarpy.engine.watcher import StorageWatcher
 from oscarpy.instances import Instances
+from oscarpy.services.isolation import watched_inputs
 from oscarpy.services.model import DEFAULT_PROVIDER, Service
 from oscarpy.services.registry import ServiceRegistry
 from oscarpy.storage.blobs import private_opener
@@ -71,7 +72,7 @@ def instance_id(database: Database) -> str:
 def _under_an_input(service: Service, reference: ObjectReference) -> bool:
     return any(
         path.bucket == reference.bucket and reference.key.startswith(path.key_prefix())
-        for path in service.input
+        for path in watched_inputs(service)
     )
 
 

@@ -24,6 +24,7 @@ from oscarpy.db import utcnow
 from oscarpy.engine.events import storage_event, upload_identity
 from oscarpy.engine.ledger import Ledger, NewJob
 from oscarpy.engine.records import IntakeCursor, JobSource
+from oscarpy.services.isolation import watched_inputs
 from oscarpy.services.model import Service, StoragePath
 from oscarpy.storage.events import ObjectEvent, fetch_events, prune_events
 from oscarpy.storage.providers.base import StorageProvider
@@ -64,7 +65,7 @@ def services_for(services: Iterable[Service], bucket: str, key: str) -> list[Ser
         for service in services
         if any(
             service.uses_embedded_store(path) and path_contains(path, bucket, key)
-            for path in service.input
+            for path in watched_inputs(service)
         )
     ]
 
@@ -239,7 +240,7 @@ class Intake:
         """Create jobs for the objects under the service's inputs that have none yet;
         `resolve` turns a provider name of the service into its provider."""
         created = 0
-        for path in service.input:
+        for path in watched_inputs(service):
             provider = resolve(path.storage_provider)
             for found in provider.list_objects(path.bucket, path.key_prefix()):
                 if not path_contains(path, found.bucket, found.key):

@@ -19,12 +19,15 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from oscarpy.auth.buckets import Action
+from oscarpy.auth.cors import with_cors
 from oscarpy.auth.credentials import AdminCredentials
 from oscarpy.auth.principal import ADMIN, Principal
 from oscarpy.auth.throttle import Throttle, Throttled, client_address
 from oscarpy.auth.users import Users, principal_of_user
 from oscarpy.config import Settings
-from oscarpy.s3 import buckets, forms, multipart, objects
+from oscarpy.s3 import buckets, forms, multipart, objects, sharing
+from oscarpy.s3.access import authorize, authorize_blocking, is_anonymous
 from oscarpy.s3.call import S3Call
 from oscarpy.s3.errors import S3Error, from_store_error, not_implemented
 from oscarpy.s3.payload import InlineWrites
@@ -64,7 +67,14 @@ ROUTES: dict[tuple[str, bool, str], Handler] = {
     ("GET", False, "versioning"): buckets.get_versioning,
     ("PUT", False, "versioning"): buckets.put_versioning,
     ("GET", False, "versions"): buckets.list_versions,
-    ("GET", False, "acl"): buckets.get_acl,
+    ("GET", False, "acl"): sharing.get_acl,
+    ("PUT", False, "acl"): sharing.put_acl,
+    ("GET", False, "policy"): sharing.get_policy,
+    ("PUT", False, "policy"): sharing.put_policy,
+    ("DELETE", False, "policy"): sharing.delete_policy,
+    ("GET", False, "publicAccessBlock"): sharing.get_public_access_block,
+    ("PUT", False, "publicAccessBlock"): sharing.put_public_access_block,
+    ("DELETE", False, "publicAccessBlock"): sharing.delete_public_access_block,
     ("GET", False, "object-lock"): buckets.get_object_lock,
     ("PUT", False, "object-lock"): buckets.put_object_lock,
     ("GET", True, "retention"): buckets.object_lock_setting,
@@ -77,7 +87,8 @@ ROUTES: dict[tuple[str, bool, str], Handler] = {
     ("GET", True, ""): objects.get_object,
     ("HEAD", True, ""): _head_object,
     ("DELETE", True, ""): objects.delete_object,
-    ("GET", True, "acl"): buckets.get_acl,
+    ("GET", True, "acl"): sharing.get_acl,
+    ("PUT", True, "acl"): sharing.put_acl,
     ("GET", True, "attributes"): objects.get_object_attributes,
     ("POST", True, "uploads"): multipart.create_upload,
     ("PUT", True, "uploadId"): _upload_part,
@@ -122,6 +133,14 @@ def parse_query(raw_query: str) -> dict[str, str]:
     return query
 
 
+def subresource_of(query: dict[str, str]) -> str:
+    """The sub-resource a request's query names ('' for none)."""
+    chosen = [name for name in query if name in SUBRESOURCES]
+    if "uploadId" in chosen:
+        return "uploadId"
+    return chosen[0] if chosen else ""
+
+
 def choose(method: str, bucket: str, key: str, query: dict[str, str]) -> Handler:
     for name in query:
         lowered = name.lower()
@@ -135,10 +154,7 @@ def choose(method: str, bucket: str, key: str, query: dict[str, str]) -> Handler
         if method == "GET":
             return buckets.list_buckets
         raise not_implemented(f"{method} on the service")
-    chosen = [name for name in query if name in SUBRESOURCES]
-    subresource = chosen[0] if chosen else ""
-    if "uploadId" in chosen:
-        subresource = "uploadId"
+    subresource = subresource_of(query)
     handler = ROUTES.get((method, bool(key), subresource))
     if handler is None:
         what = f"{method} {'object' if key else 'bucket'}"
@@ -169,6 +185,7 @@ class S3App:
         self.domains = {"localhost"}
         if endpoint_host and not _is_ip(endpoint_host):
             self.domains.add(endpoint_host)
+        self._entry = with_cors(self._serve, settings.cors_origin_list, expose=CORS_EXPOSED)
 
     def address(self, host: str, path: str) -> tuple[str, str]:
         """(bucket, key) from the Host header and the decoded path."""
@@ -188,6 +205,9 @@ class S3App:
         return ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._entry(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         body_read = _BodyTracker(receive)
@@ -234,9 +254,12 @@ class S3App:
         query = parse_query(raw_query)
         # A browser upload carries no request signature: its form is signed (see s3/forms.py).
         form = bool(bucket) and not raw_query and forms.is_form_upload(method, key, headers)
-        principal = ADMIN
+        principal: Principal | None = ADMIN
         if form:
             auth = _FORM
+        elif is_anonymous(headers, raw_query):
+            # No credentials at all: public buckets may still be read (see s3/access.py).
+            auth, principal = _FORM, None
         else:
             auth, principal = self._verified(request, method, raw_path, raw_query, headers, host)
         call = S3Call(
@@ -255,6 +278,7 @@ class S3App:
         if form:
             return await forms.post_object(call, self._form_signer(request, call))
         handler = choose(method, bucket, key, query)
+        await authorize(call, method, subresource_of(query))
         return await handler(call)
 
     def _verified(
@@ -299,6 +323,7 @@ class S3App:
 
             self._throttled(request, access_key, check_with_secret)
             call.principal = principal
+            authorize_blocking(call, Action.WRITE)
 
         return check_form
 
@@ -373,9 +398,23 @@ class _BodyTracker:
         return b"transfer-encoding" not in headers and headers.get(b"content-length", b"0") == b"0"
 
 
-#: What a form upload's call carries in place of a verified request signature.
+#: What a form upload's or an anonymous call carries in place of a verified request signature.
 _FORM = Authorization("", "", "", b"", "", UNSIGNED_PAYLOAD, False)
 _WRONG_SECRET = {"SignatureDoesNotMatch", "InvalidAccessKeyId"}
+#: Answer headers a browser page reads (multipart uploads need each part's ETag).
+CORS_EXPOSED = (
+    "ETag",
+    "Content-Length",
+    "Content-Range",
+    "Last-Modified",
+    "x-amz-request-id",
+    "x-amz-version-id",
+    "x-amz-delete-marker",
+    "x-amz-checksum-crc32",
+    "x-amz-checksum-crc32c",
+    "x-amz-checksum-sha1",
+    "x-amz-checksum-sha256",
+)
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]*)/")
 _SIGV2_KEY = re.compile(r"AWS ([^:\s]*):")
 

@@ -1,5 +1,5 @@
 """Service and bucket operations: ListBuckets, Create/Head/DeleteBucket, GetBucketLocation,
-GetBucketVersioning, the ACL answers, ListObjects (v1 and v2), ListObjectVersions and
+GetBucketVersioning, ListObjects (v1 and v2), ListObjectVersions and
 DeleteObjects."""
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from urllib.parse import quote
 
 from starlette.responses import Response
 
+from oscarpy.auth.buckets import Action, allows
+from oscarpy.s3.access import table_of
 from oscarpy.s3.call import S3Call
 from oscarpy.s3.documents import (
     MAX_REQUEST_DOCUMENT,
@@ -23,7 +25,7 @@ from oscarpy.s3.documents import (
 from oscarpy.s3.errors import S3Error, not_implemented
 from oscarpy.s3.listing import MAX_KEYS, Listing, list_entries
 from oscarpy.s3.payload import plan_payload, receive_document
-from oscarpy.storage.store import VERSIONING_STATES, ObjectDetails, VersionEntry
+from oscarpy.storage.store import VERSIONING_STATES, BucketInfo, ObjectDetails, VersionEntry
 
 MAX_DELETE_KEYS = 1000
 MAX_BUCKETS = 10_000
@@ -48,7 +50,7 @@ async def list_buckets(call: S3Call) -> Response:
         if not 1 <= limit <= MAX_BUCKETS:
             raise S3Error("InvalidArgument", f"max-buckets must be from 1 to {MAX_BUCKETS}")
     buckets = await call.run(
-        call.store.bucket_details, prefix=prefix, after=after, limit=limit + 1 if paged else None
+        visible_buckets, call, prefix=prefix, after=after, limit=limit + 1 if paged else None
     )
     following = None
     if paged and len(buckets) > limit:
@@ -66,13 +68,43 @@ async def list_buckets(call: S3Call) -> Response:
     )
 
 
+def visible_buckets(
+    call: S3Call, *, prefix: str, after: str, limit: int | None
+) -> list[BucketInfo]:
+    """The buckets the caller may read, by name, at most `limit` (blocking: run in a thread)."""
+    principal = call.principal
+    if principal is not None and principal.admin:
+        return call.store.bucket_details(prefix=prefix, after=after, limit=limit)
+    table = table_of(call)
+    found: list[BucketInfo] = []
+    while limit is None or len(found) < limit:
+        page = call.store.bucket_details(prefix=prefix, after=after, limit=1000)
+        if not page:
+            break
+        access = table.get_many(bucket.name for bucket in page)
+        found += [b for b in page if allows(access[b.name], principal, Action.READ)]
+        after = page[-1].name
+    return found if limit is None else found[:limit]
+
+
 async def create_bucket(call: S3Call) -> Response:
     await call.body(64 * 1024)  # an optional CreateBucketConfiguration; the region is ours
+    assert call.principal is not None  # `authorize` refuses anonymous creation
+    user_id = call.principal.user_id
     if not await call.run(call.store.create_bucket, call.bucket):
+        if (await call.run(table_of(call).get, call.bucket)).owner != user_id:
+            raise S3Error(
+                "BucketAlreadyExists",
+                "The requested bucket name is not available. The bucket namespace is shared "
+                "by all users of the system. Please select a different name and try again.",
+                BucketName=call.bucket,
+            )
         raise S3Error(
             "BucketAlreadyOwnedByYou",
             "Your previous request to create the named bucket succeeded and you already own it.",
+            BucketName=call.bucket,
         )
+    await call.run(table_of(call).claim, call.bucket, user_id)
     return Response(status_code=200, headers={"Location": f"/{call.bucket}"})
 
 
@@ -84,6 +116,7 @@ async def head_bucket(call: S3Call) -> Response:
 
 async def delete_bucket(call: S3Call) -> Response:
     await call.run(call.store.delete_bucket, call.bucket)
+    await call.run(table_of(call).forget, call.bucket)
     return Response(status_code=204)
 
 
@@ -138,23 +171,6 @@ async def object_lock_setting(call: S3Call) -> Response:
     await call.body(MAX_REQUEST_DOCUMENT)
     await _require_bucket(call)
     raise S3Error("InvalidRequest", "Bucket is missing Object Lock Configuration")
-
-
-async def get_acl(call: S3Call) -> Response:
-    if call.key:
-        if await call.run(call.store.head, call.bucket, call.key) is None:
-            await _require_bucket(call)
-            raise S3Error("NoSuchKey", f"object {call.key!r} not found")
-    else:
-        await _require_bucket(call)
-    grantee = owner(call.owner, "Grantee").replace(
-        "<Grantee>",
-        '<Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="CanonicalUser">',
-    )
-    grant = f"<Grant>{grantee}<Permission>FULL_CONTROL</Permission></Grant>"
-    return xml_response(
-        "AccessControlPolicy", f"{owner(call.owner)}<AccessControlList>{grant}</AccessControlList>"
-    )
 
 
 def _max_keys(call: S3Call, name: str = "max-keys") -> int:

@@ -34,8 +34,8 @@ class S3Call:
     """Lower-case header names, first value."""
     inline_writes: InlineWrites | None = None
     """Shared by the requests of one event loop."""
-    principal: Principal = ADMIN
-    """Who signed the request (the admin's key pair is the admin)."""
+    principal: Principal | None = ADMIN
+    """Who signed the request (the admin's key pair is the admin); None: nobody (anonymous)."""
 
     def require_bucket(self) -> str:
         if not self.bucket:

@@ -478,8 +478,8 @@ class Service(_OscarModel):
         "delegation": _DELEGATION,
         "rescheduler_threshold": _DELEGATION,
         "vo": "virtual organisations are not checked; visibility and allowed_users decide access",
-        "isolation_level": "no per-user buckets are made; every user shares the service's",
-        "bucket_list": "no per-user buckets are made; every user shares the service's",
+        "isolation_level": "",  # USER: oscarpy.services.isolation
+        "bucket_list": "",  # OSCAR's list of the private buckets it made
         "kube_annotations": "there are no Kubernetes objects to annotate",
     }
     # What OSCAR's answers add about its own deployment of the service.
@@ -603,8 +603,7 @@ class Service(_OscarModel):
     def node_constraints(self) -> list[str]:
         """Where its jobs may run in cluster mode: `placement`, and GPU nodes for
         `enable_gpu` (nodes labelled `gpu=true`)."""
-        gpu = _lower_keys(self.oscar_settings).get("enable_gpu") in (True, "true", "True")
-        return [*self.placement, *(["node.labels.gpu==true"] if gpu else [])]
+        return [*self.placement, *(["node.labels.gpu==true"] if self.enable_gpu else [])]
 
     @field_validator("name", mode="after")
     @classmethod

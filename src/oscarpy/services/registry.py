@@ -20,12 +20,14 @@ from sqlalchemy import DateTime, String, Text, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
+from oscarpy.auth.buckets import BucketAccessTable
 from oscarpy.auth.principal import ADMIN_USER_ID
 from oscarpy.db import Base, Database, utcnow
 from oscarpy.gpu import host_has_gpu
 from oscarpy.log import register_secret
 from oscarpy.services.errors import ServiceDefinitionError, ServiceExists, ServiceNotFound
 from oscarpy.services.images import AllowedImages
+from oscarpy.services.isolation import outputs_for, private_buckets, watched_inputs
 from oscarpy.services.model import Service
 
 log = logging.getLogger(__name__)
@@ -200,12 +202,37 @@ class ServiceRegistry:
     def _prepare_storage(self, service: Service) -> None:
         """Create the service's missing buckets and folders in the embedded store.
 
-        An existing bucket is fine and shared: two services may use one bucket.
+        A bucket made for a service is its owner's, shared as the service is (as OSCAR does);
+        while it stays the service's its sharing follows the service's on update, but it is
+        never readable anonymously unless its owner publishes it (an S3 ACL or policy). An existing
+        bucket is fine and shared: two services may use one bucket, and its owner stays.
         """
+        access = BucketAccessTable(self.database)
         for path in service.embedded_paths():
-            self.store.ensure_bucket(path.bucket)
+            if not self.store.bucket_exists(path.bucket):
+                self.store.ensure_bucket(path.bucket)
+                # Signed-in users only, even when public: a service's data is not published.
+                access.claim(
+                    path.bucket,
+                    service.owner or ADMIN_OWNER,
+                    service=service.name,
+                    anonymous_read=False,
+                )
+            if access.get(path.bucket).service == service.name:
+                access.update(
+                    path.bucket,
+                    visibility=service.visibility,
+                    allowed_users=service.allowed_users,
+                )
             if path.folder:
                 self.store.ensure_folder(path.bucket, path.folder)
+        for bucket, user in private_buckets(service).items():
+            if not self.store.bucket_exists(bucket):
+                self.store.ensure_bucket(bucket)
+                access.claim(bucket, user, service=service.name, anonymous_read=False)
+            for path in [*watched_inputs(service), *outputs_for(service, bucket)]:
+                if path.bucket == bucket and path.folder:
+                    self.store.ensure_folder(bucket, path.folder)
 
     def _delete_buckets(self, service: Service) -> None:
         in_use = {
@@ -214,12 +241,14 @@ class ServiceRegistry:
             for path in other.embedded_paths()
             if other.name != service.name
         }
-        for bucket in sorted({path.bucket for path in service.embedded_paths()}):
+        owned = {path.bucket for path in service.embedded_paths()} | set(private_buckets(service))
+        for bucket in sorted(owned):
             if bucket in in_use:
                 log.info("bucket %s kept: another service still uses it", bucket)
                 continue
             if self.store.bucket_exists(bucket):
                 self.store.delete_bucket(bucket, force=True)
+                BucketAccessTable(self.database).forget(bucket)
                 log.info("bucket %s of service %s deleted", bucket, service.name)
 
     def _notify(self, event: str, service: Service) -> None:

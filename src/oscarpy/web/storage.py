@@ -19,6 +19,9 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from oscarpy.auth.buckets import Action, BucketAccessTable, allows
+from oscarpy.auth.principal import ADMIN, Principal
+from oscarpy.auth.sessions import Session
 from oscarpy.services.model import Service
 from oscarpy.storage.blobs import BlobWriter
 from oscarpy.storage.errors import BucketNotFound
@@ -66,9 +69,25 @@ def _browse_url(bucket: str, prefix: str = "") -> str:
     return f"{url}?prefix={quote(prefix)}" if prefix else url
 
 
-def _require_bucket(request: Request, bucket: str) -> None:
+def principal_of(session: Session) -> Principal:
+    """Who a dashboard session is, as bucket access checks see them: the admin, until sessions
+    carry a signed-in user (`Session.principal`)."""
+    found = getattr(session, "principal", None)
+    return found if isinstance(found, Principal) else ADMIN
+
+
+def _require_bucket(
+    request: Request, bucket: str, session: Session, action: Action = Action.READ
+) -> None:
+    """The bucket exists and the session's user may do `action` on it (the S3 port's rule)."""
     if not store(request).bucket_exists(bucket):
         raise BucketNotFound(f"There is no bucket named {bucket}.")
+    if not allows(_access(request).get(bucket), principal_of(session), action):
+        raise DashboardError(f"You may not {action.value} bucket {bucket}.", 403)
+
+
+def _access(request: Request) -> BucketAccessTable:
+    return BucketAccessTable(store(request).database)
 
 
 def _clean_prefix(prefix: str) -> str:
@@ -77,13 +96,17 @@ def _clean_prefix(prefix: str) -> str:
 
 
 @router.get("")
-async def buckets_page(request: Request, _session: SignedIn) -> Response:
+async def buckets_page(request: Request, session: SignedIn) -> Response:
     def gather() -> dict[str, Any]:
         services = registry(request).list()
+        details = store(request).bucket_details()
+        access = _access(request).get_many(info.name for info in details)
+        who = principal_of(session)
         return {
             "buckets": [
                 {"info": info, "uses": _uses(services, info.name)}
-                for info in store(request).bucket_details()
+                for info in details
+                if allows(access[info.name], who, Action.READ)
             ]
         }
 
@@ -91,22 +114,23 @@ async def buckets_page(request: Request, _session: SignedIn) -> Response:
 
 
 @router.post("")
-async def create_bucket(request: Request, _session: Checked) -> Response:
+async def create_bucket(request: Request, session: Checked) -> Response:
     name = str((await request.form()).get("name") or "").strip()
     created = await run_in_threadpool(store(request).create_bucket, name)
     if not created:
         raise DashboardError(f"A bucket named {name} exists already.", 409)
+    await run_in_threadpool(_access(request).claim, name, principal_of(session).user_id)
     return redirect(request, _browse_url(name), f"Bucket {name} created.")
 
 
 @router.get("/{bucket}")
 async def bucket_page(
-    request: Request, bucket: str, _session: SignedIn, prefix: str = ""
+    request: Request, bucket: str, session: SignedIn, prefix: str = ""
 ) -> Response:
     prefix = _clean_prefix(prefix)
 
     def gather() -> dict[str, Any]:
-        _require_bucket(request, bucket)
+        _require_bucket(request, bucket, session)
         folders: set[str] = set()
         files: list[ObjectInfo] = []
         more = False
@@ -148,35 +172,37 @@ async def bucket_page(
 
 
 @router.get("/{bucket}/delete")
-async def delete_bucket_page(request: Request, bucket: str, _session: SignedIn) -> Response:
-    await run_in_threadpool(_require_bucket, request, bucket)
+async def delete_bucket_page(request: Request, bucket: str, session: SignedIn) -> Response:
+    await run_in_threadpool(_require_bucket, request, bucket, session, Action.MANAGE)
     uses = await run_in_threadpool(lambda: _uses(registry(request).list(), bucket))
     return render(request, "bucket_delete.html", {"bucket": bucket, "uses": uses})
 
 
 @router.post("/{bucket}/delete")
-async def delete_bucket(request: Request, bucket: str, _session: Checked) -> Response:
+async def delete_bucket(request: Request, bucket: str, session: Checked) -> Response:
     force = (await request.form()).get("force") == "on"
+    await run_in_threadpool(_require_bucket, request, bucket, session, Action.MANAGE)
     await run_in_threadpool(store(request).delete_bucket, bucket, force)
+    await run_in_threadpool(_access(request).forget, bucket)
     return redirect(request, f"{PREFIX}/storage", f"Bucket {bucket} deleted.")
 
 
 @router.post("/{bucket}/folders")
-async def create_folder(request: Request, bucket: str, _session: Checked) -> Response:
+async def create_folder(request: Request, bucket: str, session: Checked) -> Response:
     form = await request.form()
     prefix = _clean_prefix(str(form.get("prefix") or ""))
     name = str(form.get("name") or "").strip().strip("/")
     if not name or any(part in ("", ".", "..") for part in name.split("/")):
         raise DashboardError("Give the new folder a name (no empty, '.' or '..' parts).")
-    await run_in_threadpool(_require_bucket, request, bucket)
+    await run_in_threadpool(_require_bucket, request, bucket, session, Action.WRITE)
     await run_in_threadpool(store(request).ensure_folder, bucket, prefix + name)
     return redirect(request, _browse_url(bucket, prefix + name + "/"), f"Folder {name} created.")
 
 
 @router.put("/{bucket}/objects")
-async def upload_one(request: Request, bucket: str, key: str, _session: Checked) -> Response:
+async def upload_one(request: Request, bucket: str, key: str, session: Checked) -> Response:
     """One file as the raw request body (the dashboard's script sends each file so)."""
-    await run_in_threadpool(_require_bucket, request, bucket)
+    await run_in_threadpool(_require_bucket, request, bucket, session, Action.WRITE)
     objects = store(request)
     writer = objects.writer()
     try:
@@ -196,7 +222,7 @@ async def upload_one(request: Request, bucket: str, key: str, _session: Checked)
 
 
 @router.post("/{bucket}/upload")
-async def upload_form(request: Request, bucket: str, _session: Checked) -> Response:
+async def upload_form(request: Request, bucket: str, session: Checked) -> Response:
     """Files from the picker without script: a multipart form, several files at once."""
     form = await request.form()
     prefix = _clean_prefix(str(form.get("prefix") or ""))
@@ -204,7 +230,7 @@ async def upload_form(request: Request, bucket: str, _session: Checked) -> Respo
     uploads = [item for item in uploads if item.filename]
     if not uploads:
         raise DashboardError("Choose one or more files to upload.")
-    await run_in_threadpool(_require_bucket, request, bucket)
+    await run_in_threadpool(_require_bucket, request, bucket, session, Action.WRITE)
     objects = store(request)
     for upload in uploads:
         name = (upload.filename or "").replace("\\", "/").rpartition("/")[2]
@@ -222,7 +248,8 @@ async def upload_form(request: Request, bucket: str, _session: Checked) -> Respo
 
 
 @router.get("/{bucket}/object")
-async def download(request: Request, bucket: str, key: str, _session: SignedIn) -> Response:
+async def download(request: Request, bucket: str, key: str, session: SignedIn) -> Response:
+    await run_in_threadpool(_require_bucket, request, bucket, session)
     info, handle = await run_in_threadpool(store(request).open_object, bucket, key)
 
     def chunks() -> Any:
@@ -244,11 +271,12 @@ async def download(request: Request, bucket: str, key: str, _session: SignedIn) 
 
 
 @router.post("/{bucket}/object/delete")
-async def delete_object(request: Request, bucket: str, _session: Checked) -> Response:
+async def delete_object(request: Request, bucket: str, session: Checked) -> Response:
     form = await request.form()
     key = str(form.get("key") or "")
     if not key:
         raise DashboardError("Which file? The form named none.")
+    await run_in_threadpool(_require_bucket, request, bucket, session, Action.WRITE)
     deleted = await run_in_threadpool(store(request).delete_object, bucket, key)
     if not deleted:
         raise DashboardError(f"There is no file {key} in bucket {bucket}.", 404)
