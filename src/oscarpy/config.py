@@ -90,6 +90,13 @@ class Settings(BaseSettings):
     job_expiry_interval: float = Field(
         600.0, gt=0, description="Seconds between two sweeps that delete expired jobs."
     )
+    storage_watch_interval: float = Field(
+        0.0,
+        ge=0,
+        description="Seconds between two listings of the services' inputs on external storage "
+        "(minio.<id>, s3.<id>, webdav.<id>) that start jobs for new files; 0 (default) does not "
+        "poll: such inputs start jobs through notifications to /job/{service} and reconcile.",
+    )
     gpu: Literal["required", "optional"] = Field(
         "required",
         description="`optional`: accept services with enable_gpu on a host without a GPU "

@@ -168,3 +168,34 @@ def test_delete_file_and_what_does_not_exist(oscar: Cli, tmp_path: Path) -> None
     assert no_service.returncode == exit_codes.EXIT_NOT_FOUND
     assert bad_provider.returncode == exit_codes.EXIT_USAGE
     assert "'minio.other' is not defined" in bad_provider.stderr
+
+
+def test_file_commands_on_a_webdav_provider_of_ones_own_service(oscar: Cli, tmp_path: Path) -> None:
+    """The owner gets the provider's password in the service's answer, so the file commands
+    reach its WebDAV server (a real WsgiDAV on loopback) as oscar_python's storage client does."""
+    from tests.support.webdav import webdav_server
+
+    with webdav_server(tmp_path / "dav") as dav:
+        service: dict[str, object] = {
+            "name": "davfiles",
+            "image": TEST_IMAGE,
+            "script": "script.sh",
+            "input": [{"storage_provider": "webdav.d", "path": "Top/in"}],
+            "storage_providers": {"webdav": {"d": dav.provider()}},
+        }
+        fdl = write_fdl(tmp_path / "fdl", [service], {"script.sh": "#!/bin/sh\ntrue\n"})
+        assert oscar("apply", str(fdl)).returncode == 0
+        sample = tmp_path / "note.txt"
+        sample.write_text("on dav")
+
+        put = oscar("service", "put-file", "davfiles", "webdav.d", str(sample), "Top/in/a/n.txt")
+        assert put.returncode == 0, put.stderr
+        assert (dav.root / "Top/in/a/n.txt").read_text() == "on dav"
+        listed = oscar("service", "list-files", "davfiles", "webdav.d", "Top/in", "-o", "json")
+        assert _paths(listed) == ["Top/in/a/n.txt"]
+        got = oscar("service", "get-file", "davfiles", "webdav.d", "Top/in/a/n.txt", "-")
+        assert got.returncode == 0 and got.stdout == "on dav", got.stderr
+        deleted = oscar("service", "delete-file", "davfiles", "webdav.d", "Top/in/a/n.txt")
+        assert deleted.returncode == 0, deleted.stderr
+        assert not (dav.root / "Top/in/a/n.txt").exists()
+        assert oscar("delete", str(fdl)).returncode == 0

@@ -261,3 +261,43 @@ def test_refresh_token_gives_a_working_access_token(
     assert refreshed.access_token != tokens.access_token
     with as_user(api, refreshed.access_token) as dave:
         assert dave.get("/system/config").status_code == 200
+
+
+def test_provider_credentials_are_shown_to_the_owner_and_admins_only(
+    api: InProcessServer, tokens: dict[str, str]
+) -> None:
+    providers = {
+        "minio": {"far": {"endpoint": "http://127.0.0.1:9", "access_key": "AK-far"}},
+        "webdav": {"dav": {"hostname": "dav.example.org", "login": "me"}},
+    }
+    providers["minio"]["far"]["secret_key"] = "far-secret-key-5150"
+    providers["webdav"]["dav"]["password"] = "dav-password-8086"
+    with as_user(api, tokens[ALICE]) as alice:
+        created = alice.post(
+            "/system/services",
+            json=definition(
+                "alice-shared-storage",
+                visibility="public",
+                output=[{"storage_provider": "webdav.dav", "path": "top/out"}],
+                storage_providers=providers,
+            ),
+        )
+        assert created.status_code == 201, created.text
+        assert created.json()["storage_providers"]["webdav"]["dav"]["password"] == (
+            "dav-password-8086"
+        )
+
+    for who, client in callers(api, tokens).items():
+        with client:
+            shown = client.get("/system/services/alice-shared-storage").json()
+            listed = client.get("/system/services").text
+        far, dav = shown["storage_providers"]["minio"]["far"], shown["storage_providers"]["webdav"]
+        if who in MAY_CHANGE:
+            assert far["secret_key"] == "far-secret-key-5150", who
+            assert dav["dav"]["password"] == "dav-password-8086", who
+        else:  # a user the service is shared with invokes it, but does not get its storage
+            assert far["secret_key"] == "hidden" and dav["dav"]["password"] == "hidden", who
+            assert "far-secret-key-5150" not in listed and "dav-password-8086" not in listed
+        assert far["access_key"] == "AK-far", who
+    log = api.log()
+    assert "far-secret-key-5150" not in log and "dav-password-8086" not in log

@@ -206,22 +206,43 @@ def test_provider_names_are_normalised_and_must_be_defined() -> None:
 @pytest.mark.parametrize(
     ("kind", "named", "settings"),
     [
-        ("webdav", "WebDAV", {"hostname": "h", "login": "l", "password": "p"}),
         ("onedata", "Onedata", {"oneprovider_host": "h", "token": "t", "space": "s"}),
         ("rucio", "Rucio", {"host": "h", "account": "a", "rse": "r", "refresh_token": "t"}),
+        ("onedata", "Onedata", None),  # not even defined: still named as unsupported
     ],
 )
 @pytest.mark.parametrize("field", ["input", "output"])
 def test_a_path_on_an_unsupported_provider_is_refused_naming_it(
-    kind: str, named: str, settings: dict[str, str], field: str
+    kind: str, named: str, settings: dict[str, str] | None, field: str
 ) -> None:
     data = definition(
         **{field: [{"storage_provider": f"{kind}.x", "path": "data/in"}]},
-        storage_providers={kind: {"x": settings}},
+        storage_providers={kind: {"x": settings}} if settings else {},
     )
     message = problem(data)
     assert message.startswith(f"{field}[0].storage_provider:")
-    assert f"{named} storage is not supported" in message
+    assert f"{named} storage is not supported by oscar-py; use a minio, s3 or webdav" in message
+
+
+def test_a_provider_of_an_unknown_type_is_refused_listing_the_types() -> None:
+    message = problem(definition(input=[{"storage_provider": "ftp.x", "path": "data/in"}]))
+    assert message.startswith("input[0].storage_provider:")
+    assert "'ftp.x' is not <type>.<id> with type one of minio, s3, webdav" in message
+
+
+def test_a_webdav_path_is_accepted_and_its_top_folder_may_be_any_name() -> None:
+    service = parse_service(
+        definition(
+            input=[{"storage_provider": "webdav.dcache", "path": "Users/Me_1/in"}],
+            output=[{"storage_provider": "webdav.dcache", "path": "Users/Me_1/out"}],
+            storage_providers={
+                "webdav": {"dcache": {"hostname": "h", "login": "l", "password": "pw-123"}}
+            },
+        )
+    )
+    assert service.input[0].bucket == "Users" and service.input[0].folder == "Me_1/in"
+    assert service.warnings == []
+    assert "pw-123" in service.secret_values()
 
 
 def test_an_unsupported_provider_defined_but_unused_is_kept_with_a_warning() -> None:

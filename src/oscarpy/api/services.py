@@ -80,7 +80,9 @@ async def create_service(request: Request, caller: Caller) -> JSONResponse:
     # The creator owns it: a user by their id, the admin's Basic credentials as `cluster_admin`.
     service = (await _definition(request)).model_copy(update={"owner": caller.user_id})
     created = await _in_thread(_registry(request).create, service)
-    return JSONResponse(_answer(created, service.warnings), status_code=status.HTTP_201_CREATED)
+    return JSONResponse(
+        _answer(caller, created, service.warnings), status_code=status.HTTP_201_CREATED
+    )
 
 
 @router.put(
@@ -108,7 +110,7 @@ async def update_service(request: Request, caller: Caller) -> Response:
     updated = await _in_thread(_registry(request).update, service)
     if not service.warnings:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
-    return JSONResponse(_answer(updated, service.warnings))
+    return JSONResponse(_answer(caller, updated, service.warnings))
 
 
 @router.get(
@@ -166,9 +168,9 @@ def with_expose(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _answer(service: Service, warnings: list[str]) -> dict[str, Any]:
+def _answer(caller: Principal, service: Service, warnings: list[str]) -> dict[str, Any]:
     """The service as GET shows it, with `warnings` (not a service key: returned directly)."""
-    return {**with_expose(service.redacted().to_json()), "warnings": warnings}
+    return {**with_expose(access.shown_to(caller, service).to_json()), "warnings": warnings}
 
 
 async def _in_thread(function: Callable[[Service], Service], service: Service) -> Service:

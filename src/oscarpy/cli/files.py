@@ -25,7 +25,7 @@ from oscarpy.cli.output import (
 
 if TYPE_CHECKING:
     from oscarpy.cli.client import OscarClient
-    from oscarpy.cli.transfers import ObjectStorage
+    from oscarpy.cli.transfers import FileStorage
 
 HIDDEN_SECRET = "hidden"
 """What the server shows instead of an external provider's secret key."""
@@ -64,9 +64,14 @@ def _same_provider(first: str, second: str) -> bool:
 
 def open_storage(
     client: OscarClient, service: dict[str, Any], provider: str, show_progress: bool
-) -> ObjectStorage:
+) -> FileStorage:
     """The S3 endpoint behind a provider name, as the service and the cluster define it."""
-    from oscarpy.cli.transfers import DEFAULT_PROVIDERS, ObjectStorage, ProviderSettings
+    from oscarpy.cli.transfers import (
+        DEFAULT_PROVIDERS,
+        ObjectStorage,
+        ProviderSettings,
+        WebdavStorage,
+    )
 
     kind, _, identifier = provider.partition(".")
     identifier = identifier or "default"
@@ -80,6 +85,13 @@ def open_storage(
         return ObjectStorage(
             ProviderSettings.from_mapping(declared, provider), show_progress=show_progress
         )
+    if isinstance(declared, dict) and kind == "webdav":
+        if declared.get("password") == HIDDEN_SECRET:
+            raise CliError(
+                f"the cluster does not reveal the password of provider {provider!r} of service "
+                f"{service.get('name')!r} (only to its owner)"
+            )
+        return WebdavStorage(declared, provider)
     if provider in DEFAULT_PROVIDERS:
         minio = client.config().get("minio_provider")
         if not isinstance(minio, dict):
@@ -88,7 +100,9 @@ def open_storage(
             ProviderSettings.from_mapping(minio, provider), show_progress=show_progress
         )
     if kind not in ("minio", "s3"):
-        raise UsageError(f"provider {provider!r}: only minio and s3 providers hold files here")
+        raise UsageError(
+            f"provider {provider!r}: only minio, s3 and webdav providers hold files here"
+        )
     raise UsageError(f"provider {provider!r} is not defined in service {service.get('name')!r}")
 
 
@@ -216,7 +230,7 @@ def get_file(
         success(f"downloaded {bucket}/{key} → {local}")
 
 
-def _download_to_stdout(storage: ObjectStorage, bucket: str, key: str) -> None:
+def _download_to_stdout(storage: FileStorage, bucket: str, key: str) -> None:
     """LOCAL `-`: the file's bytes on stdout, for pipes."""
     import shutil
     import sys

@@ -1,9 +1,10 @@
-"""Files in a service's storage, through the S3 API with boto3.
+"""Files in a service's storage, through the S3 API with boto3 (or WebDAV).
 
 The embedded store (`minio.default`) is reached at the endpoint and with the keys that
-`/system/config` hands out in `minio_provider`, as oscar-cli does; other `minio.ID` / `s3.ID`
-providers come from the service's own `storage_providers`. Transfers over 1 MiB show a Rich
-progress bar on stderr (stdout stays clean for scripts) unless `--no-progress` is given.
+`/system/config` hands out in `minio_provider`, as oscar-cli does; other `minio.ID` / `s3.ID` /
+`webdav.ID` providers come from the service's own `storage_providers` (answered to its owner).
+Transfers over 1 MiB show a Rich progress bar on stderr (stdout stays clean for scripts)
+unless `--no-progress` is given.
 """
 
 from __future__ import annotations
@@ -201,3 +202,70 @@ def _progress(label: str, total: int, enabled: bool) -> Iterator[Callable[[int],
     with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
         task = progress.add_task(label, total=total)
         yield lambda count: progress.advance(task, count)
+
+
+class WebdavStorage:
+    """A `webdav.ID` provider with the file commands' interface; no progress bars."""
+
+    show_progress = False
+
+    def __init__(self, data: dict[str, Any], name: str) -> None:
+        from oscarpy.storage.providers.webdav import WebdavProvider
+
+        self._dav = WebdavProvider(
+            hostname=str(data.get("hostname") or ""),
+            login=str(data.get("login") or ""),
+            password=str(data.get("password") or ""),
+            name=name,
+        )
+
+    def upload(self, local: Path, bucket: str, key: str) -> None:
+        with self._errors():
+            self._dav.upload(bucket, key, local)
+
+    def download(self, bucket: str, key: str, local: Path) -> None:
+        local.parent.mkdir(parents=True, exist_ok=True)
+        temporary = local.with_name(f".{local.name}.part")
+        temporary.unlink(missing_ok=True)
+        try:
+            with self._errors():
+                self._dav.download(bucket, key, temporary)
+            temporary.replace(local)
+        finally:
+            temporary.unlink(missing_ok=True)
+
+    def list(self, bucket: str, prefix: str = "") -> list[ObjectEntry]:
+        with self._errors():
+            return [
+                ObjectEntry(bucket, found.key, found.size, found.last_modified)
+                for found in self._dav.list_objects(bucket, prefix)
+            ]
+
+    def exists(self, bucket: str, key: str) -> bool:
+        with self._errors():
+            return self._dav.exists(bucket, key)
+
+    def delete(self, bucket: str, key: str) -> None:
+        with self._errors():
+            self._dav.delete(bucket, key)
+
+    def latest(self, bucket: str, prefix: str) -> ObjectEntry | None:
+        entries = [entry for entry in self.list(bucket, prefix) if entry.last_modified]
+        return max(entries, key=lambda entry: (entry.last_modified, entry.key), default=None)
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        from oscarpy.storage.providers.base import ObjectNotFound, StorageError
+
+        try:
+            yield
+        except ObjectNotFound as error:
+            raise NotFound(str(error)) from error
+        except StorageError as error:
+            if "access denied" in str(error):
+                raise Unauthorized(str(error)) from error
+            raise RequestFailed(str(error)) from error
+
+
+FileStorage = ObjectStorage | WebdavStorage
+"""What the file commands use: an S3 endpoint or a WebDAV server."""

@@ -42,6 +42,7 @@ from oscarpy.engine.runtimes.base import LOCAL_NODE, Limits, Runtime
 from oscarpy.engine.scaler import scaler_from_environment
 from oscarpy.engine.spec import JobSpec
 from oscarpy.engine.supervisor import Supervisor
+from oscarpy.engine.watcher import StorageWatcher
 from oscarpy.instances import Instances
 from oscarpy.services.isolation import watched_inputs
 from oscarpy.services.model import DEFAULT_PROVIDER, Service
@@ -157,6 +158,11 @@ class Engine:
             bodies=self.bodies,
             abandoned_after=max(3600.0, 10 * settings.body_timeout),
         )
+        self.watcher = StorageWatcher(
+            settings.storage_watch_interval,
+            self.catalog.list,
+            self._reconcile_service,
+        )
         self.operations = JobOperations(self.ledger, self.catalog, self.dispatcher, self.runtime)
         store.add_commit_listener(self.intake.wake)
         registry.add_listener(self._on_service_change)
@@ -172,6 +178,7 @@ class Engine:
         self.intake.start()
         self.dispatcher.start()
         self.retention.start()
+        self.watcher.start()
         if self.scaler is not None:
             self.scaler.start()
         log.info(
@@ -182,6 +189,7 @@ class Engine:
         )
 
     def stop(self) -> None:
+        self.watcher.stop()
         self.retention.stop()
         self.intake.stop()
         left = self.dispatcher.stop(self.settings.job_shutdown_grace)
@@ -190,6 +198,7 @@ class Engine:
         if self.scaler is not None:
             self.scaler.stop()
         self.runtime.close()
+        self.providers.close()
         if self._owns_instances:
             self.instances.stop()
 
@@ -352,7 +361,9 @@ class Engine:
 
     def reconcile(self, service_name: str) -> int:
         """Create jobs for the objects under the service's inputs that have none yet."""
-        service = self.catalog.require(service_name)
+        return self._reconcile_service(self.catalog.require(service_name))
+
+    def _reconcile_service(self, service: Service) -> int:
         return self.intake.reconcile(service, lambda name: self.providers.resolve(service, name))
 
     # -- reading and changing jobs (see `JobOperations`) ----------------------------------

@@ -1,31 +1,33 @@
 """Which `StorageProvider` a provider name of a service means.
 
 `minio.default` is the embedded store unless the service defines its own `minio.default`;
-other `minio.<id>` and `s3.<id>` entries are external endpoints reached through boto3. Clients
-are kept per endpoint and credentials, since creating one costs more than a small transfer.
+other `minio.<id>` and `s3.<id>` entries are external endpoints reached through boto3, and
+`webdav.<id>` a WebDAV server. Clients are kept per endpoint and credentials, since creating one
+costs more than a small transfer.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
-from typing import TYPE_CHECKING
 
-from oscarpy.services.model import DEFAULT_PROVIDER, Service
+from oscarpy.services.model import DEFAULT_PROVIDER, Service, WebdavProviderConfig
 from oscarpy.storage.providers.base import StorageError, StorageProvider
 from oscarpy.storage.providers.embedded import EmbeddedProvider
+from oscarpy.storage.providers.webdav import WebdavProvider
 from oscarpy.storage.store import ObjectStore
 
-if TYPE_CHECKING:
-    from oscarpy.storage.providers.s3 import S3Provider
-
 ProviderKey = tuple[str, str | None, str, str, str, bool]
+
+
+def _fingerprint(*secrets: str) -> str:
+    return hashlib.sha256("\0".join(secrets).encode()).hexdigest()
 
 
 class Providers:
     def __init__(self, store: ObjectStore) -> None:
         self.embedded = EmbeddedProvider(store)
-        self._external: dict[ProviderKey, S3Provider] = {}
+        self._external: dict[ProviderKey, StorageProvider] = {}
         self._lock = threading.Lock()
 
     @staticmethod
@@ -45,10 +47,35 @@ class Providers:
         if kind == "s3" and identifier in providers.s3:
             s3 = providers.s3[identifier]
             return self._client(name, None, s3.access_key, s3.secret_key, s3.region, True)
+        if kind == "webdav" and identifier in providers.webdav:
+            return self._webdav(name, providers.webdav[identifier])
         raise StorageError(
             f"storage provider {name} of service {service.name} cannot be used for staging "
-            "(defined? only minio and s3 providers are supported)"
+            "(defined? only minio, s3 and webdav providers are supported)"
         )
+
+    def close(self) -> None:
+        """Close the WebDAV clients' connections (boto3 clients hold none worth closing)."""
+        with self._lock:
+            for provider in self._external.values():
+                if isinstance(provider, WebdavProvider):
+                    provider.close()
+            self._external.clear()
+
+    def _webdav(self, name: str, settings: WebdavProviderConfig) -> StorageProvider:
+        fingerprint = _fingerprint(settings.login, settings.password)
+        key: ProviderKey = (name, settings.hostname, fingerprint, "", "webdav", True)
+        with self._lock:
+            found = self._external.get(key)
+            if found is None:
+                found = WebdavProvider(
+                    hostname=settings.hostname,
+                    login=settings.login,
+                    password=settings.password,
+                    name=name,
+                )
+                self._external[key] = found
+            return found
 
     def _client(
         self,
@@ -58,8 +85,8 @@ class Providers:
         secret_key: str,
         region: str,
         verify: bool,
-    ) -> S3Provider:
-        fingerprint = hashlib.sha256(f"{access_key}\0{secret_key}".encode()).hexdigest()
+    ) -> StorageProvider:
+        fingerprint = _fingerprint(access_key, secret_key)
         key: ProviderKey = (name, endpoint, fingerprint, region, "", verify)
         with self._lock:
             found = self._external.get(key)

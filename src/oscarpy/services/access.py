@@ -46,10 +46,12 @@ def visible(principal: Principal, services: list[Service]) -> list[Service]:
 
 
 def shown_to(principal: Principal, service: Service) -> Service:
-    """`service` as `principal` may read it: secrets redacted, and the token only for those who
-    may change the service (a user it is shared with invokes it with their own token, and
-    loses access when the owner stops sharing it)."""
-    shown = service.redacted()
-    if not allows(principal, service, "change"):
+    """`service` as `principal` may read it: secret values blanked; the token and the storage
+    providers' credentials only for those who may change the service (the owner's storage
+    clients need the credentials, as in OSCAR; a user it is shared with invokes it with their
+    own token, and loses access when the owner stops sharing it)."""
+    owner = allows(principal, service, "change")
+    shown = service.redacted(provider_secrets=owner)
+    if not owner:
         shown.token = ""
     return shown

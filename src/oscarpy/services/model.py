@@ -9,7 +9,7 @@ Compatibility rules, because OSCAR's clients are written in Go and Python and di
 - keys only OSCAR's answers carry (`namespace`, `volume_status`, `deployment`, the `hidden`
   `minio.default` entry) are dropped, so a service exported from OSCAR posts unchanged;
 - any other key is dropped as OSCAR drops it, and listed in the warnings so a typo is seen;
-- a path on a provider type oscar-py cannot reach (Onedata, Rucio, WebDAV) is refused.
+- a path on a provider type oscar-py cannot reach (Onedata, Rucio) is refused.
 """
 
 from __future__ import annotations
@@ -62,8 +62,9 @@ HIDDEN = "hidden"
 
 PROVIDER_TYPES = ("minio", "s3", "webdav", "onedata", "rucio")
 #: Provider types staging can reach; a path on any other type is refused when it is defined.
-SUPPORTED_PROVIDER_TYPES = ("minio", "s3")
-_PROVIDER_NAMES = {"webdav": "WebDAV", "onedata": "Onedata", "rucio": "Rucio"}
+SUPPORTED_PROVIDER_TYPES = ("minio", "s3", "webdav")
+_SUPPORTED_TEXT = "minio, s3 or webdav"
+_PROVIDER_NAMES = {"onedata": "Onedata", "rucio": "Rucio"}
 LOG_LEVELS = ("NOTSET", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 # Used with fullmatch: `$` would also accept a trailing newline.
@@ -393,13 +394,11 @@ class StorageProviders(_OscarModel):
     """The external storages a service's paths may name, with their credentials."""
 
     # Older OSCAR releases named dCache's provider so; it is kept and has no effect.
-    oscar_only_keys = {"dcache": "dCache is reached through `webdav`, which oscar-py lacks"}
+    oscar_only_keys = {"dcache": "dCache is reached through `webdav`; this older key is unused"}
 
     minio: dict[str, MinioProviderConfig] = Field(default_factory=dict)
     s3: dict[str, S3ProviderConfig] = Field(default_factory=dict)
-    webdav: dict[str, WebdavProviderConfig] = Field(
-        default_factory=dict, description="Defined by OSCAR; kept, but no path may use it yet."
-    )
+    webdav: dict[str, WebdavProviderConfig] = Field(default_factory=dict)
     onedata: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Defined by OSCAR; kept, but no path may use it."
     )
@@ -675,7 +674,14 @@ class Service(_OscarModel):
         for field_name, paths in (("input", self.input), ("output", self.output)):
             for index, path in enumerate(paths):
                 where = f"{field_name}[{index}]"
-                _check_bucket_name(path.bucket, f"{where}.path")
+                if path.provider_type not in SUPPORTED_PROVIDER_TYPES:
+                    raise ValueError(
+                        f"{where}.storage_provider: {path.storage_provider!r}: "
+                        f"{_PROVIDER_NAMES[path.provider_type]} storage is not supported by "
+                        f"oscar-py; use a {_SUPPORTED_TEXT} provider"
+                    )
+                if path.provider_type != "webdav":  # on WebDAV the first segment is a folder
+                    _check_bucket_name(path.bucket, f"{where}.path")
                 if path.storage_provider != DEFAULT_PROVIDER and not self.storage_providers.defines(
                     path.storage_provider
                 ):
@@ -683,23 +689,18 @@ class Service(_OscarModel):
                         f"{where}.storage_provider: {path.storage_provider!r} is not defined in "
                         "storage_providers"
                     )
-                if path.provider_type not in SUPPORTED_PROVIDER_TYPES:
-                    raise ValueError(
-                        f"{where}.storage_provider: {path.storage_provider!r}: "
-                        f"{_PROVIDER_NAMES[path.provider_type]} storage is not supported by "
-                        f"oscar-py; use a {' or '.join(SUPPORTED_PROVIDER_TYPES)} provider"
-                    )
         self._check_no_loop()
         mount = self.mount_path()
         if mount is not None:
-            _check_bucket_name(mount.bucket, "mount.path")
+            if mount.provider_type != "webdav":
+                _check_bucket_name(mount.bucket, "mount.path")
             if mount.provider_type not in SUPPORTED_PROVIDER_TYPES or not (
                 mount.storage_provider == DEFAULT_PROVIDER
                 or self.storage_providers.defines(mount.storage_provider)
             ):
                 raise ValueError(
                     f"mount.storage_provider: {mount.storage_provider!r} is not a defined "
-                    f"{' or '.join(SUPPORTED_PROVIDER_TYPES)} provider"
+                    f"{_SUPPORTED_TEXT} provider"
                 )
         if self.expose_settings() is not None and self.network == "none":
             raise ValueError("expose: an exposed service needs a network; drop `network: none`")
@@ -789,13 +790,16 @@ class Service(_OscarModel):
         ]
         return [value for value in values if value and value != HIDDEN]
 
-    def redacted(self) -> Service:
-        """A copy safe to return: secret values blanked, provider secrets shown as `hidden`.
+    def redacted(self, *, provider_secrets: bool = False) -> Service:
+        """A copy safe to return: secret values blanked, provider secrets shown as `hidden`
+        unless `provider_secrets` (for the owner, whose storage clients need them, as in OSCAR).
 
         The token is kept: OSCAR returns it, and clients need it to invoke the service.
         """
         copy = self.model_copy(deep=True)
         copy.environment.secrets = dict.fromkeys(copy.environment.secrets, "")
+        if provider_secrets:
+            return copy
         providers = copy.storage_providers
         for minio in providers.minio.values():
             minio.secret_key = HIDDEN if minio.secret_key else ""
