@@ -27,6 +27,7 @@ from oscarpy.web.dashboard import (
     redirect,
     registry,
     render,
+    safe_next,
     sessions,
     store,
 )
@@ -50,18 +51,11 @@ def mount_dashboard(app: FastAPI, admin: AdminCredentials) -> None:
     app.mount(f"{PREFIX}/static", StaticFiles(directory=_HERE / "static"), name="ui-static")
 
 
-def _safe_next(target: str | None) -> str:
-    """Only a path of this dashboard: never another site (an open redirect)."""
-    if target and target.startswith(f"{PREFIX}") and not target.startswith("//"):
-        return target
-    return PREFIX
-
-
 @router.get("/login")
 def login_page(request: Request, next: str = PREFIX) -> Response:
     if sessions(request).from_request(request) is not None:
-        return redirect(request, _safe_next(next))
-    context = {"next": _safe_next(next), "username": "", "issuers": signin.issuers(request)}
+        return redirect(request, safe_next(next))
+    context = {"next": safe_next(next), "username": "", "issuers": signin.issuers(request)}
     return render(request, "login.html", context)
 
 
@@ -70,7 +64,7 @@ async def login(request: Request) -> Response:
     form = await request.form()
     username = str(form.get("username") or "")
     password = str(form.get("password") or "")
-    target = _safe_next(str(form.get("next") or PREFIX))
+    target = safe_next(str(form.get("next") or PREFIX))
     codec = sessions(request)
     throttle: Throttle = request.app.state.throttle
     try:

@@ -29,7 +29,14 @@ from oscarpy.auth.oidc import OidcVerifier, TokenRefused
 from oscarpy.auth.principal import Principal
 from oscarpy.auth.users import SubjectRefused, Users, principal_of_user
 from oscarpy.config import Settings
-from oscarpy.web.dashboard import PREFIX, DashboardError, DashboardRoute, render, sessions
+from oscarpy.web.dashboard import (
+    PREFIX,
+    DashboardError,
+    DashboardRoute,
+    render,
+    safe_next,
+    sessions,
+)
 
 router = APIRouter(prefix=f"{PREFIX}/login", route_class=DashboardRoute, include_in_schema=False)
 
@@ -92,7 +99,7 @@ async def start(request: Request, index: int, next: str = PREFIX) -> Response:
         "nonce": secrets.token_urlsafe(24),
         "verifier": secrets.token_urlsafe(48),
         "issuer": issuer.url,
-        "next": next if next.startswith(PREFIX) and not next.startswith("//") else PREFIX,
+        "next": safe_next(next),
         "until": time.time() + STATE_SECONDS,
     }
     settings: Settings = request.app.state.settings
@@ -196,15 +203,20 @@ def _exchange(request: Request, state: dict[str, Any], code: str) -> Principal:
         )
         identity = verifier.identify(str(tokens.get("access_token", "")))
     except TokenRefused as refused:
-        raise DashboardError(f"{refused}.".capitalize(), refused.status) from None
+        raise DashboardError(_sentence(refused), refused.status) from None
     if identity.subject != claims.get("sub"):
         raise DashboardError("The issuer's tokens name two different users.", 401)
     users: Users = request.app.state.users
     try:
         user = users.sign_in(identity.issuer, identity.subject, identity.name)
     except SubjectRefused as refused:
-        raise DashboardError(f"{refused}.".capitalize(), 403) from None
+        raise DashboardError(_sentence(refused), 403) from None
     return principal_of_user(user, settings.oidc_admin_list, identity.groups)
+
+
+def _sentence(error: Exception) -> str:
+    text = str(error)
+    return f"{text[:1].upper()}{text[1:]}."
 
 
 def _tokens(
