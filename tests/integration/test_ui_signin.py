@@ -122,8 +122,13 @@ def test_a_user_signs_in_and_sees_their_own_services_only(
         assert csrf is not None
         listed = client.get("/system/services", headers={"X-CSRF-Token": csrf.group(1)})
         assert [service["name"] for service in listed.json()] == ["alice-service"]
-        logs = client.get("/system/logs", headers={"X-CSRF-Token": csrf.group(1)})
+        headers = {"X-CSRF-Token": csrf.group(1)}
+        logs = client.get("/system/logs", headers=headers)
         assert logs.status_code == 403  # the admins' only
+        assert client.post("/run/bob-service", headers=headers, content=b"{}").status_code == 403
+        deleting = client.post("/ui/services/bob-service/delete", data={"csrf_token": csrf[1]})
+        assert deleting.status_code == 403
+        assert api.platform.registry.get("bob-service") is not None
 
 
 def test_a_user_outside_the_required_group_is_refused(
