@@ -11,7 +11,11 @@ import statistics
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.support.server import start_server
+
+pytestmark = pytest.mark.serial  # a latency bound: measured alone
 
 
 def test_kept_alive_requests_do_not_wait_for_delayed_acks(tmp_path: Path) -> None:

@@ -17,6 +17,8 @@ from botocore.config import Config
 
 from tests.support.server import RunningServer, start_server
 
+pytestmark = pytest.mark.serial  # waits of seconds: measured alone
+
 FREE = 3
 GUESSES = 40
 DELAY = 30  # seconds: longer than the test, so that every guess past the free ones is refused

@@ -21,7 +21,7 @@ from oscarpy.config import Settings
 from oscarpy.engine.records import JobStatus
 from tests.support.jobs import Harness, HealthProbe, running_engine
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.serial]  # free disk space and latency: alone
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -124,6 +124,13 @@ def test_a_script_writing_10_gib_is_killed_at_the_disk_limit(
     )
 
 
+def _log_path(platform: Harness, docker_client: Any, service: str) -> str:
+    """The log file of the service's container; "" until the container has started (a
+    container that is only created has no log file yet)."""
+    found = platform.docker_containers_of(service)
+    return str(docker_client.api.inspect_container(found[0])["LogPath"]) if found else ""
+
+
 def test_a_script_printing_1_gib_of_log_is_killed_at_the_flood_limit(
     platform: Harness, docker_client: Any
 ) -> None:
@@ -137,10 +144,9 @@ def test_a_script_printing_1_gib_of_log_is_killed_at_the_flood_limit(
     with HealthProbe(platform) as probe:
         started = time.monotonic()
         platform.put(bucket, "in/a.txt", b"data\n")
-        container_id = platform.wait_for(
-            lambda: platform.docker_containers_of(name), 30, "the job's container"
-        )[0]
-        log_path = Path(docker_client.api.inspect_container(container_id)["LogPath"])
+        log_path = Path(
+            platform.wait_for(lambda: _log_path(platform, docker_client, name), 30, "a log file")
+        )
         log_files.extend(log_path.with_name(f"{log_path.name}{n}") for n in ("", ".1", ".2"))
         with Sampler(platform.settings.data_dir, docker_log_bytes) as sampler:
             (job,) = platform.finished_jobs(name, timeout=120)

@@ -12,6 +12,8 @@ import pytest
 
 from tests.support.server import RunningServer
 
+pytestmark = pytest.mark.serial  # an answer within 2 s: measured alone
+
 
 @pytest.mark.parametrize(
     ("field", "value"),

@@ -16,6 +16,8 @@ import pytest
 
 from tests.support.server import RunningServer, start_server
 
+pytestmark = pytest.mark.serial  # timeouts of seconds: measured alone
+
 HEADER_TIMEOUT = 2.0
 BODY_TIMEOUT = 3.0
 PER_ADDRESS = 20

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ProgrammingError
 
 from oscarpy.db import normalise_url
 
@@ -43,9 +45,25 @@ def fresh_postgres_database() -> Iterator[str]:
             .render_as_string(hide_password=False)
         )
     finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        try:
+            _drop(admin, name)
+        finally:
+            admin.dispose()
+
+
+def _drop(admin: Engine, name: str) -> None:
+    """DROP DATABASE ... WITH (FORCE), tried again for a few seconds: FORCE refuses while an
+    autovacuum worker (a superuser's process) works in the database, which lasts moments."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            return
+        except ProgrammingError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def sqlite_url(directory: Path) -> str:

@@ -23,6 +23,7 @@ from oscarpy.engine import Engine
 from oscarpy.engine.ledger import JobView
 from oscarpy.engine.records import JobStatus
 from oscarpy.engine.runtimes.base import Runtime
+from oscarpy.instances import Instances
 from oscarpy.s3.app import create_s3_app
 from oscarpy.services.model import Service, parse_service
 from oscarpy.services.registry import ServiceRegistry
@@ -142,7 +143,11 @@ def running_engine(
     database.migrate()
     store = ObjectStore(database, data_dir)
     registry = ServiceRegistry(database, store)
-    engine = Engine(config, database, store, registry, runtime=runtime)
+    # The instance's own lease is at least 30 s whatever the job lease: a heartbeat that a
+    # loaded machine delays past a short lease would end the test process (`os._exit`).
+    instances = Instances(database, max(30.0, config.job_lease_seconds))
+    instances.start()
+    engine = Engine(config, database, store, registry, runtime=runtime, instances=instances)
     app = create_app(config, database, ADMIN)
     mount_dashboard(app, ADMIN)  # as server.py does
     app.state.store = store
@@ -180,6 +185,7 @@ def running_engine(
         for thread in threads:
             thread.join(10)
         engine.stop()
+        instances.stop()
         database.close()
     leftovers = _remove_containers(engine.instance)
     assert not leftovers, f"containers left behind by the engine: {leftovers}"

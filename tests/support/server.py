@@ -100,11 +100,13 @@ def start_server(
     s3_port: int | None = None,
     env: dict[str, str] | None = None,
     args: list[str] | None = None,
-    wait: float = 30,
+    wait: float = 120,
     log_name: str | None = None,
 ) -> RunningServer:
     """Start `oscar serve` and wait until `/health` answers; the process log goes to a file
-    (`log_name` tells apart the logs of servers sharing a data directory)."""
+    (`log_name` tells apart the logs of servers sharing a data directory). A start takes
+    seconds; `wait` is long because on a machine loaded by parallel tests the interpreter's
+    imports alone have taken over a minute."""
     port = port or free_port()
     s3_port = s3_port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -131,6 +133,7 @@ def start_server(
         time.sleep(0.1)
     else:
         process.kill()
+        process.wait()
         raise RuntimeError(f"oscar serve did not answer in {wait} s:\n{log_path.read_text()}")
     password = (
         process_env.get("OSCAR_PASSWORD")

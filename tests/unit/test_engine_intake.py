@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from oscarpy.db import Database
+from oscarpy.engine import intake as intake_module
 from oscarpy.engine.intake import _PRUNE_EVERY, CURSOR, Intake
 from oscarpy.engine.ledger import Ledger
 from oscarpy.engine.records import IntakeCursor, JobStatus
@@ -36,12 +37,14 @@ def flow(database: Database, tmp_path: Path) -> Flow:
 
 
 def test_uploads_after_the_consumed_events_are_pruned_still_make_jobs(
-    flow: Flow,
+    flow: Flow, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Consumed events are deleted every `_PRUNE_EVERY`; the uploads after that must still be
     seen (SQLite once numbered them from 1 again, below the intake's cursor, and lost them)."""
     store, ledger, intake = flow.store, flow.ledger, flow.intake
-    total = _PRUNE_EVERY  # all consumed when the prune comes
+    total = 60  # a prune of 60 events shows what one of `_PRUNE_EVERY` does, 16 times sooner
+    assert total < _PRUNE_EVERY
+    monkeypatch.setattr(intake_module, "_PRUNE_EVERY", total)  # all consumed when it comes
     for number in range(total):
         store.put_bytes("inbox", f"up/{number}", b"x")
     while intake.process_batch():

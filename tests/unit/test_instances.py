@@ -11,6 +11,8 @@ import pytest
 from oscarpy.db import Database
 from oscarpy.instances import Instances, LeaseLost
 
+pytestmark = pytest.mark.serial  # leases of half a second: alone, a late wake-up is not a miss
+
 
 def test_an_instance_is_alive_while_its_lease_runs(database: Database) -> None:
     first = Instances(database, lease_seconds=0.5)
