@@ -228,6 +228,17 @@ class Settings(BaseSettings):
         "",
         description="When set, a JWT access token must name this audience in `aud`.",
     )
+    oidc_client_id: str = Field(
+        "",
+        description="Client id the dashboard signs users in with, through the authorization "
+        "code flow with PKCE at each of OSCAR_OIDC_ISSUERS; empty, the dashboard offers only "
+        "the admin's password. Register <public URL>/ui/login/callback as its redirect URI.",
+    )
+    oidc_client_secret: SecretStr | None = Field(
+        None,
+        description="Secret of the dashboard's client, for an issuer that registers it as a "
+        "confidential client; none, a public client (PKCE alone).",
+    )
     oidc_admin_users: str = Field(
         "",
         description="Comma-separated user ids (the `sub` of their tokens) who are admins: they "

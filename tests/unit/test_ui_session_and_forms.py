@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from pathlib import Path
 
@@ -9,6 +11,8 @@ import pytest
 from starlette.datastructures import FormData, UploadFile
 
 from oscarpy.auth.credentials import AdminCredentials
+from oscarpy.auth.principal import ADMIN as ADMIN_PRINCIPAL
+from oscarpy.auth.principal import Principal
 from oscarpy.auth.revocations import Revocations
 from oscarpy.auth.sessions import SessionCodec
 from oscarpy.db import Database
@@ -39,6 +43,24 @@ def test_a_session_reads_back_until_revoked(revocations: Revocations) -> None:
     codec.revoke(session)
     assert codec.read(cookie) is None
     assert _codec(revocations).read(cookie) is None  # another codec on the same state DB
+
+
+def test_a_users_session_carries_the_user_and_cannot_be_raised_to_admin(
+    revocations: Revocations,
+) -> None:
+    codec = _codec(revocations)
+    user = Principal("alice@example.org", admin=False, name="Alice")
+    session, cookie = codec.issue(user)
+    read = codec.read(cookie)
+    assert read == session and read.username == "Alice"
+    assert read.principal == Principal("alice@example.org", admin=False, name="Alice")
+    assert codec.issue()[0].principal == ADMIN_PRINCIPAL  # the password's session: the admin
+
+    payload, _, signature = cookie.partition(".")
+    data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    for forged in ({**data, "a": True}, {**data, "i": ADMIN_PRINCIPAL.user_id}):
+        encoded = base64.urlsafe_b64encode(json.dumps(forged).encode()).rstrip(b"=").decode()
+        assert codec.read(f"{encoded}.{signature}") is None
 
 
 def test_the_key_is_the_installations_not_the_passwords(revocations: Revocations) -> None:

@@ -7,8 +7,9 @@ A service's own routes (`/job/{service}`, `/run/{service}`) also take
 `Authorization: Bearer <that service's token>`; a token opens its own service only.
 
 The dashboard's browser-side script calls the same routes with its session instead: the signed
-session cookie plus the session's CSRF token in `X-CSRF-Token` count as the admin's
-credentials (`is_admin`, the one place that decides). The cookie alone never does.
+session cookie plus the session's CSRF token in `X-CSRF-Token` count as the session's user
+(`caller_by_password`, the one place that decides): the admin, or a user signed in through
+OIDC. The cookie alone never does.
 """
 
 from __future__ import annotations
@@ -96,12 +97,23 @@ def parse_bearer(header: str) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
+def caller_by_password(request: Request) -> Principal | None:
+    """The admin by Basic credentials, or a dashboard session's user (with its CSRF header);
+    None otherwise. Raises `Throttled` as `is_admin` does."""
+    if parse_basic(request.headers.get("authorization", "")) is None:
+        session = session_from_api_request(request)
+        return session.principal if session is not None else None
+    return ADMIN if is_admin(request, request.app.state.admin) else None
+
+
 def is_admin(request: Request, admin: AdminCredentials) -> bool:
-    """The admin's Basic credentials, or a dashboard session with its CSRF header. Raises
-    `Throttled` (429) while the caller's address or user must wait after failed attempts."""
+    """The admin's Basic credentials, or an admin's dashboard session with its CSRF header.
+    Raises `Throttled` (429) while the caller's address or user must wait after failed
+    attempts."""
     parsed = parse_basic(request.headers.get("authorization", ""))
     if parsed is None:
-        return session_from_api_request(request) is not None
+        session = session_from_api_request(request)
+        return session is not None and session.admin
     username, password = parsed
     throttle: Throttle = request.app.state.throttle
 
@@ -155,7 +167,7 @@ def principal_of(request: Request) -> Principal | None:
     token = parse_bearer(request.headers.get("authorization", ""))
     if token is not None:
         return _user_principal(request, token)
-    return ADMIN if is_admin(request, request.app.state.admin) else None
+    return caller_by_password(request)
 
 
 def require_admin(
@@ -200,8 +212,9 @@ def service_caller(request: Request, service_name: str) -> Principal | None:
         if getattr(request.app.state, "oidc", None) is not None:
             return _user_principal(request, token)
         raise unauthorized(headers=SERVICE_CHALLENGE)
-    if is_admin(request, request.app.state.admin):
-        return ADMIN
+    caller = caller_by_password(request)
+    if caller is not None:
+        return caller
     raise unauthorized(headers=SERVICE_CHALLENGE)
 
 

@@ -16,6 +16,7 @@ signatures from a JWKS, and leaves HTTP to us (httpx, with timeouts and our cach
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import threading
@@ -168,7 +169,26 @@ class OidcVerifier:
         )
         return identity, float(claims["exp"])
 
-    def _verified_claims(self, token: str, issuer: _Issuer) -> dict[str, Any]:
+    def discovery(self, issuer_url: str) -> dict[str, Any]:
+        """The discovery document of the trusted issuer `issuer_url` (cached)."""
+        return self._metadata(self.issuers[_issuer_key(issuer_url)])
+
+    def id_token_claims(
+        self, token: str, issuer_url: str, client_id: str, nonce: str
+    ) -> dict[str, Any]:
+        """The claims of an ID token the dashboard's sign-in received: signed by the issuer's
+        keys, for `client_id`, current, and answering the sign-in that sent `nonce`."""
+        claims = self._verified_claims(
+            token, self.issuers[_issuer_key(issuer_url)], audience=client_id
+        )
+        given = claims.get("nonce")
+        if not isinstance(given, str) or not hmac.compare_digest(given, nonce):
+            raise TokenRefused("the ID token answers another sign-in (its nonce differs)")
+        return claims
+
+    def _verified_claims(
+        self, token: str, issuer: _Issuer, *, audience: str | None = None
+    ) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as error:
@@ -177,9 +197,10 @@ class OidcVerifier:
         if algorithm not in ALGORITHMS:
             raise TokenRefused(f"tokens signed with {algorithm!r} are not accepted")
         key = self._signing_key(issuer, header.get("kid"))
+        audience = self.audience if audience is None else audience
         options: jwt.types.Options = {
             "require": ["exp", "iss", "sub"],
-            "verify_aud": bool(self.audience),
+            "verify_aud": bool(audience),
         }
         try:
             claims: dict[str, Any] = jwt.decode(
@@ -187,14 +208,14 @@ class OidcVerifier:
                 key,
                 algorithms=[algorithm],
                 issuer=issuer.metadata.get("issuer", issuer.url),
-                audience=self.audience or None,
+                audience=audience or None,
                 options=options,
                 leeway=self.leeway,
             )
         except jwt.ExpiredSignatureError:
             raise TokenRefused("the token has expired") from None
         except jwt.InvalidAudienceError:
-            raise TokenRefused(f"the token is not meant for {self.audience!r}") from None
+            raise TokenRefused(f"the token is not meant for {audience!r}") from None
         except jwt.PyJWTError as error:
             raise TokenRefused(f"invalid token: {error}") from None
         return claims

@@ -1,6 +1,8 @@
 """The dashboard's signed session cookie and its CSRF token.
 
-The cookie holds who signed in, until when, a session id and the CSRF token, as JSON signed
+The cookie holds who signed in (the admin, by password, or a user signed in through an OpenID
+Connect issuer: their user id and admin flag), until when, a session id and the CSRF token, as
+JSON signed
 with HMAC-SHA256. Its key is derived from a random secret of the installation (stored with mode
 0600 in the data directory) and the admin's password: a session survives a restart of the
 server, changing the password signs everyone out, and a cookie gives nothing to guess the
@@ -31,6 +33,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from oscarpy.auth.credentials import AdminCredentials
+from oscarpy.auth.principal import ADMIN, ADMIN_USER_ID, Principal
 from oscarpy.auth.revocations import Revocations
 
 SecureCookie = Literal["auto", "always", "never"]
@@ -44,12 +47,21 @@ _KEY_PURPOSE = b"oscar-py dashboard session v2"
 
 @dataclass(frozen=True)
 class Session:
-    """A signed-in dashboard user."""
+    """A signed-in dashboard user: the admin, or a user (`user_id`) signed in through OIDC."""
 
     username: str
     session_id: str
     csrf_token: str
     expires_at: float
+    user_id: str = ADMIN_USER_ID
+    admin: bool = True
+
+    @property
+    def principal(self) -> Principal:
+        """Who the session acts as, for every access check of the dashboard and its calls."""
+        if self.user_id == ADMIN_USER_ID:
+            return ADMIN
+        return Principal(self.user_id, admin=self.admin, name=self.username)
 
 
 def _encode(data: bytes) -> str:
@@ -83,13 +95,15 @@ class SessionCodec:
         password_ok = hmac.compare_digest(password.encode(), self.admin.password.encode())
         return user_ok and password_ok
 
-    def issue(self) -> tuple[Session, str]:
-        """A new session for the admin and its cookie value."""
+    def issue(self, user: Principal = ADMIN) -> tuple[Session, str]:
+        """A new session for `user` (by default the admin) and its cookie value."""
         session = Session(
-            username=self.admin.username,
+            username=self.admin.username if user.user_id == ADMIN_USER_ID else user.name,
             session_id=secrets.token_urlsafe(16),
             csrf_token=secrets.token_urlsafe(32),
             expires_at=time.time() + SESSION_SECONDS,
+            user_id=user.user_id,
+            admin=user.admin,
         )
         payload = json.dumps(
             {
@@ -97,6 +111,8 @@ class SessionCodec:
                 "s": session.session_id,
                 "c": session.csrf_token,
                 "e": session.expires_at,
+                "i": session.user_id,
+                "a": session.admin,
             },
             separators=(",", ":"),
         ).encode()
@@ -109,10 +125,19 @@ class SessionCodec:
             return None
         try:
             data = json.loads(payload)
-            session = Session(str(data["u"]), str(data["s"]), str(data["c"]), float(data["e"]))
+            session = Session(
+                str(data["u"]),
+                str(data["s"]),
+                str(data["c"]),
+                float(data["e"]),
+                str(data.get("i", ADMIN_USER_ID)),
+                bool(data.get("a", True)),
+            )
         except (ValueError, KeyError, TypeError):
             return None
-        if session.expires_at < time.time() or session.username != self.admin.username:
+        if session.expires_at < time.time():
+            return None
+        if session.user_id == ADMIN_USER_ID and session.username != self.admin.username:
             return None
         if self.revocations.is_revoked(session.session_id):
             return None

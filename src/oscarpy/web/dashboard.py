@@ -231,6 +231,13 @@ def flash(response: Response, request: Request, text: str, kind: str = "notice")
     return response
 
 
+def safe_next(target: str | None) -> str:
+    """Only a path of this dashboard: never another site (an open redirect)."""
+    if target and target.startswith(f"{PREFIX}") and not target.startswith("//"):
+        return target
+    return PREFIX
+
+
 def redirect(request: Request, url: str, text: str | None = None, kind: str = "notice") -> Response:
     response = RedirectResponse(url, status_code=303)
     return flash(response, request, text, kind) if text else response

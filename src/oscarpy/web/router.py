@@ -8,13 +8,15 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
+from oscarpy.auth.buckets import Action, BucketAccessTable, allows
 from oscarpy.auth.credentials import AdminCredentials, load_or_create_session_secret
 from oscarpy.auth.revocations import Revocations
-from oscarpy.auth.sessions import SessionCodec
+from oscarpy.auth.sessions import Session, SessionCodec
 from oscarpy.auth.throttle import Throttle, Throttled, client_address
 from oscarpy.config import Settings
 from oscarpy.engine import JobStatus, activity
-from oscarpy.web import charts, services, storage
+from oscarpy.services import access
+from oscarpy.web import charts, services, signin, storage
 from oscarpy.web.dashboard import (
     _HERE,
     PREFIX,
@@ -25,6 +27,7 @@ from oscarpy.web.dashboard import (
     redirect,
     registry,
     render,
+    safe_next,
     sessions,
     store,
 )
@@ -42,23 +45,18 @@ def mount_dashboard(app: FastAPI, admin: AdminCredentials) -> None:
         secure_cookie=settings.secure_cookie,
     )
     app.include_router(router)
+    app.include_router(signin.router)
     app.include_router(services.router)
     app.include_router(storage.router)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=_HERE / "static"), name="ui-static")
 
 
-def _safe_next(target: str | None) -> str:
-    """Only a path of this dashboard: never another site (an open redirect)."""
-    if target and target.startswith(f"{PREFIX}") and not target.startswith("//"):
-        return target
-    return PREFIX
-
-
 @router.get("/login")
 def login_page(request: Request, next: str = PREFIX) -> Response:
     if sessions(request).from_request(request) is not None:
-        return redirect(request, _safe_next(next))
-    return render(request, "login.html", {"next": _safe_next(next), "username": ""})
+        return redirect(request, safe_next(next))
+    context = {"next": safe_next(next), "username": "", "issuers": signin.issuers(request)}
+    return render(request, "login.html", context)
 
 
 @router.post("/login")
@@ -66,7 +64,7 @@ async def login(request: Request) -> Response:
     form = await request.form()
     username = str(form.get("username") or "")
     password = str(form.get("password") or "")
-    target = _safe_next(str(form.get("next") or PREFIX))
+    target = safe_next(str(form.get("next") or PREFIX))
     codec = sessions(request)
     throttle: Throttle = request.app.state.throttle
     try:
@@ -77,12 +75,22 @@ async def login(request: Request) -> Response:
             lambda: codec.check_password(username, password),
         )
     except Throttled as error:
-        context = {"next": target, "username": username, "error": f"{error}.".capitalize()}
+        context = {
+            "next": target,
+            "username": username,
+            "error": f"{error}.".capitalize(),
+            "issuers": signin.issuers(request),
+        }
         answer = render(request, "login.html", context, status=429)
         answer.headers["Retry-After"] = error.retry_after_header
         return answer
     if not signed_in:
-        context = {"next": target, "username": username, "error": "Wrong user or password."}
+        context = {
+            "next": target,
+            "username": username,
+            "error": "Wrong user or password.",
+            "issuers": signin.issuers(request),
+        }
         return render(request, "login.html", context, status=401)
     _session, cookie = codec.issue()
     response = redirect(request, target)
@@ -100,10 +108,28 @@ def logout(request: Request, session: Checked) -> Response:
 
 
 @router.get("")
-async def overview(request: Request, _session: SignedIn, window: str = "1h") -> Response:
+async def overview(request: Request, session: SignedIn, window: str = "1h") -> Response:
     chosen = activity.WINDOWS.get(window, activity.WINDOWS["1h"])
+    if not session.admin:
+        return render(request, "overview.html", await run_in_threadpool(_own, request, session))
     context = await run_in_threadpool(_overview, request, chosen)
     return render(request, "overview.html", context)
+
+
+def _own(request: Request, session: Session) -> dict[str, Any]:
+    """A user's overview: their services and buckets; the platform's jobs, capacity and
+    activity are the admins'."""
+    who = session.principal
+    readable = BucketAccessTable(store(request).database).get_many(store(request).list_buckets())
+    return {
+        "services_count": len(access.visible(who, registry(request).list())),
+        "buckets_count": sum(allows(rule, who, Action.READ) for rule in readable.values()),
+        "objects_count": None,
+        "windows": activity.WINDOWS.values(),
+        "window": activity.WINDOWS["1h"],
+        "load": None,
+        "jobs": None,
+    }
 
 
 def _overview(request: Request, window: activity.Window) -> dict[str, Any]:

@@ -12,7 +12,9 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from oscarpy.auth.sessions import Session
 from oscarpy.engine import JobStatus, JobView, activity
+from oscarpy.services import access
 from oscarpy.services.errors import ServiceDefinitionError, ServiceExists, ServiceNotFound
 from oscarpy.services.model import Service, is_service_name, parse_fdl_text, parse_service
 from oscarpy.web import charts
@@ -38,11 +40,18 @@ JOBS_SHOWN = 200
 _SOURCES = {"invocation": "request body", "sync": "request body (synchronous run)"}
 
 
-def _found(request: Request, name: str) -> Service:
+def _found(
+    request: Request, name: str, session: Session, action: access.Action = "read"
+) -> Service:
+    """The service `name`, if the session's user may `action` it (404, else 403)."""
     service = registry(request).get(name) if is_service_name(name) else None
     if service is None:
         raise ServiceNotFound(name)
-    return service
+    return access.require(session.principal, service, action)
+
+
+def _visible(request: Request, session: Session) -> list[Service]:
+    return access.visible(session.principal, registry(request).list())
 
 
 def _counts(request: Request, name: str) -> dict[str, int]:
@@ -77,11 +86,11 @@ def _job_json(service: str, job: JobView) -> dict[str, Any]:
 
 
 @router.get("/services")
-async def list_page(request: Request, _session: SignedIn) -> Response:
+async def list_page(request: Request, session: SignedIn) -> Response:
     def gather() -> list[dict[str, Any]]:
         return [
             {"service": service, "counts": _counts(request, service.name)}
-            for service in registry(request).list()
+            for service in _visible(request, session)
         ]
 
     rows = await run_in_threadpool(gather)
@@ -89,9 +98,9 @@ async def list_page(request: Request, _session: SignedIn) -> Response:
 
 
 @router.get("/data/services")
-async def list_data(request: Request, _session: SignedIn) -> Response:
+async def list_data(request: Request, session: SignedIn) -> Response:
     def gather() -> dict[str, Any]:
-        names = [service.name for service in registry(request).list()]
+        names = [service.name for service in _visible(request, session)]
         return {"services": {name: _counts(request, name) for name in names}}
 
     return _json(await run_in_threadpool(gather))
@@ -106,10 +115,11 @@ def new_page(request: Request, _session: SignedIn) -> Response:
 
 
 @router.post("/services/new")
-async def create(request: Request, _session: Checked) -> Response:
+async def create(request: Request, session: Checked) -> Response:
     form = ServiceForm.from_submission(await request.form())
     try:
         service = parse_service(form.definition())
+        service = service.model_copy(update={"owner": session.principal.user_id})
         created = await run_in_threadpool(registry(request).create, service)
     except (ValueError, ServiceDefinitionError) as error:
         return _form_page(request, form, None, error=str(error), status=400)
@@ -120,14 +130,14 @@ async def create(request: Request, _session: Checked) -> Response:
 
 
 @router.get("/services/{name}/edit")
-async def edit_page(request: Request, name: str, _session: SignedIn) -> Response:
-    service = await run_in_threadpool(_found, request, name)
+async def edit_page(request: Request, name: str, session: SignedIn) -> Response:
+    service = await run_in_threadpool(_found, request, name, session, "change")
     return _form_page(request, ServiceForm.of(service).with_blank_rows(), service)
 
 
 @router.post("/services/{name}/edit")
-async def edit(request: Request, name: str, _session: Checked) -> Response:
-    stored = await run_in_threadpool(_found, request, name)
+async def edit(request: Request, name: str, session: Checked) -> Response:
+    stored = await run_in_threadpool(_found, request, name, session, "change")
     form = ServiceForm.from_submission(await request.form())
     form.name = stored.name  # the name is the service's identity; it cannot change here
     try:
@@ -164,7 +174,7 @@ def _form_page(
 
 
 @router.post("/services/import")
-async def import_definition(request: Request, _session: Checked) -> Response:
+async def import_definition(request: Request, session: Checked) -> Response:
     upload = (await request.form()).get("definition")
     if not isinstance(upload, UploadFile) or not upload.filename:
         raise DashboardError("Choose an FDL (YAML) or JSON file to import.")
@@ -172,7 +182,7 @@ async def import_definition(request: Request, _session: Checked) -> Response:
     if len(content) > MAX_DEFINITION_BYTES:
         raise DashboardError("That file is larger than 1 MiB; a service definition is not.")
     services = await run_in_threadpool(_parse_definition, upload.filename, content)
-    created, updated = await run_in_threadpool(_apply, request, services)
+    created, updated = await run_in_threadpool(_apply, request, services, session)
     parts = []
     if created:
         parts.append("created " + ", ".join(created))
@@ -205,15 +215,20 @@ def _parse_definition(filename: str, content: bytes) -> list[Service]:
     return [service for _cluster, service in parse_fdl_text(text, filename)]
 
 
-def _apply(request: Request, services: list[Service]) -> tuple[list[str], list[str]]:
+def _apply(
+    request: Request, services: list[Service], session: Session
+) -> tuple[list[str], list[str]]:
     created: list[str] = []
     updated: list[str] = []
     for service in services:
-        if registry(request).get(service.name) is None:
-            registry(request).create(service)
+        stored = registry(request).get(service.name)
+        if stored is None:
+            owned = service.model_copy(update={"owner": session.principal.user_id})
+            registry(request).create(owned)
             created.append(service.name)
         else:
-            registry(request).update(service)
+            access.require(session.principal, stored, "change")
+            registry(request).update(service.model_copy(update={"owner": stored.owner}))
             updated.append(service.name)
     return created, updated
 
@@ -223,13 +238,15 @@ def _apply(request: Request, services: list[Service]) -> tuple[list[str], list[s
 
 @router.get("/services/{name}")
 async def service_page(
-    request: Request, name: str, _session: SignedIn, window: str = "1h"
+    request: Request, name: str, session: SignedIn, window: str = "1h"
 ) -> Response:
     chosen = activity.WINDOWS.get(window, activity.WINDOWS["1h"])
 
     def gather() -> dict[str, Any]:
-        service = _found(request, name)
-        running_engine = engine_or_none(request)
+        service = _found(request, name, session)
+        # Jobs and their logs are the owner's and admins' (services/access.py).
+        may_manage = access.allows(session.principal, service, "manage jobs of")
+        running_engine = engine_or_none(request) if may_manage else None
         jobs: list[dict[str, Any]] = []
         total = 0
         context: dict[str, Any] = {"windows": activity.WINDOWS.values(), "window": chosen}
@@ -247,14 +264,17 @@ async def service_page(
             "jobs": jobs,
             "total": total,
             "shown": JOBS_SHOWN,
+            "may_change": access.allows(session.principal, service, "change"),
+            "may_manage": may_manage,
         }
 
     return render(request, "service.html", await run_in_threadpool(gather))
 
 
 @router.get("/data/services/{name}/jobs")
-async def jobs_data(request: Request, name: str, _session: SignedIn) -> Response:
+async def jobs_data(request: Request, name: str, session: SignedIn) -> Response:
     def gather() -> dict[str, Any]:
+        _found(request, name, session, "manage jobs of")
         views, total = engine(request).jobs(name, 0, JOBS_SHOWN)
         return {
             "jobs": [_job_json(name, view) for view in views],
@@ -266,25 +286,26 @@ async def jobs_data(request: Request, name: str, _session: SignedIn) -> Response
 
 
 @router.get("/services/{name}/delete")
-async def delete_page(request: Request, name: str, _session: SignedIn) -> Response:
-    service = await run_in_threadpool(_found, request, name)
+async def delete_page(request: Request, name: str, session: SignedIn) -> Response:
+    service = await run_in_threadpool(_found, request, name, session, "change")
     buckets = sorted({path.bucket for path in service.embedded_paths()})
     return render(request, "service_delete.html", {"service": service, "buckets": buckets})
 
 
 @router.post("/services/{name}/delete")
-async def delete(request: Request, name: str, _session: Checked) -> Response:
+async def delete(request: Request, name: str, session: Checked) -> Response:
     form = await request.form()
     delete_buckets = form.get("delete_buckets") == "on"
-    await run_in_threadpool(_found, request, name)
+    await run_in_threadpool(_found, request, name, session, "change")
     await run_in_threadpool(registry(request).delete, name, delete_buckets)
     text = f"Service {name} deleted" + (" with its buckets." if delete_buckets else ".")
     return redirect(request, f"{PREFIX}/services", text)
 
 
 @router.post("/services/{name}/invoke")
-async def invoke(request: Request, name: str, _session: Checked) -> Response:
+async def invoke(request: Request, name: str, session: Checked) -> Response:
     """An asynchronous invocation (`/job`): the text or file becomes the job's input."""
+    await run_in_threadpool(_found, request, name, session, "invoke")
     form = await request.form()
     upload = form.get("file")
     if isinstance(upload, UploadFile) and upload.filename:
@@ -305,8 +326,9 @@ async def invoke(request: Request, name: str, _session: Checked) -> Response:
 
 
 @router.get("/services/{name}/jobs/{job_id}")
-async def job_page(request: Request, name: str, job_id: str, _session: SignedIn) -> Response:
+async def job_page(request: Request, name: str, job_id: str, session: SignedIn) -> Response:
     def gather() -> dict[str, Any]:
+        _found(request, name, session, "manage jobs of")
         running_engine = engine(request)
         view = running_engine.job(name, job_id)
         return {
@@ -325,12 +347,13 @@ async def job_data(
     request: Request,
     name: str,
     job_id: str,
-    _session: SignedIn,
+    session: SignedIn,
     offset: int = 0,
 ) -> Response:
     """The job and its log from character `offset` on, for following a running job."""
 
     def gather() -> dict[str, Any]:
+        _found(request, name, session, "manage jobs of")
         running_engine = engine(request)
         view = running_engine.job(name, job_id)
         log = running_engine.job_log(name, job_id)
@@ -346,19 +369,22 @@ async def job_data(
 
 
 @router.post("/services/{name}/jobs/{job_id}/retry")
-async def retry(request: Request, name: str, job_id: str, _session: Checked) -> Response:
+async def retry(request: Request, name: str, job_id: str, session: Checked) -> Response:
+    await run_in_threadpool(_found, request, name, session, "manage jobs of")
     await run_in_threadpool(engine(request).retry, name, job_id)
     return redirect(request, f"{PREFIX}/services/{name}/jobs/{job_id}", "The job runs again.")
 
 
 @router.post("/services/{name}/jobs/{job_id}/delete")
-async def delete_job(request: Request, name: str, job_id: str, _session: Checked) -> Response:
+async def delete_job(request: Request, name: str, job_id: str, session: Checked) -> Response:
+    await run_in_threadpool(_found, request, name, session, "manage jobs of")
     await run_in_threadpool(engine(request).delete_job, name, job_id)
     return redirect(request, f"{PREFIX}/services/{name}", f"Job {job_id} deleted.")
 
 
 @router.post("/services/{name}/jobs/delete-succeeded")
-async def delete_succeeded(request: Request, name: str, _session: Checked) -> Response:
+async def delete_succeeded(request: Request, name: str, session: Checked) -> Response:
+    await run_in_threadpool(_found, request, name, session, "manage jobs of")
     removed = await run_in_threadpool(engine(request).delete_jobs, name)
     plural = "" if removed == 1 else "s"
     return redirect(

@@ -20,7 +20,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from oscarpy.auth.buckets import Action, BucketAccessTable, allows
-from oscarpy.auth.principal import ADMIN, Principal
+from oscarpy.auth.principal import Principal
 from oscarpy.auth.sessions import Session
 from oscarpy.services.model import Service
 from oscarpy.storage.blobs import BlobWriter
@@ -70,10 +70,8 @@ def _browse_url(bucket: str, prefix: str = "") -> str:
 
 
 def principal_of(session: Session) -> Principal:
-    """Who a dashboard session is, as bucket access checks see them: the admin, until sessions
-    carry a signed-in user (`Session.principal`)."""
-    found = getattr(session, "principal", None)
-    return found if isinstance(found, Principal) else ADMIN
+    """Who a dashboard session is, as bucket access checks see them."""
+    return session.principal
 
 
 def _require_bucket(

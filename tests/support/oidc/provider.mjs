@@ -8,8 +8,11 @@
 //   oscar-test    JWT access tokens (RS256) for the resource http://127.0.0.1/oscar, refresh tokens
 //   oscar-short   the same, but access tokens live 1 second
 //   oscar-opaque  opaque access tokens, which only userinfo understands
+//   oscar-dashboard  a confidential client (secret "oscar-dashboard-secret") for oscar-py's
+//                 dashboard, redirecting to http://127.0.0.1:<any port>/ui/login/callback
 // GET /interaction/<uid> signs in the account named by the authorization request's login_hint
-// and grants what it asked: a test drives the code flow with plain HTTP requests.
+// and grants what it asked: a test drives the code flow with plain HTTP requests. Without a
+// login_hint it shows a sign-in form (field "login"), which a browser submits the same way.
 import http from 'node:http';
 import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -19,6 +22,23 @@ const RESOURCE = 'http://127.0.0.1/oscar';
 const REDIRECT = 'http://127.0.0.1/callback';
 const SCOPE = 'openid offline_access profile';
 const accounts = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+
+const DASHBOARD = {
+  client_id: 'oscar-dashboard',
+  client_secret: 'oscar-dashboard-secret',
+  application_type: 'native', // loopback redirect URIs match on any port (RFC 8252)
+  token_endpoint_auth_method: 'client_secret_basic',
+  grant_types: ['authorization_code'],
+  response_types: ['code'],
+  redirect_uris: ['http://127.0.0.1/ui/login/callback'],
+};
+
+const readForm = (req) =>
+  new Promise((resolve) => {
+    let body = '';
+    req.on('data', (chunk) => { body += chunk; });
+    req.on('end', () => resolve(new URLSearchParams(body)));
+  });
 
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const jwk = { ...privateKey.export({ format: 'jwk' }), kid: 'test-key', alg: 'RS256', use: 'sig' };
@@ -35,7 +55,7 @@ const server = http.createServer();
 server.listen(0, '127.0.0.1', () => {
   const issuer = `http://127.0.0.1:${server.address().port}`;
   const provider = new Provider(issuer, {
-    clients: [client('oscar-test'), client('oscar-short'), client('oscar-opaque')],
+    clients: [client('oscar-test'), client('oscar-short'), client('oscar-opaque'), DASHBOARD],
     jwks: { keys: [jwk] },
     cookies: { keys: ['oscar-py-test-cookies'] },
     pkce: { required: () => true },
@@ -68,9 +88,19 @@ server.listen(0, '127.0.0.1', () => {
   });
 
   provider.use(async (ctx, next) => {
-    if (ctx.method !== 'GET' || !ctx.path.startsWith('/interaction/')) return next();
+    if (!['GET', 'POST'].includes(ctx.method) || !ctx.path.startsWith('/interaction/')) {
+      return next();
+    }
     const details = await provider.interactionDetails(ctx.req, ctx.res);
-    const sub = details.params.login_hint;
+    let sub = details.params.login_hint;
+    if (ctx.method === 'POST') sub = (await readForm(ctx.req)).get('login');
+    else if (!sub) {
+      ctx.type = 'html';
+      ctx.body = `<!doctype html><title>Test issuer</title><form method="post">
+        <label>Account <input name="login" autofocus></label>
+        <button type="submit">Sign in</button></form>`;
+      return undefined;
+    }
     if (!accounts[sub]) {
       ctx.status = 400;
       ctx.body = `unknown account ${sub}`;
