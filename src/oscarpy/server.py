@@ -148,6 +148,7 @@ class Platform:
         self.store = ObjectStore(self.database, settings.data_dir, self.instances.token)
         self.registry = ServiceRegistry(self.database, self.store)
         self.registry.gpu_optional = settings.gpu == "optional"
+        self.registry.gpu_on_nodes = settings.runtime == "swarm"
         try:
             self.engine = Engine(
                 settings, self.database, self.store, self.registry, instances=self.instances

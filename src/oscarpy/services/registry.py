@@ -98,6 +98,9 @@ class ServiceRegistry:
         self.gpu_optional = False
         """`OSCAR_GPU=optional`: a service asking for a GPU this host lacks is accepted with a
         warning (its jobs run on the CPU) instead of refused."""
+        self.gpu_on_nodes = False
+        """Cluster mode: GPUs are on the nodes labelled `gpu=true`, not on this host, so
+        `enable_gpu` is never refused for this host's lack of one."""
 
     def add_listener(self, callback: Listener) -> None:
         """Call `callback(event, service)` after each committed change."""
@@ -162,7 +165,7 @@ class ServiceRegistry:
 
     def _check_gpu(self, service: Service) -> None:
         """`enable_gpu` on a host without one: refused, or (optional) a warning on `service`."""
-        if not service.enable_gpu or host_has_gpu():
+        if not service.enable_gpu or self.gpu_on_nodes or host_has_gpu():
             return
         if not self.gpu_optional:
             raise ServiceDefinitionError(
