@@ -73,6 +73,8 @@ ensure_postgres() {
     as_root su postgres -c "psql -q -tAc \"SELECT 1 FROM pg_roles WHERE rolname='oscar_test'\" \
         | grep -q 1 || psql -q -c \"CREATE ROLE oscar_test LOGIN CREATEDB PASSWORD 'oscar_test'\"" \
         >/dev/null
+    # DROP DATABASE ... WITH (FORCE) also ends an autovacuum worker (a superuser's process).
+    as_root su postgres -c "psql -q -c 'GRANT pg_signal_backend TO oscar_test'" >/dev/null
     export OSCAR_TEST_POSTGRES_URL="postgresql://oscar_test:oscar_test@127.0.0.1:5432/postgres"
 }
 

@@ -35,7 +35,7 @@ def test_no_generated_request_gets_a_server_error(tmp_path: Path) -> None:
             "--no-color",
         ]
         run = subprocess.run(
-            command, capture_output=True, text=True, timeout=100, cwd=tmp_path, check=False
+            command, capture_output=True, text=True, timeout=420, cwd=tmp_path, check=False
         )
     finally:
         server.stop()
