@@ -110,6 +110,12 @@ def test_route_by_identity_matrix(
                 assert job.status_code == (201 if may_use else 403), (who, name, job.text)
                 logs = client.get(f"/system/logs/{name}")
                 assert logs.status_code == (200 if may_change else 403), (who, name)
+                # Exposed services' lifecycle routes: past the access check, these services
+                # are not exposed (400); before it, 403.
+                status = client.get(f"/system/services/{name}/deployment")
+                assert status.status_code == (400 if may_use else 403), (who, name, status.text)
+                stop = client.post(f"/system/services/{name}/stop")
+                assert stop.status_code == (400 if may_change else 403), (who, name, stop.text)
                 update = client.put(
                     "/system/services", json=definition(name, memory="64Mi", **SHARING[name])
                 )

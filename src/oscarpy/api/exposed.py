@@ -22,8 +22,9 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.websockets import WebSocketDisconnect
 
-from oscarpy.api.auth import parse_basic, require_admin, secrets_equal
+from oscarpy.api.auth import current_principal, parse_basic, secrets_equal, service_for
 from oscarpy.api.errors import error_responses
+from oscarpy.auth.principal import Principal
 from oscarpy.engine.exposed import ExposedServices
 from oscarpy.services.errors import ServiceNotFound
 from oscarpy.services.model import Service, is_service_name
@@ -32,9 +33,9 @@ from oscarpy.services.registry import ServiceRegistry
 lifecycle = APIRouter(
     prefix="/system/services",
     tags=["exposed services"],
-    dependencies=[Depends(require_admin)],
-    responses=error_responses(400, 401, 404),
+    responses=error_responses(400, 401, 403, 404),
 )
+Caller = Annotated[Principal, Depends(current_principal)]
 proxy = APIRouter(tags=["exposed services"])
 
 #: Hop-by-hop headers (RFC 9110 §7.6.1), and the ones the proxy sets itself.
@@ -71,19 +72,25 @@ def _service(request: Request | WebSocket, name: str) -> Service:
 # -- lifecycle (OSCAR's routes and answers) ---------------------------------------------------
 
 
+# As in OSCAR, whoever may read the service sees its instances' status; its owner and admins
+# read their logs and stop, start or restart them.
+
+
 @lifecycle.get("/{name}/deployment", summary="Status of an exposed service's instances")
-def deployment(request: Request, name: str) -> dict[str, Any]:
-    return asdict(_exposed(request).status(_service(request, name)))
+def deployment(request: Request, name: str, caller: Caller) -> dict[str, Any]:
+    return asdict(_exposed(request).status(service_for(request, caller, name, "read")))
 
 
 @lifecycle.get("/{name}/deployment/logs", summary="Recent output of its instances")
 def deployment_logs(
     request: Request,
     name: str,
+    caller: Caller,
     tail_lines: Annotated[int, Query(alias="tailLines", ge=1, le=10000)] = 200,
     timestamps: bool = False,
 ) -> dict[str, Any]:
-    entries = _exposed(request).logs(_service(request, name), tail_lines, timestamps)
+    service = service_for(request, caller, name, "change")
+    entries = _exposed(request).logs(service, tail_lines, timestamps)
     answer: dict[str, Any] = {
         "service_name": name,
         "available": bool(entries),
@@ -98,22 +105,22 @@ def deployment_logs(
 
 
 @lifecycle.post("/{name}/stop", summary="Stop every instance, keeping the service")
-def stop(request: Request, name: str) -> dict[str, Any]:
-    service = _service(request, name)
+def stop(request: Request, name: str, caller: Caller) -> dict[str, Any]:
+    service = service_for(request, caller, name, "change")
     _exposed(request).stop_service(service)
     return asdict(_exposed(request).status(service))
 
 
 @lifecycle.post("/{name}/start", summary="Start the instances again")
-def start(request: Request, name: str) -> dict[str, Any]:
-    service = _service(request, name)
+def start(request: Request, name: str, caller: Caller) -> dict[str, Any]:
+    service = service_for(request, caller, name, "change")
     _exposed(request).start_service(service)
     return asdict(_exposed(request).status(service))
 
 
 @lifecycle.post("/{name}/restart", summary="Replace every instance by a fresh one")
-def restart(request: Request, name: str) -> dict[str, Any]:
-    service = _service(request, name)
+def restart(request: Request, name: str, caller: Caller) -> dict[str, Any]:
+    service = service_for(request, caller, name, "change")
     _exposed(request).restart_service(service)
     return asdict(_exposed(request).status(service))
 
