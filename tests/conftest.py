@@ -31,12 +31,19 @@ def require_service(available: bool, reason: str) -> None:
 #: Modules whose cases each run for minutes and share nothing: the parallel pass spreads their
 #: cases over the workers instead of running a module on one worker.
 SPREAD_MODULES = {"tests/reliability/test_multi_process.py"}
+#: Modules that use the same host-wide resources (the Swarm test nodes' network namespaces,
+#: bridges and node sockets): the parallel pass runs them on one worker, one after the other.
+SAME_WORKER = {
+    "tests/reliability/test_swarm_cluster.py": "swarm",
+    "tests/reliability/test_swarm_scaling.py": "swarm",
+}
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """`--dist loadfile` (scripts/test's parallel pass): a module runs on one worker, so that
-    its module-scoped servers start once, except for the cases of `SPREAD_MODULES`."""
+    its module-scoped servers start once, except for the cases of `SPREAD_MODULES`; the modules
+    of one `SAME_WORKER` group share a worker."""
     if config.getoption("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
@@ -44,6 +51,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     class ModuleScheduling(LoadFileScheduling):  # type: ignore[misc]  # xdist has no types
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::")[0]
+            if module in SAME_WORKER:
+                return SAME_WORKER[module]
             return nodeid if module in SPREAD_MODULES else module
 
     return ModuleScheduling(config, log)

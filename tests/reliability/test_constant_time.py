@@ -37,7 +37,14 @@ BUCKET = "timing"
 WRONG = "wrong-secret-0123456789"
 
 #: What the spy expects to find: every module of the package that compares with compare_digest.
-SPIED = {"oscarpy.api.auth", "oscarpy.s3.sigv4", "oscarpy.auth.sessions"}
+SPIED = {
+    "oscarpy.api.auth",
+    "oscarpy.s3.sigv4",
+    "oscarpy.auth.sessions",
+    "oscarpy.s3.forms",
+    "oscarpy.auth.oidc",
+    "oscarpy.web.signin",
+}
 
 
 @dataclass(frozen=True)

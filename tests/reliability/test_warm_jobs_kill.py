@@ -12,7 +12,8 @@ import pytest
 
 from tests.support.server import RunningServer, free_port, start_server
 
-pytestmark = [pytest.mark.docker]
+# serial: a 3 s job lease, and the warm container looked for while the job runs.
+pytestmark = [pytest.mark.docker, pytest.mark.serial]
 
 SCRIPT = 'echo started; sleep 2; cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/copy.txt"\n'
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import secrets
 import time
@@ -176,7 +177,7 @@ async def _signed_in_user(request: Request) -> Principal:
     given_state = request.query_params.get("state", "")
     if state is None:
         raise DashboardError("This sign-in has expired or was not started here; start again.")
-    if not secrets.compare_digest(given_state.encode(), str(state["state"]).encode()):
+    if not hmac.compare_digest(given_state.encode(), str(state["state"]).encode()):
         raise DashboardError("This answer is for another sign-in (its state differs).")
     if "error" in request.query_params:
         reason = request.query_params.get("error_description") or request.query_params["error"]
