@@ -59,7 +59,11 @@ def test_a_warm_job_cut_by_kill_9_runs_again_once(tmp_path: Path, docker_client:
         )
         server.s3_client().put_object(Bucket="warmkill", Key="in/a.txt", Body=b"payload")
         _wait(server, "Running")
-        first_containers = set(_warm_containers(docker_client))
+        # A job is Running once claimed; its warm container may still be starting.
+        deadline = time.monotonic() + 60
+        while not (first_containers := set(_warm_containers(docker_client))):
+            assert time.monotonic() < deadline, "no warm container ever ran the job"
+            time.sleep(0.1)
         server.kill()
 
         server = start_server(data, port=port, s3_port=s3_port, env=env)
