@@ -23,6 +23,7 @@ from fastapi import FastAPI, HTTPException, Request, Security, status
 from fastapi.params import Depends
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBasic, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from oscarpy.auth.credentials import AdminCredentials
 from oscarpy.auth.oidc import OidcVerifier, TokenRefused
@@ -205,8 +206,7 @@ def service_caller(request: Request, service_name: str) -> Principal | None:
     """
     token = parse_bearer(request.headers.get("authorization", ""))
     if token is not None:
-        registry = request.app.state.registry
-        service = registry.get(service_name) if is_service_name(service_name) else None
+        service = find_service(request, service_name)
         if service is not None and service.token and secrets_equal(token, service.token):
             return None
         if getattr(request.app.state, "oidc", None) is not None:
@@ -218,13 +218,19 @@ def service_caller(request: Request, service_name: str) -> Principal | None:
     raise unauthorized(headers=SERVICE_CHALLENGE)
 
 
+def find_service(connection: HTTPConnection, service_name: str) -> Service | None:
+    """The registered service `service_name`, or None (also for a name no service may have)."""
+    registry = connection.app.state.registry
+    service: Service | None = registry.get(service_name) if is_service_name(service_name) else None
+    return service
+
+
 def service_for(
     request: Request, principal: Principal, service_name: str, action: access.Action
 ) -> Service:
     """The service `service_name` if `principal` may `action` it: 404 when absent, 403 when
     its owner and visibility do not let the caller."""
-    registry = request.app.state.registry
-    service: Service | None = registry.get(service_name) if is_service_name(service_name) else None
+    service = find_service(request, service_name)
     if service is None:
         raise ServiceNotFound(service_name)
     return access.require(principal, service, action)

@@ -22,13 +22,18 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.websockets import WebSocketDisconnect
 
-from oscarpy.api.auth import current_principal, parse_basic, secrets_equal, service_for
+from oscarpy.api.auth import (
+    current_principal,
+    find_service,
+    parse_basic,
+    secrets_equal,
+    service_for,
+)
 from oscarpy.api.errors import error_responses
 from oscarpy.auth.principal import Principal
 from oscarpy.engine.exposed import ExposedServices
 from oscarpy.services.errors import ServiceNotFound
-from oscarpy.services.model import Service, is_service_name
-from oscarpy.services.registry import ServiceRegistry
+from oscarpy.services.model import Service
 
 lifecycle = APIRouter(
     prefix="/system/services",
@@ -62,8 +67,7 @@ def _exposed(request: Request | WebSocket) -> ExposedServices:
 
 
 def _service(request: Request | WebSocket, name: str) -> Service:
-    registry: ServiceRegistry = request.app.state.registry
-    service = registry.get(name) if is_service_name(name) else None
+    service = find_service(request, name)
     if service is None:
         raise ServiceNotFound(name)
     return service
