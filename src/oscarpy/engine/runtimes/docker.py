@@ -11,10 +11,14 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
+
+from docker.utils.socket import frames_iter
 
 from oscarpy.engine.errors import (
     ContainerConflict,
@@ -68,7 +72,7 @@ class DockerExecution:
     is followed through its logs.
     """
 
-    def __init__(self, container: Any, output: Any | None = None) -> None:
+    def __init__(self, container: Any, output: AttachedOutput | None = None) -> None:
         self._container = container
         self._output = output
 
@@ -129,6 +133,7 @@ class DockerExecution:
     def _stream_output(self, on_output: OutputSink, follow_from: float | None) -> None:
         try:
             with translated("reading the output"):
+                chunks: Iterable[bytes]
                 if self._output is not None:
                     chunks = self._output
                 else:
@@ -154,6 +159,13 @@ class DockerExecution:
             log.debug("%s", error)
 
     def writable_layer(self) -> Path | None:
+        if "GraphDriver" not in self._container.attrs:  # created here: not inspected yet
+            try:
+                with translated("inspecting the container"):
+                    self._container.reload()
+            except InfrastructureError as error:
+                log.warning("cannot find the writable layer of %s: %s", self.id[:12], error)
+                return None
         data = self._container.attrs.get("GraphDriver", {}).get("Data") or {}
         upper = data.get("UpperDir")
         if not upper or not os.access(upper, os.R_OK | os.X_OK):
@@ -162,7 +174,7 @@ class DockerExecution:
 
     def remove(self) -> None:
         if self._output is not None:
-            _close_stream(self._output)
+            self._output.close()
         try:
             with translated(f"cannot remove container {self.id[:12]}"):
                 self._container.remove(force=True)
@@ -170,20 +182,37 @@ class DockerExecution:
             pass  # gone already, or its removal is in progress
 
 
-def _close_stream(stream: Any) -> None:
-    """Close an attached output stream, waking a reader blocked on it.
+class AttachedOutput:
+    """A container's attached stdout and stderr, as the chunks the script printed.
 
-    docker-py's `CancellableStream.close` shuts the socket down, but the socket file of its
-    HTTP response keeps the descriptor open until a garbage collection: close that too.
+    Attached through the low-level API: docker-py's `attach` inspects the container first to
+    learn whether it has a TTY, which ours never have.
     """
-    try:
-        with translated("closing an output stream"):
-            stream.close()
-    except (InfrastructureError, OSError) as error:
-        log.debug("%s", error)
-    response = getattr(stream, "_response", None)
-    if response is not None:
-        response.close()
+
+    def __init__(self, connection: DockerConnection, container_id: str) -> None:
+        params = {"stdout": 1, "stderr": 1, "stream": 1}
+        self._socket = connection.stream_socket(
+            connection.api.attach_socket(container_id, params=params)
+        )
+
+    def __iter__(self) -> Iterator[bytes]:
+        for _stream, chunk in frames_iter(self._socket, False):
+            yield chunk
+
+    def close(self) -> None:
+        """Close the stream, waking a reader blocked on it (shutting the socket down does; the
+        HTTP response it came with holds the descriptor until a garbage collection otherwise)."""
+        underlying = getattr(self._socket, "_sock", self._socket)
+        try:
+            underlying.shutdown(socket.SHUT_RDWR)
+        except (OSError, AttributeError) as error:
+            log.debug("closing an output stream: %s", error)
+        for closeable in (getattr(self._socket, "_response", None), self._socket):
+            try:
+                if closeable is not None:
+                    closeable.close()
+            except (OSError, ValueError) as error:
+                log.debug("closing an output stream: %s", error)
 
 
 class DockerRuntime:
@@ -220,38 +249,20 @@ class DockerRuntime:
         shown = write_environment_file(
             spec.work_dir / ENVIRONMENT_FILE, spec.environment, spec.user
         )
-        options: dict[str, Any] = {
-            "command": script_command(spec.script),
-            "environment": shown,
-            "labels": {
-                LABEL_SERVICE: spec.service,
-                LABEL_JOB: spec.job_id,
-                LABEL_ATTEMPT: str(spec.attempt),
-                LABEL_INSTANCE: self.instance,
-            },
-            "volumes": {
-                str(spec.work_dir): {"bind": str(WORK_MOUNT), "mode": "rw"},
-                **_mounted(spec.work_dir),
-            },
-            "name": f"oscar-job-{spec.job_id}-{spec.attempt}",
-            "detach": True,
-            **restricted_options(spec.limits, network=spec.network),
-        }
-        if spec.user is not None:
-            options["user"] = spec.user
+        name = f"oscar-job-{spec.job_id}-{spec.attempt}"
         try:
             with translated("cannot create the container"):
-                container = self._client.containers.create(spec.image, **options)
+                container = self._create(spec, name, shown)
         except ImageUnavailable as error:
             self.images.forget(spec.image)
             raise ImageUnavailable(f"image {spec.image} is not on this host") from error
         except ContainerConflict:  # a container of this attempt survived a crash
-            self._remove_named(options["name"])
+            self._remove_named(name)
             return self.start(spec)
         try:
             # Attached before it starts, so that no output is missed.
             with translated("cannot attach to the container"):
-                output = container.attach(stdout=True, stderr=True, stream=True, logs=False)
+                output = AttachedOutput(self.connection, container.id)
         except InfrastructureError:
             DockerExecution(container).remove()
             raise
@@ -263,6 +274,35 @@ class DockerRuntime:
             execution.remove()
             raise ContainerError(str(error)) from error
         return execution
+
+    def _create(self, spec: RunSpec, name: str, environment: dict[str, str]) -> Any:
+        """Create the attempt's container through the low-level API: docker-py's
+        `containers.create` inspects the new container before returning it, a round trip
+        before the script starts that only `writable_layer` needs (it inspects later, while the
+        script runs)."""
+        api = self.connection.api
+        host_config = api.create_host_config(
+            binds={
+                str(spec.work_dir): {"bind": str(WORK_MOUNT), "mode": "rw"},
+                **_mounted(spec.work_dir),
+            },
+            **restricted_options(spec.limits, network=spec.network),
+        )
+        created = api.create_container(
+            spec.image,
+            command=script_command(spec.script),
+            environment=environment,
+            labels={
+                LABEL_SERVICE: spec.service,
+                LABEL_JOB: spec.job_id,
+                LABEL_ATTEMPT: str(spec.attempt),
+                LABEL_INSTANCE: self.instance,
+            },
+            name=name,
+            user=spec.user,
+            host_config=host_config,
+        )
+        return self._client.containers.prepare_model({"Id": created["Id"]})
 
     def _remove_named(self, name: str) -> None:
         try:
