@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import re
 import socket
 import threading
@@ -72,9 +73,15 @@ class DockerExecution:
     is followed through its logs.
     """
 
-    def __init__(self, container: Any, output: AttachedOutput | None = None) -> None:
+    def __init__(
+        self,
+        container: Any,
+        output: AttachedOutput | None = None,
+        remover: Remover | None = None,
+    ) -> None:
         self._container = container
         self._output = output
+        self._remover = remover
 
     @property
     def id(self) -> str:
@@ -173,13 +180,79 @@ class DockerExecution:
         return Path(upper)
 
     def remove(self) -> None:
+        """Remove the container: in the background when the runtime started it (its removal
+        no longer holds the attempt's slot), at once otherwise."""
         if self._output is not None:
             self._output.close()
-        try:
-            with translated(f"cannot remove container {self.id[:12]}"):
-                self._container.remove(force=True)
-        except (ContainerMissing, ContainerConflict):
-            pass  # gone already, or its removal is in progress
+        if self._remover is not None:
+            self._remover.submit(self._container)
+        else:
+            remove_container(self._container)
+
+
+def remove_container(container: Any) -> None:
+    try:
+        with translated(f"cannot remove container {str(container.id)[:12]}"):
+            container.remove(force=True)
+    except (ContainerMissing, ContainerConflict):
+        pass  # gone already, or its removal is in progress
+
+
+_RETRY = object()
+_CLOSE = object()
+
+
+class Remover:
+    """Removes the containers of ended attempts on a thread of its own.
+
+    A removal (unmounting and deleting the container's layer) takes the daemon tens of
+    milliseconds, hundreds under load; made in the job's thread, it held the attempt's slot
+    and kept the next job from starting. A removal that fails is tried again every
+    `RETRY_SECONDS`; `close` waits for every removal; what a stopped daemon kept is swept at the
+    next start (`recovery`).
+    """
+
+    RETRY_SECONDS = 5.0
+    CLOSE_SECONDS = 60.0
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, container: Any) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="docker-remover", daemon=True
+                )
+                self._thread.start()
+        self._queue.put(container)
+
+    def _run(self) -> None:
+        failed: list[Any] = []
+        while True:
+            try:
+                item = self._queue.get(timeout=self.RETRY_SECONDS if failed else None)
+            except queue.Empty:
+                item = _RETRY
+            pending = failed + ([] if item is _RETRY or item is _CLOSE else [item])
+            failed = []
+            for container in pending:
+                try:
+                    remove_container(container)
+                except InfrastructureError as error:
+                    log.warning("%s (tried again in %g s)", error, self.RETRY_SECONDS)
+                    failed.append(container)
+            if item is _CLOSE:
+                return  # what a stopped daemon kept is swept at the next start
+
+    def close(self) -> None:
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(_CLOSE)
+            thread.join(self.CLOSE_SECONDS)
 
 
 class AttachedOutput:
@@ -225,6 +298,7 @@ class DockerRuntime:
         self.connection = connection or DockerConnection()
         """Shared with the `/run` runtime (`docker_warm.DockerRunRuntime`)."""
         self.images = ImagePuller(self.connection)
+        self.remover = Remover()
         try:
             self.connection.ping()
         except RuntimeUnavailable as error:
@@ -266,14 +340,13 @@ class DockerRuntime:
         except InfrastructureError:
             DockerExecution(container).remove()
             raise
-        execution = DockerExecution(container, output)
         try:
             with translated("cannot start the container"):
                 container.start()
         except InfrastructureError as error:
-            execution.remove()
+            DockerExecution(container, output).remove()
             raise ContainerError(str(error)) from error
-        return execution
+        return DockerExecution(container, output, self.remover)
 
     def _create(self, spec: RunSpec, name: str, environment: dict[str, str]) -> Any:
         """Create the attempt's container through the low-level API: docker-py's
@@ -351,6 +424,7 @@ class DockerRuntime:
             DockerExecution(container).remove()
 
     def close(self) -> None:
+        self.remover.close()
         self.connection.close()
 
 
