@@ -244,6 +244,8 @@ class Remover:
                 except InfrastructureError as error:
                     log.warning("%s (tried again in %g s)", error, self.RETRY_SECONDS)
                     failed.append(container)
+                except Exception:  # a bug must not stop the removals of the next jobs
+                    log.exception("removing container %s", str(container.id)[:12])
             if item is _CLOSE:
                 return  # what a stopped daemon kept is swept at the next start
 
