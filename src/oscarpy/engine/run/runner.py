@@ -34,7 +34,12 @@ from oscarpy.engine.run import body
 from oscarpy.engine.run.pool import Member, ServicePool, WarmPools
 from oscarpy.engine.run.warm_jobs import WarmJobRuntime
 from oscarpy.engine.runtimes.base import EndReason, RunResult
-from oscarpy.engine.runtimes.warm import ProcessRunRuntime, RunRuntime
+from oscarpy.engine.runtimes.warm import (
+    ProcessRunRuntime,
+    RunRuntime,
+    StopSwitch,
+    WarmContainer,
+)
 from oscarpy.engine.spec import JobSpec
 from oscarpy.log import MIN_SECRET_LENGTH
 from oscarpy.services.errors import ServiceNotFound
@@ -87,6 +92,23 @@ class _Capture:
         if room > 0:
             self.data += chunk[:room]
         self._stream.feed(chunk)
+
+
+class Cancel(StopSwitch[WarmContainer]):
+    """Stops the script of one `invoke` from another thread (its client went away): the warm
+    container running it is killed, and so never takes another request."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda container: container.stop())
+
+
+class _Cancelled(Exception):
+    """The request was cancelled (see `Cancel`); nothing more of it runs."""
+
+
+CANCELLED = AttemptOutcome(
+    OutcomeKind.SCRIPT_FAILED, "cancelled: the client went away", "cancelled"
+)
 
 
 class Runner:
@@ -148,9 +170,17 @@ class Runner:
 
     # -- one request ----------------------------------------------------------------------
 
-    def invoke(self, service_name: str, raw_body: Path, *, binary: bool = False) -> Answer:
+    def invoke(
+        self,
+        service_name: str,
+        raw_body: Path,
+        *,
+        binary: bool = False,
+        cancel: Cancel | None = None,
+    ) -> Answer:
         """Run the service on the body at `raw_body`; raises `InvalidBody` for a bad body and
-        `ServiceNotFound`; every other failure is an `Answer` with the job's outcome."""
+        `ServiceNotFound`; every other failure is an `Answer` with the job's outcome. `cancel`
+        stops the script from another thread."""
         job_id = str(uuid.uuid4())
         staged = self.requests / f"{job_id}.input"
         try:
@@ -161,12 +191,12 @@ class Runner:
                 os.replace(raw_body, staged)
             else:
                 body.stage_body(raw_body, staged)
-            return self._run(service, job_id, staged)
+            return self._run(service, job_id, staged, cancel or Cancel())
         finally:
             raw_body.unlink(missing_ok=True)
             staged.unlink(missing_ok=True)
 
-    def _run(self, service: Service, job_id: str, staged: Path) -> Answer:
+    def _run(self, service: Service, job_id: str, staged: Path, cancel: Cancel) -> Answer:
         ledger = self.engine.ledger
         claim = ledger.start_running(
             NewJob(
@@ -185,7 +215,9 @@ class Runner:
             spec = self.engine.job_spec(service, claim.job, claim.attempt)
             deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
             pool = self.pools.pool(service)
-            result, files = self._run_in_pool(pool, spec, staged, deadline, stream, capture, answer)
+            result, files = self._run_in_pool(
+                pool, spec, staged, deadline, stream, capture, answer, cancel
+            )
             answer.outcome = contract.outcome_of(
                 result, f"answered with {len(files)} output file(s)"
             )
@@ -195,6 +227,9 @@ class Runner:
                     answer.scratch / contract.OUTPUT_DIR, files, answer.secrets
                 )
             answer.text = bytes(capture.data)
+        except _Cancelled:
+            answer.outcome = CANCELLED
+            answer.discard()
         except InfrastructureError as error:
             answer.outcome = AttemptOutcome(
                 OutcomeKind.INFRASTRUCTURE_FAILED, str(error), error.reason
@@ -230,6 +265,7 @@ class Runner:
         stream: LogStream,
         capture: _Capture,
         answer: Answer,
+        cancel: Cancel,
     ) -> tuple[RunResult, list[str]]:
         for _ in range(_ATTEMPTS_ON_DEAD_CONTAINERS):
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
@@ -243,12 +279,22 @@ class Runner:
                 stream.note(f"run {spec.job_id} in warm container {member.container.id[:12]}")
                 remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
                 try:
+                    if not cancel.watch(member.container):
+                        raise _Cancelled
                     result = member.container.run(
                         work_dir, contract.SCRIPT_FILE, environment, remaining, capture
                     )
-                except ContainerGone as error:
+                except InfrastructureError as error:
+                    if cancel.requested:  # the container was killed under the script, as asked
+                        raise _Cancelled from error
+                    if not isinstance(error, ContainerGone):
+                        raise
                     stream.note(f"{error}; trying another")
                     continue
+                finally:
+                    cancel.watch(None)
+                if cancel.requested:
+                    raise _Cancelled  # killed as it ended: it is not reused, nothing is read
                 healthy = result.reason not in (EndReason.TIMEOUT, EndReason.OOM)
                 if not (healthy and member.container.settle()):
                     # Something the request started may still run: the container goes now,
