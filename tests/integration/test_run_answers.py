@@ -306,6 +306,15 @@ def test_a_client_that_hangs_up_stops_its_script(server: RunningServer, docker_c
     with socket.create_connection((url.host, url.port)) as client:
         client.sendall(request)
         wait_for(lambda: "sleep 300" in str(docker_client.api.top(container)["Processes"]))
+        with server.client() as listing:  # a call that runs long is listed while it runs
+            wait_for(
+                lambda: [
+                    job
+                    for job in listing.get("/system/logs/hangup").json()["jobs"].values()
+                    if job["status"] == "Running"
+                ],
+                timeout=10,
+            )
 
     # The script stops with its container (killed, never reused), not after 300 s; the
     # request is recorded as a cancelled job, and the pool answers the next one.

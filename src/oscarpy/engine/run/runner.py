@@ -17,16 +17,17 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from oscarpy.config import Settings
+from oscarpy.db import utcnow
 from oscarpy.engine import contract
 from oscarpy.engine.core import Engine, host_capacity
 from oscarpy.engine.errors import ContainerGone, InfrastructureError, StagingError
-from oscarpy.engine.ledger import NewJob
-from oscarpy.engine.logstream import LogStream
+from oscarpy.engine.ledger import Ledger, NewJob
+from oscarpy.engine.logstream import LineSink, LogLine, LogStream
 from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
 from oscarpy.engine.records import JobSource
 from oscarpy.engine.recovery import run_root
@@ -40,6 +41,7 @@ from oscarpy.engine.runtimes.warm import (
     StopSwitch,
     WarmContainer,
 )
+from oscarpy.engine.safefs import open_beneath
 from oscarpy.engine.spec import JobSpec
 from oscarpy.log import MIN_SECRET_LENGTH
 from oscarpy.services.errors import ServiceNotFound
@@ -51,6 +53,8 @@ LOG_TAIL_LINES = 20
 ABANDONED_ANSWER_SECONDS = 3600
 """An answer is deleted once sent; one whose client vanished mid-way goes after this long."""
 _ATTEMPTS_ON_DEAD_CONTAINERS = 3
+RECORD_RUNNING_AFTER_SECONDS = 1.0
+"""A request running longer is recorded (and listed) as running before it ends."""
 
 
 @dataclass
@@ -123,7 +127,7 @@ class Runner:
         """Request directories are built here, where no container reaches, then moved in."""
         self.answers = self.root / "answers"
         self.runtime = runtime or self._make_runtime()
-        self._running: set[str] = set()
+        self._running: dict[str, _RunRecord] = {}
         self._running_lock = threading.Lock()
         self._last_renewal = time.monotonic()
         self.pools = WarmPools(
@@ -184,7 +188,11 @@ class Runner:
         job_id = str(uuid.uuid4())
         staged = self.requests / f"{job_id}.input"
         try:
-            service = self.engine.registry.get(service_name)
+            # The engine's catalog (read again on every change this process makes) spares a
+            # read of the state DB per call; the registry answers for a service it has not seen.
+            service = self.engine.catalog.get(service_name) or self.engine.registry.get(
+                service_name
+            )
             if service is None:
                 raise ServiceNotFound(service_name)
             if binary:
@@ -198,21 +206,22 @@ class Runner:
 
     def _run(self, service: Service, job_id: str, staged: Path, cancel: Cancel) -> Answer:
         ledger = self.engine.ledger
-        claim = ledger.start_running(
+        record = _RunRecord(
+            ledger,
             NewJob(
                 service.name,
                 JobSource.RUN,
                 event=contract.event_text_of_file(staged),
                 job_id=job_id,
-            )
+            ),
         )
         with self._running_lock:
-            self._running.add(job_id)
-        stream = LogStream(lambda lines: self.engine.log(job_id, lines), interval=1.0)
+            self._running[job_id] = record
+        stream = LogStream(record.log(self.engine.log), interval=1.0)
         capture = _Capture(stream, self.settings.job_log_limit)
         answer = Answer(job_id, AttemptOutcome.success(), secrets=_secrets(service))
         try:
-            spec = self.engine.job_spec(service, claim.job, claim.attempt)
+            spec = self.engine.job_spec(service, record.view, 1)
             deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
             pool = self.pools.pool(service)
             result, files = self._run_in_pool(
@@ -249,9 +258,9 @@ class Runner:
             raise
         finally:
             stream.note(answer.outcome.message)
-            ledger.finish(job_id, claim.attempt, answer.outcome, log_lines=stream.take())
+            record.finish(answer.outcome, stream.take())
             with self._running_lock:
-                self._running.discard(job_id)
+                self._running.pop(job_id, None)
         if not answer.succeeded:
             answer.log_tail = _tail(ledger.read_log(job_id), LOG_TAIL_LINES)
         return answer
@@ -301,6 +310,8 @@ class Runner:
                     # before a single output is read, and never takes another request.
                     healthy = False
                     member.container.remove()
+                if not _wrote_outputs(work_dir):
+                    return result, []  # the text answers: no copy to make
                 answer.scratch = self.answers / spec.job_id
                 answer.scratch.mkdir(mode=0o700)
                 files = contract.collect_outputs(
@@ -335,13 +346,17 @@ class Runner:
             log.exception("cannot release warm container %s", member.container.id[:12])
 
     def _upkeep(self) -> None:
-        """Renew the leases of running requests; delete answers a lost client never took."""
+        """Record the requests that run long as running and renew their leases; delete answers
+        a lost client never took."""
+        with self._running_lock:
+            running = list(self._running.values())
+        for record in running:
+            if record.age() >= RECORD_RUNNING_AFTER_SECONDS:
+                record.running()
         if time.monotonic() - self._last_renewal < self.engine.ledger.lease.total_seconds() / 3:
             return
         self._last_renewal = time.monotonic()
-        with self._running_lock:
-            running = list(self._running)
-        self.engine.ledger.renew_leases(running)
+        self.engine.ledger.renew_leases([record.view.id for record in running])
         cutoff = time.time() - ABANDONED_ANSWER_SECONDS
         for entry in self.answers.iterdir():
             try:
@@ -349,6 +364,62 @@ class Runner:
                     shutil.rmtree(entry, ignore_errors=True)
             except FileNotFoundError:
                 pass
+
+
+class _RunRecord:
+    """The job of one request in the ledger. A request that ends within
+    `RECORD_RUNNING_AFTER_SECONDS` is recorded at its end, job, log and outcome in one
+    transaction (`Ledger.record_run`: one commit per call, not two); a longer one is recorded as
+    running first (by the pools' upkeep, or when its log must be stored), so that it is listed
+    and leased while it runs."""
+
+    def __init__(self, ledger: Ledger, new: NewJob) -> None:
+        self._ledger = ledger
+        self._new = new
+        self._lock = threading.Lock()
+        self._recorded = False
+        self._started = time.monotonic()
+        self.view = ledger.running_view(new, utcnow())
+
+    def age(self) -> float:
+        return time.monotonic() - self._started
+
+    def running(self) -> None:
+        """Record the job as running, if it is not recorded yet."""
+        with self._lock:
+            if not self._recorded:
+                self._ledger.start_running(self._new, at=self.view.created_at)
+                self._recorded = True
+
+    def log(self, store: Callable[[str, Sequence[LogLine]], None]) -> LineSink:
+        """The log stream's sink: lines stored while the request runs need its job."""
+
+        def sink(lines: Sequence[LogLine]) -> None:
+            self.running()
+            store(self.view.id, lines)
+
+        return sink
+
+    def finish(self, outcome: AttemptOutcome, log_lines: Sequence[LogLine]) -> None:
+        with self._lock:
+            if self._recorded:
+                self._ledger.finish(self.view.id, 1, outcome, log_lines=log_lines)
+            else:
+                self._ledger.record_run(self._new, self.view.created_at, outcome, log_lines)
+                self._recorded = True
+
+
+def _wrote_outputs(work_dir: Path) -> bool:
+    """Whether the script's output directory holds anything (read without following a link;
+    when it cannot be read, `collect_outputs` says why)."""
+    try:
+        descriptor = open_beneath(work_dir, contract.OUTPUT_DIR)
+    except OSError:
+        return True
+    try:
+        return bool(os.listdir(descriptor))
+    finally:
+        os.close(descriptor)
 
 
 def _tail(text: str, lines: int) -> str:
