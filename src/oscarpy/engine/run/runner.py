@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,6 +127,9 @@ class Runner:
         self.staging = self.root / "staging"
         """Request directories are built here, where no container reaches, then moved in."""
         self.answers = self.root / "answers"
+        self.spent = self.root / "spent"
+        """Request directories, out of every container's sight, waiting to be deleted."""
+        self._deleter = ThreadPoolExecutor(1, thread_name_prefix="run-cleanup")
         self.runtime = runtime or self._make_runtime()
         self._running: dict[str, _RunRecord] = {}
         self._running_lock = threading.Lock()
@@ -159,7 +163,7 @@ class Runner:
         return ProcessRunRuntime(runtime)
 
     def start(self) -> None:
-        for directory in (self.requests, self.staging, self.answers):
+        for directory in (self.requests, self.staging, self.answers, self.spent):
             shutil.rmtree(directory, ignore_errors=True)
             directory.mkdir(parents=True)
         self.pools.start()
@@ -167,6 +171,7 @@ class Runner:
     def stop(self) -> None:
         self.pools.stop()
         self.runtime.close()
+        self._deleter.shutdown(wait=True)
 
     def new_body_path(self) -> Path:
         """Where the API streams a request body before `invoke` (removed by `invoke`)."""
@@ -320,7 +325,7 @@ class Runner:
                 return result, files
             finally:
                 shutil.rmtree(built, ignore_errors=True)
-                shutil.rmtree(work_dir, ignore_errors=True)
+                self._put_away(work_dir, settled=healthy)
                 self._release(pool, member, healthy)
         raise InfrastructureError(
             f"{_ATTEMPTS_ON_DEAD_CONTAINERS} warm containers in a row died before the script "
@@ -337,6 +342,22 @@ class Runner:
             os.rename(built, work_dir)
         except OSError as error:
             raise StagingError(f"cannot prepare the work directory {work_dir}: {error}") from error
+
+    def _put_away(self, work_dir: Path, *, settled: bool) -> None:
+        """Take the request's directory out of its container's sight before the container takes
+        another request: with one rename once nothing of the request runs (`settled`), deleted
+        afterwards off the request's path; else deleted at once."""
+        if settled:
+            spent = self.spent / work_dir.name
+            try:
+                os.rename(work_dir, spent)
+                self._deleter.submit(shutil.rmtree, spent, ignore_errors=True)
+                return
+            except FileNotFoundError:
+                return  # never moved in
+            except (OSError, RuntimeError):  # RuntimeError: the runner stopped meanwhile
+                shutil.rmtree(spent, ignore_errors=True)
+        shutil.rmtree(work_dir, ignore_errors=True)
 
     @staticmethod
     def _release(pool: ServicePool, member: Member, healthy: bool) -> None:
