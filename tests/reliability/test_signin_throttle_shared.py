@@ -70,6 +70,30 @@ def test_a_success_writes_nothing_where_nothing_was_counted(database: Database) 
     assert _rows(database) == 1
 
 
+def test_a_pair_just_found_clear_skips_the_read_for_a_second(database: Database) -> None:
+    """The throttle's cost kept off the success path, and what it leaves open: a wait another
+    process starts reaches a pair that has just signed in here within a second; a wrong guess
+    here ends the skipping at once."""
+    now = [1000.0]
+    here, elsewhere = _throttle(database, now), _throttle(database, now)
+    assert here.attempt("10.0.0.1", "oscar", "test", lambda: True) is True
+    for _ in range(FREE):
+        assert elsewhere.attempt("10.0.0.2", "oscar", "test", lambda: False) is False
+
+    assert here.attempt("10.0.0.1", "oscar", "test", lambda: True) is True  # read skipped
+    now[0] += 1
+    with pytest.raises(Throttled):  # read again: the user is held
+        here.attempt("10.0.0.1", "oscar", "test", lambda: True)
+
+    now[0] += 100  # past the waits; a new pair, found clear
+    assert here.attempt("10.0.0.3", "root", "test", lambda: True) is True
+    assert here.attempt("10.0.0.3", "guess", "test", lambda: False) is False
+    for _ in range(FREE):
+        elsewhere.attempt("10.0.0.4", "root", "test", lambda: False)
+    with pytest.raises(Throttled):  # the failure from 10.0.0.3 here ended the skipping
+        here.attempt("10.0.0.3", "root", "test", lambda: True)
+
+
 def test_forgotten_counts_are_swept_by_the_next_failure(database: Database) -> None:
     now = [1000.0]
     throttle = _throttle(database, now)
@@ -158,10 +182,10 @@ def test_failures_against_one_process_delay_sign_ins_on_the_other(
     two_servers: list[RunningServer],
 ) -> None:
     first, second = two_servers
-    with _from("127.0.0.3") as client:
-        for server in two_servers:  # both work
+    with _from("127.0.0.5") as client:  # both work (another address: see the next test)
+        for server in two_servers:
             assert client.get(f"{server.url}/system/info", auth=server.auth).status_code == 200
-
+    with _from("127.0.0.3") as client:
         guesses = [
             client.get(f"{first.url}/system/info", auth=("oscar", f"guess-{n}")).status_code
             for n in range(FREE + 1)

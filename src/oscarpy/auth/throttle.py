@@ -8,9 +8,13 @@ guessing in parallel gains nothing. A success clears both counts. Each failure i
 with the client's address, at WARNING.
 
 The counts are rows of the state DB (`signin_failures`), so that every server process on it
-throttles the same guesser and a restart forgets nothing. A failure costs one write; a success
-costs one primary-key read, and a write only when it clears a count. A count idle for an hour
-(and not holding a wait) is forgotten, swept by the next failure's write.
+throttles the same guesser and a restart forgets nothing. A failure costs one write. A success
+costs one primary-key read, and a write only when it clears a count; once a read found neither
+the address nor the user counted, further successes of that pair in this process skip the read
+for `_CLEAR_SECONDS` (a failure of either here ends that at once). So a wait that another
+process starts reaches a pair that has just signed in here within that second; a guess sent
+here in that second is checked, and if wrong it is counted and ends the skipping. A count idle
+for an hour (and not holding a wait) is forgotten, swept by the next failure's write.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ log = logging.getLogger("oscarpy.auth")
 
 #: A count idle this long, and holding no wait, is forgotten.
 _FORGET_SECONDS = 3600.0
+#: How long successes of a pair found uncounted skip the read (see the module docstring).
+_CLEAR_SECONDS = 1.0
+_CLEAR_PAIRS = 10_000
 #: Attempts of one process that share an address or a user run one at a time (see `attempt`);
 #: the keys are spread over this many locks, so that other callers do not wait on them.
 _LOCK_STRIPES = 64
@@ -76,6 +83,8 @@ class Throttle:
         self.base_delay = base_delay
         self.max_delay = max_delay
         self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
+        self._clear_until: dict[tuple[str, str], float] = {}
+        self._clear_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings, database: Database) -> Throttle:
@@ -97,17 +106,33 @@ class Throttle:
         keys = _keys(address, user)
         with self._locked(keys):
             now = self.clock()
-            counted = self._counted(keys)
+            recently_clear = self._clear_until.get(keys, 0.0) > now
+            counted = {} if recently_clear else self._counted(keys)
             until = max((blocked for blocked in counted.values()), default=0.0)
             if until > now:
                 raise Throttled(until - now)
             if check():
                 if counted:
                     self._clear(keys)
+                if not recently_clear:
+                    self._remember_clear(keys, now)
                 return True
+            self._forget_clear(keys)
             self._count_failure(keys, now)
         log.warning("sign-in failed (%s) for user %r from %s", where, user[:64], address)
         return False
+
+    def _remember_clear(self, keys: tuple[str, str], now: float) -> None:
+        with self._clear_lock:
+            if len(self._clear_until) >= _CLEAR_PAIRS:
+                self._clear_until.clear()
+            self._clear_until[keys] = now + _CLEAR_SECONDS
+
+    def _forget_clear(self, keys: tuple[str, str]) -> None:
+        """Every pair that shares the address or the user reads again."""
+        with self._clear_lock:
+            for pair in [pair for pair in self._clear_until if set(pair) & set(keys)]:
+                del self._clear_until[pair]
 
     def _locked(self, keys: tuple[str, str]) -> _Locks:
         stripes = sorted({hash(key) % _LOCK_STRIPES for key in keys})
