@@ -20,6 +20,7 @@ the warm containers its dead predecessor left, and never another live process's.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -216,9 +217,19 @@ class DockerWarmContainer:
 
     def _time_out(self) -> None:
         self.timed_out = True
+        self._kill("after its timeout")
+
+    def stop(self) -> None:
+        # A kill, not a removal: the agent's socket stays open until `remove`, so that a call
+        # on its way never reaches another container through a reused descriptor.
+        self._kill("to stop its call")
+
+    def _kill(self, why: str) -> None:
         try:
-            with translated(f"cannot kill warm container {self._id[:12]} after its timeout"):
+            with translated(f"cannot kill warm container {self._id[:12]} {why}"):
                 self._runtime.connection.api.kill(self._id)
+        except ContainerMissing:
+            pass
         except InfrastructureError as error:
             log.warning("%s", error)
 
@@ -308,6 +319,9 @@ class DockerRunRuntime:
         if agent_dir is not None:
             control = host_dir / AGENT_DIR
             control.mkdir(mode=0o700)
+            remapped_root = self.connection.remapped_root()
+            if remapped_root != (0, 0) and os.geteuid() == 0:
+                os.chown(control, *remapped_root)  # the agent, root inside, makes its socket
             options["command"] = [
                 str(AGENT_MOUNT / agent.BINARY),
                 str(RUN_MOUNT / AGENT_DIR / agent.AgentAddress.SOCKET),
