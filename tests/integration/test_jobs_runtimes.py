@@ -160,6 +160,7 @@ def test_docker_starts_a_script_in_three_engine_calls_and_removes_it_off_the_job
     and the removal held the job's thread, and so its slot, until the daemon was done."""
     runtime = DockerRuntime(f"test-{uuid.uuid4().hex[:8]}")
     runtime.prepare(IMAGE)
+    runtime.connection.remapped_root()  # looked up once per process (`docker info`)
     calls: list[tuple[str, str, str]] = []
     api = runtime.connection.api  # a requests.Session: every Engine API call goes through send
     send = api.send
