@@ -11,7 +11,7 @@ import pytest
 
 from oscarpy.db import Database
 from oscarpy.engine.dispatcher import Capacity, Demand, Dispatcher
-from oscarpy.engine.ledger import Claim, Ledger, NewJob
+from oscarpy.engine.ledger import Claim, Ledger, NewJob, ReadyJobs
 from oscarpy.engine.outcomes import AttemptOutcome
 from oscarpy.engine.records import JobSource, JobStatus
 
@@ -66,7 +66,7 @@ def another_round(ledger: Ledger) -> None:
     calls = [0]
     ready_services = ledger.ready_services
 
-    def counted() -> dict[str, int]:
+    def counted() -> ReadyJobs:
         calls[0] += 1
         return ready_services()
 

@@ -15,6 +15,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from oscarpy.config import Settings
 from oscarpy.db import utcnow
@@ -167,22 +168,21 @@ class Dispatcher:
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
+            wake_at: datetime | None = None
             try:
                 self._renew_leases()
-                self._dispatch()
+                wake_at = self._dispatch()
             except Exception:
                 log.exception("dispatcher round failed; retrying shortly")
-            self._wake.wait(self._sleep_time())
+            self._wake.wait(self._sleep_time(wake_at))
             self._wake.clear()
 
-    def _sleep_time(self) -> float:
-        try:
-            wakeup = self.ledger.next_wakeup()
-        except Exception:
+    def _sleep_time(self, wake_at: datetime | None) -> float:
+        """Until the next backoff ends, at most the poll interval. Ready jobs that did not fit
+        need no earlier round: a job's end or a new job wakes the dispatcher."""
+        if wake_at is None:
             return self._poll
-        if wakeup is None:
-            return self._poll
-        return max(0.005, min(self._poll, (wakeup - utcnow()).total_seconds()))
+        return max(0.005, min(self._poll, (wake_at - utcnow()).total_seconds()))
 
     def _renew_leases(self) -> None:
         lease = self.ledger.lease.total_seconds()
@@ -207,9 +207,11 @@ class Dispatcher:
             and memory + demand.memory <= self.capacity.memory
         )
 
-    def _dispatch(self) -> None:
-        """Start ready jobs, one per service per turn, until nothing more fits."""
-        ready = self.ledger.ready_services()
+    def _dispatch(self) -> datetime | None:
+        """Start ready jobs, one per service per turn, until nothing more fits; returns when
+        the next job waiting out a backoff becomes ready."""
+        found = self.ledger.ready_services()
+        ready = found.counts
         candidates = set(ready)
         while candidates and not self._stopping.is_set():
             with self._lock:
@@ -234,4 +236,5 @@ class Dispatcher:
                 started = True
                 break  # re-sort: the next turn goes to the service with fewest running
             if not started:
-                return
+                break
+        return found.wake_at

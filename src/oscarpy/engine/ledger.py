@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import case, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from oscarpy.db import Database, utcnow
@@ -49,6 +50,15 @@ _ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.CANCELLED: frozenset(),
 }
 _FINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+_UPLOAD_KEY = ["service", "bucket", "key", "upload"]
+"""The columns of `uq_jobs_upload`: one job per upload."""
+
+
+def _dialect_insert(session: Session) -> Callable[..., Any]:
+    """The INSERT of the state DB's dialect, which knows `ON CONFLICT DO NOTHING`."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert
+    return sqlite.insert
 
 
 @dataclass(frozen=True)
@@ -148,6 +158,16 @@ class AttemptView:
 
 
 @dataclass(frozen=True)
+class ReadyJobs:
+    """What the dispatcher may start: the services' ready jobs, and when to look again."""
+
+    counts: dict[str, int]
+    """Jobs ready to run now, by service."""
+    wake_at: datetime | None
+    """When the earliest job still waiting out a backoff becomes ready."""
+
+
+@dataclass(frozen=True)
 class Claim:
     """A job this process now runs (or adopts), and which attempt it is."""
 
@@ -235,38 +255,39 @@ class Ledger:
     # -- creating -------------------------------------------------------------------------
 
     def add(self, session: Session, new: NewJob) -> str | None:
-        """Record a pending job in the caller's transaction; `None` if its upload has one."""
-        if new.upload is not None and self._upload_job(
-            session, new.service, new.bucket, new.key, new.upload
-        ):
-            return None
+        """Record a pending job in the caller's transaction; `None` if its upload has one.
+
+        One statement (`INSERT … ON CONFLICT DO NOTHING` on the upload's unique key): the
+        intake adds a job per event, and a lookup plus a savepoint per job cost it more than
+        the rest of its transaction."""
         now = utcnow()
-        job = Job(
-            id=new.job_id or str(uuid.uuid4()),
-            service=new.service,
-            status=JobStatus.PENDING,
-            source=new.source,
-            provider=new.provider,
-            bucket=new.bucket,
-            key=new.key,
-            etag=new.etag,
-            upload=new.upload,
-            event=new.event,
-            body_path=new.body_path,
-            created_at=now,
-            next_attempt_at=now,
-            attempts=0,
-            script_failures=0,
-            infrastructure_failures=0,
-            log_bytes=0,
-            log_truncated=False,
-        )
-        try:
-            with session.begin_nested():
-                session.add(job)
-        except IntegrityError:
-            return None  # another process recorded the same upload first
-        return job.id
+        job_id = new.job_id or str(uuid.uuid4())
+        values = {
+            "id": job_id,
+            "service": new.service,
+            "status": JobStatus.PENDING.value,
+            "source": new.source.value,
+            "provider": new.provider,
+            "bucket": new.bucket,
+            "key": new.key,
+            "etag": new.etag,
+            "upload": new.upload,
+            "event": new.event,
+            "body_path": new.body_path,
+            "created_at": now,
+            "next_attempt_at": now,
+            "attempts": 0,
+            "script_failures": 0,
+            "infrastructure_failures": 0,
+            "log_bytes": 0,
+            "log_truncated": False,
+        }
+        table = Job.__table__
+        insert = _dialect_insert(session)(table).values(**values)
+        # Another process (or an earlier delivery of the event) recorded the same upload.
+        insert = insert.on_conflict_do_nothing(index_elements=_UPLOAD_KEY)
+        inserted = session.scalar(insert.returning(table.c.id))
+        return None if inserted is None else str(inserted)
 
     def add_job(self, new: NewJob) -> str | None:
         with self.writing() as session:
@@ -370,23 +391,23 @@ class Ledger:
 
     # -- dispatching ----------------------------------------------------------------------
 
-    def ready_services(self) -> dict[str, int]:
-        """Services with jobs ready to run now, and how many each has."""
+    def ready_services(self) -> ReadyJobs:
+        """Services with jobs ready to run now, how many each has, and when the next job
+        waiting out a backoff becomes ready: one query per dispatcher round."""
         now = utcnow()
+        is_ready = Job.next_attempt_at <= now
         with self.database.session() as session:
             rows = session.execute(
-                select(Job.service, func.count())
-                .where(Job.status == JobStatus.PENDING, Job.next_attempt_at <= now)
+                select(
+                    Job.service,
+                    func.sum(case((is_ready, 1), else_=0)),
+                    func.min(case((is_ready, None), else_=Job.next_attempt_at)),
+                )
+                .where(Job.status == JobStatus.PENDING)
                 .group_by(Job.service)
             ).all()
-            return {str(service): int(count) for service, count in rows}
-
-    def next_wakeup(self) -> datetime | None:
-        """When the earliest job waiting for a backoff becomes ready."""
-        with self.database.session() as session:
-            return session.scalar(
-                select(func.min(Job.next_attempt_at)).where(Job.status == JobStatus.PENDING)
-            )
+        counts = {str(service): int(ready) for service, ready, _ in rows if ready}
+        return ReadyJobs(counts, min((at for _, _, at in rows if at is not None), default=None))
 
     def claim(self, job_id: str) -> Claim | None:
         """Take a pending job for this process: it becomes running under a new attempt."""
