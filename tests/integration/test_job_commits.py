@@ -1,8 +1,13 @@
 """What one file job costs the state DB: its write transactions, counted on the real engine
-with the process runtime (the per-job path without a container, where the DB is the cost)."""
+with the process runtime (the per-job path without a container, where the DB is the cost).
+
+Every transaction is counted, the object store's group commits on the driver's own
+connection included: a trace on each pooled SQLite connection sees every `BEGIN IMMEDIATE`."""
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +19,9 @@ from tests.support.jobs import running_engine
 
 JOBS = 6
 WRITES_PER_JOB = 5
-"""The upload's commit, the intake's, the claim, the execution's id (before the script runs, so
-that a restarted server adopts it) and the end with the log's last lines."""
+"""The upload's commit, the intake's, the claim, the end (with the log's last lines and the
+execution's id: recovery finds executions by their labels, not by this record) and the
+output's upload."""
 
 
 def test_a_short_job_costs_five_write_transactions(tmp_path: Path) -> None:
@@ -26,23 +32,32 @@ def test_a_short_job_costs_five_write_transactions(tmp_path: Path) -> None:
         platform.put(bucket, "in/first.txt", b"x")
         platform.finished_jobs(service, 1)
         writes: list[str] = []
+        counting = threading.Event()
+        counting.set()
 
-        def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-            if statement.startswith("BEGIN IMMEDIATE"):
+        def count(statement: str) -> None:
+            if counting.is_set() and statement.startswith("BEGIN IMMEDIATE"):
                 writes.append(statement)
 
+        def trace(dbapi_connection: Any, *_args: Any) -> None:
+            assert isinstance(dbapi_connection, sqlite3.Connection)
+            dbapi_connection.set_trace_callback(count)
+
         engine = platform.database.engine
-        event.listen(engine, "before_cursor_execute", count)
+        event.listen(engine, "checkout", trace)
         try:
             for index in range(JOBS):
-                platform.put(bucket, f"in/{index}.txt", b"x" * 1024)
+                platform.store.put_bytes(bucket, f"in/{index}.txt", b"x" * 1024)
                 platform.finished_jobs(service, index + 2)
                 platform.object_appears(bucket, f"out/{index}.txt")
         finally:
-            event.remove(engine, "before_cursor_execute", count)
+            counting.clear()
+            event.remove(engine, "checkout", trace)
         jobs = platform.jobs(service)
         assert all(job.status is JobStatus.SUCCEEDED for job in jobs)
-        # Nothing of the log is lost by writing it with the job's end.
+        # Nothing of the log is lost by writing it with the job's end, nor the execution.
         log = platform.engine.ledger.read_log(jobs[0].id)
         assert "copying" in log and "1 output file(s) uploaded" in log
+        attempts = platform.engine.ledger.attempts(jobs[0].id)
+        assert attempts[0].execution_id and attempts[0].node
         assert len(writes) <= WRITES_PER_JOB * JOBS, f"{len(writes) / JOBS} writes per job"

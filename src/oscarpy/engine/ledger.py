@@ -517,15 +517,21 @@ class Ledger:
         outcome: AttemptOutcome,
         script_retries: int = 0,
         log_lines: Sequence[tuple[datetime, str]] = (),
+        execution_id: str | None = None,
+        node: str | None = None,
     ) -> JobStatus | None:
         """Record how an attempt ended and decide what follows: done, failed, or run again.
 
-        `log_lines`, the attempt's last lines, are stored in the same transaction (a short job
-        costs one commit at its end, not three). Returns the job's new status, or `None` when
-        the job is no longer this attempt's to finish (deleted or cancelled meanwhile).
+        `log_lines`, the attempt's last lines, and the attempt's `execution_id` and `node` when
+        they were not recorded yet, are stored in the same transaction (a short job costs one
+        commit at its end, not four). Returns the job's new status, or `None` when the job is
+        no longer this attempt's to finish (deleted or cancelled meanwhile).
         """
         finished: list[FinishedAttempt] = []
-        status = self._finish(job_id, attempt, outcome, script_retries, log_lines, finished)
+        started = {"execution_id": execution_id, "node": node and node[:255]}
+        status = self._finish(
+            job_id, attempt, outcome, script_retries, log_lines, started, finished
+        )
         for report in finished:
             for listener in self._finish_listeners:
                 try:
@@ -541,6 +547,7 @@ class Ledger:
         outcome: AttemptOutcome,
         script_retries: int,
         log_lines: Sequence[tuple[datetime, str]],
+        started: dict[str, str | None],
         finished: list[FinishedAttempt],
     ) -> JobStatus | None:
         now = utcnow()
@@ -552,6 +559,9 @@ class Ledger:
                 select(JobAttempt).where(JobAttempt.job_id == job_id, JobAttempt.number == attempt)
             )
             if record is not None:
+                for column, value in started.items():
+                    if value is not None:
+                        setattr(record, column, value)
                 record.finished_at = now
                 record.outcome = outcome.kind
                 record.exit_code = outcome.exit_code

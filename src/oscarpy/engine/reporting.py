@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from oscarpy.engine.ledger import Ledger
 from oscarpy.engine.logstream import LogLine
 from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
+from oscarpy.engine.supervisor import StartedExecution
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +39,19 @@ class LedgerReporter:
         attempt: int,
         outcome: AttemptOutcome,
         lines: Sequence[LogLine] = (),
+        started: StartedExecution | None = None,
     ) -> None:
         retries = 0
         if outcome.kind is OutcomeKind.SCRIPT_FAILED:
             retries = self._script_retries(self.ledger.get(job_id).service)
         status = self.ledger.finish(
-            job_id, attempt, outcome, script_retries=retries, log_lines=lines
+            job_id,
+            attempt,
+            outcome,
+            script_retries=retries,
+            log_lines=lines,
+            execution_id=started.execution_id if started else None,
+            node=started.node if started else None,
         )
         if status is not None:
             log.info("job %s: %s (%s)", job_id, status.oscar_name, outcome.message)

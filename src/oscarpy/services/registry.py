@@ -202,7 +202,7 @@ class ServiceRegistry:
         list read earlier is still the registry's (a definition is parsed only on a change)."""
         with self.database.session() as session:
             rows = session.execute(select(ServiceRecord.name, ServiceRecord.updated_at))
-            return {str(name): updated for name, updated in rows.tuples()}
+            return {str(name): updated for name, updated in rows}
 
     def list(self) -> builtins.list[Service]:
         with self.database.session() as session:
