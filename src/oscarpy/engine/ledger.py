@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -155,6 +155,18 @@ class AttemptView:
             reason=attempt.reason,
             message=attempt.message,
         )
+
+
+class Successor(Protocol):
+    """Who runs the next job of a service in the place of one that ends (the dispatcher)."""
+
+    def allows(self, service: str) -> bool:
+        """Whether the next ready job of `service` may take the place now."""
+        ...
+
+    def take(self, claim: Claim) -> None:
+        """Run `claim`, claimed in the ending attempt's transaction, in its place."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -421,15 +433,19 @@ class Ledger:
         """`claim` the service's oldest ready job, found and taken in one transaction (one
         commit per dispatched job); a job another process is taking is skipped."""
         with self.writing() as session:
-            job = session.scalar(
-                select(Job)
-                .where(Job.service == service, Job.status == JobStatus.PENDING)
-                .where(Job.next_attempt_at <= utcnow())
-                .order_by(Job.created_at, Job.id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            )
-            return None if job is None else self._claim(session, job)
+            return self._claim_next(session, service)
+
+    def _claim_next(self, session: Session, service: str, but: str | None = None) -> Claim | None:
+        """`but`: a job that must not be taken (the one whose end hands over its place)."""
+        job = session.scalar(
+            select(Job)
+            .where(Job.service == service, Job.status == JobStatus.PENDING)
+            .where(Job.next_attempt_at <= utcnow(), Job.id != (but or ""))
+            .order_by(Job.created_at, Job.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        return None if job is None else self._claim(session, job)
 
     def _claim(self, session: Session, job: Job) -> Claim:
         now = utcnow()
@@ -519,6 +535,7 @@ class Ledger:
         log_lines: Sequence[tuple[datetime, str]] = (),
         execution_id: str | None = None,
         node: str | None = None,
+        successor: Successor | None = None,
     ) -> JobStatus | None:
         """Record how an attempt ended and decide what follows: done, failed, or run again.
 
@@ -526,12 +543,22 @@ class Ledger:
         they were not recorded yet, are stored in the same transaction (a short job costs one
         commit at its end, not four). Returns the job's new status, or `None` when the job is
         no longer this attempt's to finish (deleted or cancelled meanwhile).
+
+        `successor` hands the attempt's place to the next ready job of the same service: it is
+        claimed in the same transaction (no commit of its own), then given to `successor.take`.
         """
         finished: list[FinishedAttempt] = []
         started = {"execution_id": execution_id, "node": node and node[:255]}
-        status = self._finish(
-            job_id, attempt, outcome, script_retries, log_lines, started, finished
-        )
+        claimed: Claim | None = None
+        with self.writing() as session:
+            status = self._finish(
+                session, job_id, attempt, outcome, script_retries, log_lines, started, finished
+            )
+            service = finished[0].service if finished else None
+            if successor is not None and service is not None and successor.allows(service):
+                claimed = self._claim_next(session, service, but=job_id)
+        if successor is not None and claimed is not None:
+            successor.take(claimed)
         for report in finished:
             for listener in self._finish_listeners:
                 try:
@@ -542,6 +569,7 @@ class Ledger:
 
     def _finish(
         self,
+        session: Session,
         job_id: str,
         attempt: int,
         outcome: AttemptOutcome,
@@ -551,48 +579,47 @@ class Ledger:
         finished: list[FinishedAttempt],
     ) -> JobStatus | None:
         now = utcnow()
-        with self.writing() as session:
-            job = session.get(Job, job_id, with_for_update=True)
-            if job is not None:
-                self._append_log(session, job, log_lines)
-            record = session.scalar(
-                select(JobAttempt).where(JobAttempt.job_id == job_id, JobAttempt.number == attempt)
-            )
-            if record is not None:
-                for column, value in started.items():
-                    if value is not None:
-                        setattr(record, column, value)
-                record.finished_at = now
-                record.outcome = outcome.kind
-                record.exit_code = outcome.exit_code
-                record.reason = outcome.reason
-                record.message = outcome.message
-            if job is None or job.status != JobStatus.RUNNING or job.attempts != attempt:
-                return None
-            job.exit_code = outcome.exit_code
-            job.reason = outcome.reason
-            job.message = outcome.message
-            ready_at = job.next_attempt_at  # the retry below moves it
-            if outcome.kind is OutcomeKind.SCRIPT_FAILED:
-                job.script_failures += 1
-            elif outcome.kind is OutcomeKind.INFRASTRUCTURE_FAILED:
-                job.infrastructure_failures += 1
-            delay = self.retry_policy.next_attempt(
-                JobSource(job.source),
-                outcome,
-                Failures(job.script_failures, job.infrastructure_failures),
-                script_retries,
-            )
-            if delay is not None:
-                _transition(job, JobStatus.PENDING, now)
-                job.next_attempt_at = now + timedelta(seconds=delay)
-            elif outcome.kind is OutcomeKind.SUCCEEDED:
-                _transition(job, JobStatus.SUCCEEDED, now)
-            else:
-                _transition(job, JobStatus.FAILED, now)
-            if record is not None:
-                finished.append(_finished_attempt(job, record, ready_at, now))
-            return JobStatus(job.status)
+        job = session.get(Job, job_id, with_for_update=True)
+        if job is not None:
+            self._append_log(session, job, log_lines)
+        record = session.scalar(
+            select(JobAttempt).where(JobAttempt.job_id == job_id, JobAttempt.number == attempt)
+        )
+        if record is not None:
+            for column, value in started.items():
+                if value is not None:
+                    setattr(record, column, value)
+            record.finished_at = now
+            record.outcome = outcome.kind
+            record.exit_code = outcome.exit_code
+            record.reason = outcome.reason
+            record.message = outcome.message
+        if job is None or job.status != JobStatus.RUNNING or job.attempts != attempt:
+            return None
+        job.exit_code = outcome.exit_code
+        job.reason = outcome.reason
+        job.message = outcome.message
+        ready_at = job.next_attempt_at  # the retry below moves it
+        if outcome.kind is OutcomeKind.SCRIPT_FAILED:
+            job.script_failures += 1
+        elif outcome.kind is OutcomeKind.INFRASTRUCTURE_FAILED:
+            job.infrastructure_failures += 1
+        delay = self.retry_policy.next_attempt(
+            JobSource(job.source),
+            outcome,
+            Failures(job.script_failures, job.infrastructure_failures),
+            script_retries,
+        )
+        if delay is not None:
+            _transition(job, JobStatus.PENDING, now)
+            job.next_attempt_at = now + timedelta(seconds=delay)
+        elif outcome.kind is OutcomeKind.SUCCEEDED:
+            _transition(job, JobStatus.SUCCEEDED, now)
+        else:
+            _transition(job, JobStatus.FAILED, now)
+        if record is not None:
+            finished.append(_finished_attempt(job, record, ready_at, now))
+        return JobStatus(job.status)
 
     def take_over_orphans(self, alive: Callable[[str], bool] | None = None) -> list[Claim]:
         """Running jobs whose instance is dead, now leased to this one.
