@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol, cast
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import Table, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -54,11 +54,16 @@ _UPLOAD_KEY = ["service", "bucket", "key", "upload"]
 """The columns of `uq_jobs_upload`: one job per upload."""
 
 
-def _dialect_insert(session: Session) -> Callable[..., Any]:
-    """The INSERT of the state DB's dialect, which knows `ON CONFLICT DO NOTHING`."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert
-    return sqlite.insert
+_JOBS = cast(Table, Job.__table__)
+_INSERT_JOB = {
+    postgres: (postgresql.insert if postgres else sqlite.insert)(_JOBS)
+    # Another process (or an earlier delivery of the event) recorded the same upload.
+    .on_conflict_do_nothing(index_elements=_UPLOAD_KEY)
+    .returning(_JOBS.c.id)
+    for postgres in (False, True)
+}
+"""`Ledger.add`'s statement, built once per dialect (on PostgreSQL or not): the values come as
+parameters, so that each call reuses the compiled statement."""
 
 
 @dataclass(frozen=True)
@@ -294,11 +299,8 @@ class Ledger:
             "log_bytes": 0,
             "log_truncated": False,
         }
-        table = Job.__table__
-        insert = _dialect_insert(session)(table).values(**values)
-        # Another process (or an earlier delivery of the event) recorded the same upload.
-        insert = insert.on_conflict_do_nothing(index_elements=_UPLOAD_KEY)
-        inserted = session.scalar(insert.returning(table.c.id))
+        insert = _INSERT_JOB[session.get_bind().dialect.name == "postgresql"]
+        inserted = session.scalar(insert, values)
         return None if inserted is None else str(inserted)
 
     def add_job(self, new: NewJob) -> str | None:
