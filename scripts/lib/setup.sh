@@ -29,10 +29,34 @@ ensure_packages() {
         "${missing[@]}" >/dev/null
 }
 
+# in_background NAME COMMAND...: runs a set-up step alongside the next ones (its output goes
+# to $STATE_DIR/NAME.log); finish_background waits for all of them and fails with the log of
+# the first that failed. Steps that share nothing (apt, pip, npm) overlap this way on a fresh
+# machine instead of adding up.
+BACKGROUND_STEPS=()
+in_background() {
+    local name="$1"
+    shift
+    ("$@") >"$STATE_DIR/$name.log" 2>&1 &
+    BACKGROUND_STEPS+=("$name:$!")
+}
+finish_background() {
+    local step name
+    for step in "${BACKGROUND_STEPS[@]}"; do
+        name="${step%%:*}"
+        if ! wait "${step##*:}"; then
+            cat "$STATE_DIR/$name.log" >&2
+            die "set-up step '$name' failed (its log is above)"
+        fi
+        cat "$STATE_DIR/$name.log" >&2
+    done
+    BACKGROUND_STEPS=()
+}
+
 # ensure_venv EXTRAS: a virtualenv at $VENV with this project installed (editable).
 ensure_venv() {
     local spec="$ROOT$1"  # "" or an extras suffix like "[test]"
-    if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then ensure_packages python3-venv; fi
+    ensure_venv_prerequisites
     [ -x "$VENV/bin/python" ] || { say "creating virtualenv $VENV"; python3 -m venv "$VENV"; }
     local stamp="$VENV/.installed-$(cat "$ROOT/pyproject.toml" | sha1sum | cut -c1-12)$1"
     if [ ! -e "$stamp" ]; then
@@ -41,6 +65,12 @@ ensure_venv() {
         "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$spec"
         touch "$stamp"
     fi
+}
+
+# ensure_venv_prerequisites: Python's venv module, installed from Debian where it is missing
+# (run before any background step, since two apt-get cannot run at once).
+ensure_venv_prerequisites() {
+    if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then ensure_packages python3-venv; fi
 }
 
 # ensure_dockerd: a Docker Engine that answers, started in the background if none does.
@@ -85,10 +115,13 @@ ensure_test_images() {
     "$ROOT/scripts/build-test-images"
 }
 
+# ensure_npm: Node.js and npm, from Debian where the machine has none.
+ensure_npm() { command -v npm >/dev/null || ensure_packages nodejs npm; }
+
 # ensure_oidc_provider: the OpenID provider the identity tests run (npm oidc-provider on
 # Node.js, tests/support/oidc/), installed from package-lock.json.
 ensure_oidc_provider() {
-    command -v npm >/dev/null || ensure_packages nodejs npm
+    ensure_npm
     local dir="$ROOT/tests/support/oidc"
     local stamp="$dir/node_modules/.installed-$(sha1sum <"$dir/package-lock.json" | cut -c1-12)"
     [ -e "$stamp" ] && return 0

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -26,6 +25,7 @@ from sqlalchemy import String, delete, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from oscarpy.db import Base, Database, UtcDateTime, utcnow
+from oscarpy.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +77,16 @@ class Instances:
         self.token = token_of(self.id)
         self.lease = timedelta(seconds=lease_seconds)
         self._on_lease_lost = on_lease_lost
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._heartbeat = Periodic(
+            "instance-heartbeat", lease_seconds / _RENEWALS_PER_LEASE, self._beat
+        )
 
     # -- this instance --------------------------------------------------------------------
 
     def start(self) -> None:
         """Register this instance (before it claims any work) and start its heartbeat."""
         self.register()
-        self._thread = threading.Thread(target=self._beat, name="instance-heartbeat", daemon=True)
-        self._thread.start()
+        self._heartbeat.start()
         log.info("instance %s started (lease %.0f s)", self.id, self.lease.total_seconds())
 
     def register(self) -> None:
@@ -103,10 +103,7 @@ class Instances:
 
     def stop(self) -> None:
         """Stop the heartbeat and give the lease up, so that others take over at once."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(10)
-            self._thread = None
+        self._heartbeat.stop()
         try:
             with self.database.session() as session:
                 session.execute(
@@ -129,15 +126,13 @@ class Instances:
             raise LeaseLost(f"the lease of instance {self.id} expired")
 
     def _beat(self) -> None:
-        interval = self.lease.total_seconds() / _RENEWALS_PER_LEASE
-        while not self._stopping.wait(interval):
-            try:
-                self.renew()
-            except LeaseLost as error:
-                self._on_lease_lost(error)
-                return
-            except Exception:  # the state DB is unreachable: try again until the lease ends
-                log.exception("cannot renew the lease of instance %s", self.id)
+        try:
+            self.renew()
+        except LeaseLost as error:
+            self._heartbeat.cancel()
+            self._on_lease_lost(error)
+        except Exception:  # the state DB is unreachable: try again until the lease ends
+            log.exception("cannot renew the lease of instance %s", self.id)
 
     # -- the others -----------------------------------------------------------------------
 

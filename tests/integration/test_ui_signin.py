@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
 from oscarpy.auth.sessions import SessionCodec
 from tests.support.inprocess import InProcessServer, SyncASGITransport, in_process_server
-from tests.support.oidc import GROUP, OidcProvider, oidc_provider
+from tests.support.oidc import OidcProvider, dashboard_settings, oidc_provider
 
 __all__ = ["oidc_provider"]
 
@@ -31,11 +30,7 @@ def api(
     tmp_path_factory: pytest.TempPathFactory, oidc_provider: OidcProvider
 ) -> Iterator[InProcessServer]:
     with in_process_server(
-        tmp_path_factory.mktemp("ui-signin") / "data",
-        oidc_issuers=oidc_provider.issuer,
-        oidc_groups=GROUP,
-        oidc_client_id="oscar-dashboard",
-        oidc_client_secret="oscar-dashboard-secret",
+        tmp_path_factory.mktemp("ui-signin") / "data", **dashboard_settings(oidc_provider)
     ) as running:
         for user in (ALICE, BOB):
             token = oidc_provider.sign_in(user).access_token
@@ -76,21 +71,7 @@ def start(client: httpx.Client) -> str:
 def approve(provider: OidcProvider, authorization_url: str, login: str) -> str:
     """The provider's side: its sign-in form submitted for `login`; the callback URL it sends
     the browser back to."""
-    query = parse_qs(urlsplit(authorization_url).query)
-    assert query["code_challenge_method"] == ["S256"] and query["code_challenge"][0]
-    assert query["state"][0] and query["nonce"][0]
-    with httpx.Client(timeout=10) as at_issuer:
-        answer = at_issuer.get(authorization_url)
-        for _ in range(10):
-            location = str(answer.headers.get("location", ""))
-            if location.startswith(CALLBACK):
-                return location
-            if answer.status_code == 200 and 'name="login"' in answer.text:
-                answer = at_issuer.post(str(answer.url), data={"login": login})
-                continue
-            assert answer.status_code in (302, 303), answer.text
-            answer = at_issuer.get(httpx.URL(str(answer.url)).join(location))
-    raise AssertionError("the provider never redirected back to the dashboard")
+    return provider.approve(authorization_url, login, CALLBACK)
 
 
 def signed_in(answer: httpx.Response) -> bool:

@@ -7,15 +7,22 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from tests.conftest import require_service
 
 IMAGE = "oscar-test/busybox:latest"
 
 
 class PrivateDocker:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, options: tuple[str, ...] = ()) -> None:
+        """`options`: more dockerd flags (such as `--userns-remap=default`)."""
         self.root = root
+        self.options = options
         self.socket = root / "docker.sock"
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -36,6 +43,7 @@ class PrivateDocker:
             "--exec-root", str(self.root / "exec"),
             "--pidfile", str(self.root / "docker.pid"),
             "--bridge=none", "--iptables=false", "--ip6tables=false",
+            *self.options,
         ]  # fmt: skip
         log = (self.root / "dockerd.log").open("ab")
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
@@ -85,3 +93,20 @@ class PrivateDocker:
 
 def dockerd_available() -> bool:
     return shutil.which("dockerd") is not None and shutil.which("unshare") is not None
+
+
+@contextmanager
+def running_private_docker(prefix: str, options: tuple[str, ...] = ()) -> Iterator[PrivateDocker]:
+    """A started private daemon holding the test image, removed afterwards (skips without
+    `dockerd`, fails in CI)."""
+    require_service(dockerd_available(), "no dockerd binary to start a private daemon")
+    # A short path: the daemon's sockets must fit in a unix socket name.
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o711)  # under userns-remap, the remapped root must pass through to its data
+    daemon = PrivateDocker(root, options)
+    try:
+        daemon.start()
+        daemon.load_test_image()
+        yield daemon
+    finally:
+        daemon.remove()

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from botocore.config import Config
 
+from oscarpy.db import Database
 from tests.support.server import RunningServer, start_server
 
 pytestmark = pytest.mark.serial  # waits of seconds: measured alone
@@ -105,12 +106,14 @@ def test_s3_guesses_are_throttled_and_count_with_the_others(server: RunningServe
     assert "sign-in failed (S3) for user 'oscar' from 127.0.0.1" in server.log()
 
 
-def test_the_wait_doubles_per_failure_and_a_success_clears_it() -> None:
+def test_the_wait_doubles_per_failure_and_a_success_clears_it(database: Database) -> None:
     """The schedule itself, on a clock the test moves (a minute of waits in no time)."""
     from oscarpy.auth import throttle as module
 
     now = [1000.0]
-    throttle = module.Throttle(free_failures=2, base_delay=1, max_delay=8, clock=lambda: now[0])
+    throttle = module.Throttle(
+        database, free_failures=2, base_delay=1, max_delay=8, clock=lambda: now[0]
+    )
 
     def attempt(address: str, right: bool) -> bool | float:
         try:

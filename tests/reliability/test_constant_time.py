@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import boto3
 import httpx
@@ -31,7 +31,10 @@ import oscarpy
 from oscarpy.auth.sessions import COOKIE_NAME, CSRF_HEADER
 from oscarpy.engine.runtimes.process import ProcessRuntime
 from tests.support.jobs import ADMIN, Harness, running_engine
+from tests.support.oidc import OidcProvider, dashboard_settings, oidc_provider
 from tests.support.sigv4 import signature_of, signed_headers
+
+__all__ = ["oidc_provider"]
 
 BUCKET = "timing"
 WRONG = "wrong-secret-0123456789"
@@ -322,3 +325,71 @@ def test_a_wrong_csrf_token_is_compared_in_constant_time(
     assert from_form.status_code == 403
     assert compared(comparisons, "oscarpy.auth.sessions", WRONG)
     assert compared(comparisons, "oscarpy.auth.sessions", f"{WRONG}-form")
+
+
+# --- dashboard sign-in through an OpenID provider ------------------------------------------
+
+ALICE = "alice@example.org"
+
+
+@pytest.fixture(scope="module")
+def oidc_platform(
+    tmp_path_factory: pytest.TempPathFactory, oidc_provider: OidcProvider
+) -> Iterator[Harness]:
+    with running_engine(
+        tmp_path_factory.mktemp("timing-oidc") / "data",
+        runtime=ProcessRuntime(),
+        **dashboard_settings(oidc_provider),
+    ) as harness:
+        yield harness
+
+
+def _start_oidc_sign_in(browser: httpx.Client) -> str:
+    """Press "Sign in" with the first issuer: the authorization URL the browser is sent to."""
+    answer = browser.get("/ui/login/oidc/0")
+    assert answer.status_code == 303, answer.text
+    return answer.headers["location"]
+
+
+def _with_query(url: str, name: str, value: str) -> str:
+    parts = urlsplit(url)
+    query = {key: values[0] for key, values in parse_qs(parts.query).items()}
+    query[name] = value
+    return parts._replace(query=urlencode(query)).geturl()
+
+
+def _forged(genuine: str) -> str:
+    """A wrong value of the genuine one's length that differs from its first character on."""
+    return ("A" if genuine[0] != "A" else "B") + genuine[1:]
+
+
+def test_a_wrong_sign_in_state_is_compared_in_constant_time(
+    oidc_platform: Harness, oidc_provider: OidcProvider, comparisons: list[Comparison]
+) -> None:
+    with _dashboard(oidc_platform) as browser:
+        callback = f"{browser.base_url}/ui/login/callback"
+        back = oidc_provider.approve(_start_oidc_sign_in(browser), ALICE, callback)
+        state = parse_qs(urlsplit(back).query)["state"][0]
+        answer = browser.get(_with_query(back, "state", _forged(state)))
+
+    assert answer.status_code == 400 and "another sign-in" in answer.text
+    assert COOKIE_NAME not in answer.cookies
+    assert compared(comparisons, "oscarpy.web.signin", _forged(state))
+    assert compared(comparisons, "oscarpy.web.signin", state)
+
+
+def test_a_wrong_id_token_nonce_is_compared_in_constant_time(
+    oidc_platform: Harness, oidc_provider: OidcProvider, comparisons: list[Comparison]
+) -> None:
+    with _dashboard(oidc_platform) as browser:
+        callback = f"{browser.base_url}/ui/login/callback"
+        authorization = _start_oidc_sign_in(browser)
+        nonce = parse_qs(urlsplit(authorization).query)["nonce"][0]
+        # The provider signs an ID token for another nonce than the one this sign-in keeps.
+        tampered = _with_query(authorization, "nonce", _forged(nonce))
+        answer = browser.get(oidc_provider.approve(tampered, ALICE, callback))
+
+    assert answer.status_code == 401 and "nonce" in answer.text
+    assert COOKIE_NAME not in answer.cookies
+    assert compared(comparisons, "oscarpy.auth.oidc", _forged(nonce))
+    assert compared(comparisons, "oscarpy.auth.oidc", nonce)

@@ -5,7 +5,6 @@ a private one (see `private_docker`), never the machine's shared daemon."""
 from __future__ import annotations
 
 import sqlite3
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import require_service
-from tests.reliability.private_docker import PrivateDocker, dockerd_available
+from tests.reliability.private_docker import PrivateDocker, running_private_docker
 from tests.support.server import start_server
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -26,17 +24,10 @@ SCRIPT = 'sleep 0.5\ncp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/$(basename "$INPUT_F
 
 @pytest.fixture
 def private_docker(docker_client: object) -> Iterator[PrivateDocker]:
-    require_service(dockerd_available(), "no dockerd binary to start a private daemon")
-    # A short path: the daemon's sockets must fit in a unix socket name.
-    daemon = PrivateDocker(Path(tempfile.mkdtemp(prefix="oscar-dockerd-")))
     host_bridge = Path("/sys/class/net/docker0")
     had_bridge = host_bridge.exists()
-    try:
-        daemon.start()
-        daemon.load_test_image()
+    with running_private_docker("oscar-dockerd-") as daemon:
         yield daemon
-    finally:
-        daemon.remove()
     assert host_bridge.exists() == had_bridge, "the private dockerd touched the host's docker0"
 
 

@@ -133,6 +133,25 @@ class OidcProvider:
         body = token.json()
         return Tokens(body["access_token"], body.get("refresh_token", ""))
 
+    def approve(self, authorization_url: str, login: str, callback: str) -> str:
+        """A browser at the provider: `authorization_url` followed and its sign-in form
+        submitted for `login`; the URL under `callback` it is sent back to."""
+        query = parse_qs(urlsplit(authorization_url).query)
+        assert query["code_challenge_method"] == ["S256"] and query["code_challenge"][0]
+        assert query["state"][0] and query["nonce"][0]
+        with httpx.Client(timeout=10) as at_issuer:
+            answer = at_issuer.get(authorization_url)
+            for _ in range(10):
+                location = str(answer.headers.get("location", ""))
+                if location.startswith(callback):
+                    return location
+                if answer.status_code == 200 and 'name="login"' in answer.text:
+                    answer = at_issuer.post(str(answer.url), data={"login": login})
+                    continue
+                assert answer.status_code in (302, 303), answer.text
+                answer = at_issuer.get(httpx.URL(str(answer.url)).join(location))
+        raise AssertionError(f"the provider never redirected back to {callback}")
+
     def refresh(self, refresh_token: str, client_id: str = "oscar-test") -> Tokens:
         answer = self.http.post(
             "/token",
@@ -145,6 +164,17 @@ class OidcProvider:
         answer.raise_for_status()
         body = answer.json()
         return Tokens(body["access_token"], body.get("refresh_token", refresh_token))
+
+
+def dashboard_settings(provider: OidcProvider) -> dict[str, str]:
+    """Settings of a server whose dashboard signs in through `provider`, as its confidential
+    client `oscar-dashboard`, for the users of `GROUP`."""
+    return {
+        "oidc_issuers": provider.issuer,
+        "oidc_groups": GROUP,
+        "oidc_client_id": "oscar-dashboard",
+        "oidc_client_secret": "oscar-dashboard-secret",
+    }
 
 
 def wait_until_expired(token: str) -> None:

@@ -39,7 +39,7 @@ def app_and_tokens(tmp_path: Path) -> Iterator[tuple[httpx.Client, dict[str, str
     }
     app = FastAPI()
     app.state.admin = ADMIN
-    install_throttle(app, Settings(signin_free_failures=1000000))
+    install_throttle(app, Settings(signin_free_failures=1000000), database)
     app.state.registry = registry
     install_error_handlers(app)
 

@@ -32,6 +32,7 @@ from oscarpy.auth.sessions import session_from_api_request
 from oscarpy.auth.throttle import Throttle, Throttled, client_address
 from oscarpy.auth.users import SubjectRefused, Users, principal_of_user
 from oscarpy.config import Settings
+from oscarpy.db import Database
 from oscarpy.services import access
 from oscarpy.services.errors import ServiceNotFound
 from oscarpy.services.model import Service, is_service_name
@@ -136,9 +137,9 @@ async def _throttled(_request: Request, error: Exception) -> JSONResponse:
     )
 
 
-def install_throttle(app: FastAPI, settings: Settings) -> None:
+def install_throttle(app: FastAPI, settings: Settings, database: Database) -> None:
     """One `Throttle` for the app (the server hands it to the S3 edge too), answered with 429."""
-    app.state.throttle = Throttle.from_settings(settings)
+    app.state.throttle = Throttle.from_settings(settings, database)
     app.add_exception_handler(Throttled, _throttled)
 
 

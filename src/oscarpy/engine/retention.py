@@ -15,7 +15,6 @@ untouched for longer than `abandoned_after`): a live upload writes to its file a
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -27,6 +26,7 @@ from sqlalchemy.orm import Session
 from oscarpy.db import utcnow
 from oscarpy.engine.ledger import JobView, Ledger
 from oscarpy.engine.records import ExpiredObject, Job, JobStatus
+from oscarpy.periodic import Periodic
 from oscarpy.services.model import Service
 
 log = logging.getLogger(__name__)
@@ -51,29 +51,24 @@ class Retention:
         self.ledger = ledger
         self._services = services
         self.default_ttl = default_ttl
-        self.interval = interval
         self.bodies = bodies
         self.abandoned_after = abandoned_after
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._periodic = Periodic(
+            "retention", interval, self._turn, first=self._remove_abandoned_bodies_safely
+        )
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="retention", daemon=True)
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(10)
+        self._periodic.stop()
 
-    def _loop(self) -> None:
+    def _turn(self) -> None:
+        try:
+            self.sweep()
+        except Exception:
+            log.exception("expiring finished jobs failed; trying again later")
         self._remove_abandoned_bodies_safely()
-        while not self._stopping.wait(self.interval):
-            try:
-                self.sweep()
-            except Exception:
-                log.exception("expiring finished jobs failed; trying again later")
-            self._remove_abandoned_bodies_safely()
 
     def _remove_abandoned_bodies_safely(self) -> None:
         try:

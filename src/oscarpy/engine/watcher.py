@@ -10,9 +10,9 @@ this: its commits start jobs themselves.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 
+from oscarpy.periodic import Periodic
 from oscarpy.services.model import Service
 from oscarpy.storage.providers.base import StorageError
 
@@ -26,30 +26,24 @@ class StorageWatcher:
         services: Callable[[], list[Service]],
         reconcile: Callable[[Service], int],
     ) -> None:
-        self.interval = interval
         self._services = services
         self._reconcile = reconcile
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._periodic = Periodic("watcher", interval, self._turn)
 
     def start(self) -> None:
-        if self.interval > 0:
-            self._thread = threading.Thread(target=self._loop, name="watcher", daemon=True)
-            self._thread.start()
+        if self._periodic.interval > 0:
+            self._periodic.start()
 
     def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(10)
+        self._periodic.stop()
 
-    def _loop(self) -> None:
-        while not self._stopping.wait(self.interval):
-            for service in self._services():
-                if self._stopping.is_set():
-                    return
-                if all(service.uses_embedded_store(path) for path in service.input):
-                    continue
-                self.poll(service)
+    def _turn(self) -> None:
+        for service in self._services():
+            if self._periodic.stopping:
+                return
+            if all(service.uses_embedded_store(path) for path in service.input):
+                continue
+            self.poll(service)
 
     def poll(self, service: Service) -> int:
         """One pass over `service`'s inputs; a storage that fails is tried again next time."""

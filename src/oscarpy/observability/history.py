@@ -20,6 +20,7 @@ from sqlalchemy import delete, insert, select
 
 from oscarpy.db import Database, utcnow
 from oscarpy.observability.tables import RequestLogRow, UsageRow
+from oscarpy.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +76,7 @@ class History:
         self._requests: deque[RequestRecord] = deque(maxlen=QUEUE_LIMIT)
         self._usage: deque[UsageRecord] = deque(maxlen=QUEUE_LIMIT)
         self._flush_lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._writer = Periodic("history-writer", FLUSH_SECONDS, self._turn)
         self._last_prune = 0.0
 
     # -- writing --------------------------------------------------------------------------
@@ -119,26 +119,21 @@ class History:
             return int(removed.rowcount or 0) + int(used.rowcount or 0)  # type: ignore[attr-defined]
 
     def start(self) -> None:
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
-        self._thread.start()
+        self._writer.start()
 
     def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(10)
+        self._writer.stop()
         self.flush()
 
-    def _run(self) -> None:
-        while not self._stopping.wait(FLUSH_SECONDS):
-            self.flush()
-            now = utcnow().timestamp()
-            if now - self._last_prune >= PRUNE_SECONDS:
-                self._last_prune = now
-                try:
-                    self.prune()
-                except Exception:
-                    log.exception("cannot prune the request log")
+    def _turn(self) -> None:
+        self.flush()
+        now = utcnow().timestamp()
+        if now - self._last_prune >= PRUNE_SECONDS:
+            self._last_prune = now
+            try:
+                self.prune()
+            except Exception:
+                log.exception("cannot prune the request log")
 
     # -- reading --------------------------------------------------------------------------
 

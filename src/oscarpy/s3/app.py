@@ -176,7 +176,7 @@ class S3App:
         self.store = store
         self.users = users
         self.admin_users = settings.oidc_admin_list
-        self.throttle = throttle or Throttle.from_settings(settings)
+        self.throttle = throttle or Throttle.from_settings(settings, store.database)
         self.owner = admin.username
         self.region = settings.region
         self.verifier = Verifier(Credentials(admin.username, admin.password))

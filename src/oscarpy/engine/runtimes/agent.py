@@ -38,6 +38,7 @@ def build(directory: Path) -> Path | None:
     source = SOURCE.read_bytes()
     target = directory / hashlib.sha256(source).hexdigest()[:16]
     if (target / BINARY).is_file():
+        os.chmod(target / BINARY, 0o755)  # built by a version that left it 0700
         return target
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
@@ -53,6 +54,9 @@ def build(directory: Path) -> Path | None:
             capture_output=True,
             timeout=120,
         )
+        # Executable by a container's root that is no root of the host (userns-remap),
+        # whatever the server's umask.
+        os.chmod(building / BINARY, 0o755)
         os.chmod(building, 0o755)
         try:
             os.rename(building, target)

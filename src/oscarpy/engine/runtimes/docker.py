@@ -218,7 +218,10 @@ class DockerRuntime:
         # script through a file its shell reads, not the container's configuration, which
         # `docker inspect` shows to anyone who may use the Docker Engine.
         shown = write_environment_file(
-            spec.work_dir / ENVIRONMENT_FILE, spec.environment, spec.user
+            spec.work_dir / ENVIRONMENT_FILE,
+            spec.environment,
+            spec.user,
+            self.connection.remapped_root(),
         )
         options: dict[str, Any] = {
             "command": script_command(spec.script),
@@ -334,12 +337,15 @@ def script_command(script: str) -> list[str]:
 
 
 def write_environment_file(
-    path: Path, environment: dict[str, str], user: str | None
+    path: Path,
+    environment: dict[str, str],
+    user: str | None,
+    remapped_root: tuple[int, int] = (0, 0),
 ) -> dict[str, str]:
     """Write the variables whose names a shell can export to `path` as `export NAME='value'`
-    lines, readable by the script's `user` only where this process may give it the file;
-    returns the others (names such as `my.var`, which only the container's configuration can
-    carry)."""
+    lines, readable by the script's `user` only where this process may give it the file (the
+    host's uid and gid of that user are offset by `remapped_root` under userns-remap); returns
+    the others (names such as `my.var`, which only the container's configuration can carry)."""
     lines = []
     shown = {}
     for name, value in environment.items():
@@ -359,7 +365,11 @@ def write_environment_file(
             uid, _, gid = user.partition(":")
             descriptor = os.open(path.name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=directory)
             try:
-                os.fchown(descriptor, int(uid), int(gid or uid))
+                os.fchown(
+                    descriptor,
+                    remapped_root[0] + int(uid),
+                    remapped_root[1] + int(gid or uid),
+                )
                 os.fchmod(descriptor, 0o400)
             finally:
                 os.close(descriptor)

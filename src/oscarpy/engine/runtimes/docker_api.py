@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import PurePosixPath
 from typing import Any
 
 import docker
@@ -89,6 +90,7 @@ class DockerConnection:
     def __init__(self, client: Any | None = None) -> None:
         self._client: Any | None = client
         self._lock = threading.Lock()
+        self._remapped_root: tuple[int, int] | None = None
 
     @property
     def client(self) -> Any:
@@ -114,14 +116,22 @@ class DockerConnection:
         with translated("the Docker Engine does not answer"):
             self.client.ping()
 
-    def userns_remapped(self) -> bool:
-        """Whether the daemon maps container users to unprivileged host users (userns-remap)."""
-        try:
+    def remapped_root(self) -> tuple[int, int]:
+        """The host uid and gid a container's root is: (0, 0), or, where the daemon remaps
+        users (`userns-remap`), the start of its subordinate ranges, after which it names its
+        data root (`/var/lib/docker/100000.100000`). A container's user u is host user
+        root + u: what the server hands a container's user must be owned by that one."""
+        if self._remapped_root is None:
             with translated("docker info"):
-                options = self.client.info().get("SecurityOptions") or []
-        except RuntimeUnavailable:
-            return False
-        return any("name=userns" in str(option) for option in options)
+                info = self.client.info()
+            remapped = any("name=userns" in str(o) for o in info.get("SecurityOptions") or [])
+            root = PurePosixPath(str(info.get("DockerRootDir", ""))).name
+            uid, _, gid = root.partition(".")
+            if remapped and uid.isdigit() and gid.isdigit():
+                self._remapped_root = (int(uid), int(gid))
+            else:
+                self._remapped_root = (0, 0)
+        return self._remapped_root
 
     def stream_socket(self, response_socket: Any) -> Any:
         """A raw attach/exec socket without the API read timeout: a script may stay silent for

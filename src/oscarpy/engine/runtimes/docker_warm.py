@@ -20,6 +20,7 @@ the warm containers its dead predecessor left, and never another live process's.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -308,6 +309,9 @@ class DockerRunRuntime:
         if agent_dir is not None:
             control = host_dir / AGENT_DIR
             control.mkdir(mode=0o700)
+            remapped_root = self.connection.remapped_root()
+            if remapped_root != (0, 0) and os.geteuid() == 0:
+                os.chown(control, *remapped_root)  # the agent, root inside, makes its socket
             options["command"] = [
                 str(AGENT_MOUNT / agent.BINARY),
                 str(RUN_MOUNT / AGENT_DIR / agent.AgentAddress.SOCKET),
