@@ -77,8 +77,9 @@ class _Handoff:
         self._dispatcher = dispatcher
         self._ending = ending
 
-    def allows(self, service: str) -> bool:
-        return self._dispatcher.may_hand_over(self._ending, service)
+    def service(self) -> str | None:
+        service = self._ending.claim.job.service
+        return service if self._dispatcher.may_hand_over(self._ending, service) else None
 
     def take(self, claim: Claim) -> None:
         self._dispatcher.hand_over(self._ending, claim)
@@ -182,8 +183,8 @@ class Dispatcher:
 
     def hand_over(self, ending: _Running, claim: Claim) -> None:
         """Run `claim` in `ending`'s worker thread once `ending`'s execution returns."""
-        demand = self._demand_for(claim.job.service) or ending.demand
-        successor = _Running(claim, demand, threading.Event(), ending.thread)
+        # The same service as `ending`: its demand (no catalog read in the ledger's commit path).
+        successor = _Running(claim, ending.demand, threading.Event(), ending.thread)
         with self._lock:
             self._running[claim.job.id] = successor
             self._handed[ending.claim.job.id] = successor

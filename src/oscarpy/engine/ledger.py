@@ -165,8 +165,10 @@ class AttemptView:
 class Successor(Protocol):
     """Who runs the next job of a service in the place of one that ends (the dispatcher)."""
 
-    def allows(self, service: str) -> bool:
-        """Whether the next ready job of `service` may take the place now."""
+    def service(self) -> str | None:
+        """The service whose next ready job may take the place, or `None`; asked before the
+        end's transaction begins (it may read the catalog: no second connection is taken
+        while the transaction holds one)."""
         ...
 
     def take(self, claim: Claim) -> None:
@@ -552,13 +554,17 @@ class Ledger:
         finished: list[FinishedAttempt] = []
         started = {"execution_id": execution_id, "node": node and node[:255]}
         claimed: Claim | None = None
+        next_of: str | None = None
+        try:
+            next_of = successor.service() if successor is not None else None
+        except Exception:  # the end must be recorded whatever the hand-over's question met
+            log.exception("job %s: cannot hand its place over; the dispatcher fills it", job_id)
         with self.writing() as session:
             status = self._finish(
                 session, job_id, attempt, outcome, script_retries, log_lines, started, finished
             )
-            service = finished[0].service if finished else None
-            if successor is not None and service is not None and successor.allows(service):
-                claimed = self._claim_next(session, service, but=job_id)
+            if finished and next_of is not None:
+                claimed = self._claim_next(session, next_of, but=job_id)
         if successor is not None and claimed is not None:
             successor.take(claimed)
         for report in finished:
