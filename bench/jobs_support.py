@@ -7,6 +7,7 @@ container, so a script's start can be compared with the moment the host saw the 
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import subprocess
 import sys
@@ -21,12 +22,43 @@ IMAGE = "oscar-test/busybox:latest"
 READ_UPTIME = "read up rest < /proc/uptime"
 
 
+THIS_SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
 def boot_clock() -> float:
     return time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
 def server(data_dir: Path, **env: str) -> RunningServer:
     return start_server(data_dir, env={"OSCAR_LOG_LEVEL": "WARNING", **env}, wait=120)
+
+
+def tree_servers(root: Path, baseline_src: str | None) -> dict[str, RunningServer]:
+    """One `oscar serve` of this tree, and one of `baseline_src` (another tree's `src/`, e.g.
+    `git archive <commit> src | tar -x -C /tmp/base`) when given, to measure both in one run."""
+    trees = {"this tree": THIS_SRC}
+    if baseline_src:
+        trees = {"baseline tree": baseline_src, **trees}
+    servers: dict[str, RunningServer] = {}
+    try:
+        for name, source in trees.items():
+            servers[name] = server(root / name.replace(" ", "-"), PYTHONPATH=source)
+    except BaseException:
+        stop_all(servers)
+        raise
+    return servers
+
+
+def stop_all(servers: dict[str, RunningServer]) -> None:
+    for running in servers.values():
+        running.stop()
+
+
+def add_baseline_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--baseline-src",
+        help="src/ of another tree (the code before a change), measured in the same run",
+    )
 
 
 def warm_fields(warm: bool, containers: int) -> dict[str, object]:

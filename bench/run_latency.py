@@ -6,7 +6,10 @@ body to disk, records a `run` job with its log in the state DB and deletes the r
 directory; the baseline is the `docker` CLI (what a user would time) and, as a floor, the same
 exec through the Engine API from Python.
 
-    .venv/bin/python -m bench.run_latency [--requests 200] [--seconds 10]
+    .venv/bin/python -m bench.run_latency [--requests 200] [--seconds 10] [--baseline-src DIR]
+
+With `--baseline-src` (the `src/` of another tree, e.g. `git archive main src | tar -x -C
+/tmp/base`), a second server runs that tree and its `/run` is measured in the same turns.
 
 Target (issue 6): p50 of `/run` ≤ 1.5 × p50 of bare `docker exec`, and under 100 ms.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import tempfile
@@ -161,43 +165,66 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--baseline-src", help="src/ of a baseline tree, measured alongside")
     options = parser.parse_args()
     client = docker.from_env()
     with tempfile.TemporaryDirectory(prefix="bench-run-") as temporary:
         root = Path(temporary)
         server = start_server(root / "data", env={"OSCAR_LOG_LEVEL": "WARNING"})
+        baseline = None
+        if options.baseline_src:
+            baseline = start_server(
+                root / "baseline",
+                env={"OSCAR_LOG_LEVEL": "WARNING", "PYTHONPATH": options.baseline_src},
+            )
         bare = BareExec(client, root / "bare", 4)
         try:
-            create_service(server, "bench-one", 1)
-            create_service(server, "bench-four", 4)
+            calls: dict[str, Callable[[], None]] = {}
+            for name, running in (("/run (warm pool)", server), ("/run (baseline tree)", baseline)):
+                if running is not None:
+                    create_service(running, "bench-one", 1)
+                    create_service(running, "bench-four", 4)
+                    calls[name] = run_call(running, "bench-one")
+            calls["docker exec (CLI)"] = bare.cli()
+            calls["exec via Engine API"] = bare.api()
             print(f"{options.requests} sequential requests each, in turns, after 10 warm-up ones")
-            samples = measure(
-                {
-                    "/run (warm pool)": run_call(server, "bench-one"),
-                    "docker exec (CLI)": bare.cli(),
-                    "exec via Engine API": bare.api(),
-                },
-                options.requests,
-            )
-            run, cli, api = (report(name, values) for name, values in samples.items())
+            print("load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+            samples = measure(calls, options.requests)
+            figures = {name: report(name, values) for name, values in samples.items()}
+            run, cli = figures["/run (warm pool)"], figures["docker exec (CLI)"]
+            api = figures["exec via Engine API"]
             print(f"p50 ratio /run : docker exec CLI = {run['p50'] / cli['p50']:.2f}")
             print(f"p95 ratio /run : docker exec CLI = {run['p95'] / cli['p95']:.2f}")
             print(f"p50 ratio /run : Engine API exec = {run['p50'] / api['p50']:.2f}")
+            if baseline is not None:
+                base = figures["/run (baseline tree)"]
+                print(f"p50 ratio /run : baseline tree = {run['p50'] / base['p50']:.2f}")
+                print(f"p95 ratio /run : baseline tree = {run['p95'] / base['p95']:.2f}")
+                print(f"mean ratio /run : baseline tree = {run['mean'] / base['mean']:.2f}")
             print(f"{CLIENTS} concurrent clients for {options.seconds:g} s, 4 warm containers")
-            calls = [run_call(server, "bench-four") for _ in range(CLIENTS)]
+            clients = [run_call(server, "bench-four") for _ in range(CLIENTS)]
+            base_clients = (
+                [run_call(baseline, "bench-four") for _ in range(CLIENTS)] if baseline else []
+            )
             # Two rounds each, alternating, for the same reason as above.
-            run_rate = cli_rate = 0.0
+            run_rate = cli_rate = base_rate = 0.0
             for _ in range(2):
-                run_rate += throughput(calls, options.seconds / 2) / 2
+                run_rate += throughput(clients, options.seconds / 2) / 2
                 cli_rate += (
                     throughput([bare.cli(i % 4) for i in range(CLIENTS)], options.seconds / 2) / 2
                 )
+                if base_clients:
+                    base_rate += throughput(base_clients, options.seconds / 2) / 2
             print(f"/run (min_scale 4)           {run_rate:7.1f} requests/s")
             print(f"docker exec CLI (4 containers) {cli_rate:5.1f} requests/s")
+            if base_clients:
+                print(f"/run, baseline tree          {base_rate:7.1f} requests/s")
             print(f"throughput ratio /run : docker exec CLI = {run_rate / cli_rate:.2f}")
         finally:
             bare.remove()
             server.stop()
+            if baseline is not None:
+                baseline.stop()
 
 
 if __name__ == "__main__":

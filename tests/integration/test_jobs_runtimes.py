@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -147,6 +150,48 @@ def test_docker_lists_its_containers_while_one_is_being_removed(
         for execution in executions:
             execution.remove()
         runtime.close()
+
+
+def test_docker_starts_a_script_in_three_engine_calls_and_removes_it_off_the_job_thread(
+    tmp_path: Path, docker_client: Any
+) -> None:
+    """What a fresh-container job waits for before its script runs is create, attach, start:
+    docker-py's `create` and `attach` each inspected the container too (two more round trips),
+    and the removal held the job's thread, and so its slot, until the daemon was done."""
+    runtime = DockerRuntime(f"test-{uuid.uuid4().hex[:8]}")
+    runtime.prepare(IMAGE)
+    runtime.connection.remapped_root()  # looked up once per process (`docker info`)
+    calls: list[tuple[str, str, str]] = []
+    api = runtime.connection.api  # a requests.Session: every Engine API call goes through send
+    send = api.send
+
+    def recorded(request: Any, **options: Any) -> Any:
+        path = re.sub(r"^/v[\d.]+/|[0-9a-f]{64}", "", urlsplit(request.url).path)
+        calls.append((threading.current_thread().name, request.method, path))
+        return send(request, **options)
+
+    api.send = recorded
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "script.sh").write_text("echo ran\n")
+    spec = RunSpec("calls", "contract", 1, IMAGE, work, "script.sh", limits=CONTRACT_LIMITS)
+    execution = runtime.start(spec)
+    try:
+        assert [(method, path) for _, method, path in calls] == [
+            ("POST", "containers/create"),
+            ("POST", "containers//attach"),
+            ("POST", "containers//start"),
+        ]
+        output: list[bytes] = []
+        assert execution.wait(30, output.append).succeeded
+        assert b"".join(output) == b"ran\n"
+        assert execution.writable_layer() is not None  # looked up while the script runs
+    finally:
+        execution.remove()
+        runtime.close()  # waits for the removals
+    removals = [thread for thread, method, _ in calls if method == "DELETE"]
+    assert removals == ["docker-remover"]
+    assert docker_client.containers.list(all=True, filters={"id": execution.id}) == []
 
 
 def test_docker_refuses_a_missing_image_clearly(docker_client: object) -> None:

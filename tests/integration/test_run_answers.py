@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import socket
 import time
 import zipfile
 from collections.abc import Iterator
@@ -288,6 +289,52 @@ def test_timeout_answers_504_and_the_container_is_replaced(
     fine = run(server, "sleepy", b"0")
     assert fine.status_code == 200
     assert fine.text == "woke up\n"
+
+
+def test_a_client_that_hangs_up_stops_its_script(server: RunningServer, docker_client: Any) -> None:
+    sleeper = '#!/bin/sh\nsleep "$(cat "$INPUT_FILE_PATH")"\necho woke up\n'
+    create_service(server, "hangup", sleeper, synchronous={"min_scale": 1, "max_scale": 1})
+    container = wait_for(lambda: warm_containers(docker_client, server, "hangup"))[0].id
+    url = httpx.URL(server.url)
+    body = b64("300")
+    credentials = base64.b64encode(":".join(server.auth).encode()).decode()
+    request = (
+        f"POST /run/hangup HTTP/1.1\r\nHost: {url.host}\r\n"
+        f"Authorization: Basic {credentials}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+    with socket.create_connection((url.host, url.port)) as client:
+        client.sendall(request)
+        wait_for(lambda: "sleep 300" in str(docker_client.api.top(container)["Processes"]))
+        with server.client() as listing:  # a call that runs long is listed while it runs
+            wait_for(
+                lambda: [
+                    job
+                    for job in listing.get("/system/logs/hangup").json()["jobs"].values()
+                    if job["status"] == "Running"
+                ],
+                timeout=10,
+            )
+
+    # The script stops with its container (killed, never reused), not after 300 s; the
+    # request is recorded as a cancelled job, and the pool answers the next one.
+    wait_for(
+        lambda: container not in [found.id for found in warm_containers(docker_client, server)],
+        timeout=10,
+        step=0.05,
+    )
+    with server.client() as client:
+        ((job_id, job),) = wait_for(
+            lambda: [
+                entry
+                for entry in client.get("/system/logs/hangup").json()["jobs"].items()
+                if entry[1]["status"] != "Running"
+            ]
+        )
+        assert job["status"] == "Failed"
+        assert "the client went away" in client.get(f"/system/logs/hangup/{job_id}").text
+    fine = run(server, "hangup", b64("0"))
+    assert (fine.status_code, fine.text) == (200, "woke up\n")
 
 
 def test_concurrent_requests_beyond_min_scale_are_all_answered(

@@ -140,3 +140,65 @@ def test_exit_codes_timeouts_and_retries_hold_for_warm_jobs(platform: InProcessS
     slow = jobs["in/b-slow"]
     assert slow.status is JobStatus.FAILED and "timeout" in (slow.message or "")
     assert jobs["in/c-fine"].status is JobStatus.SUCCEEDED
+
+
+SLEEPER = 'case "$(cat "$INPUT_FILE_PATH")" in\n  sleep) sleep 300 ;;\n  *) echo fine ;;\nesac\n'
+
+
+def running_warm_job(platform: InProcessServer, service: str, docker: Any) -> tuple[str, str]:
+    """The running job of `service` and its warm container, once its `sleep 300` runs."""
+    ledger = platform.platform.engine.ledger
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for job in ledger.page(service, 0, 10)[0]:
+            attempts = ledger.attempts(job.id)
+            execution = attempts[0].execution_id if attempts else None
+            if job.status is JobStatus.RUNNING and execution:
+                container = warm_container(docker, service, execution.removeprefix("warm-"))
+                if container and "sleep 300" in str(docker.api.top(container)["Processes"]):
+                    return job.id, container
+        time.sleep(0.05)
+    raise AssertionError(f"no job of {service} started its script")
+
+
+def warm_container(docker: Any, service: str, prefix: str) -> str | None:
+    found = docker.api.containers(filters={"label": [f"oscar.service={service}"]})
+    return next((str(c["Id"]) for c in found if str(c["Id"]).startswith(prefix)), None)
+
+
+def is_running(docker: Any, container: str) -> bool:
+    found = docker.api.containers(filters={"id": container, "status": "running"})
+    return bool(found)
+
+
+@pytest.mark.parametrize("how", ["job", "all", "service"])
+def test_deleting_a_running_warm_job_kills_its_script_at_once(
+    platform: InProcessServer, docker_client: Any, how: str
+) -> None:
+    service = f"warm-cancel-{how}"
+    create(platform, service, SLEEPER)
+    put(platform, service, "in/1", b"sleep")
+    job_id, container = running_warm_job(platform, service, docker_client)
+
+    started = time.monotonic()
+    with platform.client() as client:
+        if how == "job":
+            response = client.delete(f"/system/logs/{service}/{job_id}")
+        elif how == "all":
+            response = client.delete(f"/system/logs/{service}", params={"all": "true"})
+        else:
+            response = client.delete(f"/system/services/{service}")
+    took = time.monotonic() - started
+
+    assert response.status_code == 204, response.text
+    # Today's fresh containers stop as fast; a script left running would hold the delete for
+    # the engine's whole wait (15 s) and run on until its timeout.
+    assert took < 10, f"the delete took {took:.1f} s"
+    assert not is_running(docker_client, container), "the script's container still runs"
+    ledger = platform.platform.engine.ledger
+    assert ledger.job_ids(service, None) == []
+    if how != "service":  # the pool serves the next job, in another container
+        put(platform, service, "in/2", b"fine")
+        (job,) = finished(platform, service, 1)
+        assert job.status is JobStatus.SUCCEEDED
+        assert not (ledger.attempts(job.id)[0].execution_id or "").endswith(container[:12])

@@ -52,6 +52,9 @@ class FakeWarmContainer:
     ) -> RunResult:
         return result_from_exit(0)
 
+    def stop(self) -> None:
+        pass
+
     def settle(self) -> bool:
         return True
 

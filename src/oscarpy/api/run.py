@@ -9,6 +9,7 @@ runs while the client waits; its answer is streamed back. Every request is a job
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import anyio
 from fastapi import APIRouter, Request
@@ -24,6 +25,7 @@ from oscarpy.api.schemas import ErrorBody
 from oscarpy.engine import AttemptOutcome, OutcomeKind
 from oscarpy.engine.run import (
     Answer,
+    Cancel,
     Runner,
     iterate_answer,
 )
@@ -102,16 +104,44 @@ async def run_service(service_name: str, request: Request) -> Response:
     path = runner.new_body_path()
     try:
         await save_body(request, path, BodyLimit(runner.settings.run_body_limit, "run_body_limit"))
+        cancel = Cancel()
         invoke = functools.partial(
             runner.invoke,
             checked_name(service_name),
             path,
             binary=_media_type(request.headers.get("content-type")) == BINARY,
+            cancel=cancel,
         )
-        answer = await anyio.to_thread.run_sync(invoke, limiter=_limiter(request))
+        answer = await _invoke_watching(request, invoke, cancel)
     finally:
         path.unlink(missing_ok=True)
     return _respond(answer, binary=BINARY in request.headers.get("accept", "").lower())
+
+
+async def _invoke_watching(
+    request: Request, invoke: Callable[[], Answer], cancel: Cancel
+) -> Answer:
+    """`invoke` in a thread, cancelled if the client hangs up meanwhile; its exceptions are
+    raised as they are (not in a task group's ExceptionGroup), for the error table."""
+    failure: Exception | None = None
+    async with anyio.create_task_group() as watching:
+        watching.start_soon(_cancel_when_disconnected, request, cancel)
+        try:
+            answer = await anyio.to_thread.run_sync(invoke, limiter=_limiter(request))
+        except Exception as error:
+            failure = error
+        watching.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    return answer
+
+
+async def _cancel_when_disconnected(request: Request, cancel: Cancel) -> None:
+    """A client that hangs up while its script runs stops the script: nobody is left to read
+    its answer. (Once the body is read, the server's next message is the disconnect.)"""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    await anyio.to_thread.run_sync(cancel)
 
 
 def _respond(answer: Answer, *, binary: bool) -> Response:

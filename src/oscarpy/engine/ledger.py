@@ -271,6 +271,15 @@ class Ledger:
         with self.database.writing() as session:
             yield session
 
+    @contextmanager
+    def _writing_in(self, session: Session | None) -> Iterator[Session]:
+        """The caller's transaction if it passes one, else `writing()`."""
+        if session is not None:
+            yield session
+            return
+        with self.writing() as fresh:
+            yield fresh
+
     # -- creating -------------------------------------------------------------------------
 
     def add(self, session: Session, new: NewJob) -> str | None:
@@ -462,33 +471,24 @@ class Ledger:
         )
         return Claim(JobView.of(job), job.attempts, attempt_started_at=now)
 
-    def start_running(self, new: NewJob, execution_id: str | None = None) -> Claim:
+    def start_running(
+        self,
+        new: NewJob,
+        execution_id: str | None = None,
+        *,
+        at: datetime | None = None,
+        session: Session | None = None,
+    ) -> Claim:
         """Record a job that runs at once, outside the dispatcher (a `/run` request): it is
-        created running, leased to this process, with its first attempt open."""
-        now = utcnow()
-        job_id = new.job_id or str(uuid.uuid4())
-        with self.writing() as session:
-            job = Job(
-                id=job_id,
-                service=new.service,
-                status=JobStatus.RUNNING,
-                source=new.source,
-                event=new.event,
-                created_at=now,
-                started_at=now,
-                next_attempt_at=now,
-                attempts=1,
-                script_failures=0,
-                infrastructure_failures=0,
-                lease_owner=self.owner,
-                lease_expires_at=now + self.lease,
-                log_bytes=0,
-                log_truncated=False,
-            )
+        created running (since `at`, else now), leased to this process, with its first attempt
+        open. In `session` if given, else in a transaction of its own."""
+        now = at or utcnow()
+        job = self._running_job(new, now)
+        with self._writing_in(session) as session:
             session.add(job)
             session.add(
                 JobAttempt(
-                    job_id=job_id,
+                    job_id=job.id,
                     number=1,
                     owner=self.owner,
                     started_at=now,
@@ -497,6 +497,29 @@ class Ledger:
             )
             session.flush()
             return Claim(JobView.of(job), 1, execution_id, now)
+
+    def running_view(self, new: NewJob, at: datetime) -> JobView:
+        """The job `start_running(new, at=at)` records, before (or without) recording it."""
+        return JobView.of(self._running_job(new, at))
+
+    def _running_job(self, new: NewJob, now: datetime) -> Job:
+        return Job(
+            id=new.job_id or str(uuid.uuid4()),
+            service=new.service,
+            status=JobStatus.RUNNING,
+            source=new.source,
+            event=new.event,
+            created_at=now,
+            started_at=now,
+            next_attempt_at=now,
+            attempts=1,
+            script_failures=0,
+            infrastructure_failures=0,
+            lease_owner=self.owner,
+            lease_expires_at=now + self.lease,
+            log_bytes=0,
+            log_truncated=False,
+        )
 
     def record_execution(
         self, job_id: str, attempt: int, execution_id: str, node: str | None = None
@@ -529,6 +552,24 @@ class Ledger:
                 .where(Job.id.in_(job_ids), Job.lease_owner == self.owner)
                 .values(lease_expires_at=utcnow() + self.lease)
             )
+
+    def record_run(
+        self,
+        new: NewJob,
+        started_at: datetime,
+        outcome: AttemptOutcome,
+        log_lines: Sequence[tuple[datetime, str]] = (),
+    ) -> JobStatus | None:
+        """A `/run` call that ended before it was recorded as running (`start_running`): its
+        job, attempt, log and outcome in one transaction, one commit for a short call."""
+        finished: list[FinishedAttempt] = []
+        with self.writing() as session:
+            claim = self.start_running(new, at=started_at, session=session)
+            status = self._finish(
+                session, claim.job.id, claim.attempt, outcome, 0, log_lines, {}, finished
+            )
+        self._report_finished(claim.job.id, finished)
+        return status
 
     def finish(
         self,
@@ -567,13 +608,16 @@ class Ledger:
                 claimed = self._claim_next(session, next_of, but=job_id)
         if successor is not None and claimed is not None:
             successor.take(claimed)
+        self._report_finished(job_id, finished)
+        return status
+
+    def _report_finished(self, job_id: str, finished: list[FinishedAttempt]) -> None:
         for report in finished:
             for listener in self._finish_listeners:
                 try:
                     listener(report)
                 except Exception:
                     log.exception("job %s: a finish listener failed", job_id)
-        return status
 
     def _finish(
         self,

@@ -154,7 +154,7 @@ class Supervisor:
                 [work_dir] if layer is None else [work_dir, layer],
                 staged,
             )
-            ticker.start(guard.check)
+            ticker.start(guard.check, _kill_once_cancelled(cancelled, execution.kill))
             result = execution.wait(
                 self._remaining(spec, attempt_started if adopt else None),
                 guard.counting(stream.feed),
@@ -373,6 +373,22 @@ class _Placement:
                 return None
             self._recorded = True
             return StartedExecution(self._execution.id, self._node)
+
+
+def _kill_once_cancelled(
+    cancelled: threading.Event, kill: Callable[[], None]
+) -> Callable[[], None]:
+    """A ticker task that kills the execution once its job is cancelled (deleted): the
+    runtimes that cannot find an execution by its job (warm containers) stop it only this way."""
+    killed = False
+
+    def check() -> None:
+        nonlocal killed
+        if cancelled.is_set() and not killed:
+            killed = True
+            kill()
+
+    return check
 
 
 class _Cancelled(Exception):

@@ -17,16 +17,18 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from oscarpy.config import Settings
+from oscarpy.db import utcnow
 from oscarpy.engine import contract
 from oscarpy.engine.core import Engine, host_capacity
 from oscarpy.engine.errors import ContainerGone, InfrastructureError, StagingError
-from oscarpy.engine.ledger import NewJob
-from oscarpy.engine.logstream import LogStream
+from oscarpy.engine.ledger import Ledger, NewJob
+from oscarpy.engine.logstream import LineSink, LogLine, LogStream
 from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
 from oscarpy.engine.records import JobSource
 from oscarpy.engine.recovery import run_root
@@ -34,7 +36,13 @@ from oscarpy.engine.run import body
 from oscarpy.engine.run.pool import Member, ServicePool, WarmPools
 from oscarpy.engine.run.warm_jobs import WarmJobRuntime
 from oscarpy.engine.runtimes.base import EndReason, RunResult
-from oscarpy.engine.runtimes.warm import ProcessRunRuntime, RunRuntime
+from oscarpy.engine.runtimes.warm import (
+    ProcessRunRuntime,
+    RunRuntime,
+    StopSwitch,
+    WarmContainer,
+)
+from oscarpy.engine.safefs import open_beneath
 from oscarpy.engine.spec import JobSpec
 from oscarpy.log import MIN_SECRET_LENGTH
 from oscarpy.services.errors import ServiceNotFound
@@ -46,6 +54,8 @@ LOG_TAIL_LINES = 20
 ABANDONED_ANSWER_SECONDS = 3600
 """An answer is deleted once sent; one whose client vanished mid-way goes after this long."""
 _ATTEMPTS_ON_DEAD_CONTAINERS = 3
+RECORD_RUNNING_AFTER_SECONDS = 1.0
+"""A request running longer is recorded (and listed) as running before it ends."""
 
 
 @dataclass
@@ -89,6 +99,23 @@ class _Capture:
         self._stream.feed(chunk)
 
 
+class Cancel(StopSwitch[WarmContainer]):
+    """Stops the script of one `invoke` from another thread (its client went away): the warm
+    container running it is killed, and so never takes another request."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda container: container.stop())
+
+
+class _Cancelled(Exception):
+    """The request was cancelled (see `Cancel`); nothing more of it runs."""
+
+
+CANCELLED = AttemptOutcome(
+    OutcomeKind.SCRIPT_FAILED, "cancelled: the client went away", "cancelled"
+)
+
+
 class Runner:
     """Answers `/run` requests from warm pools; `start()`/`stop()` as a background service."""
 
@@ -100,8 +127,11 @@ class Runner:
         self.staging = self.root / "staging"
         """Request directories are built here, where no container reaches, then moved in."""
         self.answers = self.root / "answers"
+        self.spent = self.root / "spent"
+        """Request directories, out of every container's sight, waiting to be deleted."""
+        self._deleter = ThreadPoolExecutor(1, thread_name_prefix="run-cleanup")
         self.runtime = runtime or self._make_runtime()
-        self._running: set[str] = set()
+        self._running: dict[str, _RunRecord] = {}
         self._running_lock = threading.Lock()
         self._last_renewal = time.monotonic()
         self.pools = WarmPools(
@@ -133,7 +163,7 @@ class Runner:
         return ProcessRunRuntime(runtime)
 
     def start(self) -> None:
-        for directory in (self.requests, self.staging, self.answers):
+        for directory in (self.requests, self.staging, self.answers, self.spent):
             shutil.rmtree(directory, ignore_errors=True)
             directory.mkdir(parents=True)
         self.pools.start()
@@ -141,6 +171,7 @@ class Runner:
     def stop(self) -> None:
         self.pools.stop()
         self.runtime.close()
+        self._deleter.shutdown(wait=True)
 
     def new_body_path(self) -> Path:
         """Where the API streams a request body before `invoke` (removed by `invoke`)."""
@@ -148,44 +179,59 @@ class Runner:
 
     # -- one request ----------------------------------------------------------------------
 
-    def invoke(self, service_name: str, raw_body: Path, *, binary: bool = False) -> Answer:
+    def invoke(
+        self,
+        service_name: str,
+        raw_body: Path,
+        *,
+        binary: bool = False,
+        cancel: Cancel | None = None,
+    ) -> Answer:
         """Run the service on the body at `raw_body`; raises `InvalidBody` for a bad body and
-        `ServiceNotFound`; every other failure is an `Answer` with the job's outcome."""
+        `ServiceNotFound`; every other failure is an `Answer` with the job's outcome. `cancel`
+        stops the script from another thread."""
         job_id = str(uuid.uuid4())
         staged = self.requests / f"{job_id}.input"
         try:
-            service = self.engine.registry.get(service_name)
+            # The engine's catalog (read again on every change this process makes) spares a
+            # read of the state DB per call; the registry answers for a service it has not seen.
+            service = self.engine.catalog.get(service_name) or self.engine.registry.get(
+                service_name
+            )
             if service is None:
                 raise ServiceNotFound(service_name)
             if binary:
                 os.replace(raw_body, staged)
             else:
                 body.stage_body(raw_body, staged)
-            return self._run(service, job_id, staged)
+            return self._run(service, job_id, staged, cancel or Cancel())
         finally:
             raw_body.unlink(missing_ok=True)
             staged.unlink(missing_ok=True)
 
-    def _run(self, service: Service, job_id: str, staged: Path) -> Answer:
+    def _run(self, service: Service, job_id: str, staged: Path, cancel: Cancel) -> Answer:
         ledger = self.engine.ledger
-        claim = ledger.start_running(
+        record = _RunRecord(
+            ledger,
             NewJob(
                 service.name,
                 JobSource.RUN,
                 event=contract.event_text_of_file(staged),
                 job_id=job_id,
-            )
+            ),
         )
         with self._running_lock:
-            self._running.add(job_id)
-        stream = LogStream(lambda lines: self.engine.log(job_id, lines), interval=1.0)
+            self._running[job_id] = record
+        stream = LogStream(record.log(self.engine.log), interval=1.0)
         capture = _Capture(stream, self.settings.job_log_limit)
         answer = Answer(job_id, AttemptOutcome.success(), secrets=_secrets(service))
         try:
-            spec = self.engine.job_spec(service, claim.job, claim.attempt)
+            spec = self.engine.job_spec(service, record.view, 1)
             deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
             pool = self.pools.pool(service)
-            result, files = self._run_in_pool(pool, spec, staged, deadline, stream, capture, answer)
+            result, files = self._run_in_pool(
+                pool, spec, staged, deadline, stream, capture, answer, cancel
+            )
             answer.outcome = contract.outcome_of(
                 result, f"answered with {len(files)} output file(s)"
             )
@@ -195,6 +241,9 @@ class Runner:
                     answer.scratch / contract.OUTPUT_DIR, files, answer.secrets
                 )
             answer.text = bytes(capture.data)
+        except _Cancelled:
+            answer.outcome = CANCELLED
+            answer.discard()
         except InfrastructureError as error:
             answer.outcome = AttemptOutcome(
                 OutcomeKind.INFRASTRUCTURE_FAILED, str(error), error.reason
@@ -214,9 +263,9 @@ class Runner:
             raise
         finally:
             stream.note(answer.outcome.message)
-            ledger.finish(job_id, claim.attempt, answer.outcome, log_lines=stream.take())
+            record.finish(answer.outcome, stream.take())
             with self._running_lock:
-                self._running.discard(job_id)
+                self._running.pop(job_id, None)
         if not answer.succeeded:
             answer.log_tail = _tail(ledger.read_log(job_id), LOG_TAIL_LINES)
         return answer
@@ -230,6 +279,7 @@ class Runner:
         stream: LogStream,
         capture: _Capture,
         answer: Answer,
+        cancel: Cancel,
     ) -> tuple[RunResult, list[str]]:
         for _ in range(_ATTEMPTS_ON_DEAD_CONTAINERS):
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
@@ -243,18 +293,30 @@ class Runner:
                 stream.note(f"run {spec.job_id} in warm container {member.container.id[:12]}")
                 remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
                 try:
+                    if not cancel.watch(member.container):
+                        raise _Cancelled
                     result = member.container.run(
                         work_dir, contract.SCRIPT_FILE, environment, remaining, capture
                     )
-                except ContainerGone as error:
+                except InfrastructureError as error:
+                    if cancel.requested:  # the container was killed under the script, as asked
+                        raise _Cancelled from error
+                    if not isinstance(error, ContainerGone):
+                        raise
                     stream.note(f"{error}; trying another")
                     continue
+                finally:
+                    cancel.watch(None)
+                if cancel.requested:
+                    raise _Cancelled  # killed as it ended: it is not reused, nothing is read
                 healthy = result.reason not in (EndReason.TIMEOUT, EndReason.OOM)
                 if not (healthy and member.container.settle()):
                     # Something the request started may still run: the container goes now,
                     # before a single output is read, and never takes another request.
                     healthy = False
                     member.container.remove()
+                if not _wrote_outputs(work_dir):
+                    return result, []  # the text answers: no copy to make
                 answer.scratch = self.answers / spec.job_id
                 answer.scratch.mkdir(mode=0o700)
                 files = contract.collect_outputs(
@@ -263,7 +325,7 @@ class Runner:
                 return result, files
             finally:
                 shutil.rmtree(built, ignore_errors=True)
-                shutil.rmtree(work_dir, ignore_errors=True)
+                self._put_away(work_dir, settled=healthy)
                 self._release(pool, member, healthy)
         raise InfrastructureError(
             f"{_ATTEMPTS_ON_DEAD_CONTAINERS} warm containers in a row died before the script "
@@ -281,6 +343,22 @@ class Runner:
         except OSError as error:
             raise StagingError(f"cannot prepare the work directory {work_dir}: {error}") from error
 
+    def _put_away(self, work_dir: Path, *, settled: bool) -> None:
+        """Take the request's directory out of its container's sight before the container takes
+        another request: with one rename once nothing of the request runs (`settled`), deleted
+        afterwards off the request's path; else deleted at once."""
+        if settled:
+            spent = self.spent / work_dir.name
+            try:
+                os.rename(work_dir, spent)
+                self._deleter.submit(shutil.rmtree, spent, ignore_errors=True)
+                return
+            except FileNotFoundError:
+                return  # never moved in
+            except (OSError, RuntimeError):  # RuntimeError: the runner stopped meanwhile
+                shutil.rmtree(spent, ignore_errors=True)
+        shutil.rmtree(work_dir, ignore_errors=True)
+
     @staticmethod
     def _release(pool: ServicePool, member: Member, healthy: bool) -> None:
         try:
@@ -289,13 +367,17 @@ class Runner:
             log.exception("cannot release warm container %s", member.container.id[:12])
 
     def _upkeep(self) -> None:
-        """Renew the leases of running requests; delete answers a lost client never took."""
+        """Record the requests that run long as running and renew their leases; delete answers
+        a lost client never took."""
+        with self._running_lock:
+            running = list(self._running.values())
+        for record in running:
+            if record.age() >= RECORD_RUNNING_AFTER_SECONDS:
+                record.running()
         if time.monotonic() - self._last_renewal < self.engine.ledger.lease.total_seconds() / 3:
             return
         self._last_renewal = time.monotonic()
-        with self._running_lock:
-            running = list(self._running)
-        self.engine.ledger.renew_leases(running)
+        self.engine.ledger.renew_leases([record.view.id for record in running])
         cutoff = time.time() - ABANDONED_ANSWER_SECONDS
         for entry in self.answers.iterdir():
             try:
@@ -303,6 +385,62 @@ class Runner:
                     shutil.rmtree(entry, ignore_errors=True)
             except FileNotFoundError:
                 pass
+
+
+class _RunRecord:
+    """The job of one request in the ledger. A request that ends within
+    `RECORD_RUNNING_AFTER_SECONDS` is recorded at its end, job, log and outcome in one
+    transaction (`Ledger.record_run`: one commit per call, not two); a longer one is recorded as
+    running first (by the pools' upkeep, or when its log must be stored), so that it is listed
+    and leased while it runs."""
+
+    def __init__(self, ledger: Ledger, new: NewJob) -> None:
+        self._ledger = ledger
+        self._new = new
+        self._lock = threading.Lock()
+        self._recorded = False
+        self._started = time.monotonic()
+        self.view = ledger.running_view(new, utcnow())
+
+    def age(self) -> float:
+        return time.monotonic() - self._started
+
+    def running(self) -> None:
+        """Record the job as running, if it is not recorded yet."""
+        with self._lock:
+            if not self._recorded:
+                self._ledger.start_running(self._new, at=self.view.created_at)
+                self._recorded = True
+
+    def log(self, store: Callable[[str, Sequence[LogLine]], None]) -> LineSink:
+        """The log stream's sink: lines stored while the request runs need its job."""
+
+        def sink(lines: Sequence[LogLine]) -> None:
+            self.running()
+            store(self.view.id, lines)
+
+        return sink
+
+    def finish(self, outcome: AttemptOutcome, log_lines: Sequence[LogLine]) -> None:
+        with self._lock:
+            if self._recorded:
+                self._ledger.finish(self.view.id, 1, outcome, log_lines=log_lines)
+            else:
+                self._ledger.record_run(self._new, self.view.created_at, outcome, log_lines)
+                self._recorded = True
+
+
+def _wrote_outputs(work_dir: Path) -> bool:
+    """Whether the script's output directory holds anything (read without following a link;
+    when it cannot be read, `collect_outputs` says why)."""
+    try:
+        descriptor = open_beneath(work_dir, contract.OUTPUT_DIR)
+    except OSError:
+        return True
+    try:
+        return bool(os.listdir(descriptor))
+    finally:
+        os.close(descriptor)
 
 
 def _tail(text: str, lines: int) -> str:

@@ -65,12 +65,13 @@ class WarmJobExecution:
                 result = container.run(
                     self._inside, self._spec.script, self._spec.environment, timeout, on_output
                 )
-            except ContainerGone as error:
-                raise ContainerError(str(error)) from error
-            except InfrastructureError:
-                if not self._killed:
+            except InfrastructureError as error:
+                if self._killed:  # the container was killed under the script, as asked
+                    result = result_from_exit(KILLED_EXIT)
+                elif isinstance(error, ContainerGone):
+                    raise ContainerError(str(error)) from error
+                else:
                     raise
-                result = result_from_exit(KILLED_EXIT)
             healthy = (
                 not self._killed
                 and result.reason not in (EndReason.TIMEOUT, EndReason.OOM)
@@ -102,9 +103,10 @@ class WarmJobExecution:
             log.exception("cannot release warm container %s", self._member.container.id[:12])
 
     def kill(self) -> None:
-        """Stop the job now (a limit, a cancel): its container goes, with all it runs."""
+        """Stop the job now (a limit, a cancel), from any thread: its container is killed with
+        all it runs, and is removed once `wait` returns, never reused."""
         self._killed = True
-        self._member.container.remove()
+        self._member.container.stop()
 
     def writable_layer(self) -> Path | None:
         """The work directory where it is while the script runs: watched for the disk limit."""
@@ -154,7 +156,8 @@ class WarmJobRuntime:
         return None
 
     def remove_job(self, job_id: str) -> None:
-        """A running warm job stops with its attempt's end (see `kill`)."""
+        """A running warm job is stopped by its supervisor, which kills the execution once the
+        job is cancelled (see `kill`)."""
 
     def job_ids(self) -> set[str]:
         return set()

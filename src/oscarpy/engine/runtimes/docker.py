@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import re
+import socket
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
+
+from docker.utils.socket import frames_iter
 
 from oscarpy.engine.errors import (
     ContainerConflict,
@@ -68,9 +73,15 @@ class DockerExecution:
     is followed through its logs.
     """
 
-    def __init__(self, container: Any, output: Any | None = None) -> None:
+    def __init__(
+        self,
+        container: Any,
+        output: AttachedOutput | None = None,
+        remover: Remover | None = None,
+    ) -> None:
         self._container = container
         self._output = output
+        self._remover = remover
 
     @property
     def id(self) -> str:
@@ -129,6 +140,7 @@ class DockerExecution:
     def _stream_output(self, on_output: OutputSink, follow_from: float | None) -> None:
         try:
             with translated("reading the output"):
+                chunks: Iterable[bytes]
                 if self._output is not None:
                     chunks = self._output
                 else:
@@ -154,6 +166,13 @@ class DockerExecution:
             log.debug("%s", error)
 
     def writable_layer(self) -> Path | None:
+        if "GraphDriver" not in self._container.attrs:  # created here: not inspected yet
+            try:
+                with translated("inspecting the container"):
+                    self._container.reload()
+            except InfrastructureError as error:
+                log.warning("cannot find the writable layer of %s: %s", self.id[:12], error)
+                return None
         data = self._container.attrs.get("GraphDriver", {}).get("Data") or {}
         upper = data.get("UpperDir")
         if not upper or not os.access(upper, os.R_OK | os.X_OK):
@@ -161,29 +180,114 @@ class DockerExecution:
         return Path(upper)
 
     def remove(self) -> None:
+        """Remove the container: in the background when the runtime started it (its removal
+        no longer holds the attempt's slot), at once otherwise."""
         if self._output is not None:
-            _close_stream(self._output)
-        try:
-            with translated(f"cannot remove container {self.id[:12]}"):
-                self._container.remove(force=True)
-        except (ContainerMissing, ContainerConflict):
-            pass  # gone already, or its removal is in progress
+            self._output.close()
+        if self._remover is not None:
+            self._remover.submit(self._container)
+        else:
+            remove_container(self._container)
 
 
-def _close_stream(stream: Any) -> None:
-    """Close an attached output stream, waking a reader blocked on it.
-
-    docker-py's `CancellableStream.close` shuts the socket down, but the socket file of its
-    HTTP response keeps the descriptor open until a garbage collection: close that too.
-    """
+def remove_container(container: Any) -> None:
     try:
-        with translated("closing an output stream"):
-            stream.close()
-    except (InfrastructureError, OSError) as error:
-        log.debug("%s", error)
-    response = getattr(stream, "_response", None)
-    if response is not None:
-        response.close()
+        with translated(f"cannot remove container {str(container.id)[:12]}"):
+            container.remove(force=True)
+    except (ContainerMissing, ContainerConflict):
+        pass  # gone already, or its removal is in progress
+
+
+_RETRY = object()
+_CLOSE = object()
+
+
+class Remover:
+    """Removes the containers of ended attempts on a thread of its own.
+
+    A removal (unmounting and deleting the container's layer) takes the daemon tens of
+    milliseconds, hundreds under load; made in the job's thread, it held the attempt's slot
+    and kept the next job from starting. A removal that fails is tried again every
+    `RETRY_SECONDS`; `close` waits for every removal; what a stopped daemon kept is swept at the
+    next start (`recovery`).
+    """
+
+    RETRY_SECONDS = 5.0
+    CLOSE_SECONDS = 60.0
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, container: Any) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="docker-remover", daemon=True
+                )
+                self._thread.start()
+        self._queue.put(container)
+
+    def _run(self) -> None:
+        failed: list[Any] = []
+        while True:
+            try:
+                item = self._queue.get(timeout=self.RETRY_SECONDS if failed else None)
+            except queue.Empty:
+                item = _RETRY
+            pending = failed + ([] if item is _RETRY or item is _CLOSE else [item])
+            failed = []
+            for container in pending:
+                try:
+                    remove_container(container)
+                except InfrastructureError as error:
+                    log.warning("%s (tried again in %g s)", error, self.RETRY_SECONDS)
+                    failed.append(container)
+                except Exception:  # a bug must not stop the removals of the next jobs
+                    log.exception("removing container %s", str(container.id)[:12])
+            if item is _CLOSE:
+                return  # what a stopped daemon kept is swept at the next start
+
+    def close(self) -> None:
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(_CLOSE)
+            thread.join(self.CLOSE_SECONDS)
+
+
+class AttachedOutput:
+    """A container's attached stdout and stderr, as the chunks the script printed.
+
+    Attached through the low-level API: docker-py's `attach` inspects the container first to
+    learn whether it has a TTY, which ours never have.
+    """
+
+    def __init__(self, connection: DockerConnection, container_id: str) -> None:
+        params = {"stdout": 1, "stderr": 1, "stream": 1}
+        self._socket = connection.stream_socket(
+            connection.api.attach_socket(container_id, params=params)
+        )
+
+    def __iter__(self) -> Iterator[bytes]:
+        for _stream, chunk in frames_iter(self._socket, False):
+            yield chunk
+
+    def close(self) -> None:
+        """Close the stream, waking a reader blocked on it (shutting the socket down does; the
+        HTTP response it came with holds the descriptor until a garbage collection otherwise)."""
+        underlying = getattr(self._socket, "_sock", self._socket)
+        try:
+            underlying.shutdown(socket.SHUT_RDWR)
+        except (OSError, AttributeError) as error:
+            log.debug("closing an output stream: %s", error)
+        for closeable in (getattr(self._socket, "_response", None), self._socket):
+            try:
+                if closeable is not None:
+                    closeable.close()
+            except (OSError, ValueError) as error:
+                log.debug("closing an output stream: %s", error)
 
 
 class DockerRuntime:
@@ -196,6 +300,7 @@ class DockerRuntime:
         self.connection = connection or DockerConnection()
         """Shared with the `/run` runtime (`docker_warm.DockerRunRuntime`)."""
         self.images = ImagePuller(self.connection)
+        self.remover = Remover()
         try:
             self.connection.ping()
         except RuntimeUnavailable as error:
@@ -223,49 +328,59 @@ class DockerRuntime:
             spec.user,
             self.connection.remapped_root(),
         )
-        options: dict[str, Any] = {
-            "command": script_command(spec.script),
-            "environment": shown,
-            "labels": {
+        name = f"oscar-job-{spec.job_id}-{spec.attempt}"
+        try:
+            with translated("cannot create the container"):
+                container = self._create(spec, name, shown)
+        except ImageUnavailable as error:
+            self.images.forget(spec.image)
+            raise ImageUnavailable(f"image {spec.image} is not on this host") from error
+        except ContainerConflict:  # a container of this attempt survived a crash
+            self._remove_named(name)
+            return self.start(spec)
+        try:
+            # Attached before it starts, so that no output is missed.
+            with translated("cannot attach to the container"):
+                output = AttachedOutput(self.connection, container.id)
+        except InfrastructureError:
+            DockerExecution(container).remove()
+            raise
+        try:
+            with translated("cannot start the container"):
+                container.start()
+        except InfrastructureError as error:
+            DockerExecution(container, output).remove()
+            raise ContainerError(str(error)) from error
+        return DockerExecution(container, output, self.remover)
+
+    def _create(self, spec: RunSpec, name: str, environment: dict[str, str]) -> Any:
+        """Create the attempt's container through the low-level API: docker-py's
+        `containers.create` inspects the new container before returning it, a round trip
+        before the script starts that only `writable_layer` needs (it inspects later, while the
+        script runs)."""
+        api = self.connection.api
+        host_config = api.create_host_config(
+            binds={
+                str(spec.work_dir): {"bind": str(WORK_MOUNT), "mode": "rw"},
+                **_mounted(spec.work_dir),
+            },
+            **restricted_options(spec.limits, network=spec.network),
+        )
+        created = api.create_container(
+            spec.image,
+            command=script_command(spec.script),
+            environment=environment,
+            labels={
                 LABEL_SERVICE: spec.service,
                 LABEL_JOB: spec.job_id,
                 LABEL_ATTEMPT: str(spec.attempt),
                 LABEL_INSTANCE: self.instance,
             },
-            "volumes": {
-                str(spec.work_dir): {"bind": str(WORK_MOUNT), "mode": "rw"},
-                **_mounted(spec.work_dir),
-            },
-            "name": f"oscar-job-{spec.job_id}-{spec.attempt}",
-            "detach": True,
-            **restricted_options(spec.limits, network=spec.network),
-        }
-        if spec.user is not None:
-            options["user"] = spec.user
-        try:
-            with translated("cannot create the container"):
-                container = self._client.containers.create(spec.image, **options)
-        except ImageUnavailable as error:
-            self.images.forget(spec.image)
-            raise ImageUnavailable(f"image {spec.image} is not on this host") from error
-        except ContainerConflict:  # a container of this attempt survived a crash
-            self._remove_named(options["name"])
-            return self.start(spec)
-        try:
-            # Attached before it starts, so that no output is missed.
-            with translated("cannot attach to the container"):
-                output = container.attach(stdout=True, stderr=True, stream=True, logs=False)
-        except InfrastructureError:
-            DockerExecution(container).remove()
-            raise
-        execution = DockerExecution(container, output)
-        try:
-            with translated("cannot start the container"):
-                container.start()
-        except InfrastructureError as error:
-            execution.remove()
-            raise ContainerError(str(error)) from error
-        return execution
+            name=name,
+            user=spec.user,
+            host_config=host_config,
+        )
+        return self._client.containers.prepare_model({"Id": created["Id"]})
 
     def _remove_named(self, name: str) -> None:
         try:
@@ -314,6 +429,7 @@ class DockerRuntime:
             DockerExecution(container).remove()
 
     def close(self) -> None:
+        self.remover.close()
         self.connection.close()
 
 

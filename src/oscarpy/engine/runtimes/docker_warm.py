@@ -217,9 +217,19 @@ class DockerWarmContainer:
 
     def _time_out(self) -> None:
         self.timed_out = True
+        self._kill("after its timeout")
+
+    def stop(self) -> None:
+        # A kill, not a removal: the agent's socket stays open until `remove`, so that a call
+        # on its way never reaches another container through a reused descriptor.
+        self._kill("to stop its call")
+
+    def _kill(self, why: str) -> None:
         try:
-            with translated(f"cannot kill warm container {self._id[:12]} after its timeout"):
+            with translated(f"cannot kill warm container {self._id[:12]} {why}"):
                 self._runtime.connection.api.kill(self._id)
+        except ContainerMissing:
+            pass
         except InfrastructureError as error:
             log.warning("%s", error)
 

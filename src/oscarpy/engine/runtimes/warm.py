@@ -9,12 +9,23 @@ Docker implementation; `ProcessRunRuntime` here stands in for the `process` runt
 from __future__ import annotations
 
 import os
+import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
-from oscarpy.engine.runtimes.base import Limits, OutputSink, RunResult, RunSpec, Runtime
+from oscarpy.engine.runtimes.base import (
+    Execution,
+    Limits,
+    OutputSink,
+    RunResult,
+    RunSpec,
+    Runtime,
+)
+
+T = TypeVar("T")
 
 RUN_MOUNT = PurePosixPath("/oscar-run")
 """Where a warm container sees its host directory (and so each call's work directory)."""
@@ -63,6 +74,12 @@ class WarmContainer(Protocol):
         never take another request."""
         ...
 
+    def stop(self) -> None:
+        """Kill everything that runs in the container now (a cancelled call), from any thread:
+        the call's `run` returns or raises at once; the container takes no other call and is
+        removed (`remove`) afterwards."""
+        ...
+
     def remove(self) -> None: ...
 
 
@@ -82,6 +99,29 @@ class RunRuntime(Protocol):
     def close(self) -> None: ...
 
 
+class StopSwitch(Generic[T]):
+    """Stops, from another thread, what runs now (`watch`ed), or what would start next."""
+
+    def __init__(self, stop: Callable[[T], None]) -> None:
+        self._stop = stop
+        self._lock = threading.Lock()
+        self._running: T | None = None
+        self.requested = False
+
+    def __call__(self) -> None:
+        with self._lock:
+            self.requested = True
+            running = self._running
+        if running is not None:
+            self._stop(running)
+
+    def watch(self, running: T | None) -> bool:
+        """Note what runs now (`None`: it has ended); `False` if it must not run (stopped)."""
+        with self._lock:
+            self._running = running
+            return running is None or not self.requested
+
+
 class ProcessWarmContainer:
     """The `process` runtime's stand-in: nothing stays warm, each script is a host process
     started by the engine's own runtime (development only, like that runtime)."""
@@ -91,6 +131,7 @@ class ProcessWarmContainer:
         self._spec = spec
         self._host_dir = host_dir
         self._id = f"host-{uuid.uuid4().hex[:12]}"
+        self._stop = StopSwitch[Execution](lambda execution: execution.kill())
 
     @property
     def id(self) -> str:
@@ -125,9 +166,15 @@ class ProcessWarmContainer:
         )
         execution = self._runtime.start(spec)
         try:
+            if not self._stop.watch(execution):
+                execution.kill()
             return execution.wait(timeout, on_output)
         finally:
+            self._stop.watch(None)
             execution.remove()  # kills the script's whole process group
+
+    def stop(self) -> None:
+        self._stop()
 
     def settle(self) -> bool:
         return True
