@@ -6,7 +6,9 @@
 
 With no container, what is left is the platform's own cost per job (state DB commits, staging,
 the script's process), which warm containers pay too. Rounds alternate between the two servers
-so that a change in the machine's load hits both alike.
+so that a change in the machine's load hits both alike. Besides files/s, each server's own CPU
+time per file is read from `/proc` (its scripts' CPU not included): on a shared, loaded machine
+that figure moves much less than the wall clock.
 """
 
 from __future__ import annotations
@@ -21,6 +23,12 @@ from tests.support.server import start_server
 from bench.jobs_throughput import COPY, platform_round
 
 
+def cpu_seconds(pid: int) -> float:
+    """The process's own user + system CPU time (not its waited-for children's)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline-src", required=True, help="src/ of the baseline tree")
@@ -32,6 +40,7 @@ def main() -> None:
     this_src = str(Path(__file__).resolve().parents[1] / "src")
     trees = {"baseline": options.baseline_src, "this tree": this_src}
     seconds = dict.fromkeys(trees, 0.0)
+    cpu = dict.fromkeys(trees, 0.0)
     with tempfile.TemporaryDirectory(prefix="oscar-bench-") as temporary:
         root = Path(temporary)
         servers = {}
@@ -56,7 +65,9 @@ def main() -> None:
             for round_number in range(options.rounds):
                 first = round_number * per_round
                 for name, running in servers.items():
+                    before = cpu_seconds(running.process.pid)
                     seconds[name] += platform_round(running, clients[name], first, per_round)
+                    cpu[name] += cpu_seconds(running.process.pid) - before
         finally:
             for running in servers.values():
                 running.stop()
@@ -65,8 +76,10 @@ def main() -> None:
     print(f"files {files} per tree in {options.rounds} alternating rounds")
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (noisy: a shared machine)")
     for name in trees:
-        print(f"{name:10}: {files / seconds[name]:.2f} files/s")
-    print(f"ratio this tree / baseline: {seconds['baseline'] / seconds['this tree']:.2f}")
+        per_file = cpu[name] / files * 1000
+        print(f"{name:10}: {files / seconds[name]:.2f} files/s, server CPU {per_file:.1f} ms/file")
+    print(f"ratio this tree / baseline: {seconds['baseline'] / seconds['this tree']:.2f} files/s")
+    print(f"baseline / this tree: {cpu['baseline'] / cpu['this tree']:.2f} server CPU per file")
 
 
 if __name__ == "__main__":

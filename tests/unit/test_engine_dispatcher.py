@@ -11,7 +11,7 @@ import pytest
 
 from oscarpy.db import Database
 from oscarpy.engine.dispatcher import Capacity, Demand, Dispatcher
-from oscarpy.engine.ledger import Claim, Ledger, NewJob
+from oscarpy.engine.ledger import Claim, Ledger, NewJob, ReadyJobs
 from oscarpy.engine.outcomes import AttemptOutcome
 from oscarpy.engine.records import JobSource, JobStatus
 
@@ -66,7 +66,7 @@ def another_round(ledger: Ledger) -> None:
     calls = [0]
     ready_services = ledger.ready_services
 
-    def counted() -> dict[str, int]:
+    def counted() -> ReadyJobs:
         calls[0] += 1
         return ready_services()
 
@@ -153,3 +153,55 @@ def test_jobs_of_an_unknown_service_wait(ledger: Ledger) -> None:
     finally:
         execution.release.set()
         dispatcher.stop(1)
+
+
+class HandingOver:
+    """Ends each job as the engine does: with the dispatcher's successor, so that the next
+    ready job of the service is claimed in the same commit and runs in the same thread."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.dispatcher: Dispatcher | None = None
+        self.seconds = 0.0
+        self.ran: list[tuple[str, str]] = []
+        """(job id, worker thread) in the order the jobs ran."""
+
+    def __call__(self, claim: Claim, _cancelled: threading.Event) -> None:
+        self.ran.append((claim.job.id, threading.current_thread().name))
+        time.sleep(self.seconds)
+        assert self.dispatcher is not None
+        successor = self.dispatcher.successor(claim.job.id)
+        self.ledger.finish(
+            claim.job.id, claim.attempt, AttemptOutcome.success(), successor=successor
+        )
+
+
+def test_an_ending_job_hands_its_place_to_the_next_of_its_service_but_not_past_another(
+    ledger: Ledger,
+) -> None:
+    add(ledger, "busy", 14)
+    execution = HandingOver(ledger)
+    one_at_a_time = Demand(cpu=1, memory=1, max_concurrency=1)
+    dispatcher = Dispatcher(
+        ledger, Capacity(1, GiB), {"busy": one_at_a_time, "quiet": one_at_a_time}.get, execution
+    )
+    execution.dispatcher = dispatcher
+    dispatcher.start()
+    try:
+        wait_until(lambda: len(execution.ran) >= 6)
+        execution.seconds = 0.3  # time for the round that the new job below wakes
+        slow = len(execution.ran) + 1
+        wait_until(lambda: len(execution.ran) >= slow)  # a job that takes that time runs
+        # One claim by the dispatcher; each next job was handed over in the same thread.
+        assert [job for job, _ in execution.ran[:6]] == [f"busy-{i:04}" for i in range(6)]
+        assert len({thread for _, thread in execution.ran[:6]}) == 1
+
+        ledger.add_job(NewJob("quiet", JobSource.INVOCATION, job_id="quiet-0000"))
+        started_before = len(execution.ran)
+        dispatcher.wake()
+        wait_until(lambda: len(execution.ran) == 15)
+        # The quiet service's job waited: the busy job's place went back to the dispatcher,
+        # whose round gave it to the service with fewer jobs started lately.
+        assert execution.ran[started_before][0] == "quiet-0000"
+    finally:
+        dispatcher.stop(5)

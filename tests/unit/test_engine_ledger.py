@@ -98,8 +98,9 @@ def test_infrastructure_failures_back_off_then_fail(ledger: Ledger) -> None:
 
     assert run_once(ledger, job_id, INFRASTRUCTURE) is JobStatus.PENDING
 
-    assert ledger.ready_services() == {}  # waiting out its backoff of 60 s
-    wakeup = ledger.next_wakeup()
+    ready = ledger.ready_services()
+    assert ready.counts == {}  # waiting out its backoff of 60 s
+    wakeup = ready.wake_at
     assert wakeup is not None and timedelta(seconds=55) < wakeup - utcnow() <= timedelta(seconds=60)
     with ledger.writing() as session:
         from oscarpy.engine.records import Job

@@ -28,7 +28,7 @@ def test_a_run_job_is_running_leased_and_never_dispatched(ledger: Ledger) -> Non
     claim = ledger.start_running(NewJob("svc", JobSource.RUN, '{"a": 1}', job_id="j-1"))
 
     assert (claim.job.id, claim.attempt, claim.job.status) == ("j-1", 1, JobStatus.RUNNING)
-    assert ledger.ready_services() == {}  # the dispatcher never sees it
+    assert ledger.ready_services().counts == {}  # the dispatcher never sees it
     assert [a.number for a in ledger.attempts("j-1")] == [1]
     assert ledger.take_over_orphans() == []  # leased to this living process
 

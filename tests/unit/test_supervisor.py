@@ -12,20 +12,21 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from oscarpy.engine import contract
+from oscarpy.engine import contract, supervisor
 from oscarpy.engine.errors import ContainerError, ImageUnavailable, RuntimeUnavailable
 from oscarpy.engine.logstream import LogLine
 from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
 from oscarpy.engine.runtimes.base import Limits, RunSpec
 from oscarpy.engine.runtimes.fake import Behaviour, FakeExecution, FakeRuntime
 from oscarpy.engine.spec import JobSpec, StorageTarget, StoredInput
-from oscarpy.engine.supervisor import Supervisor
+from oscarpy.engine.supervisor import StartedExecution, Supervisor
 from oscarpy.storage.providers.base import ObjectInfo, StorageError, StorageProvider
 
 
@@ -64,6 +65,7 @@ class Reporter:
     lines: list[str] = field(default_factory=list)
     outcomes: list[AttemptOutcome] = field(default_factory=list)
     nodes: list[str] = field(default_factory=list)
+    ended_with: StartedExecution | None = None
 
     def started(
         self, job_id: str, attempt: int, execution_id: str, node: str | None = None
@@ -79,10 +81,18 @@ class Reporter:
         self.lines += [text for _at, text in lines]
 
     def finished(
-        self, job_id: str, attempt: int, outcome: AttemptOutcome, lines: Sequence[LogLine] = ()
+        self,
+        job_id: str,
+        attempt: int,
+        outcome: AttemptOutcome,
+        lines: Sequence[LogLine] = (),
+        started: StartedExecution | None = None,
     ) -> None:
         self.lines += [text for _at, text in lines]
         self.outcomes.append(outcome)
+        self.ended_with = started
+        if started is not None:
+            self.started(job_id, attempt, started.execution_id, started.node)
 
     @property
     def text(self) -> str:
@@ -396,3 +406,30 @@ def test_an_attempt_of_a_local_runtime_is_recorded_on_this_machine(harness: Harn
     harness.run(job())
 
     assert harness.reporter.nodes == [socket.gethostname()]
+
+
+def test_a_short_attempt_reports_its_execution_with_its_end_a_long_one_while_it_runs(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A short job costs one state DB write at its end, not one more for its container; a job
+    still running after `RECORD_AFTER_SECONDS` shows its container and node while it runs."""
+    harness.runtime.queue(Behaviour())
+    harness.run(job())
+    short = harness.runtime.executions[0]
+    assert harness.reporter.ended_with == StartedExecution(short.id, socket.gethostname())
+
+    monkeypatch.setattr(supervisor, "RECORD_AFTER_SECONDS", 0.05)
+    seen_while_running: list[str] = []
+
+    def run_a_while(_spec: RunSpec) -> None:
+        deadline = time.monotonic() + 5
+        while not harness.reporter.executions[1:] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen_while_running.extend(harness.reporter.executions[1:])
+
+    harness.runtime.queue(Behaviour(action=run_a_while))
+    harness.run(job(attempt=2))
+    long = harness.runtime.executions[1]
+    assert seen_while_running == [long.id]
+    assert harness.reporter.ended_with is None  # not recorded twice
+    assert harness.reporter.executions == [short.id, long.id]

@@ -3,8 +3,9 @@
 The dispatcher asks for a service's demand at every turn, so the catalog keeps a copy: a
 change made through this process throws it away at once, one made by another process sharing
 the state DB is seen within `MAX_AGE_SECONDS` (or at once for a service not seen before). The
-intake reads the registry afresh for every batch (`fresh`): an event must never meet a list
-older than itself, or the job of a service just created elsewhere would be lost.
+intake checks the registry for every batch (`fresh`): an event must never meet a list older
+than itself, or the job of a service just created elsewhere would be lost. The check reads
+each service's name and time of change, and the definitions only when those differ.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import builtins
 import threading
 import time
+from datetime import datetime
 
 from oscarpy.engine.dispatcher import Demand
 from oscarpy.services.errors import ServiceNotFound
@@ -26,6 +28,7 @@ class ServiceCatalog:
         self.registry = registry
         self._services: dict[str, Service] | None = None
         self._read_at = 0.0
+        self._versions: dict[str, datetime] | None = None
         self._lock = threading.Lock()
 
     def list(self) -> list[Service]:
@@ -37,11 +40,17 @@ class ServiceCatalog:
     def fresh(self) -> builtins.list[Service]:
         """The services as the registry has them now."""
         with self._lock:
-            self._read()
+            versions = self.registry.versions()
+            if self._services is None or versions != self._versions:
+                self._read()
+                self._versions = versions
+            else:
+                self._read_at = time.monotonic()
             return list(self._services.values()) if self._services else []
 
     def _read(self) -> None:
         self._services = {service.name: service for service in self.registry.list()}
+        self._versions = None  # unknown: the next `fresh` compares afresh
         self._read_at = time.monotonic()
 
     def get(self, name: str) -> Service | None:

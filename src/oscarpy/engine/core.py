@@ -137,6 +137,7 @@ class Engine:
             self._execute,
             maintenance=self._maintain,
         )
+        self.reporter.successor = self.dispatcher.successor
         self.recovery = Recovery(
             self.ledger,
             self.runtime,

@@ -14,11 +14,12 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from oscarpy.config import Settings
 from oscarpy.db import utcnow
-from oscarpy.engine.ledger import Claim, Ledger
+from oscarpy.engine.ledger import Claim, Ledger, Successor
 from oscarpy.services import quantities
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,25 @@ class _Running:
     demand: Demand
     cancelled: threading.Event
     thread: threading.Thread
+    done: threading.Event = field(default_factory=threading.Event)
+    """Set when this job's execution returns (its thread may go on with a successor)."""
+
+
+class _Handoff:
+    """The `Successor` of one running job: its worker thread goes on with the next ready job
+    of the same service, claimed in the ending attempt's own transaction (no dispatcher round,
+    no claim commit, no new thread), while no other service waits for a place."""
+
+    def __init__(self, dispatcher: Dispatcher, ending: _Running) -> None:
+        self._dispatcher = dispatcher
+        self._ending = ending
+
+    def service(self) -> str | None:
+        service = self._ending.claim.job.service
+        return service if self._dispatcher.may_hand_over(self._ending, service) else None
+
+    def take(self, claim: Claim) -> None:
+        self._dispatcher.hand_over(self._ending, claim)
 
 
 class Dispatcher:
@@ -87,6 +107,10 @@ class Dispatcher:
         self._running: dict[str, _Running] = {}
         self._per_service: dict[str, int] = defaultdict(int)
         self._last_turn: dict[str, float] = {}
+        self._handed: dict[str, _Running] = {}
+        """Ending job id → the job its worker thread runs next."""
+        self._ready: frozenset[str] = frozenset()
+        """The services that had ready jobs at the last round."""
         self._thread: threading.Thread | None = None
         self._last_renewal = time.monotonic()
         self._maintenance = maintenance
@@ -138,7 +162,34 @@ class Dispatcher:
         with self._lock:
             running = self._running.get(job_id)
         if running is not None:
-            running.thread.join(timeout)
+            running.done.wait(timeout)
+
+    def successor(self, job_id: str) -> Successor | None:
+        """What may run the next job of the service in the place of `job_id`, which ends."""
+        with self._lock:
+            running = self._running.get(job_id)
+        if running is None or self._stopping.is_set():
+            return None
+        return _Handoff(self, running)
+
+    def may_hand_over(self, ending: _Running, service: str) -> bool:
+        """Whether the next job of `service` may take `ending`'s place: the dispatcher is
+        running, no other service had ready jobs at its last round (they get the place through
+        a round, which is fair), and the job fits once `ending` is gone."""
+        if self._stopping.is_set() or self._ready - {service}:
+            return False
+        demand = self._demand_for(service)
+        return demand is not None and self._fits(service, demand, leaving=ending)
+
+    def hand_over(self, ending: _Running, claim: Claim) -> None:
+        """Run `claim` in `ending`'s worker thread once `ending`'s execution returns."""
+        # The same service as `ending`: its demand (no catalog read in the ledger's commit path).
+        successor = _Running(claim, ending.demand, threading.Event(), ending.thread)
+        with self._lock:
+            self._running[claim.job.id] = successor
+            self._handed[ending.claim.job.id] = successor
+            self._per_service[claim.job.service] += 1
+            self._last_turn[claim.job.service] = time.monotonic()
 
     def launch(self, claim: Claim, demand: Demand) -> None:
         """Run a claimed (or taken-over) job in its own worker thread."""
@@ -153,36 +204,43 @@ class Dispatcher:
         thread.start()
 
     def _work(self, claim: Claim, cancelled: threading.Event) -> None:
-        try:
-            self._execute(claim, cancelled)
-        except Exception:
-            log.exception("job %s: the worker failed", claim.job.id)
-        finally:
-            with self._lock:
-                self._running.pop(claim.job.id, None)
-                self._per_service[claim.job.service] -= 1
-            self._wake.set()
+        """Run the job, then each job handed over to this thread (`hand_over`) in turn."""
+        while True:
+            try:
+                self._execute(claim, cancelled)
+            except Exception:
+                log.exception("job %s: the worker failed", claim.job.id)
+            finally:
+                with self._lock:
+                    ended = self._running.pop(claim.job.id, None)
+                    self._per_service[claim.job.service] -= 1
+                    successor = self._handed.pop(claim.job.id, None)
+                if ended is not None:
+                    ended.done.set()
+            if successor is None:
+                break
+            claim, cancelled = successor.claim, successor.cancelled
+        self._wake.set()
 
     # -- the loop -------------------------------------------------------------------------
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
+            wake_at: datetime | None = None
             try:
                 self._renew_leases()
-                self._dispatch()
+                wake_at = self._dispatch()
             except Exception:
                 log.exception("dispatcher round failed; retrying shortly")
-            self._wake.wait(self._sleep_time())
+            self._wake.wait(self._sleep_time(wake_at))
             self._wake.clear()
 
-    def _sleep_time(self) -> float:
-        try:
-            wakeup = self.ledger.next_wakeup()
-        except Exception:
+    def _sleep_time(self, wake_at: datetime | None) -> float:
+        """Until the next backoff ends, at most the poll interval. Ready jobs that did not fit
+        need no earlier round: a job's end or a new job wakes the dispatcher."""
+        if wake_at is None:
             return self._poll
-        if wakeup is None:
-            return self._poll
-        return max(0.005, min(self._poll, (wakeup - utcnow()).total_seconds()))
+        return max(0.005, min(self._poll, (wake_at - utcnow()).total_seconds()))
 
     def _renew_leases(self) -> None:
         lease = self.ledger.lease.total_seconds()
@@ -193,23 +251,29 @@ class Dispatcher:
             self._last_maintenance = time.monotonic()
             self._maintenance()
 
-    def _fits(self, service: str, demand: Demand) -> bool:
+    def _fits(self, service: str, demand: Demand, leaving: _Running | None = None) -> bool:
+        """Whether a job of `service` fits beside the running ones (but `leaving`)."""
         with self._lock:
-            if not self._running:
+            others = [running for running in self._running.values() if running is not leaving]
+            if not others:
                 return True  # even a job larger than the host runs, alone
             if demand.max_concurrency is not None:
-                if self._per_service[service] >= demand.max_concurrency:
+                same = sum(1 for running in others if running.claim.job.service == service)
+                if same >= demand.max_concurrency:
                     return False
-            cpu = sum(running.demand.cpu for running in self._running.values())
-            memory = sum(running.demand.memory for running in self._running.values())
+            cpu = sum(running.demand.cpu for running in others)
+            memory = sum(running.demand.memory for running in others)
         return (
             cpu + demand.cpu <= self.capacity.cpu + _EPSILON
             and memory + demand.memory <= self.capacity.memory
         )
 
-    def _dispatch(self) -> None:
-        """Start ready jobs, one per service per turn, until nothing more fits."""
-        ready = self.ledger.ready_services()
+    def _dispatch(self) -> datetime | None:
+        """Start ready jobs, one per service per turn, until nothing more fits; returns when
+        the next job waiting out a backoff becomes ready."""
+        found = self.ledger.ready_services()
+        ready = found.counts
+        self._ready = frozenset(ready)
         candidates = set(ready)
         while candidates and not self._stopping.is_set():
             with self._lock:
@@ -234,4 +298,5 @@ class Dispatcher:
                 started = True
                 break  # re-sort: the next turn goes to the service with fewest running
             if not started:
-                return
+                break
+        return found.wake_at

@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol, cast
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Table, case, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from oscarpy.db import Database, utcnow
@@ -49,6 +50,20 @@ _ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.CANCELLED: frozenset(),
 }
 _FINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+_UPLOAD_KEY = ["service", "bucket", "key", "upload"]
+"""The columns of `uq_jobs_upload`: one job per upload."""
+
+
+_JOBS = cast(Table, Job.__table__)
+_INSERT_JOB = {
+    postgres: (postgresql.insert if postgres else sqlite.insert)(_JOBS)
+    # Another process (or an earlier delivery of the event) recorded the same upload.
+    .on_conflict_do_nothing(index_elements=_UPLOAD_KEY)
+    .returning(_JOBS.c.id)
+    for postgres in (False, True)
+}
+"""`Ledger.add`'s statement, built once per dialect (on PostgreSQL or not): the values come as
+parameters, so that each call reuses the compiled statement."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +160,30 @@ class AttemptView:
             reason=attempt.reason,
             message=attempt.message,
         )
+
+
+class Successor(Protocol):
+    """Who runs the next job of a service in the place of one that ends (the dispatcher)."""
+
+    def service(self) -> str | None:
+        """The service whose next ready job may take the place, or `None`; asked before the
+        end's transaction begins (it may read the catalog: no second connection is taken
+        while the transaction holds one)."""
+        ...
+
+    def take(self, claim: Claim) -> None:
+        """Run `claim`, claimed in the ending attempt's transaction, in its place."""
+        ...
+
+
+@dataclass(frozen=True)
+class ReadyJobs:
+    """What the dispatcher may start: the services' ready jobs, and when to look again."""
+
+    counts: dict[str, int]
+    """Jobs ready to run now, by service."""
+    wake_at: datetime | None
+    """When the earliest job still waiting out a backoff becomes ready."""
 
 
 @dataclass(frozen=True)
@@ -244,38 +283,36 @@ class Ledger:
     # -- creating -------------------------------------------------------------------------
 
     def add(self, session: Session, new: NewJob) -> str | None:
-        """Record a pending job in the caller's transaction; `None` if its upload has one."""
-        if new.upload is not None and self._upload_job(
-            session, new.service, new.bucket, new.key, new.upload
-        ):
-            return None
+        """Record a pending job in the caller's transaction; `None` if its upload has one.
+
+        One statement (`INSERT … ON CONFLICT DO NOTHING` on the upload's unique key): the
+        intake adds a job per event, and a lookup plus a savepoint per job cost it more than
+        the rest of its transaction."""
         now = utcnow()
-        job = Job(
-            id=new.job_id or str(uuid.uuid4()),
-            service=new.service,
-            status=JobStatus.PENDING,
-            source=new.source,
-            provider=new.provider,
-            bucket=new.bucket,
-            key=new.key,
-            etag=new.etag,
-            upload=new.upload,
-            event=new.event,
-            body_path=new.body_path,
-            created_at=now,
-            next_attempt_at=now,
-            attempts=0,
-            script_failures=0,
-            infrastructure_failures=0,
-            log_bytes=0,
-            log_truncated=False,
-        )
-        try:
-            with session.begin_nested():
-                session.add(job)
-        except IntegrityError:
-            return None  # another process recorded the same upload first
-        return job.id
+        job_id = new.job_id or str(uuid.uuid4())
+        values = {
+            "id": job_id,
+            "service": new.service,
+            "status": JobStatus.PENDING.value,
+            "source": new.source.value,
+            "provider": new.provider,
+            "bucket": new.bucket,
+            "key": new.key,
+            "etag": new.etag,
+            "upload": new.upload,
+            "event": new.event,
+            "body_path": new.body_path,
+            "created_at": now,
+            "next_attempt_at": now,
+            "attempts": 0,
+            "script_failures": 0,
+            "infrastructure_failures": 0,
+            "log_bytes": 0,
+            "log_truncated": False,
+        }
+        insert = _INSERT_JOB[session.get_bind().dialect.name == "postgresql"]
+        inserted = session.scalar(insert, values)
+        return None if inserted is None else str(inserted)
 
     def add_job(self, new: NewJob) -> str | None:
         with self.writing() as session:
@@ -379,23 +416,23 @@ class Ledger:
 
     # -- dispatching ----------------------------------------------------------------------
 
-    def ready_services(self) -> dict[str, int]:
-        """Services with jobs ready to run now, and how many each has."""
+    def ready_services(self) -> ReadyJobs:
+        """Services with jobs ready to run now, how many each has, and when the next job
+        waiting out a backoff becomes ready: one query per dispatcher round."""
         now = utcnow()
+        is_ready = Job.next_attempt_at <= now
         with self.database.session() as session:
             rows = session.execute(
-                select(Job.service, func.count())
-                .where(Job.status == JobStatus.PENDING, Job.next_attempt_at <= now)
+                select(
+                    Job.service,
+                    func.sum(case((is_ready, 1), else_=0)),
+                    func.min(case((is_ready, None), else_=Job.next_attempt_at)),
+                )
+                .where(Job.status == JobStatus.PENDING)
                 .group_by(Job.service)
             ).all()
-            return {str(service): int(count) for service, count in rows}
-
-    def next_wakeup(self) -> datetime | None:
-        """When the earliest job waiting for a backoff becomes ready."""
-        with self.database.session() as session:
-            return session.scalar(
-                select(func.min(Job.next_attempt_at)).where(Job.status == JobStatus.PENDING)
-            )
+        counts = {str(service): int(ready) for service, ready, _ in rows if ready}
+        return ReadyJobs(counts, min((at for _, _, at in rows if at is not None), default=None))
 
     def claim(self, job_id: str) -> Claim | None:
         """Take a pending job for this process: it becomes running under a new attempt."""
@@ -409,15 +446,19 @@ class Ledger:
         """`claim` the service's oldest ready job, found and taken in one transaction (one
         commit per dispatched job); a job another process is taking is skipped."""
         with self.writing() as session:
-            job = session.scalar(
-                select(Job)
-                .where(Job.service == service, Job.status == JobStatus.PENDING)
-                .where(Job.next_attempt_at <= utcnow())
-                .order_by(Job.created_at, Job.id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            )
-            return None if job is None else self._claim(session, job)
+            return self._claim_next(session, service)
+
+    def _claim_next(self, session: Session, service: str, but: str | None = None) -> Claim | None:
+        """`but`: a job that must not be taken (the one whose end hands over its place)."""
+        job = session.scalar(
+            select(Job)
+            .where(Job.service == service, Job.status == JobStatus.PENDING)
+            .where(Job.next_attempt_at <= utcnow(), Job.id != (but or ""))
+            .order_by(Job.created_at, Job.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        return None if job is None else self._claim(session, job)
 
     def _claim(self, session: Session, job: Job) -> Claim:
         now = utcnow()
@@ -525,7 +566,7 @@ class Ledger:
         with self.writing() as session:
             claim = self.start_running(new, at=started_at, session=session)
             status = self._finish(
-                claim.job.id, claim.attempt, outcome, 0, log_lines, finished, session=session
+                session, claim.job.id, claim.attempt, outcome, 0, log_lines, {}, finished
             )
         self._report_finished(claim.job.id, finished)
         return status
@@ -537,15 +578,36 @@ class Ledger:
         outcome: AttemptOutcome,
         script_retries: int = 0,
         log_lines: Sequence[tuple[datetime, str]] = (),
+        execution_id: str | None = None,
+        node: str | None = None,
+        successor: Successor | None = None,
     ) -> JobStatus | None:
         """Record how an attempt ended and decide what follows: done, failed, or run again.
 
-        `log_lines`, the attempt's last lines, are stored in the same transaction (a short job
-        costs one commit at its end, not three). Returns the job's new status, or `None` when
-        the job is no longer this attempt's to finish (deleted or cancelled meanwhile).
+        `log_lines`, the attempt's last lines, and the attempt's `execution_id` and `node` when
+        they were not recorded yet, are stored in the same transaction (a short job costs one
+        commit at its end, not four). Returns the job's new status, or `None` when the job is
+        no longer this attempt's to finish (deleted or cancelled meanwhile).
+
+        `successor` hands the attempt's place to the next ready job of the same service: it is
+        claimed in the same transaction (no commit of its own), then given to `successor.take`.
         """
         finished: list[FinishedAttempt] = []
-        status = self._finish(job_id, attempt, outcome, script_retries, log_lines, finished)
+        started = {"execution_id": execution_id, "node": node and node[:255]}
+        claimed: Claim | None = None
+        next_of: str | None = None
+        try:
+            next_of = successor.service() if successor is not None else None
+        except Exception:  # the end must be recorded whatever the hand-over's question met
+            log.exception("job %s: cannot hand its place over; the dispatcher fills it", job_id)
+        with self.writing() as session:
+            status = self._finish(
+                session, job_id, attempt, outcome, script_retries, log_lines, started, finished
+            )
+            if finished and next_of is not None:
+                claimed = self._claim_next(session, next_of, but=job_id)
+        if successor is not None and claimed is not None:
+            successor.take(claimed)
         self._report_finished(job_id, finished)
         return status
 
@@ -559,54 +621,57 @@ class Ledger:
 
     def _finish(
         self,
+        session: Session,
         job_id: str,
         attempt: int,
         outcome: AttemptOutcome,
         script_retries: int,
         log_lines: Sequence[tuple[datetime, str]],
+        started: dict[str, str | None],
         finished: list[FinishedAttempt],
-        session: Session | None = None,
     ) -> JobStatus | None:
         now = utcnow()
-        with self._writing_in(session) as session:
-            job = session.get(Job, job_id, with_for_update=True)
-            if job is not None:
-                self._append_log(session, job, log_lines)
-            record = session.scalar(
-                select(JobAttempt).where(JobAttempt.job_id == job_id, JobAttempt.number == attempt)
-            )
-            if record is not None:
-                record.finished_at = now
-                record.outcome = outcome.kind
-                record.exit_code = outcome.exit_code
-                record.reason = outcome.reason
-                record.message = outcome.message
-            if job is None or job.status != JobStatus.RUNNING or job.attempts != attempt:
-                return None
-            job.exit_code = outcome.exit_code
-            job.reason = outcome.reason
-            job.message = outcome.message
-            ready_at = job.next_attempt_at  # the retry below moves it
-            if outcome.kind is OutcomeKind.SCRIPT_FAILED:
-                job.script_failures += 1
-            elif outcome.kind is OutcomeKind.INFRASTRUCTURE_FAILED:
-                job.infrastructure_failures += 1
-            delay = self.retry_policy.next_attempt(
-                JobSource(job.source),
-                outcome,
-                Failures(job.script_failures, job.infrastructure_failures),
-                script_retries,
-            )
-            if delay is not None:
-                _transition(job, JobStatus.PENDING, now)
-                job.next_attempt_at = now + timedelta(seconds=delay)
-            elif outcome.kind is OutcomeKind.SUCCEEDED:
-                _transition(job, JobStatus.SUCCEEDED, now)
-            else:
-                _transition(job, JobStatus.FAILED, now)
-            if record is not None:
-                finished.append(_finished_attempt(job, record, ready_at, now))
-            return JobStatus(job.status)
+        job = session.get(Job, job_id, with_for_update=True)
+        if job is not None:
+            self._append_log(session, job, log_lines)
+        record = session.scalar(
+            select(JobAttempt).where(JobAttempt.job_id == job_id, JobAttempt.number == attempt)
+        )
+        if record is not None:
+            for column, value in started.items():
+                if value is not None:
+                    setattr(record, column, value)
+            record.finished_at = now
+            record.outcome = outcome.kind
+            record.exit_code = outcome.exit_code
+            record.reason = outcome.reason
+            record.message = outcome.message
+        if job is None or job.status != JobStatus.RUNNING or job.attempts != attempt:
+            return None
+        job.exit_code = outcome.exit_code
+        job.reason = outcome.reason
+        job.message = outcome.message
+        ready_at = job.next_attempt_at  # the retry below moves it
+        if outcome.kind is OutcomeKind.SCRIPT_FAILED:
+            job.script_failures += 1
+        elif outcome.kind is OutcomeKind.INFRASTRUCTURE_FAILED:
+            job.infrastructure_failures += 1
+        delay = self.retry_policy.next_attempt(
+            JobSource(job.source),
+            outcome,
+            Failures(job.script_failures, job.infrastructure_failures),
+            script_retries,
+        )
+        if delay is not None:
+            _transition(job, JobStatus.PENDING, now)
+            job.next_attempt_at = now + timedelta(seconds=delay)
+        elif outcome.kind is OutcomeKind.SUCCEEDED:
+            _transition(job, JobStatus.SUCCEEDED, now)
+        else:
+            _transition(job, JobStatus.FAILED, now)
+        if record is not None:
+            finished.append(_finished_attempt(job, record, ready_at, now))
+        return JobStatus(job.status)
 
     def take_over_orphans(self, alive: Callable[[str], bool] | None = None) -> list[Claim]:
         """Running jobs whose instance is dead, now leased to this one.

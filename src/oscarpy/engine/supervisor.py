@@ -13,6 +13,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -38,6 +39,11 @@ log = logging.getLogger(__name__)
 _TICK_SECONDS = 0.1
 """How often a running job's disk use is checked (if cheap enough, `limits.DISK_CHECK_SHARE`)
 and its log flushed (if due, every 0.5 s)."""
+RECORD_AFTER_SECONDS = 1.0
+"""An execution still running after this long is reported `started` (its attempt then shows
+its container and node while it runs); a shorter one is reported with its end, in the same
+write. Recovery finds a dead server's executions by their labels (`Runtime.find`), not by this
+record, so a crash before it loses nothing."""
 
 
 class JobReporter(Protocol):
@@ -46,8 +52,8 @@ class JobReporter(Protocol):
     def started(
         self, job_id: str, attempt: int, execution_id: str, node: str | None = None
     ) -> None:
-        """The execution exists (recorded before anything else, so that a restart adopts it);
-        `node` is the machine it runs on, when already known."""
+        """The execution has run `RECORD_AFTER_SECONDS` and still runs; `node` is the machine
+        it runs on, when already known."""
         ...
 
     def placed(self, job_id: str, attempt: int, node: str) -> None:
@@ -62,9 +68,19 @@ class JobReporter(Protocol):
         attempt: int,
         outcome: AttemptOutcome,
         lines: Sequence[LogLine] = (),
+        started: StartedExecution | None = None,
     ) -> None:
-        """The attempt ended; `lines` are its log's last lines, not sent through `log`."""
+        """The attempt ended; `lines` are its log's last lines, not sent through `log`, and
+        `started` its execution when it was not reported through `started`."""
         ...
+
+
+@dataclass(frozen=True)
+class StartedExecution:
+    """An attempt's execution, and the machine it runs on when known."""
+
+    execution_id: str
+    node: str | None
 
 
 ProviderLookup = Callable[[str], StorageProvider]
@@ -124,13 +140,12 @@ class Supervisor:
                 if cancelled.is_set():
                     raise _Cancelled
                 execution = runtime.start(self._run_spec(spec, work_dir, runtime))
-                self.reporter.started(
-                    spec.job_id, spec.attempt, execution.id, placement.known(execution)
-                )
+                placement.started(execution)
                 if cancelled.is_set():  # asked while the container was being created
                     execution.kill()
             else:
                 staged = contract.staged_bytes(work_dir)
+                placement.started(execution)
                 stream.note(f"adopted execution {execution.id[:12]} after a restart")
             layer = execution.writable_layer()
             guard = Guard(
@@ -169,8 +184,11 @@ class Supervisor:
         stream.note(outcome.message)
         placement.check(execution)
         # Recorded before the clean-up: a crash in between leaves litter (swept at start), not a
-        # finished job that would run again. The log's last lines go in the same write.
-        self.reporter.finished(spec.job_id, spec.attempt, outcome, stream.take())
+        # finished job that would run again. The log's last lines, and the execution of a short
+        # attempt, go in the same write.
+        self.reporter.finished(
+            spec.job_id, spec.attempt, outcome, stream.take(), placement.unrecorded()
+        )
         self._clean_up(execution, work_dir, self.outputs_dir(spec.job_id, spec.attempt))
         return outcome
 
@@ -311,24 +329,50 @@ class Supervisor:
 
 
 class _Placement:
-    """Reports the node an attempt runs on once the runtime knows it: at once for a local
-    runtime, after Swarm placed the task (seen while it runs) for the swarm runtime."""
+    """Reports an attempt's execution and the node it runs on: the execution once it has run
+    `RECORD_AFTER_SECONDS` (checked by the ticker), else with the attempt's end; the node at
+    once for a local runtime, after Swarm placed the task (seen while it runs) for the swarm
+    runtime. The ticker and the worker thread both call it, hence the lock."""
 
     def __init__(self, spec: JobSpec, reporter: JobReporter) -> None:
         self._spec = spec
         self._reporter = reporter
-        self._reported: str | None = None
+        self._lock = threading.Lock()
+        self._execution: Execution | None = None
+        self._since = 0.0
+        self._recorded = False
+        self._node: str | None = None
 
-    def known(self, execution: Execution) -> str | None:
-        """The node, if known at the start (a local runtime): recorded with the execution."""
-        self._reported = node_of(execution)
-        return self._reported
+    def started(self, execution: Execution) -> None:
+        with self._lock:
+            self._execution = execution
+            self._since = time.monotonic()
+            self._node = node_of(execution)
 
     def check(self, execution: Execution | None) -> None:
         node = node_of(execution) if execution is not None else None
-        if node and node != self._reported:
-            self._reported = node
-            self._reporter.placed(self._spec.job_id, self._spec.attempt, node)
+        with self._lock:
+            if self._execution is None:
+                return
+            moved = bool(node) and node != self._node
+            if moved:
+                self._node = node
+            if not self._recorded:
+                if time.monotonic() - self._since >= RECORD_AFTER_SECONDS:
+                    self._recorded = True
+                    self._reporter.started(
+                        self._spec.job_id, self._spec.attempt, self._execution.id, self._node
+                    )
+            elif moved and node:
+                self._reporter.placed(self._spec.job_id, self._spec.attempt, node)
+
+    def unrecorded(self) -> StartedExecution | None:
+        """The execution, if not reported yet (it now goes with the attempt's end)."""
+        with self._lock:
+            if self._execution is None or self._recorded:
+                return None
+            self._recorded = True
+            return StartedExecution(self._execution.id, self._node)
 
 
 def _kill_once_cancelled(

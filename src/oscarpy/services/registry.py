@@ -197,6 +197,13 @@ class ServiceRegistry:
             record = session.get(ServiceRecord, name)
             return _load(record) if record is not None else None
 
+    def versions(self) -> dict[str, datetime]:
+        """Each service's name and when it was last written: a cheap way to tell whether a
+        list read earlier is still the registry's (a definition is parsed only on a change)."""
+        with self.database.session() as session:
+            rows = session.execute(select(ServiceRecord.name, ServiceRecord.updated_at))
+            return {str(name): updated for name, updated in rows}
+
     def list(self) -> builtins.list[Service]:
         with self.database.session() as session:
             records = session.scalars(select(ServiceRecord).order_by(ServiceRecord.name)).all()
