@@ -33,8 +33,14 @@ def _wait(server: RunningServer, status: str, timeout: float = 60) -> None:
     raise AssertionError(f"no job became {status}: {_jobs(server)}")
 
 
-def _warm_containers(docker_client: Any) -> list[str]:
-    found = docker_client.containers.list(all=True, filters={"label": "oscar.service=warmkill"})
+def _warm_containers(docker_client: Any, data: Path) -> list[str]:
+    """This installation's warm containers (another run's leftovers on the daemon are not)."""
+    with sqlite3.connect(data / "oscar.db") as db:
+        (installation,) = db.execute(
+            "SELECT value FROM system_meta WHERE key = 'engine.instance'"
+        ).fetchone()
+    labels = ["oscar.service=warmkill", f"oscar.instance={installation}"]
+    found = docker_client.containers.list(all=True, filters={"label": labels})
     return [container.id for container in found]
 
 
@@ -61,7 +67,7 @@ def test_a_warm_job_cut_by_kill_9_runs_again_once(tmp_path: Path, docker_client:
         _wait(server, "Running")
         # A job is Running once claimed; its warm container may still be starting.
         deadline = time.monotonic() + 60
-        while not (first_containers := set(_warm_containers(docker_client))):
+        while not (first_containers := set(_warm_containers(docker_client, data))):
             assert time.monotonic() < deadline, "no warm container ever ran the job"
             time.sleep(0.1)
         server.kill()
@@ -76,4 +82,4 @@ def test_a_warm_job_cut_by_kill_9_runs_again_once(tmp_path: Path, docker_client:
     with sqlite3.connect(data / "oscar.db") as db:
         rows = db.execute("SELECT status, attempts FROM jobs WHERE service = 'warmkill'").fetchall()
     assert rows == [("succeeded", 2)], rows  # one job; the cut attempt, then the one that ran
-    assert first_containers and not first_containers & set(_warm_containers(docker_client))
+    assert first_containers and not first_containers & set(_warm_containers(docker_client, data))
