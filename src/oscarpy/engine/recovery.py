@@ -114,6 +114,7 @@ class Recovery:
                         ORPHAN_REASON,
                     ),
                 )
+                self.supervisor.discard(claim.job.id, claim.attempt)
                 continue
             started = claim.attempt_started_at.timestamp() if claim.attempt_started_at else None
             last_line = self.ledger.last_log_time(claim.job.id)

@@ -105,6 +105,11 @@ class Supervisor:
         """Where an attempt's outputs are copied to before upload: never mounted in a container."""
         return self.work_root / f"{job_id}.{attempt}.out"
 
+    def discard(self, job_id: str, attempt: int) -> None:
+        """Remove what an attempt that never ends here left on disk (a dead server's attempt
+        that is not adopted: the job runs again under a new attempt number)."""
+        self._clean_up(None, self.work_dir(job_id, attempt), self.outputs_dir(job_id, attempt))
+
     def run(
         self,
         spec: JobSpec,
