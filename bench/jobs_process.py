@@ -18,15 +18,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from tests.support.server import start_server
-
+from bench.jobs_support import stop_all, tree_servers
 from bench.jobs_throughput import COPY, platform_round
-
-
-def cpu_seconds(pid: int) -> float:
-    """The process's own user + system CPU time (not its waited-for children's)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+from bench.s3_throughput import cpu_seconds
 
 
 def main() -> None:
@@ -37,21 +31,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     options = parser.parse_args()
     per_round = options.files // options.rounds
-    this_src = str(Path(__file__).resolve().parents[1] / "src")
-    trees = {"baseline": options.baseline_src, "this tree": this_src}
-    seconds = dict.fromkeys(trees, 0.0)
-    cpu = dict.fromkeys(trees, 0.0)
     with tempfile.TemporaryDirectory(prefix="oscar-bench-") as temporary:
-        root = Path(temporary)
-        servers = {}
+        servers = tree_servers(Path(temporary), options.baseline_src, ["--runtime", "process"])
+        seconds = dict.fromkeys(servers, 0.0)
+        cpu = dict.fromkeys(servers, 0.0)
         try:
-            for name, source in trees.items():
-                servers[name] = start_server(
-                    root / name.replace(" ", "-"),
-                    env={"OSCAR_LOG_LEVEL": "WARNING", "PYTHONPATH": source},
-                    args=["--runtime", "process"],
-                )
-                servers[name].create_service(
+            for running in servers.values():
+                running.create_service(
                     {
                         "name": "throughput",
                         "image": "unused",
@@ -69,17 +55,17 @@ def main() -> None:
                     seconds[name] += platform_round(running, clients[name], first, per_round)
                     cpu[name] += cpu_seconds(running.process.pid) - before
         finally:
-            for running in servers.values():
-                running.stop()
+            stop_all(servers)
     files = per_round * options.rounds
     load = os.getloadavg()
     print(f"files {files} per tree in {options.rounds} alternating rounds")
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (noisy: a shared machine)")
-    for name in trees:
+    for name in servers:
         per_file = cpu[name] / files * 1000
-        print(f"{name:10}: {files / seconds[name]:.2f} files/s, server CPU {per_file:.1f} ms/file")
-    print(f"ratio this tree / baseline: {seconds['baseline'] / seconds['this tree']:.2f} files/s")
-    print(f"baseline / this tree: {cpu['baseline'] / cpu['this tree']:.2f} server CPU per file")
+        print(f"{name:13}: {files / seconds[name]:.2f} files/s, server CPU {per_file:.1f} ms/file")
+    base, this = "baseline tree", "this tree"
+    print(f"ratio this tree / baseline: {seconds[base] / seconds[this]:.2f} files/s")
+    print(f"baseline / this tree: {cpu[base] / cpu[this]:.2f} server CPU per file")
 
 
 if __name__ == "__main__":

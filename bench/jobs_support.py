@@ -12,6 +12,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -29,20 +30,25 @@ def boot_clock() -> float:
     return time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
-def server(data_dir: Path, **env: str) -> RunningServer:
-    return start_server(data_dir, env={"OSCAR_LOG_LEVEL": "WARNING", **env}, wait=120)
+def server(data_dir: Path, args: Sequence[str] = (), **env: str) -> RunningServer:
+    return start_server(
+        data_dir, env={"OSCAR_LOG_LEVEL": "WARNING", **env}, args=list(args), wait=120
+    )
 
 
-def tree_servers(root: Path, baseline_src: str | None) -> dict[str, RunningServer]:
+def tree_servers(
+    root: Path, baseline_src: str | None, args: Sequence[str] = ()
+) -> dict[str, RunningServer]:
     """One `oscar serve` of this tree, and one of `baseline_src` (another tree's `src/`, e.g.
-    `git archive <commit> src | tar -x -C /tmp/base`) when given, to measure both in one run."""
+    `git archive <commit> src | tar -x -C /tmp/base`) when given, to measure both in one run;
+    `args` go to both (`--runtime process`)."""
     trees = {"this tree": THIS_SRC}
     if baseline_src:
         trees = {"baseline tree": baseline_src, **trees}
     servers: dict[str, RunningServer] = {}
     try:
         for name, source in trees.items():
-            servers[name] = server(root / name.replace(" ", "-"), PYTHONPATH=source)
+            servers[name] = server(root / name.replace(" ", "-"), args, PYTHONPATH=source)
     except BaseException:
         stop_all(servers)
         raise
