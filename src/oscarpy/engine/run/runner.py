@@ -17,7 +17,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,11 +100,17 @@ class _Capture:
 
 
 class Cancel(StopSwitch[WarmContainer]):
-    """Stops the script of one `invoke` from another thread (its client went away): the warm
-    container running it is killed, and so never takes another request."""
+    """Stops the script of one `invoke` from another thread (its client went away, or its job
+    was deleted): the warm container running it is killed, and so never takes another request."""
 
     def __init__(self) -> None:
         super().__init__(lambda container: container.stop())
+        self.deleted = False
+
+    def delete(self) -> None:
+        """The call's job was deleted: stop it, and answer so (`DELETED`)."""
+        self.deleted = True
+        self()
 
 
 class _Cancelled(Exception):
@@ -114,6 +120,10 @@ class _Cancelled(Exception):
 CANCELLED = AttemptOutcome(
     OutcomeKind.SCRIPT_FAILED, "cancelled: the client went away", "cancelled"
 )
+DELETED = AttemptOutcome(
+    OutcomeKind.SCRIPT_FAILED, "cancelled: the job was deleted while its script ran", "deleted"
+)
+"""Never recorded (the job is gone): the answer of a call whose job was deleted."""
 
 
 class Runner:
@@ -131,7 +141,7 @@ class Runner:
         """Request directories, out of every container's sight, waiting to be deleted."""
         self._deleter = ThreadPoolExecutor(1, thread_name_prefix="run-cleanup")
         self.runtime = runtime or self._make_runtime()
-        self._running: dict[str, _RunRecord] = {}
+        self._running: dict[str, _Call] = {}
         self._running_lock = threading.Lock()
         self._last_renewal = time.monotonic()
         self.pools = WarmPools(
@@ -148,6 +158,7 @@ class Runner:
             # Services with `warm_jobs` run their file jobs in these pools too.
             engine.warm_jobs = WarmJobRuntime(self.pools, engine.catalog.get)
         engine.recovery.add_cleaner(lambda _instance: self.runtime.sweep())
+        engine.operations.calls = self  # deleting a call's job stops it
 
     def _make_runtime(self) -> RunRuntime:
         runtime = self.engine.runtime
@@ -176,6 +187,19 @@ class Runner:
     def new_body_path(self) -> Path:
         """Where the API streams a request body before `invoke` (removed by `invoke`)."""
         return self.requests / uuid.uuid4().hex
+
+    def running_calls(self, service: str) -> list[str]:
+        with self._running_lock:
+            return [job_id for job_id, run in self._running.items() if run.service == service]
+
+    def delete_calls(self, job_ids: Collection[str]) -> None:
+        """Stop the calls of `job_ids` that run here (their containers are killed) and record
+        nothing more of them: their jobs are being deleted."""
+        with self._running_lock:
+            doomed = [self._running[job_id] for job_id in job_ids if job_id in self._running]
+        for run in doomed:
+            run.record.forget()
+            run.cancel.delete()
 
     # -- one request ----------------------------------------------------------------------
 
@@ -221,7 +245,7 @@ class Runner:
             ),
         )
         with self._running_lock:
-            self._running[job_id] = record
+            self._running[job_id] = _Call(service.name, record, cancel)
         stream = LogStream(record.log(self.engine.log), interval=1.0)
         capture = _Capture(stream, self.settings.job_log_limit)
         answer = Answer(job_id, AttemptOutcome.success(), secrets=_secrets(service))
@@ -242,7 +266,7 @@ class Runner:
                 )
             answer.text = bytes(capture.data)
         except _Cancelled:
-            answer.outcome = CANCELLED
+            answer.outcome = DELETED if cancel.deleted else CANCELLED
             answer.discard()
         except InfrastructureError as error:
             answer.outcome = AttemptOutcome(
@@ -266,7 +290,7 @@ class Runner:
             record.finish(answer.outcome, stream.take())
             with self._running_lock:
                 self._running.pop(job_id, None)
-        if not answer.succeeded:
+        if not answer.succeeded and not record.forgotten:
             answer.log_tail = _tail(ledger.read_log(job_id), LOG_TAIL_LINES)
         return answer
 
@@ -370,7 +394,7 @@ class Runner:
         """Record the requests that run long as running and renew their leases; delete answers
         a lost client never took."""
         with self._running_lock:
-            running = list(self._running.values())
+            running = [call.record for call in self._running.values()]
         for record in running:
             if record.age() >= RECORD_RUNNING_AFTER_SECONDS:
                 record.running()
@@ -392,13 +416,14 @@ class _RunRecord:
     `RECORD_RUNNING_AFTER_SECONDS` is recorded at its end, job, log and outcome in one
     transaction (`Ledger.record_run`: one commit per call, not two); a longer one is recorded as
     running first (by the pools' upkeep, or when its log must be stored), so that it is listed
-    and leased while it runs."""
+    and leased while it runs. Once `forget`, it writes nothing more: its job is being deleted."""
 
     def __init__(self, ledger: Ledger, new: NewJob) -> None:
         self._ledger = ledger
         self._new = new
         self._lock = threading.Lock()
         self._recorded = False
+        self.forgotten = False
         self._started = time.monotonic()
         self.view = ledger.running_view(new, utcnow())
 
@@ -408,26 +433,43 @@ class _RunRecord:
     def running(self) -> None:
         """Record the job as running, if it is not recorded yet."""
         with self._lock:
-            if not self._recorded:
+            if not (self._recorded or self.forgotten):
                 self._ledger.start_running(self._new, at=self.view.created_at)
                 self._recorded = True
+
+    def forget(self) -> None:
+        """Write nothing more (a write on its way ends first, and the deletion removes it)."""
+        with self._lock:
+            self.forgotten = True
 
     def log(self, store: Callable[[str, Sequence[LogLine]], None]) -> LineSink:
         """The log stream's sink: lines stored while the request runs need its job."""
 
         def sink(lines: Sequence[LogLine]) -> None:
             self.running()
-            store(self.view.id, lines)
+            if not self.forgotten:
+                store(self.view.id, lines)
 
         return sink
 
     def finish(self, outcome: AttemptOutcome, log_lines: Sequence[LogLine]) -> None:
         with self._lock:
+            if self.forgotten:
+                return
             if self._recorded:
                 self._ledger.finish(self.view.id, 1, outcome, log_lines=log_lines)
             else:
                 self._ledger.record_run(self._new, self.view.created_at, outcome, log_lines)
                 self._recorded = True
+
+
+@dataclass(frozen=True)
+class _Call:
+    """A call that runs: its service, its job, and what stops it."""
+
+    service: str
+    record: _RunRecord
+    cancel: Cancel
 
 
 def _wrote_outputs(work_dir: Path) -> bool:
