@@ -391,13 +391,17 @@ class Runner:
             log.exception("cannot release warm container %s", member.container.id[:12])
 
     def _upkeep(self) -> None:
-        """Record the requests that run long as running and renew their leases; delete answers
-        a lost client never took."""
+        """Record the requests that run long as running, stop those whose jobs were deleted
+        through another server, and renew their leases; delete answers a lost client never
+        took."""
         with self._running_lock:
             running = [call.record for call in self._running.values()]
         for record in running:
             if record.age() >= RECORD_RUNNING_AFTER_SECONDS:
                 record.running()
+        self.delete_calls(
+            self.engine.ledger.deleted([record.view.id for record in running if record.recorded])
+        )
         if time.monotonic() - self._last_renewal < self.engine.ledger.lease.total_seconds() / 3:
             return
         self._last_renewal = time.monotonic()
@@ -422,7 +426,8 @@ class _RunRecord:
         self._ledger = ledger
         self._new = new
         self._lock = threading.Lock()
-        self._recorded = False
+        self.recorded = False
+        """Listed in the ledger (so the ledger tells whether it was deleted meanwhile)."""
         self.forgotten = False
         self._started = time.monotonic()
         self.view = ledger.running_view(new, utcnow())
@@ -433,9 +438,9 @@ class _RunRecord:
     def running(self) -> None:
         """Record the job as running, if it is not recorded yet."""
         with self._lock:
-            if not (self._recorded or self.forgotten):
+            if not (self.recorded or self.forgotten):
                 self._ledger.start_running(self._new, at=self.view.created_at)
-                self._recorded = True
+                self.recorded = True
 
     def forget(self) -> None:
         """Write nothing more (a write on its way ends first, and the deletion removes it)."""
@@ -456,11 +461,11 @@ class _RunRecord:
         with self._lock:
             if self.forgotten:
                 return
-            if self._recorded:
+            if self.recorded:
                 self._ledger.finish(self.view.id, 1, outcome, log_lines=log_lines)
             else:
                 self._ledger.record_run(self._new, self.view.created_at, outcome, log_lines)
-                self._recorded = True
+                self.recorded = True
 
 
 @dataclass(frozen=True)
