@@ -198,8 +198,8 @@ class Runner:
         with self._running_lock:
             doomed = [self._running[job_id] for job_id in job_ids if job_id in self._running]
         for run in doomed:
-            run.record.forget()
-            run.cancel.delete()
+            if run.record.forget():  # once: the upkeep may find it deleted again meanwhile
+                run.cancel.delete()
 
     # -- one request ----------------------------------------------------------------------
 
@@ -442,10 +442,12 @@ class _RunRecord:
                 self._ledger.start_running(self._new, at=self.view.created_at)
                 self.recorded = True
 
-    def forget(self) -> None:
-        """Write nothing more (a write on its way ends first, and the deletion removes it)."""
+    def forget(self) -> bool:
+        """Write nothing more (a write on its way ends first, and the deletion removes it);
+        `False` if forgotten already."""
         with self._lock:
-            self.forgotten = True
+            first, self.forgotten = not self.forgotten, True
+            return first
 
     def log(self, store: Callable[[str, Sequence[LogLine]], None]) -> LineSink:
         """The log stream's sink: lines stored while the request runs need its job."""
