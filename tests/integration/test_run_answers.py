@@ -383,6 +383,33 @@ def test_deleting_a_running_run_job_stops_its_script_at_once(
     assert (fine.status_code, fine.text) == (200, "woke up\n")
 
 
+def test_deleting_a_call_that_waits_for_a_container_answers_it_at_once(
+    server: RunningServer, docker_client: Any
+) -> None:
+    create_service(server, "waiting", SLEEPER, synchronous={"min_scale": 1, "max_scale": 1})
+    container = wait_for(lambda: warm_containers(docker_client, server, "waiting"))[0].id
+    with ThreadPoolExecutor(2) as callers, server.client() as client:
+        busy = callers.submit(run, server, "waiting", b64("300"))
+        wait_for(lambda: "sleep 300" in str(docker_client.api.top(container)["Processes"]))
+        (busy_id,) = wait_for(lambda: list(client.get("/system/logs/waiting").json()["jobs"]))
+        waiting = callers.submit(run, server, "waiting", b64("0"))
+        (waiting_id,) = wait_for(
+            lambda: set(client.get("/system/logs/waiting").json()["jobs"]) - {busy_id}
+        )
+
+        assert client.delete(f"/system/logs/waiting/{waiting_id}").status_code == 204
+        # It stops waiting for the only container (busy for 300 s), which goes on.
+        answer = waiting.result(timeout=5)
+        assert (answer.status_code, answer.headers["X-Oscar-Job-Id"]) == (409, waiting_id)
+        assert "sleep 300" in str(docker_client.api.top(container)["Processes"])
+        assert not busy.done()
+
+        assert client.delete(f"/system/logs/waiting/{busy_id}").status_code == 204
+        assert busy.result(timeout=5).status_code == 409
+    fine = run(server, "waiting", b64("0"))
+    assert (fine.status_code, fine.text) == (200, "woke up\n")
+
+
 def test_concurrent_requests_beyond_min_scale_are_all_answered(
     server: RunningServer, docker_client: Any
 ) -> None:

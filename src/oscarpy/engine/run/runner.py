@@ -33,14 +33,13 @@ from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
 from oscarpy.engine.records import JobSource
 from oscarpy.engine.recovery import run_root
 from oscarpy.engine.run import body
-from oscarpy.engine.run.pool import Member, ServicePool, WarmPools
+from oscarpy.engine.run.pool import GaveUp, Member, ServicePool, WarmPools
 from oscarpy.engine.run.warm_jobs import WarmJobRuntime
 from oscarpy.engine.runtimes.base import EndReason, RunResult
 from oscarpy.engine.runtimes.warm import (
     ProcessRunRuntime,
     RunRuntime,
     StopSwitch,
-    WarmContainer,
 )
 from oscarpy.engine.safefs import open_beneath
 from oscarpy.engine.spec import JobSpec
@@ -99,12 +98,13 @@ class _Capture:
         self._stream.feed(chunk)
 
 
-class Cancel(StopSwitch[WarmContainer]):
-    """Stops the script of one `invoke` from another thread (its client went away, or its job
-    was deleted): the warm container running it is killed, and so never takes another request."""
+class Cancel(StopSwitch[Callable[[], None]]):
+    """Stops one `invoke` from another thread (its client went away, or its job was deleted):
+    the warm container running its script is killed, and so never takes another request; a
+    call still waiting for a container stops waiting."""
 
     def __init__(self) -> None:
-        super().__init__(lambda container: container.stop())
+        super().__init__(lambda stop: stop())
         self.deleted = False
 
     def delete(self) -> None:
@@ -307,7 +307,14 @@ class Runner:
     ) -> tuple[RunResult, list[str]]:
         for _ in range(_ATTEMPTS_ON_DEAD_CONTAINERS):
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-            member = pool.acquire(remaining)
+            if not cancel.watch(pool.wake_waiters):
+                raise _Cancelled
+            try:
+                member = pool.acquire(remaining, given_up=lambda: cancel.requested)
+            except GaveUp as error:
+                raise _Cancelled from error
+            finally:
+                cancel.watch(None)
             healthy = False
             built = self.staging / spec.job_id
             work_dir = member.container.host_dir / spec.job_id
@@ -317,7 +324,7 @@ class Runner:
                 stream.note(f"run {spec.job_id} in warm container {member.container.id[:12]}")
                 remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
                 try:
-                    if not cancel.watch(member.container):
+                    if not cancel.watch(member.container.stop):
                         raise _Cancelled
                     result = member.container.run(
                         work_dir, contract.SCRIPT_FILE, environment, remaining, capture
