@@ -112,7 +112,7 @@ def test_a_service_without_network_gets_a_holder_without_network(
     assert mode.startswith("container:")
 
 
-def test_a_holder_removed_by_hand_is_replaced_and_the_job_runs(
+def test_a_job_whose_holder_was_removed_by_hand_still_runs(
     runtime: DockerRuntime, tmp_path: Path, docker_client: Any
 ) -> None:
     _, first_mode = finish(start(runtime, tmp_path / "a", "true\n"))

@@ -351,7 +351,7 @@ class DockerRuntime:
                 raise
             # The holder may have gone (removed by hand, its daemon restarted): once more
             # without it, and it is not lent again.
-            self.networks.discard(holder)
+            self.networks.discard(holder, failed=True)
             return self._start(spec, shown, None)
         except BaseException:
             if holder is not None:

@@ -140,10 +140,14 @@ class NetworkHolders:
                 return
         self._remove(holder.id)
 
-    def discard(self, holder: NetworkHolder) -> None:
-        """Remove a holder that may still hold a process of its job, or that failed."""
+    def discard(self, holder: NetworkHolder, *, failed: bool = False) -> None:
+        """Remove a holder that may still hold a process of its job; `failed`: a job could not
+        join it, and its key gets no holder for a while (an image whose shell does not stay
+        up would otherwise cost every job a holder and a second start)."""
         with self._lock:
             self._lent.pop(holder.id, None)
+            if failed:
+                self._failed[holder.key] = time.monotonic()
         self._remove(holder.id)
 
     def _create(self, spec: RunSpec, key: tuple[str, str]) -> NetworkHolder:
