@@ -40,6 +40,8 @@ PAYLOAD = b"x" * 1024
 
 
 def platform_round(running: RunningServer, s3: Any, first: int, count: int) -> float:
+    """Upload `count` files and wait until their jobs have succeeded, polling every 0.1 s (the
+    wait's resolution: under 1 % of a round of 40 or more files)."""
     started = time.monotonic()
     with ThreadPoolExecutor(8) as pool:
         list(
@@ -50,8 +52,9 @@ def platform_round(running: RunningServer, s3: Any, first: int, count: int) -> f
                 range(first, first + count),
             )
         )
-    while succeeded_jobs(running, "throughput") < first + count:
-        time.sleep(0.05)
+    with running.client() as client:
+        while succeeded_jobs(client) < first + count:
+            time.sleep(0.1)
     return time.monotonic() - started
 
 

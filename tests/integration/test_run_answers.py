@@ -54,6 +54,7 @@ case "$(head -c 16 "$INPUT_FILE_PATH")" in
 esac
 """
 
+SLEEPER = '#!/bin/sh\nsleep "$(cat "$INPUT_FILE_PATH")"\necho woke up\n'
 
 STALE: dict[str, str] = {}
 """The warm container a crashed server left in the module server's data directory."""
@@ -292,8 +293,7 @@ def test_timeout_answers_504_and_the_container_is_replaced(
 
 
 def test_a_client_that_hangs_up_stops_its_script(server: RunningServer, docker_client: Any) -> None:
-    sleeper = '#!/bin/sh\nsleep "$(cat "$INPUT_FILE_PATH")"\necho woke up\n'
-    create_service(server, "hangup", sleeper, synchronous={"min_scale": 1, "max_scale": 1})
+    create_service(server, "hangup", SLEEPER, synchronous={"min_scale": 1, "max_scale": 1})
     container = wait_for(lambda: warm_containers(docker_client, server, "hangup"))[0].id
     url = httpx.URL(server.url)
     body = b64("300")
@@ -334,6 +334,79 @@ def test_a_client_that_hangs_up_stops_its_script(server: RunningServer, docker_c
         assert job["status"] == "Failed"
         assert "the client went away" in client.get(f"/system/logs/hangup/{job_id}").text
     fine = run(server, "hangup", b64("0"))
+    assert (fine.status_code, fine.text) == (200, "woke up\n")
+
+
+def delete(client: httpx.Client, deleted: str, service: str, job_id: str) -> httpx.Response:
+    if deleted == "the job":
+        return client.delete(f"/system/logs/{service}/{job_id}")
+    if deleted == "all jobs":
+        return client.delete(f"/system/logs/{service}", params={"all": 1})
+    return client.delete(f"/system/services/{service}")
+
+
+@pytest.mark.parametrize("deleted", ["the job", "all jobs", "the service"])
+def test_deleting_a_running_run_job_stops_its_script_at_once(
+    server: RunningServer, docker_client: Any, deleted: str
+) -> None:
+    name = "deleted-" + deleted.split()[-1]
+    create_service(server, name, SLEEPER, synchronous={"min_scale": 1, "max_scale": 1})
+    container = wait_for(lambda: warm_containers(docker_client, server, name))[0].id
+    with ThreadPoolExecutor(1) as caller:
+        call = caller.submit(run, server, name, b64("300"))
+        wait_for(lambda: "sleep 300" in str(docker_client.api.top(container)["Processes"]))
+        with server.client() as client:
+            (job_id,) = wait_for(lambda: list(client.get(f"/system/logs/{name}").json()["jobs"]))
+
+            asked = time.monotonic()
+            assert delete(client, deleted, name, job_id).status_code == 204
+            # The caller is answered at once (not after 300 s), and told why.
+            answer = call.result(timeout=10)
+            answered = time.monotonic() - asked
+
+    assert answered < 5, answered
+    assert answer.status_code == 409, answer.text
+    assert answer.headers["X-Oscar-Job-Id"] == job_id
+    assert "the job was deleted" in answer.json()["detail"]
+    # The script went with its container (killed, never reused), and the job with its log.
+    wait_for(
+        lambda: container not in [found.id for found in warm_containers(docker_client, server)],
+        timeout=5,
+        step=0.05,
+    )
+    if deleted == "the service":
+        create_service(server, name, SLEEPER, synchronous={"min_scale": 1, "max_scale": 1})
+    with server.client() as client:
+        assert client.get(f"/system/logs/{name}").json()["jobs"] == {}
+        assert client.get(f"/system/logs/{name}/{job_id}").status_code == 404
+    fine = run(server, name, b64("0"))
+    assert (fine.status_code, fine.text) == (200, "woke up\n")
+
+
+def test_deleting_a_call_that_waits_for_a_container_answers_it_at_once(
+    server: RunningServer, docker_client: Any
+) -> None:
+    create_service(server, "waiting", SLEEPER, synchronous={"min_scale": 1, "max_scale": 1})
+    container = wait_for(lambda: warm_containers(docker_client, server, "waiting"))[0].id
+    with ThreadPoolExecutor(2) as callers, server.client() as client:
+        busy = callers.submit(run, server, "waiting", b64("300"))
+        wait_for(lambda: "sleep 300" in str(docker_client.api.top(container)["Processes"]))
+        (busy_id,) = wait_for(lambda: list(client.get("/system/logs/waiting").json()["jobs"]))
+        waiting = callers.submit(run, server, "waiting", b64("0"))
+        (waiting_id,) = wait_for(
+            lambda: set(client.get("/system/logs/waiting").json()["jobs"]) - {busy_id}
+        )
+
+        assert client.delete(f"/system/logs/waiting/{waiting_id}").status_code == 204
+        # It stops waiting for the only container (busy for 300 s), which goes on.
+        answer = waiting.result(timeout=5)
+        assert (answer.status_code, answer.headers["X-Oscar-Job-Id"]) == (409, waiting_id)
+        assert "sleep 300" in str(docker_client.api.top(container)["Processes"])
+        assert not busy.done()
+
+        assert client.delete(f"/system/logs/waiting/{busy_id}").status_code == 204
+        assert busy.result(timeout=5).status_code == 409
+    fine = run(server, "waiting", b64("0"))
     assert (fine.status_code, fine.text) == (200, "woke up\n")
 
 

@@ -102,9 +102,15 @@ def test_a_job_runs_without_privileges_or_the_docker_socket(
     assert host_config["CapDrop"] == ["ALL"]
     assert "no-new-privileges" in host_config["SecurityOpt"]
     assert 0 < host_config["PidsLimit"] <= DEFAULT_PIDS_LIMIT
-    mounts = [bind.split(":")[0] for bind in host_config.get("Binds") or []]
-    assert not [mount for mount in mounts if "docker" in mount], mounts
-    assert host_config["NetworkMode"] != "host" and host_config["PidMode"] != "host"
+    # The work directory, and the network holder's name files, read-only (docker.sock never).
+    binds = [bind.split(":") for bind in host_config.get("Binds") or []]
+    assert not [bind for bind in binds if "docker.sock" in bind[0]], binds
+    shared = {
+        target: mode for source, target, mode in binds if source.startswith("/var/lib/docker")
+    }
+    assert shared == dict.fromkeys(["/etc/hosts", "/etc/resolv.conf", "/etc/hostname"], "ro")
+    assert host_config["NetworkMode"].startswith("container:"), host_config["NetworkMode"]
+    assert host_config["PidMode"] != "host"
     # No file past the disk limit; dockerd keeps a bounded tail of the output on its disk.
     limit = platform.settings.job_disk_limit
     assert {"Name": "fsize", "Soft": limit, "Hard": limit} in host_config["Ulimits"]

@@ -32,7 +32,10 @@ def private_docker(docker_client: object) -> Iterator[PrivateDocker]:
 
 
 def _containers(daemon: PrivateDocker, state: str) -> list[str]:
-    return daemon.docker("ps", "-aq", "--filter", f"status={state}").stdout.split()
+    """The daemon's job containers in that state (not the network holders jobs join)."""
+    return daemon.docker(
+        "ps", "-aq", "--filter", f"status={state}", "--filter", "label=oscar.job"
+    ).stdout.split()
 
 
 def _jobs(server: Any) -> dict[str, dict[str, Any]]:

@@ -50,6 +50,8 @@ class RunFailed(BaseModel):
 def status_of(outcome: AttemptOutcome) -> int:
     if outcome.kind is OutcomeKind.SUCCEEDED:
         return 200
+    if outcome.reason == "deleted":
+        return 409
     if outcome.reason == "timeout":
         return 504
     if outcome.kind is OutcomeKind.SCRIPT_FAILED or outcome.reason == "oom":
@@ -82,6 +84,11 @@ def _media_type(header: str | None) -> str:
             "content": {"text/plain": {}, BINARY: {}},
         },
         **error_responses(400, 401, 404),
+        409: {
+            "model": RunFailed,
+            "description": "The job was deleted (with its service, or all jobs) while its "
+            "script ran: the script was stopped.",
+        },
         413: {"model": ErrorBody, "description": "The body is larger than the limit."},
         500: {"model": RunFailed, "description": "The script failed (non-zero exit, OOM)."},
         503: {"model": RunFailed, "description": "No warm container could run the request."},

@@ -38,7 +38,7 @@ from oscarpy.engine.reporting import LedgerReporter
 from oscarpy.engine.retention import INCOMING_PREFIX, Retention
 from oscarpy.engine.retries import RetryPolicy
 from oscarpy.engine.runtimes import make_runtime
-from oscarpy.engine.runtimes.base import LOCAL_NODE, Limits, Runtime
+from oscarpy.engine.runtimes.base import LOCAL_NODE, KeepsContainers, Limits, Runtime
 from oscarpy.engine.scaler import scaler_from_environment
 from oscarpy.engine.spec import JobSpec
 from oscarpy.engine.supervisor import Supervisor
@@ -118,7 +118,7 @@ class Engine:
                 max_seconds=max(300.0, settings.job_retry_backoff),
             ),
         )
-        self.runtime = runtime or make_runtime(settings.runtime, self.instance)
+        self.runtime = runtime or make_runtime(settings.runtime, self.instance, self.instances.id)
         try:
             self.scaler = scaler_from_environment(self.runtime)
         except ValueError as error:
@@ -148,6 +148,8 @@ class Engine:
             store=store,
             data_dir=settings.data_dir,
         )
+        if isinstance(self.runtime, KeepsContainers):
+            self.recovery.add_cleaner(self.runtime.remove_left_by)
         self.intake = Intake(
             self.ledger, self.catalog.fresh, self.dispatcher.wake, region=settings.region
         )

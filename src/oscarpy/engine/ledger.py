@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -743,6 +743,16 @@ class Ledger:
             ).all()
         live = {owner for _, owner in rows if owner is not None and self.is_alive(owner)}
         return {job_id for job_id, owner in rows if owner in live}
+
+    def deleted(self, job_ids: Collection[str]) -> set[str]:
+        """Those of `job_ids` that are cancelled or gone: deleted, by another server maybe."""
+        if not job_ids:
+            return set()
+        with self.database.session() as session:
+            kept = session.scalars(
+                select(Job.id).where(Job.id.in_(job_ids), Job.status != JobStatus.CANCELLED)
+            )
+            return set(job_ids) - set(kept)
 
     # -- operations from the API ----------------------------------------------------------
 

@@ -34,6 +34,10 @@ _RETRY_AFTER_FAILURE_SECONDS = 10.0
 _PARALLEL_REMOVALS = 8
 
 
+class GaveUp(Exception):
+    """The request stopped waiting for a container (cancelled)."""
+
+
 @dataclass(eq=False)
 class Member:
     """One warm container of a pool, and whether it can take the next request."""
@@ -107,14 +111,19 @@ class ServicePool:
 
     # -- requests -------------------------------------------------------------------------
 
-    def acquire(self, timeout: float | None) -> Member:
+    def acquire(
+        self, timeout: float | None, given_up: Callable[[], bool] = lambda: False
+    ) -> Member:
         """A container for one request: an idle one, else a new one if the pool may grow, else
-        the first one released; raises `PoolExhausted` when none frees up within `timeout`."""
+        the first one released; raises `PoolExhausted` when none frees up within `timeout`, and
+        `GaveUp` once `given_up()` (asked again on `wake_waiters`)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._condition:
             while True:
                 if self._closed:
                     raise ServiceNotFound(self.service.name)
+                if given_up():
+                    raise GaveUp
                 if self._idle:
                     member = self._idle.pop()  # the most recently used: the others may idle out
                     self._busy.add(member)
@@ -142,6 +151,11 @@ class ServicePool:
             self._starting -= 1
             self._busy.add(member)
         return member
+
+    def wake_waiters(self) -> None:
+        """Have the requests waiting in `acquire` ask again whether they gave up."""
+        with self._condition:
+            self._condition.notify_all()
 
     def release(self, member: Member, healthy: bool) -> None:
         """Give the container back after a request; an unhealthy or outdated one is removed."""

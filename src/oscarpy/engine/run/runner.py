@@ -17,7 +17,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,14 +33,13 @@ from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
 from oscarpy.engine.records import JobSource
 from oscarpy.engine.recovery import run_root
 from oscarpy.engine.run import body
-from oscarpy.engine.run.pool import Member, ServicePool, WarmPools
+from oscarpy.engine.run.pool import GaveUp, Member, ServicePool, WarmPools
 from oscarpy.engine.run.warm_jobs import WarmJobRuntime
 from oscarpy.engine.runtimes.base import EndReason, RunResult
 from oscarpy.engine.runtimes.warm import (
     ProcessRunRuntime,
     RunRuntime,
     StopSwitch,
-    WarmContainer,
 )
 from oscarpy.engine.safefs import open_beneath
 from oscarpy.engine.spec import JobSpec
@@ -99,12 +98,19 @@ class _Capture:
         self._stream.feed(chunk)
 
 
-class Cancel(StopSwitch[WarmContainer]):
-    """Stops the script of one `invoke` from another thread (its client went away): the warm
-    container running it is killed, and so never takes another request."""
+class Cancel(StopSwitch[Callable[[], None]]):
+    """Stops one `invoke` from another thread (its client went away, or its job was deleted):
+    the warm container running its script is killed, and so never takes another request; a
+    call still waiting for a container stops waiting."""
 
     def __init__(self) -> None:
-        super().__init__(lambda container: container.stop())
+        super().__init__(lambda stop: stop())
+        self.deleted = False
+
+    def delete(self) -> None:
+        """The call's job was deleted: stop it, and answer so (`DELETED`)."""
+        self.deleted = True
+        self()
 
 
 class _Cancelled(Exception):
@@ -114,6 +120,10 @@ class _Cancelled(Exception):
 CANCELLED = AttemptOutcome(
     OutcomeKind.SCRIPT_FAILED, "cancelled: the client went away", "cancelled"
 )
+DELETED = AttemptOutcome(
+    OutcomeKind.SCRIPT_FAILED, "cancelled: the job was deleted while its script ran", "deleted"
+)
+"""Never recorded (the job is gone): the answer of a call whose job was deleted."""
 
 
 class Runner:
@@ -131,7 +141,7 @@ class Runner:
         """Request directories, out of every container's sight, waiting to be deleted."""
         self._deleter = ThreadPoolExecutor(1, thread_name_prefix="run-cleanup")
         self.runtime = runtime or self._make_runtime()
-        self._running: dict[str, _RunRecord] = {}
+        self._running: dict[str, _Call] = {}
         self._running_lock = threading.Lock()
         self._last_renewal = time.monotonic()
         self.pools = WarmPools(
@@ -148,6 +158,7 @@ class Runner:
             # Services with `warm_jobs` run their file jobs in these pools too.
             engine.warm_jobs = WarmJobRuntime(self.pools, engine.catalog.get)
         engine.recovery.add_cleaner(lambda _instance: self.runtime.sweep())
+        engine.operations.calls = self  # deleting a call's job stops it
 
     def _make_runtime(self) -> RunRuntime:
         runtime = self.engine.runtime
@@ -176,6 +187,19 @@ class Runner:
     def new_body_path(self) -> Path:
         """Where the API streams a request body before `invoke` (removed by `invoke`)."""
         return self.requests / uuid.uuid4().hex
+
+    def running_calls(self, service: str) -> list[str]:
+        with self._running_lock:
+            return [job_id for job_id, run in self._running.items() if run.service == service]
+
+    def delete_calls(self, job_ids: Collection[str]) -> None:
+        """Stop the calls of `job_ids` that run here (their containers are killed) and record
+        nothing more of them: their jobs are being deleted."""
+        with self._running_lock:
+            doomed = [self._running[job_id] for job_id in job_ids if job_id in self._running]
+        for run in doomed:
+            if run.record.forget():  # once: the upkeep may find it deleted again meanwhile
+                run.cancel.delete()
 
     # -- one request ----------------------------------------------------------------------
 
@@ -221,7 +245,7 @@ class Runner:
             ),
         )
         with self._running_lock:
-            self._running[job_id] = record
+            self._running[job_id] = _Call(service.name, record, cancel)
         stream = LogStream(record.log(self.engine.log), interval=1.0)
         capture = _Capture(stream, self.settings.job_log_limit)
         answer = Answer(job_id, AttemptOutcome.success(), secrets=_secrets(service))
@@ -242,7 +266,7 @@ class Runner:
                 )
             answer.text = bytes(capture.data)
         except _Cancelled:
-            answer.outcome = CANCELLED
+            answer.outcome = DELETED if cancel.deleted else CANCELLED
             answer.discard()
         except InfrastructureError as error:
             answer.outcome = AttemptOutcome(
@@ -266,7 +290,7 @@ class Runner:
             record.finish(answer.outcome, stream.take())
             with self._running_lock:
                 self._running.pop(job_id, None)
-        if not answer.succeeded:
+        if not answer.succeeded and not record.forgotten:
             answer.log_tail = _tail(ledger.read_log(job_id), LOG_TAIL_LINES)
         return answer
 
@@ -283,7 +307,14 @@ class Runner:
     ) -> tuple[RunResult, list[str]]:
         for _ in range(_ATTEMPTS_ON_DEAD_CONTAINERS):
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-            member = pool.acquire(remaining)
+            if not cancel.watch(pool.wake_waiters):
+                raise _Cancelled
+            try:
+                member = pool.acquire(remaining, given_up=lambda: cancel.requested)
+            except GaveUp as error:
+                raise _Cancelled from error
+            finally:
+                cancel.watch(None)
             healthy = False
             built = self.staging / spec.job_id
             work_dir = member.container.host_dir / spec.job_id
@@ -293,7 +324,7 @@ class Runner:
                 stream.note(f"run {spec.job_id} in warm container {member.container.id[:12]}")
                 remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
                 try:
-                    if not cancel.watch(member.container):
+                    if not cancel.watch(member.container.stop):
                         raise _Cancelled
                     result = member.container.run(
                         work_dir, contract.SCRIPT_FILE, environment, remaining, capture
@@ -367,13 +398,17 @@ class Runner:
             log.exception("cannot release warm container %s", member.container.id[:12])
 
     def _upkeep(self) -> None:
-        """Record the requests that run long as running and renew their leases; delete answers
-        a lost client never took."""
+        """Record the requests that run long as running, stop those whose jobs were deleted
+        through another server, and renew their leases; delete answers a lost client never
+        took."""
         with self._running_lock:
-            running = list(self._running.values())
+            running = [call.record for call in self._running.values()]
         for record in running:
             if record.age() >= RECORD_RUNNING_AFTER_SECONDS:
                 record.running()
+        self.delete_calls(
+            self.engine.ledger.deleted([record.view.id for record in running if record.recorded])
+        )
         if time.monotonic() - self._last_renewal < self.engine.ledger.lease.total_seconds() / 3:
             return
         self._last_renewal = time.monotonic()
@@ -392,13 +427,15 @@ class _RunRecord:
     `RECORD_RUNNING_AFTER_SECONDS` is recorded at its end, job, log and outcome in one
     transaction (`Ledger.record_run`: one commit per call, not two); a longer one is recorded as
     running first (by the pools' upkeep, or when its log must be stored), so that it is listed
-    and leased while it runs."""
+    and leased while it runs. Once `forget`, it writes nothing more: its job is being deleted."""
 
     def __init__(self, ledger: Ledger, new: NewJob) -> None:
         self._ledger = ledger
         self._new = new
         self._lock = threading.Lock()
-        self._recorded = False
+        self.recorded = False
+        """Listed in the ledger (so the ledger tells whether it was deleted meanwhile)."""
+        self.forgotten = False
         self._started = time.monotonic()
         self.view = ledger.running_view(new, utcnow())
 
@@ -408,26 +445,45 @@ class _RunRecord:
     def running(self) -> None:
         """Record the job as running, if it is not recorded yet."""
         with self._lock:
-            if not self._recorded:
+            if not (self.recorded or self.forgotten):
                 self._ledger.start_running(self._new, at=self.view.created_at)
-                self._recorded = True
+                self.recorded = True
+
+    def forget(self) -> bool:
+        """Write nothing more (a write on its way ends first, and the deletion removes it);
+        `False` if forgotten already."""
+        with self._lock:
+            first, self.forgotten = not self.forgotten, True
+            return first
 
     def log(self, store: Callable[[str, Sequence[LogLine]], None]) -> LineSink:
         """The log stream's sink: lines stored while the request runs need its job."""
 
         def sink(lines: Sequence[LogLine]) -> None:
             self.running()
-            store(self.view.id, lines)
+            if not self.forgotten:
+                store(self.view.id, lines)
 
         return sink
 
     def finish(self, outcome: AttemptOutcome, log_lines: Sequence[LogLine]) -> None:
         with self._lock:
-            if self._recorded:
+            if self.forgotten:
+                return
+            if self.recorded:
                 self._ledger.finish(self.view.id, 1, outcome, log_lines=log_lines)
             else:
                 self._ledger.record_run(self._new, self.view.created_at, outcome, log_lines)
-                self._recorded = True
+                self.recorded = True
+
+
+@dataclass(frozen=True)
+class _Call:
+    """A call that runs: its service, its job, and what stops it."""
+
+    service: str
+    record: _RunRecord
+    cancel: Cancel
 
 
 def _wrote_outputs(work_dir: Path) -> bool:

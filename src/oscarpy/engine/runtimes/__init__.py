@@ -29,8 +29,9 @@ __all__ = [
 ]
 
 
-def make_runtime(name: str, instance: str) -> Runtime:
-    """The runtime `oscar serve --runtime` names (`docker`, `process` or `swarm`)."""
+def make_runtime(name: str, instance: str, owner: str = "") -> Runtime:
+    """The runtime `oscar serve --runtime` names (`docker`, `process` or `swarm`); `owner` is
+    the server process, named on what a runtime leaves between jobs."""
     if name == "process":
         from oscarpy.engine.runtimes.process import WARNING, ProcessRuntime
 
@@ -42,4 +43,4 @@ def make_runtime(name: str, instance: str) -> Runtime:
         return SwarmRuntime(instance)
     from oscarpy.engine.runtimes.docker import DockerRuntime
 
-    return DockerRuntime(instance)
+    return DockerRuntime(instance, owner=owner)

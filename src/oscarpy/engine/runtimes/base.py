@@ -164,6 +164,14 @@ def node_of(execution: Execution) -> str | None:
     return execution.node if isinstance(execution, PlacedExecution) else LOCAL_NODE
 
 
+@runtime_checkable
+class KeepsContainers(Protocol):
+    """A runtime that keeps containers of its own between jobs (the Docker runtime's network
+    holders): those a dead server process left are removed when the engine cleans up after it."""
+
+    def remove_left_by(self, owner: str) -> None: ...
+
+
 class Runtime(Protocol):
     """How scripts run; the supervisor sees nothing else of the container engine."""
 

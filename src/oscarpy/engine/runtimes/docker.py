@@ -49,6 +49,7 @@ from oscarpy.engine.runtimes.docker_api import (
     restricted_options,
     translated,
 )
+from oscarpy.engine.runtimes.network_holders import NetworkHolder, NetworkHolders, joined
 from oscarpy.engine.safefs import open_dir, write_new_at
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,8 @@ class DockerExecution:
     `output` is the container's attached output stream, opened before it started: attached
     output holds the container back when the reader falls behind, so a flood cannot outrun the
     supervisor's count, and nothing is lost to log rotation. An adopted container has none and
-    is followed through its logs.
+    is followed through its logs. `holder` is the network namespace it joined, given back to
+    `networks` once the container has exited (no process of it is left there), else removed.
     """
 
     def __init__(
@@ -78,10 +80,13 @@ class DockerExecution:
         container: Any,
         output: AttachedOutput | None = None,
         remover: Remover | None = None,
+        holder: tuple[NetworkHolders, NetworkHolder] | None = None,
     ) -> None:
         self._container = container
         self._output = output
         self._remover = remover
+        self._holder = holder
+        self._exited = False
 
     @property
     def id(self) -> str:
@@ -115,6 +120,7 @@ class DockerExecution:
             return timed_out(timeout)
         except ContainerMissing as error:
             raise ContainerError(f"container {self.id[:12]} vanished while running") from error
+        self._exited = True
         exit_code = int(status.get("StatusCode", -1))
         return result_from_exit(exit_code, oom=self._was_oom_killed(exit_code))
 
@@ -184,6 +190,12 @@ class DockerExecution:
         no longer holds the attempt's slot), at once otherwise."""
         if self._output is not None:
             self._output.close()
+        if self._holder is not None:
+            (networks, holder), self._holder = self._holder, None
+            if self._exited:
+                networks.give_back(holder)
+            else:
+                networks.discard(holder)
         if self._remover is not None:
             self._remover.submit(self._container)
         else:
@@ -295,12 +307,15 @@ class DockerRuntime:
 
     name = "docker"
 
-    def __init__(self, instance: str, connection: DockerConnection | None = None) -> None:
+    def __init__(
+        self, instance: str, connection: DockerConnection | None = None, *, owner: str = ""
+    ) -> None:
         self.instance = instance
         self.connection = connection or DockerConnection()
         """Shared with the `/run` runtime (`docker_warm.DockerRunRuntime`)."""
         self.images = ImagePuller(self.connection)
         self.remover = Remover()
+        self.networks = NetworkHolders(self.connection, instance, owner)
         try:
             self.connection.ping()
         except RuntimeUnavailable as error:
@@ -328,16 +343,34 @@ class DockerRuntime:
             spec.user,
             self.connection.remapped_root(),
         )
+        holder = self.networks.lend(spec)
+        try:
+            return self._start(spec, shown, holder)
+        except ContainerError:
+            if holder is None:
+                raise
+            # The holder may have gone (removed by hand, its daemon restarted): once more
+            # without it, and it is not lent again.
+            self.networks.discard(holder, failed=True)
+            return self._start(spec, shown, None)
+        except BaseException:
+            if holder is not None:
+                self.networks.discard(holder)
+            raise
+
+    def _start(
+        self, spec: RunSpec, environment: dict[str, str], holder: NetworkHolder | None
+    ) -> DockerExecution:
         name = f"oscar-job-{spec.job_id}-{spec.attempt}"
         try:
             with translated("cannot create the container"):
-                container = self._create(spec, name, shown)
+                container = self._create(spec, name, environment, holder)
         except ImageUnavailable as error:
             self.images.forget(spec.image)
             raise ImageUnavailable(f"image {spec.image} is not on this host") from error
         except ContainerConflict:  # a container of this attempt survived a crash
             self._remove_named(name)
-            return self.start(spec)
+            return self._start(spec, environment, holder)
         try:
             # Attached before it starts, so that no output is missed.
             with translated("cannot attach to the container"):
@@ -351,21 +384,30 @@ class DockerRuntime:
         except InfrastructureError as error:
             DockerExecution(container, output).remove()
             raise ContainerError(str(error)) from error
-        return DockerExecution(container, output, self.remover)
+        lent = None if holder is None else (self.networks, holder)
+        return DockerExecution(container, output, self.remover, lent)
 
-    def _create(self, spec: RunSpec, name: str, environment: dict[str, str]) -> Any:
+    def _create(
+        self,
+        spec: RunSpec,
+        name: str,
+        environment: dict[str, str],
+        holder: NetworkHolder | None,
+    ) -> Any:
         """Create the attempt's container through the low-level API: docker-py's
         `containers.create` inspects the new container before returning it, a round trip
         before the script starts that only `writable_layer` needs (it inspects later, while the
         script runs)."""
         api = self.connection.api
-        host_config = api.create_host_config(
-            binds={
-                str(spec.work_dir): {"bind": str(WORK_MOUNT), "mode": "rw"},
-                **_mounted(spec.work_dir),
-            },
-            **restricted_options(spec.limits, network=spec.network),
-        )
+        binds = {
+            str(spec.work_dir): {"bind": str(WORK_MOUNT), "mode": "rw"},
+            **_mounted(spec.work_dir),
+        }
+        options = restricted_options(spec.limits, network=spec.network)
+        if holder is not None:
+            binds.update(holder.binds)
+            options = joined(options, holder)
+        host_config = api.create_host_config(binds=binds, **options)
         created = api.create_container(
             spec.image,
             command=script_command(spec.script),
@@ -428,7 +470,11 @@ class DockerRuntime:
         for container in self._containers(job_id):
             DockerExecution(container).remove()
 
+    def remove_left_by(self, owner: str) -> None:
+        self.networks.remove_owned_by(owner)
+
     def close(self) -> None:
+        self.networks.close()
         self.remover.close()
         self.connection.close()
 

@@ -47,6 +47,12 @@ LABEL_SERVICE = "oscar.service"
 LABEL_JOB = "oscar.job"
 LABEL_ATTEMPT = "oscar.attempt"
 LABEL_INSTANCE = "oscar.instance"
+LABEL_ROLE = "oscar.role"
+"""What a container that runs no job is for: `warm` (a warm container), `network` (a network
+namespace holder)."""
+LABEL_OWNER = "oscar.owner"
+"""The server process (as the ledger names it) that made a warm container or a holder: a
+restarted server removes those of dead processes, never another live one's."""
 
 # Root inside the container keeps only what scripts that handle files need: no raw sockets,
 # no mknod, no chroot, no audit, no setting file capabilities.
@@ -82,6 +88,18 @@ def translated(action: str) -> Iterator[None]:
         raise RuntimeLost(f"{action}: {error}") from error
     except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
         raise RuntimeUnavailable(f"{action}: {error}") from error
+
+
+def remove_by_id(api: Any, container_id: str, what: str) -> None:
+    """Force-remove a container that is ours to remove (`what` names it in the log); one already
+    gone is fine, and a failure is logged, not raised: the caller's work goes on."""
+    try:
+        with translated(f"cannot remove {what} {container_id[:12]}"):
+            api.remove_container(container_id, force=True)
+    except ContainerMissing:
+        pass
+    except InfrastructureError as error:
+        log.warning("%s", error)
 
 
 class DockerConnection:

@@ -43,7 +43,10 @@ from oscarpy.engine.runtimes.base import OutputSink, RunResult, result_from_exit
 from oscarpy.engine.runtimes.docker import DockerRuntime
 from oscarpy.engine.runtimes.docker_api import (
     LABEL_INSTANCE,
+    LABEL_OWNER,
+    LABEL_ROLE,
     LABEL_SERVICE,
+    remove_by_id,
     restricted_options,
     translated,
 )
@@ -60,8 +63,6 @@ AGENT_DIR = ".agent"
 agent's socket."""
 TMP_SIZE = 64 * 1024 * 1024
 """The size of `/tmp` (a tmpfs, counted in the container's memory) when no disk limit is set."""
-LABEL_ROLE = "oscar.role"
-LABEL_OWNER = "oscar.owner"
 ROLE_WARM = "warm"
 """The role label's value, kept from before `/run` had one name (containers left by an older
 server are still found and swept)."""
@@ -434,13 +435,7 @@ class DockerRunRuntime:
         return removed
 
     def remove(self, container: str) -> None:
-        try:
-            with translated(f"cannot remove warm container {container[:12]}"):
-                self.connection.api.remove_container(container, force=True)
-        except ContainerMissing:
-            pass
-        except InfrastructureError as error:
-            log.warning("%s", error)
+        remove_by_id(self.connection.api, container, "warm container")
 
     def close(self) -> None:
         """The connection is the job runtime's, closed with it."""
