@@ -31,7 +31,7 @@ class PrivateDocker:
     def host(self) -> str:
         return f"unix://{self.socket}"
 
-    def start(self, timeout: float = 60) -> None:
+    def start(self, timeout: float = 120) -> None:
         # Its own network namespace: a dockerd started with --bridge=none deletes the host's
         # `docker0` interface (moby's removeDefaultBridgeInterface), which would cut the shared
         # daemon's containers off their network.
@@ -53,8 +53,13 @@ class PrivateDocker:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"dockerd exited:\n{self.log()[-3000:]}")
-            if self.docker("version", check=False).returncode == 0:
-                return
+            try:
+                # A daemon still starting may accept the connection and answer late: each probe
+                # gets a few seconds, the start its whole `timeout` (a busy CI machine needs it).
+                if self.docker("version", check=False, timeout=5).returncode == 0:
+                    return
+            except subprocess.TimeoutExpired:
+                pass
             time.sleep(0.2)
         raise RuntimeError(f"dockerd did not answer in {timeout} s:\n{self.log()[-3000:]}")
 
@@ -67,12 +72,14 @@ class PrivateDocker:
                 self.process.kill()
                 self.process.wait()
 
-    def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def docker(
+        self, *args: str, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["docker", "-H", self.host, *args],
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=timeout,
             check=check,
         )
 
