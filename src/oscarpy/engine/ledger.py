@@ -563,12 +563,15 @@ class Ledger:
         """A `/run` call that ended before it was recorded as running (`start_running`): its
         job, attempt, log and outcome in one transaction, one commit for a short call."""
         finished: list[FinishedAttempt] = []
+        job = self._running_job(new, started_at)
+        record = JobAttempt(job_id=job.id, number=1, owner=self.owner, started_at=started_at)
         with self.writing() as session:
-            claim = self.start_running(new, at=started_at, session=session)
-            status = self._finish(
-                session, claim.job.id, claim.attempt, outcome, 0, log_lines, {}, finished
-            )
-        self._report_finished(claim.job.id, finished)
+            # Concluded before anything is written: the job, its attempt and its log are each
+            # inserted once, in their final state (no insert, read back, then update).
+            session.add(job)
+            session.add(record)
+            status = self._conclude(session, job, record, outcome, 0, log_lines, {}, finished)
+        self._report_finished(job.id, finished)
         return status
 
     def finish(
@@ -630,13 +633,26 @@ class Ledger:
         started: dict[str, str | None],
         finished: list[FinishedAttempt],
     ) -> JobStatus | None:
-        now = utcnow()
         job = session.get(Job, job_id, with_for_update=True)
-        if job is not None:
-            self._append_log(session, job, log_lines)
         record = session.scalar(
             select(JobAttempt).where(JobAttempt.job_id == job_id, JobAttempt.number == attempt)
         )
+        if job is None or job.attempts != attempt:
+            if job is not None:
+                self._append_log(session, job, log_lines)
+            self._close_attempt(record, outcome, started, utcnow())
+            return None
+        return self._conclude(
+            session, job, record, outcome, script_retries, log_lines, started, finished
+        )
+
+    @staticmethod
+    def _close_attempt(
+        record: JobAttempt | None,
+        outcome: AttemptOutcome,
+        started: dict[str, str | None],
+        now: datetime,
+    ) -> None:
         if record is not None:
             for column, value in started.items():
                 if value is not None:
@@ -646,7 +662,24 @@ class Ledger:
             record.exit_code = outcome.exit_code
             record.reason = outcome.reason
             record.message = outcome.message
-        if job is None or job.status != JobStatus.RUNNING or job.attempts != attempt:
+
+    def _conclude(
+        self,
+        session: Session,
+        job: Job,
+        record: JobAttempt | None,
+        outcome: AttemptOutcome,
+        script_retries: int,
+        log_lines: Sequence[tuple[datetime, str]],
+        started: dict[str, str | None],
+        finished: list[FinishedAttempt],
+    ) -> JobStatus | None:
+        """End the attempt `record` of `job` (both loaded, or new in this session): its log,
+        its outcome, and the job's next state."""
+        now = utcnow()
+        self._append_log(session, job, log_lines)
+        self._close_attempt(record, outcome, started, now)
+        if job.status != JobStatus.RUNNING:
             return None
         job.exit_code = outcome.exit_code
         job.reason = outcome.reason
