@@ -54,10 +54,20 @@ def load_or_create_admin(settings: Settings) -> AdminCredentials:
     ):
         register_secret(stored["password"])
         return AdminCredentials(settings.username, stored["password"], generated=True)
-    password = secrets.token_urlsafe(_PASSWORD_BYTES)
+    password = typeable_secret(_PASSWORD_BYTES)
     register_secret(password)
     write_credentials_file(path, {"username": settings.username, "password": password})
     return AdminCredentials(settings.username, password, generated=True)
+
+
+def typeable_secret(size: int) -> str:
+    """A random URL-safe secret of `size` bytes that does not start with `-`: users pass these
+    on command lines (`oscar cluster add ID URL USER PASSWORD`, oscar-cli), where a leading
+    dash reads as an option (`No such option: -j`)."""
+    while True:
+        secret = secrets.token_urlsafe(size)
+        if not secret.startswith("-"):
+            return secret
 
 
 def read_credentials_file(path: Path) -> dict[str, str] | None:

@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, mapped_column
 
+from oscarpy.auth.credentials import typeable_secret
 from oscarpy.auth.principal import ADMIN_USER_ID, Principal
 from oscarpy.db import Base, Database
 from oscarpy.log import register_secret
@@ -70,7 +71,7 @@ def _new_access_key() -> str:
 
 
 def _new_secret_key() -> str:
-    secret = secrets.token_urlsafe(_SECRET_BYTES)
+    secret = typeable_secret(_SECRET_BYTES)
     register_secret(secret)
     return secret
 
