@@ -120,9 +120,15 @@ def test_each_upload_makes_one_job_even_with_the_same_bytes(platform: Harness) -
 
 def test_reconcile_creates_jobs_for_files_that_were_already_there(platform: Harness) -> None:
     bucket = unique("old")
+    sentinel = platform.service(script="true\n", input=[{"path": f"{bucket}/sentinel"}])
     for index in range(3):
         platform.put(bucket, f"in/{index}.txt", b"x")
     platform.put(bucket, "other/skip.txt", b"x")
+    # The intake reads events in order: once the last file's event made its job, the files
+    # above were read too, before the service below existed (else the intake, catching up
+    # late, would make their jobs itself and reconcile would find nothing to do).
+    platform.put(bucket, "sentinel/last.txt", b"x")
+    platform.finished_jobs(sentinel.name, 1)
     service = platform.service(
         script=COPY_INPUT, input=[{"path": f"{bucket}/in"}], output=[{"path": f"{bucket}/out"}]
     )
