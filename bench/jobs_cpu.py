@@ -18,22 +18,13 @@ import functools
 import os
 import resource
 import tempfile
-import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
-from tests.support.server import RunningServer
 
-from bench.jobs_support import (
-    IMAGE,
-    add_baseline_option,
-    docker_run,
-    stop_all,
-    succeeded_jobs,
-    tree_servers,
-)
+from bench.jobs_support import IMAGE, add_baseline_option, stop_all, tree_servers
+from bench.jobs_throughput import bare_round, platform_round
 
 COLUMNS = ("dockerd", "containerd", "cli", "server", "machine")
 
@@ -72,36 +63,6 @@ class CpuMeter:
         }
 
 
-def bare_jobs(work: Path, first: int, count: int, concurrency: int) -> None:
-    for index in range(first, first + count):
-        directory = work / f"{index:04}"
-        (directory / "out").mkdir(parents=True)
-        (directory / "in").write_bytes(b"x" * 1024)
-
-    def copy(index: int) -> None:
-        docker_run(
-            ["-v", f"{work / f'{index:04}'}:/w", "--cpus", "0.1", "--memory", "32m", IMAGE]
-            + ["cp", "/w/in", "/w/out/in"]
-        )
-
-    with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(copy, range(first, first + count)))
-
-
-def platform_jobs(running: RunningServer, first: int, count: int) -> None:
-    s3 = running.s3_client()
-    with ThreadPoolExecutor(8) as pool:
-        list(
-            pool.map(
-                lambda index: s3.put_object(Bucket="cpu", Key=f"in/{index:04}", Body=b"x" * 1024),
-                range(first, first + count),
-            )
-        )
-    with running.client() as client:
-        while succeeded_jobs(client) < first + count:
-            time.sleep(0.1)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=40, help="per round and contender")
@@ -112,7 +73,7 @@ def main() -> None:
     meter = CpuMeter()
     used: dict[str, dict[str, float]] = {}
 
-    def measure(name: str, server: psutil.Process | None, action: Callable[[], None]) -> None:
+    def measure(name: str, server: psutil.Process | None, action: Callable[[], object]) -> None:
         before = meter.read(server)
         action()
         after = meter.read(server)
@@ -133,8 +94,8 @@ def main() -> None:
                         "memory": "32Mi",
                         "max_concurrency": options.concurrency,
                         "script": 'cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/"\n',
-                        "input": [{"path": "cpu/in"}],
-                        "output": [{"path": "cpu/out"}],
+                        "input": [{"path": "throughput/in"}],
+                        "output": [{"path": "throughput/out"}],
                     }
                 )
             for round_number in range(options.rounds):
@@ -143,7 +104,7 @@ def main() -> None:
                     "bare docker run",
                     None,
                     functools.partial(
-                        bare_jobs, root / "bare", first, options.jobs, options.concurrency
+                        bare_round, root / "bare", options.concurrency, first, options.jobs
                     ),
                 )
                 for name, running in servers.items():
@@ -151,7 +112,9 @@ def main() -> None:
                     measure(
                         name,
                         process,
-                        functools.partial(platform_jobs, running, first, options.jobs),
+                        functools.partial(
+                            platform_round, running, running.s3_client(), first, options.jobs
+                        ),
                     )
         finally:
             stop_all(servers)
