@@ -14,7 +14,6 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from oscarpy.engine import contract
 from oscarpy.engine.dispatcher import Capacity
 from oscarpy.engine.errors import EngineError, InfrastructureError
 from oscarpy.engine.run.errors import PoolExhausted
-from oscarpy.engine.runtimes.base import Limits
+from oscarpy.engine.runtimes.base import Limits, remove_all
 from oscarpy.engine.runtimes.warm import RunRuntime, WarmContainer, WarmSpec, new_container_dir
 from oscarpy.services.errors import ServiceNotFound
 from oscarpy.services.model import Service
@@ -31,7 +30,6 @@ log = logging.getLogger(__name__)
 
 _TICK_SECONDS = 1.0
 _RETRY_AFTER_FAILURE_SECONDS = 10.0
-_PARALLEL_REMOVALS = 8
 
 
 class GaveUp(Exception):
@@ -363,12 +361,7 @@ class WarmPools:
     def _remove_discarded(self) -> None:
         with self._lock:
             doomed, self._discarded = self._discarded, []
-        if len(doomed) > 1:
-            # Each removal waits on the Docker Engine; a shutdown removes many at once.
-            with ThreadPoolExecutor(min(len(doomed), _PARALLEL_REMOVALS)) as executor:
-                list(executor.map(self._remove, doomed))
-        elif doomed:
-            self._remove(doomed[0])
+        remove_all(self._remove, doomed)
 
     @staticmethod
     def _remove(container: WarmContainer) -> None:

@@ -36,6 +36,7 @@ from oscarpy.engine.runtimes.base import (
     RunResult,
     RunSpec,
     Runtime,
+    remove_all,
     result_from_exit,
     timed_out,
 )
@@ -245,21 +246,41 @@ class Remover:
         failed: list[Any] = []
         while True:
             try:
-                item = self._queue.get(timeout=self.RETRY_SECONDS if failed else None)
+                first = self._queue.get(timeout=self.RETRY_SECONDS if failed else None)
             except queue.Empty:
-                item = _RETRY
-            pending = failed + ([] if item is _RETRY or item is _CLOSE else [item])
-            failed = []
-            for container in pending:
-                try:
-                    remove_container(container)
-                except InfrastructureError as error:
-                    log.warning("%s (tried again in %g s)", error, self.RETRY_SECONDS)
-                    failed.append(container)
-                except Exception:  # a bug must not stop the removals of the next jobs
-                    log.exception("removing container %s", str(container.id)[:12])
-            if item is _CLOSE:
+                first = _RETRY
+            received = [first, *self._waiting()]
+            containers = [item for item in received if item is not _RETRY and item is not _CLOSE]
+            failed = self._remove(failed + containers)
+            if any(item is _CLOSE for item in received):
                 return  # what a stopped daemon kept is swept at the next start
+
+    def _waiting(self) -> list[Any]:
+        """What else was submitted meanwhile: removed together, several at once (a burst of
+        ended jobs, or a stopping server, must not wait for one removal after the other)."""
+        items = []
+        while True:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                return items
+
+    @staticmethod
+    def _remove(containers: list[Any]) -> list[Any]:
+        """Remove the containers; returns those to try again."""
+        failed: list[Any] = []
+
+        def remove(container: Any) -> None:
+            try:
+                remove_container(container)
+            except InfrastructureError as error:
+                log.warning("%s (tried again in %g s)", error, Remover.RETRY_SECONDS)
+                failed.append(container)
+            except Exception:  # a bug must not stop the removals of the next jobs
+                log.exception("removing container %s", str(container.id)[:12])
+
+        remove_all(remove, containers)
+        return failed
 
     def close(self) -> None:
         with self._lock:

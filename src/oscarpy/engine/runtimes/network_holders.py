@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from oscarpy.engine.errors import InfrastructureError
-from oscarpy.engine.runtimes.base import Limits, RunSpec
+from oscarpy.engine.runtimes.base import Limits, RunSpec, remove_all
 from oscarpy.engine.runtimes.docker_api import (
     LABEL_INSTANCE,
     LABEL_OWNER,
@@ -198,8 +198,7 @@ class NetworkHolders:
             expired = [h for pool in self._idle.values() for h in pool if h.idle_since < deadline]
             for pool in self._idle.values():
                 pool[:] = [h for h in pool if h.idle_since >= deadline]
-        for holder in expired:
-            self._remove(holder.id)
+        remove_all(self._remove, [holder.id for holder in expired])
 
     def remove_owned_by(self, owner: str) -> None:
         """Remove the holders a dead server process left (an engine's recovery cleaner)."""
@@ -216,8 +215,7 @@ class NetworkHolders:
         except InfrastructureError as error:
             log.warning("%s", error)
             return
-        for entry in found:
-            self._remove(str(entry["Id"]))
+        remove_all(self._remove, [str(entry["Id"]) for entry in found])
 
     def _remove(self, holder_id: str) -> None:
         remove_by_id(self.connection.api, holder_id, "network holder")
@@ -231,8 +229,7 @@ class NetworkHolders:
             holders.extend(self._lent.values())
             self._idle.clear()
             self._lent.clear()
-        for holder in holders:
-            self._remove(holder.id)
+        remove_all(self._remove, [holder.id for holder in holders])
 
 
 def joined(options: dict[str, Any], holder: NetworkHolder) -> dict[str, Any]:
