@@ -98,7 +98,7 @@ def test_kill_9_while_jobs_run_loses_nothing_and_runs_nothing_twice(
         # Within the grace a service manager gives (systemd: 90 s), the server removes about
         # twenty network holders and the last jobs' containers before it exits.
         stopping_since = time.monotonic()
-        exit_code = server.stop(timeout=30)
+        exit_code = server.stop()
     assert exit_code == 0, f"killed after {time.monotonic() - stopping_since:.1f} s of stopping"
     leftovers = docker_client.containers.list(  # type: ignore[attr-defined]
         all=True, filters={"label": f"oscar.instance={instance}"}

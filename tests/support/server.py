@@ -77,7 +77,9 @@ class RunningServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        """Signal the server and wait for it to exit; killed after `timeout` seconds (a stopping
+        server removes its containers, which takes the daemon seconds on a loaded machine)."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
             try:
