@@ -25,7 +25,7 @@ from tests.support.browser import (
 )
 from tests.support.server import RunningServer, start_server
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.slow]  # a browser through a whole flow
 
 IMAGE = "oscar-test/busybox:latest"
 SERVICE = "ui-grey"

@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support.server import start_server
+
+pytestmark = pytest.mark.slow  # about 100 s of generated requests: started first
 
 SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
 
