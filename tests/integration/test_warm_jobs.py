@@ -202,3 +202,40 @@ def test_deleting_a_running_warm_job_kills_its_script_at_once(
         (job,) = finished(platform, service, 1)
         assert job.status is JobStatus.SUCCEEDED
         assert not (ledger.attempts(job.id)[0].execution_id or "").endswith(container[:12])
+
+
+def test_deleting_a_warm_job_that_waits_for_a_busy_container_gives_its_place_back_at_once(
+    platform: InProcessServer, docker_client: Any
+) -> None:
+    service = "warm-waiting"
+    create(platform, service, SLEEPER)  # max_scale 1: the second job waits for the first
+    put(platform, service, "in/1", b"sleep")
+    running_id, container = running_warm_job(platform, service, docker_client)
+    put(platform, service, "in/2", b"fine")
+    dispatcher = platform.platform.engine.dispatcher
+    deadline = time.monotonic() + 30
+    waiting: list[str] = []
+    while not waiting and time.monotonic() < deadline:
+        waiting = [job for job in dispatcher.running_job_ids() if job != running_id]
+        time.sleep(0.05)
+    assert waiting, "the second job never waited for the container"
+    (waiting_id,) = waiting
+
+    started = time.monotonic()
+    with platform.client() as client:
+        response = client.delete(f"/system/logs/{service}/{waiting_id}")
+    took = time.monotonic() - started
+    assert response.status_code == 204, response.text
+    assert took < 10, f"the delete waited {took:.1f} s for the job to end"
+    # Its place on the host is free again while the first job still holds the container; it
+    # was held until that job ended (here `sleep 300`).
+    deadline = time.monotonic() + 10
+    while waiting_id in dispatcher.running_job_ids() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert waiting_id not in dispatcher.running_job_ids(), "the deleted job still holds a place"
+    assert dispatcher.running_job_ids() == [running_id]
+    assert is_running(docker_client, container)
+    ledger = platform.platform.engine.ledger
+    assert ledger.job_ids(service, None) == [running_id]
+    with platform.client() as client:
+        assert client.delete(f"/system/services/{service}").status_code == 204

@@ -63,6 +63,10 @@ class ContainerConflict(ContainerError):
     pass
 
 
+class Cancelled(EngineError):
+    """The job was cancelled (deleted) before its execution started: nothing of it runs."""
+
+
 class ContainerGone(EngineError):
     """A warm container died before the request's script started in it: another one is used."""
 

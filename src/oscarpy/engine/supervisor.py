@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from oscarpy.engine import contract
-from oscarpy.engine.errors import InfrastructureError, StagingError
+from oscarpy.engine.errors import Cancelled, InfrastructureError, StagingError
 from oscarpy.engine.limits import Guard
 from oscarpy.engine.logstream import LogLine, LogStream
 from oscarpy.engine.outcomes import AttemptOutcome, OutcomeKind
@@ -143,8 +143,8 @@ class Supervisor:
                 staged = contract.staged_bytes(work_dir)
                 runtime.prepare(spec.image, spec.pull)
                 if cancelled.is_set():
-                    raise _Cancelled
-                execution = runtime.start(self._run_spec(spec, work_dir, runtime))
+                    raise Cancelled
+                execution = runtime.start(self._run_spec(spec, work_dir, runtime, cancelled))
                 placement.started(execution)
                 if cancelled.is_set():  # asked while the container was being created
                     execution.kill()
@@ -172,7 +172,7 @@ class Supervisor:
                 outcome = AttemptOutcome(OutcomeKind.SCRIPT_FAILED, "cancelled", "cancelled")
             else:
                 outcome = self._conclude(spec, work_dir, result, stream, providers)
-        except _Cancelled:
+        except Cancelled:
             outcome = AttemptOutcome(OutcomeKind.SCRIPT_FAILED, "cancelled", "cancelled")
         except InfrastructureError as error:
             ticker.stop()
@@ -255,7 +255,9 @@ class Supervisor:
             set_mode(destination, contract.READABLE)
 
     @staticmethod
-    def _run_spec(spec: JobSpec, work_dir: Path, runtime: Runtime) -> RunSpec:
+    def _run_spec(
+        spec: JobSpec, work_dir: Path, runtime: Runtime, cancelled: threading.Event
+    ) -> RunSpec:
         environment = contract.environment(spec, runtime.work_path(work_dir))
         return RunSpec(
             job_id=spec.job_id,
@@ -270,6 +272,7 @@ class Supervisor:
             network=spec.network,
             constraints=spec.constraints,
             pull=spec.pull,
+            cancelled=cancelled,
         )
 
     def _stage_out(
@@ -394,10 +397,6 @@ def _kill_once_cancelled(
             kill()
 
     return check
-
-
-class _Cancelled(Exception):
-    """The job was cancelled (deleted) before its execution started."""
 
 
 class _Ticker:

@@ -20,8 +20,15 @@ import threading
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from oscarpy.engine.errors import ContainerError, ContainerGone, InfrastructureError, StagingError
-from oscarpy.engine.run.pool import Member, ServicePool, WarmPools
+from oscarpy.engine.errors import (
+    Cancelled,
+    ContainerError,
+    ContainerGone,
+    InfrastructureError,
+    StagingError,
+)
+from oscarpy.engine.run.errors import PoolExhausted
+from oscarpy.engine.run.pool import GaveUp, Member, ServicePool, WarmPools
 from oscarpy.engine.runtimes.base import (
     EndReason,
     ImagePull,
@@ -37,6 +44,8 @@ from oscarpy.services.model import Service
 log = logging.getLogger(__name__)
 
 KILLED_EXIT = 128 + 9
+CANCEL_CHECK_SECONDS = 1.0
+"""How often a job waiting for a busy pool's container looks whether it was deleted."""
 
 
 class WarmJobExecution:
@@ -141,7 +150,7 @@ class WarmJobRuntime:
             raise StagingError(f"service {spec.service} no longer exists")
         pool = self._pools.pool(service)
         try:
-            member = pool.acquire(None)
+            member = _acquire(pool, spec)
         except ServiceNotFound as error:
             raise StagingError(f"service {spec.service} no longer exists") from error
         inside = member.container.host_dir / spec.work_dir.name
@@ -164,3 +173,17 @@ class WarmJobRuntime:
 
     def close(self) -> None:
         """The pools are the runner's, closed with it."""
+
+
+def _acquire(pool: ServicePool, spec: RunSpec) -> Member:
+    """A container of the pool, waited for as long as it stays busy, but not once the job is
+    deleted: the job then gives its place on this host back at once, instead of holding it
+    until another call frees a container."""
+    cancelled = spec.cancelled or threading.Event()
+    while True:
+        try:
+            return pool.acquire(CANCEL_CHECK_SECONDS, given_up=cancelled.is_set)
+        except PoolExhausted:
+            continue
+        except GaveUp as error:
+            raise Cancelled(f"job {spec.job_id} was deleted while it waited") from error

@@ -9,6 +9,7 @@ the same protocol.
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -91,6 +92,9 @@ class RunSpec:
     runtimes run everything on this machine."""
     pull: ImagePull | None = None
     """How the image is got where the script runs; local runtimes got it in `prepare`."""
+    cancelled: threading.Event | None = field(default=None, compare=False, repr=False)
+    """Set once the job is cancelled (deleted): a runtime whose `start` may wait (for a warm
+    container to free up) stops waiting and raises `Cancelled`."""
 
 
 class EndReason(StrEnum):
