@@ -4,6 +4,7 @@ concurrent jobs must not share one, and holders must not outlive their use."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,9 +14,11 @@ from typing import Any
 import docker
 import pytest
 
+from oscarpy.engine.records import JobStatus
 from oscarpy.engine.runtimes.base import Limits, RunSpec
 from oscarpy.engine.runtimes.docker import DockerExecution, DockerRuntime
 from oscarpy.engine.runtimes.network_holders import LABEL_NETWORK_OF
+from tests.support.inprocess import in_process_server
 from tests.support.jobs import IMAGE
 
 LIMITS = Limits(cpu_cores=0.5, memory_bytes=64 * 2**20)
@@ -144,3 +147,56 @@ def test_holders_go_with_the_runtime_and_with_a_dead_owner(
         dead.networks._idle.clear()  # already removed; only its threads are left to stop
         dead.close()
     assert holders(docker_client, survivor) == []
+
+
+def test_a_changed_or_deleted_service_keeps_no_holder(
+    runtime: DockerRuntime, tmp_path: Path, docker_client: Any
+) -> None:
+    """Idle holders go at once, and the holder of a job still running goes when it ends, not
+    back to the pool: none keeps the service's old image in use for `docker rmi`."""
+    running = start(runtime, tmp_path / "a", "sleep 2\n")
+    finish(start(runtime, tmp_path / "b", "true\n"))  # its holder is idle, the other lent
+    assert len(holders(docker_client, runtime)) == 2
+    (idle,) = [holder for pool in runtime.networks._idle.values() for holder in pool]
+
+    runtime.forget_service("svc")
+    assert [holder.id for holder in holders(docker_client, runtime)] != [] and idle.id not in {
+        holder.id for holder in holders(docker_client, runtime)
+    }
+    finish(running)
+    assert holders(docker_client, runtime) == []
+    # The service as it is now gets holders again.
+    finish(start(runtime, tmp_path / "c", "true\n"))
+    assert len(holders(docker_client, runtime)) == 1
+
+
+def test_deleting_a_service_removes_its_holders(docker_client: Any, tmp_path: Path) -> None:
+    with in_process_server(tmp_path / "data") as server:
+        definition = {
+            "name": "held",
+            "image": IMAGE,
+            "script": "true\n",
+            "cpu": "0.1",
+            "memory": "16Mi",
+            "input": [{"path": "held/in"}],
+        }
+        with server.client() as client:
+            assert client.post("/system/services", json=definition).status_code == 201
+        store = server.platform.store
+        store.put_bytes("held", "in/1", b"one")
+        ledger = server.platform.engine.ledger
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            jobs = ledger.page("held", 0, 10)[0]
+            if jobs and jobs[0].status is JobStatus.SUCCEEDED:
+                break
+            time.sleep(0.05)
+        of_service = {"label": [f"{LABEL_NETWORK_OF}=held", "oscar.role=network"]}
+        assert docker_client.containers.list(all=True, filters=of_service) != []
+
+        with server.client() as client:
+            assert client.delete("/system/services/held").status_code == 204
+        deadline = time.monotonic() + 10  # it was 2 minutes (the idle holders' expiry)
+        while docker_client.containers.list(all=True, filters=of_service):
+            assert time.monotonic() < deadline, "the deleted service's holders are still there"
+            time.sleep(0.1)

@@ -210,6 +210,14 @@ class Engine:
 
     def _on_service_change(self, event: str, service: Service) -> None:
         self.catalog.forget()
+        if event != "created" and isinstance(self.runtime, KeepsContainers):
+            # Docker calls, kept off the request that changed the service.
+            threading.Thread(
+                target=self.runtime.forget_service,
+                args=(service.name,),
+                name="forget-service",
+                daemon=True,
+            ).start()
         if event == "deleted":
             removed = self.operations.delete_jobs(
                 service.name, everything=True, check_service=False

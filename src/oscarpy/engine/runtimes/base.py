@@ -189,9 +189,12 @@ def node_of(execution: Execution) -> str | None:
 @runtime_checkable
 class KeepsContainers(Protocol):
     """A runtime that keeps containers of its own between jobs (the Docker runtime's network
-    holders): those a dead server process left are removed when the engine cleans up after it."""
+    holders): those a dead server process left are removed when the engine cleans up after it,
+    and a changed or deleted service's when the engine hears of the change."""
 
     def remove_left_by(self, owner: str) -> None: ...
+
+    def forget_service(self, service: str) -> None: ...
 
 
 class Runtime(Protocol):

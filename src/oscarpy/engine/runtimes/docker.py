@@ -494,6 +494,9 @@ class DockerRuntime:
     def remove_left_by(self, owner: str) -> None:
         self.networks.remove_owned_by(owner)
 
+    def forget_service(self, service: str) -> None:
+        self.networks.forget(service)
+
     def close(self) -> None:
         self.networks.close()
         self.remover.close()

@@ -75,6 +75,9 @@ class NetworkHolder:
     """(service, network): what the holder may be lent for."""
     binds: dict[str, dict[str, str]] = field(default_factory=dict)
     idle_since: float = 0.0
+    generation: int = 0
+    """The service's generation it was made in (`NetworkHolders.forget`): an older one is
+    removed when its job gives it back."""
 
     @property
     def network_mode(self) -> str:
@@ -94,6 +97,7 @@ class NetworkHolders:
         self._lent: dict[str, NetworkHolder] = {}
         self._failed: dict[tuple[str, str], float] = {}
         """When making a holder for a key last failed."""
+        self._generations: dict[str, int] = {}
         self._lock = threading.Lock()
         self._reaper = Periodic("network-holders", _REAP_INTERVAL, self.reap_idle)
         self._reaper_started = False
@@ -114,8 +118,9 @@ class NetworkHolders:
                 holder = idle.pop()
                 self._lent[holder.id] = holder
                 return holder
+            generation = self._generations.get(spec.service, 0)
         try:
-            holder = self._create(spec, key)
+            holder = self._create(spec, key, generation)
         except InfrastructureError as error:
             # Not tried again for a while: an image without /bin/sh would fail at every job.
             log.warning("cannot make a network holder for %s: %s", spec.service, error)
@@ -134,7 +139,7 @@ class NetworkHolders:
         with self._lock:
             if self._lent.pop(holder.id, None) is None:
                 return
-            if not self._closed:
+            if not self._closed and holder.generation == self._generations.get(holder.key[0], 0):
                 holder.idle_since = time.monotonic()
                 self._idle.setdefault(holder.key, []).append(holder)
                 return
@@ -150,7 +155,18 @@ class NetworkHolders:
                 self._failed[holder.key] = time.monotonic()
         self._remove(holder.id)
 
-    def _create(self, spec: RunSpec, key: tuple[str, str]) -> NetworkHolder:
+    def forget(self, service: str) -> None:
+        """A service was changed or deleted: its idle holders go now, its lent ones when their
+        jobs end, so that none keeps its old image in use (`docker rmi` refuses an image a
+        container has); a service whose image could not hold a namespace may try again."""
+        with self._lock:
+            self._generations[service] = self._generations.get(service, 0) + 1
+            self._failed = {key: at for key, at in self._failed.items() if key[0] != service}
+            keys = [key for key in self._idle if key[0] == service]
+            doomed = [holder.id for key in keys for holder in self._idle.pop(key)]
+        remove_all(self._remove, doomed)
+
+    def _create(self, spec: RunSpec, key: tuple[str, str], generation: int) -> NetworkHolder:
         api = self.connection.api
         labels = {
             LABEL_INSTANCE: self.instance,
@@ -189,7 +205,7 @@ class NetworkHolders:
             for name, target in _SHARED_FILES.items()
             if attributes.get(name)
         }
-        return NetworkHolder(holder_id, key, binds)
+        return NetworkHolder(holder_id, key, binds, generation=generation)
 
     def reap_idle(self) -> None:
         """Remove the holders idle for longer than `IDLE_SECONDS`."""
