@@ -77,7 +77,7 @@ class RunningServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
         """Signal the server and wait for it to exit; killed after `timeout` seconds (a stopping
         server removes its containers, which takes the daemon seconds on a loaded machine)."""
         if self.process.poll() is None:

@@ -21,7 +21,7 @@ from oscarpy.engine import contract
 from oscarpy.engine.dispatcher import Capacity
 from oscarpy.engine.errors import EngineError, InfrastructureError
 from oscarpy.engine.run.errors import PoolExhausted
-from oscarpy.engine.runtimes.base import Limits, remove_all
+from oscarpy.engine.runtimes.base import Limits
 from oscarpy.engine.runtimes.warm import RunRuntime, WarmContainer, WarmSpec, new_container_dir
 from oscarpy.services.errors import ServiceNotFound
 from oscarpy.services.model import Service
@@ -361,7 +361,10 @@ class WarmPools:
     def _remove_discarded(self) -> None:
         with self._lock:
             doomed, self._discarded = self._discarded, []
-        remove_all(self._remove, doomed)
+        # One after the other: each is running, and Docker 20.10 deadlocks when two network
+        # teardowns overlap (`network_holders._remove_each`).
+        for container in doomed:
+            self._remove(container)
 
     @staticmethod
     def _remove(container: WarmContainer) -> None:

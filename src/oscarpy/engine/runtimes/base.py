@@ -10,34 +10,16 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
-from typing import Literal, Protocol, TypeVar, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 OutputSink = Callable[[bytes], None]
 """Receives what the script prints (stdout and stderr interleaved), as it is produced."""
 
 DEFAULT_PIDS_LIMIT = 1024
-
-PARALLEL_REMOVALS = 8
-
-T = TypeVar("T")
-
-
-def remove_all(remove: Callable[[T], object], doomed: Iterable[T]) -> None:
-    """Call `remove` on each item, several at once: each removal waits on the container
-    engine (hundreds of milliseconds under load), and a stopping server removes many at once,
-    within the few seconds a service manager gives it before a kill."""
-    items = list(doomed)
-    if len(items) <= 1:
-        for item in items:
-            remove(item)
-        return
-    with ThreadPoolExecutor(min(len(items), PARALLEL_REMOVALS)) as executor:
-        list(executor.map(remove, items))
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +37,6 @@ from oscarpy.engine.runtimes.base import (
     RunResult,
     RunSpec,
     Runtime,
-    remove_all,
     result_from_exit,
     timed_out,
 )
@@ -213,6 +213,9 @@ def remove_container(container: Any) -> None:
 
 _RETRY = object()
 _CLOSE = object()
+PARALLEL_REMOVALS = 8
+"""Ended jobs' containers removed at once. They have exited, so their network was released
+then; a running container with a network of its own is removed alone (`network_holders`)."""
 
 
 class Remover:
@@ -279,7 +282,11 @@ class Remover:
             except Exception:  # a bug must not stop the removals of the next jobs
                 log.exception("removing container %s", str(container.id)[:12])
 
-        remove_all(remove, containers)
+        if len(containers) > 1:
+            with ThreadPoolExecutor(min(len(containers), PARALLEL_REMOVALS)) as executor:
+                list(executor.map(remove, containers))
+        elif containers:
+            remove(containers[0])
         return failed
 
     def close(self) -> None:

@@ -31,11 +31,12 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from oscarpy.engine.errors import InfrastructureError
-from oscarpy.engine.runtimes.base import Limits, RunSpec, remove_all
+from oscarpy.engine.runtimes.base import Limits, RunSpec
 from oscarpy.engine.runtimes.docker_api import (
     LABEL_INSTANCE,
     LABEL_OWNER,
@@ -164,7 +165,7 @@ class NetworkHolders:
             self._failed = {key: at for key, at in self._failed.items() if key[0] != service}
             keys = [key for key in self._idle if key[0] == service]
             doomed = [holder.id for key in keys for holder in self._idle.pop(key)]
-        remove_all(self._remove, doomed)
+        self._remove_each(doomed)
 
     def _create(self, spec: RunSpec, key: tuple[str, str], generation: int) -> NetworkHolder:
         api = self.connection.api
@@ -214,7 +215,7 @@ class NetworkHolders:
             expired = [h for pool in self._idle.values() for h in pool if h.idle_since < deadline]
             for pool in self._idle.values():
                 pool[:] = [h for h in pool if h.idle_since >= deadline]
-        remove_all(self._remove, [holder.id for holder in expired])
+        self._remove_each(holder.id for holder in expired)
 
     def remove_owned_by(self, owner: str) -> None:
         """Remove the holders a dead server process left (an engine's recovery cleaner)."""
@@ -231,10 +232,18 @@ class NetworkHolders:
         except InfrastructureError as error:
             log.warning("%s", error)
             return
-        remove_all(self._remove, [str(entry["Id"]) for entry in found])
+        self._remove_each(str(entry["Id"]) for entry in found)
 
     def _remove(self, holder_id: str) -> None:
         remove_by_id(self.connection.api, holder_id, "network holder")
+
+    def _remove_each(self, holder_ids: Iterable[str]) -> None:
+        """One after the other, never several at once: removing a running holder tears its
+        network down, and Docker 20.10 (Debian's `docker.io`) deadlocks its whole daemon when
+        two teardowns overlap (moby/moby#42545, fixed in later releases only). Twenty holders
+        removed eight at a time hung a test machine's daemon."""
+        for holder_id in holder_ids:
+            self._remove(holder_id)
 
     def close(self) -> None:
         """Remove every holder (a job container still running keeps its namespace)."""
@@ -245,7 +254,7 @@ class NetworkHolders:
             holders.extend(self._lent.values())
             self._idle.clear()
             self._lent.clear()
-        remove_all(self._remove, [holder.id for holder in holders])
+        self._remove_each(holder.id for holder in holders)
 
 
 def joined(options: dict[str, Any], holder: NetworkHolder) -> dict[str, Any]:
