@@ -16,7 +16,7 @@ import pytest
 
 from oscarpy.engine.errors import InfrastructureError
 from oscarpy.engine.runtimes import docker as docker_runtime
-from oscarpy.engine.runtimes import network_holders
+from oscarpy.engine.runtimes import docker_api, network_holders
 from oscarpy.engine.runtimes.network_holders import NetworkHolder, NetworkHolders
 
 
@@ -82,4 +82,21 @@ def test_holders_are_removed_one_at_a_time(monkeypatch: pytest.MonkeyPatch, how:
         )()
         holders.remove_owned_by("dead-process")
     assert sorted(meter.removed) == ids
+    assert meter.most == 1
+
+
+def test_removals_of_running_containers_never_overlap_across_threads() -> None:
+    """The reaper, a service's change, a job's discard and the warm pools remove on threads of
+    their own: all of them go through `remove_by_id`, which lets one through at a time."""
+    meter = _OverlapMeter()
+    api = type("Api", (), {"remove_container": lambda self, cid, force: meter(None, cid, "")})()
+    threads = [
+        threading.Thread(target=docker_api.remove_by_id, args=(api, f"c{index}", "container"))
+        for index in range(6)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(meter.removed) == 6
     assert meter.most == 1

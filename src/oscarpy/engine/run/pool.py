@@ -362,7 +362,7 @@ class WarmPools:
         with self._lock:
             doomed, self._discarded = self._discarded, []
         # One after the other: each is running, and Docker 20.10 deadlocks when two network
-        # teardowns overlap (`network_holders._remove_each`).
+        # teardowns overlap (`docker_api.remove_by_id`).
         for container in doomed:
             self._remove(container)
 

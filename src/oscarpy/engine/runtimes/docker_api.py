@@ -90,11 +90,19 @@ def translated(action: str) -> Iterator[None]:
         raise RuntimeUnavailable(f"{action}: {error}") from error
 
 
+_TEARDOWNS = threading.Lock()
+"""Held while a running container with a network of its own is removed: never two at once in
+this process. Removing it tears its network down, and Docker 20.10 (Debian's `docker.io`)
+deadlocks its whole daemon when two teardowns overlap (moby/moby#42545, fixed in later
+releases only): network holders removed eight at a time hung a test machine's daemon."""
+
+
 def remove_by_id(api: Any, container_id: str, what: str) -> None:
-    """Force-remove a container that is ours to remove (`what` names it in the log); one already
-    gone is fine, and a failure is logged, not raised: the caller's work goes on."""
+    """Force-remove a running container that is ours to remove (a network holder, a warm
+    container; `what` names it in the log), one at a time (`_TEARDOWNS`); one already gone is
+    fine, and a failure is logged, not raised: the caller's work goes on."""
     try:
-        with translated(f"cannot remove {what} {container_id[:12]}"):
+        with _TEARDOWNS, translated(f"cannot remove {what} {container_id[:12]}"):
             api.remove_container(container_id, force=True)
     except ContainerMissing:
         pass

@@ -238,10 +238,7 @@ class NetworkHolders:
         remove_by_id(self.connection.api, holder_id, "network holder")
 
     def _remove_each(self, holder_ids: Iterable[str]) -> None:
-        """One after the other, never several at once: removing a running holder tears its
-        network down, and Docker 20.10 (Debian's `docker.io`) deadlocks its whole daemon when
-        two teardowns overlap (moby/moby#42545, fixed in later releases only). Twenty holders
-        removed eight at a time hung a test machine's daemon."""
+        """One after the other, never several at once (`docker_api.remove_by_id`)."""
         for holder_id in holder_ids:
             self._remove(holder_id)
 
