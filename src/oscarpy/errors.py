@@ -27,6 +27,7 @@ storage is the server itself: `InternalError`, 500).
     ├── InvocationError              a /run request cannot be run as sent          400
     │   ├── InvalidBody              neither JSON nor base64                       400
     │   └── BodyTooLarge             over the configured limit                     413
+    ├── Cancelled                    the job was deleted before its script ran     409
     ├── ContainerGone                a warm container died before the script       503
     └── ScalingError                 a node provider refused a step (only logged)  503
     StorageError                     storage/errors.py; a storage failed           502
@@ -54,6 +55,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from oscarpy.engine.errors import (
+    Cancelled,
     ContainerConflict,
     ContainerError,
     ContainerGone,
@@ -134,6 +136,7 @@ STATUS: Mapping[type[Exception], int] = {
     InvocationError: 400,
     InvalidBody: 400,
     BodyTooLarge: 413,
+    Cancelled: 409,
     ContainerGone: 503,
     # A failure of the storage the server depends on (an unreachable S3 endpoint, refused
     # credentials): the server is a gateway to it.
