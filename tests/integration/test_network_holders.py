@@ -160,9 +160,8 @@ def test_a_changed_or_deleted_service_keeps_no_holder(
     (idle,) = [holder for pool in runtime.networks._idle.values() for holder in pool]
 
     runtime.forget_service("svc")
-    assert [holder.id for holder in holders(docker_client, runtime)] != [] and idle.id not in {
-        holder.id for holder in holders(docker_client, runtime)
-    }
+    remaining = {holder.id for holder in holders(docker_client, runtime)}
+    assert remaining and idle.id not in remaining
     finish(running)
     assert holders(docker_client, runtime) == []
     # The service as it is now gets holders again.

@@ -10,6 +10,7 @@ deadlocks its whole daemon on such an overlap (moby/moby#42545): a full test run
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -58,7 +59,7 @@ class _OverlapMeter:
         with self._lock:
             self.running += 1
             self.most = max(self.most, self.running)
-        threading.Event().wait(0.02)  # long enough for another thread to start one
+        time.sleep(0.02)  # long enough for another thread to start one
         with self._lock:
             self.running -= 1
             self.removed.append(container_id)

@@ -31,7 +31,6 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,7 +164,8 @@ class NetworkHolders:
             self._failed = {key: at for key, at in self._failed.items() if key[0] != service}
             keys = [key for key in self._idle if key[0] == service]
             doomed = [holder.id for key in keys for holder in self._idle.pop(key)]
-        self._remove_each(doomed)
+        for holder_id in doomed:
+            self._remove(holder_id)
 
     def _create(self, spec: RunSpec, key: tuple[str, str], generation: int) -> NetworkHolder:
         api = self.connection.api
@@ -215,7 +215,8 @@ class NetworkHolders:
             expired = [h for pool in self._idle.values() for h in pool if h.idle_since < deadline]
             for pool in self._idle.values():
                 pool[:] = [h for h in pool if h.idle_since >= deadline]
-        self._remove_each(holder.id for holder in expired)
+        for holder in expired:
+            self._remove(holder.id)
 
     def remove_owned_by(self, owner: str) -> None:
         """Remove the holders a dead server process left (an engine's recovery cleaner)."""
@@ -232,15 +233,12 @@ class NetworkHolders:
         except InfrastructureError as error:
             log.warning("%s", error)
             return
-        self._remove_each(str(entry["Id"]) for entry in found)
+        for entry in found:
+            self._remove(str(entry["Id"]))
 
     def _remove(self, holder_id: str) -> None:
+        """One at a time, whichever thread asks (`docker_api.remove_by_id`)."""
         remove_by_id(self.connection.api, holder_id, "network holder")
-
-    def _remove_each(self, holder_ids: Iterable[str]) -> None:
-        """One after the other, never several at once (`docker_api.remove_by_id`)."""
-        for holder_id in holder_ids:
-            self._remove(holder_id)
 
     def close(self) -> None:
         """Remove every holder (a job container still running keeps its namespace)."""
@@ -251,7 +249,8 @@ class NetworkHolders:
             holders.extend(self._lent.values())
             self._idle.clear()
             self._lent.clear()
-        self._remove_each(holder.id for holder in holders)
+        for holder in holders:
+            self._remove(holder.id)
 
 
 def joined(options: dict[str, Any], holder: NetworkHolder) -> dict[str, Any]:
